@@ -1,0 +1,494 @@
+"""The `loyalty` command: arguments -> core -> output. The only module that imports typer.
+
+Commands are glue: parse, call one or two core functions, hand the result to
+the output. The one error boundary is `LoyaltyGroup.invoke`: a `LoyaltyError`
+becomes `error: ...` lines on stderr and its exit code.
+
+Start-up time matters (a till calls this in a loop), so the heavy modules are
+imported inside the functions that need them: rules (PyYAML) only where rules
+apply, render (Rich) only when a table is drawn. `balance --json` imports
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import EXIT_CODES_HELP, BadArgument, LoyaltyError
+from .ledger import DEFAULT_TIMEOUT, Ledger
+from .models import check_customer_id, parse_amount, parse_at, parse_birthday
+
+if TYPE_CHECKING:
+    from .models import Ruleset
+
+
+class LoyaltyGroup(TyperGroup):
+    """The single error boundary: every LoyaltyError ends here."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LoyaltyError as error:
+            for line in error.lines():
+                print(f"error: {line}", file=sys.stderr)
+            raise typer.Exit(error.exit_code) from None
+
+
+app = typer.Typer(
+    cls=LoyaltyGroup,
+    help="Customer loyalty points for small shops: an append-only ledger with rules in YAML.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+rules_app = typer.Typer(help="Work with rules files.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(rules_app, name="rules")
+
+
+# --- configuration: paths, clock, environment ----------------------------------
+
+
+def _home_dir(kind: str, xdg_var: str, fallback: str) -> Path:
+    base = os.environ.get(xdg_var)
+    if base:
+        return Path(base) / "loyalty"
+    try:
+        return Path.home() / fallback / "loyalty"
+    except RuntimeError:
+        raise BadArgument(
+            f"no home directory to keep the default {kind} in; pass the path explicitly"
+        ) from None
+
+
+def default_db() -> Path:
+    """$XDG_DATA_HOME/loyalty/ledger.db, else ~/.local/share/loyalty/ledger.db."""
+    return _home_dir("database", "XDG_DATA_HOME", ".local/share") / "ledger.db"
+
+
+def default_rules() -> Path:
+    """$XDG_CONFIG_HOME/loyalty/rules.yaml, else ~/.config/loyalty/rules.yaml."""
+    return _home_dir("rules file", "XDG_CONFIG_HOME", ".config") / "rules.yaml"
+
+
+def _timeout() -> float:
+    raw = os.environ.get("LOYALTY_BUSY_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadArgument(f"LOYALTY_BUSY_TIMEOUT '{raw}' is not a number of seconds") from None
+    return max(value, 0.0)
+
+
+def open_ledger(db: Path | None, *, create: bool = True) -> Ledger:
+    if db is None:
+        db = default_db()
+        if create:
+            db.parent.mkdir(parents=True, exist_ok=True)
+    return Ledger.open(db, create=create, timeout=_timeout())
+
+
+def load(rules: Path | None) -> Ruleset:
+    from .rules import load_rules
+
+    return load_rules(rules or default_rules())
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _at(text: str | None, ruleset: Ruleset) -> datetime | None:
+    if text is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    return parse_at(text, ZoneInfo(ruleset.program.timezone))
+
+
+def _text(value: str | None, what: str) -> str | None:
+    """Optional free text: empty means absent, so a retry compares equal."""
+    if value is None or not value.strip():
+        return None
+    if len(value) > 1000:
+        raise BadArgument(f"{what} is longer than 1000 characters")
+    return value
+
+
+# --- output --------------------------------------------------------------------
+
+
+def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
+    """JSON when asked or when stdout is not a terminal; a Rich view otherwise."""
+    if as_json is None:
+        as_json = not sys.stdout.isatty()
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return
+    from . import render
+
+    render.show(view, doc)
+
+
+# --- shared options ------------------------------------------------------------
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar="LOYALTY_DB",
+        help="Ledger file. Default: $XDG_DATA_HOME/loyalty/ledger.db "
+        "(~/.local/share/loyalty/ledger.db).",
+        dir_okay=False,
+    ),
+]
+RulesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules",
+        envvar="LOYALTY_RULES",
+        help="Rules file. Default: $XDG_CONFIG_HOME/loyalty/rules.yaml "
+        "(~/.config/loyalty/rules.yaml).",
+        dir_okay=False,
+    ),
+]
+JsonOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--json/--no-json",
+        help="Print one JSON document on stdout. Default: JSON when stdout is not a terminal.",
+    ),
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="When it happened, ISO 8601 (2026-11-27T14:30). Naive times are shop-local. "
+        "Default: now.",
+    ),
+]
+TxnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--txn",
+        help="Idempotency key, e.g. the receipt number. A retry with the same key and "
+        "content changes nothing; different content is refused.",
+    ),
+]
+CustomerArg = Annotated[str, typer.Argument(help="The customer's id, stored exactly as given.")]
+
+
+# --- commands ------------------------------------------------------------------
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if version:
+        print(f"loyalty {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def enroll(
+    customer_id: CustomerArg,
+    name: Annotated[str | None, typer.Option(help="Full name.")] = None,
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
+    birthday: Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")] = None,
+    referred_by: Annotated[
+        str | None,
+        typer.Option(help="Id of the customer who referred them (gets referral points)."),
+    ] = None,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Succeed without change if already enrolled.")
+    ] = False,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Enroll a customer, applying the enroll and referral rules.
+
+    Example: loyalty enroll C1001 --name "Ada Lovelace" --referred-by C1000
+    """
+    from .operations import EnrollRequest, enroll
+
+    ruleset = load(rules)
+    request = EnrollRequest(
+        customer_id=check_customer_id(customer_id),
+        name=_text(name, "--name"),
+        email=_text(email, "--email"),
+        phone=_text(phone, "--phone"),
+        birthday=None if birthday is None else parse_birthday(birthday).isoformat(),
+        referred_by=None
+        if referred_by is None
+        else check_customer_id(referred_by, what="--referred-by"),
+        at=_at(at, ruleset),
+        exist_ok=exist_ok,
+    )
+    with open_ledger(db) as ledger:
+        result = enroll(ledger, ruleset, request, now())
+    show(result.to_json(), "enroll", as_json)
+
+
+@app.command()
+def earn(
+    customer_id: CustomerArg,
+    amount: Annotated[
+        str | None, typer.Option(help="Purchase amount, e.g. 42.50. Records a purchase.")
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option(help="An action the rules reward, e.g. review. Records an event.")
+    ] = None,
+    category: Annotated[str | None, typer.Option(help="Product category of the purchase.")] = None,
+    sku: Annotated[str | None, typer.Option(help="Product code of the purchase.")] = None,
+    quantity: Annotated[int | None, typer.Option(help="Number of items.", min=1)] = None,
+    txn: TxnOption = None,
+    at: AtOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the award and write nothing.")
+    ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also say why each other rule did not fire.")
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Record a purchase (--amount) or an action (--event) and award points.
+
+    Example: loyalty earn C1001 --amount 42.50 --category shoes --txn R-5521
+    """
+    from .operations import EarnRequest, check_event, earn
+
+    if (amount is None) == (event is None):
+        raise BadArgument("give either --amount (a purchase) or --event (an action)")
+    if event is not None and (category or sku or quantity):
+        raise BadArgument("--category, --sku and --quantity describe purchases, not events")
+    ruleset = load(rules)
+    request = EarnRequest(
+        customer_id=check_customer_id(customer_id),
+        event="purchase" if event is None else check_event(ruleset, event),
+        amount=None if amount is None else parse_amount(amount),
+        category=_text(category, "--category"),
+        sku=_text(sku, "--sku"),
+        quantity=quantity,
+        txn=_text(txn, "--txn"),
+        at=_at(at, ruleset),
+    )
+    with open_ledger(db, create=not dry_run) as ledger:
+        result = earn(ledger, ruleset, request, now(), dry_run=dry_run, explain=explain)
+    show(result.to_json(), "earn", as_json)
+
+
+@app.command()
+def redeem(
+    customer_id: CustomerArg,
+    points: Annotated[int | None, typer.Option(help="Points to spend.")] = None,
+    reward: Annotated[str | None, typer.Option(help="A reward id from the rules file.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Note kept with the entry.")] = None,
+    txn: TxnOption = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Spend points, or redeem a reward for its cost. Never goes below zero.
+
+    Example: loyalty redeem C1001 --reward coffee
+    """
+    from .operations import RedeemRequest, redeem
+
+    ruleset = load(rules)
+    request = RedeemRequest(
+        customer_id=check_customer_id(customer_id),
+        points=points,
+        reward=reward,
+        reason=_text(reason, "--reason"),
+        txn=_text(txn, "--txn"),
+        at=_at(at, ruleset),
+    )
+    with open_ledger(db) as ledger:
+        result = redeem(ledger, ruleset, request, now())
+    show(result.to_json(), "points", as_json)
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def adjust(
+    customer_id: CustomerArg,
+    points: Annotated[int, typer.Argument(help="Points to add, or take away when negative.")],
+    reason: Annotated[str, typer.Option(help="Why (required; kept in the ledger).")],
+    txn: TxnOption = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Correct a balance by hand, with a mandatory reason.
+
+    Example: loyalty adjust C1001 -50 --reason "double-scanned receipt R-5521"
+    """
+    from .operations import AdjustRequest, adjust
+
+    ruleset = load(rules)
+    request = AdjustRequest(
+        customer_id=check_customer_id(customer_id),
+        points=points,
+        reason=reason,
+        txn=_text(txn, "--txn"),
+        at=_at(at, ruleset),
+    )
+    with open_ledger(db) as ledger:
+        result = adjust(ledger, request, now())
+    show(result.to_json(), "points", as_json)
+
+
+@app.command()
+def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption = None) -> None:
+    """Show a customer's balance, and points earned, redeemed and adjusted.
+
+    Example: loyalty balance C1001 --json | jq .balance
+    """
+    from .operations import balance
+
+    with open_ledger(db, create=False) as ledger:
+        result = balance(ledger, check_customer_id(customer_id))
+    show(result.to_json(), "balance", as_json)
+
+
+@app.command()
+def history(
+    customer_id: CustomerArg,
+    limit: Annotated[
+        int | None, typer.Option(help="Show only the newest N entries.", min=1)
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """List a customer's ledger entries, newest first, with rule and reason.
+
+    Example: loyalty history C1001 --limit 20
+    """
+    from .operations import history
+
+    with open_ledger(db, create=False) as ledger:
+        result = history(ledger, check_customer_id(customer_id), limit)
+    show(result.to_json(), "history", as_json)
+
+
+@app.command()
+def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
+    """Recompute the hash chains and check the ledger's invariants. Exit 1 if broken.
+
+    Example: loyalty verify --db /srv/shop/ledger.db
+    """
+    from .errors import TamperDetected
+
+    with open_ledger(db, create=False) as ledger:
+        report = ledger.verify()
+    doc = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "operations": report.operations,
+        "customers": report.customers,
+        "first_bad_entry": report.first_bad_entry,
+        "problems": report.problems,
+    }
+    show(doc, "verify", as_json)
+    if not report.ok:
+        raise TamperDetected(report.problems[0])
+
+
+@rules_app.command("check")
+def rules_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Rules file. Default: --rules, LOYALTY_RULES, then the default path."),
+    ] = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Validate a rules file and summarise what it defines. Exit 78 if invalid.
+
+    Example: loyalty rules check rules.yaml
+    """
+    ruleset = load(file or rules)
+    program = ruleset.program
+    doc = {
+        "file": ruleset.source,
+        "version": ruleset.version,
+        "program": program.name,
+        "currency": program.currency,
+        "timezone": program.timezone,
+        "rounding": program.rounding,
+        "rules": [
+            {
+                "id": r.id,
+                "on": r.on,
+                "priority": r.priority,
+                "stop": r.stop,
+                "line": r.location.line,
+            }
+            for r in ruleset.rules
+        ],
+        "rewards": [{"id": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()],
+    }
+    show(doc, "rules", as_json)
+
+
+@app.command()
+def demo(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="Where to build the demo ledger (replaced if it exists). "
+            "Default: demo.db next to the default ledger.",
+        ),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Rules file. Default: the bundled rules.example.yaml."),
+    ] = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Build a demo ledger from rules.example.yaml: enroll, earn, redeem, show balances.
+
+    Example: loyalty demo
+    """
+    from .demo import bundled_rules, run_demo
+
+    default_target = default_db().with_name("demo.db")
+    target = db or default_target
+    if target.exists() and target != default_target:
+        # Only the demo's own default file is ever replaced: --db might point
+        # at a real ledger, and ledgers are never deleted.
+        raise BadArgument(f"demo will not overwrite {target}; remove it or pick a new --db path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ruleset = load(rules or bundled_rules())
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    with open_ledger(target) as ledger:
+        steps = run_demo(ledger, ruleset)
+    doc = {"db": str(target), "rules": ruleset.source, "steps": steps}
+    show(doc, "demo", as_json)
+
+
+def main() -> None:
+    app(prog_name="loyalty")

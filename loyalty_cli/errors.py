@@ -1,0 +1,112 @@
+"""The LoyaltyError family: every failure a user can cause, each with its exit code.
+
+Core code raises these; the CLI has one boundary that prints `error: ...` to
+stderr and exits with `exit_code`. Anything else that escapes is a bug.
+The codes follow sysexits(3) where one fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OK = 0
+REFUSED = 1
+USAGE = 2
+DATA_REJECTED = 65
+INPUT_MISSING = 66
+BUSY = 75
+RULES_INVALID = 78
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 refused (unknown customer, insufficient points, key conflict, "
+    "failed verify); 2 usage or bad argument; 65 input data rejected; "
+    "66 input file or database missing, unreadable or not a ledger; "
+    "75 database busy, retry later; 78 rules file invalid."
+)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in an input file, 1-based, printed as `file:line:col`."""
+
+    file: str
+    line: int
+    col: int | None = None
+
+    def __str__(self) -> str:
+        if self.col is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, located so the owner can fix it."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class LoyaltyError(Exception):
+    """Base of every error meant for a user. Subclasses fix the exit code."""
+
+    exit_code = REFUSED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def lines(self) -> list[str]:
+        """What the CLI prints, one `error:` line each."""
+        return [self.message]
+
+
+class Refused(LoyaltyError):
+    """A valid request the ledger will not carry out: unknown customer,
+    insufficient points, idempotency key conflict, duplicate enrollment."""
+
+    exit_code = REFUSED
+
+
+class BadArgument(LoyaltyError):
+    """A command-line value that cannot be used (an amount of 'abc', a bad --at)."""
+
+    exit_code = USAGE
+
+
+class DataRejected(LoyaltyError):
+    exit_code = DATA_REJECTED
+
+
+class InputMissing(LoyaltyError):
+    """A file we need is missing or unreadable, or the database cannot be opened."""
+
+    exit_code = INPUT_MISSING
+
+
+class Busy(LoyaltyError):
+    exit_code = BUSY
+
+
+class RulesInvalid(LoyaltyError):
+    """Every problem found in a rules file, collected before failing."""
+
+    exit_code = RULES_INVALID
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        summary = f"{count} problem{'s' if count != 1 else ''} in the rules file"
+        super().__init__(f"{problems[0]}" if count == 1 else summary)
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class TamperDetected(LoyaltyError):
+    """`verify` found the ledger altered or inconsistent."""
+
+    exit_code = REFUSED

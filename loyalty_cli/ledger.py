@@ -1,0 +1,577 @@
+"""The points ledger: an append-only SQLite file. The only module that touches sqlite3.
+
+- Rows in `entries`, `operations` and `rulesets` are never updated or deleted;
+  triggers refuse it, and `PRAGMA recursive_triggers` is on for every connection
+  so that `INSERT OR REPLACE` cannot delete a row behind the triggers' backs.
+- Every write runs inside `BEGIN IMMEDIATE`, so a read-check-write such as a
+  redemption holds the write lock from its first read: two redemptions racing
+  on one balance are serialised, never both approved.
+- Entries and operations are each hash-chained row by row:
+  hash = sha256(previous hash + canonical row). `verify` recomputes the chains.
+- A balance is `SUM(points)` over the covering index (customer_id, kind, points):
+  it reads only that customer's index entries, whatever the ledger's size.
+- The schema evolves through numbered migrations, tracked in `PRAGMA user_version`
+  and applied when the ledger opens. `PRAGMA application_id` marks the file as ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .errors import Busy, InputMissing
+from .models import (
+    Customer,
+    CustomerState,
+    Entry,
+    Operation,
+    Ruleset,
+    RuleUsage,
+    format_utc,
+    from_cents,
+    parse_utc,
+)
+
+APPLICATION_ID = 0x4C4F5931  # "LOY1"
+DEFAULT_TIMEOUT = 5.0
+
+ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift")
+APPEND_ONLY = ("entries", "operations", "rulesets")
+
+_ENTRY_COLUMNS = (
+    "id, op_id, customer_id, kind, points, amount_cents, occurred_at, recorded_at, "
+    "rule, reward, reason, txn, ruleset, detail"
+)
+_OPERATION_COLUMNS = (
+    "id, txn, kind, customer_id, event, amount_cents, category, sku, quantity, reward, "
+    "reason, occurred_at, recorded_at, ruleset, request"
+)
+
+
+# --- migrations --------------------------------------------------------------
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """The first ledger: customers, operations (the facts), entries (the points),
+    the rules texts that produced them, and the triggers that keep them append-only."""
+    # One statement per execute: executescript() would COMMIT and break the
+    # migration's transaction.
+    statements = [
+        """
+        CREATE TABLE rulesets (
+            version TEXT PRIMARY KEY,          -- sha256 of the rules text
+            source TEXT NOT NULL,              -- the path it was read from
+            text TEXT NOT NULL,
+            first_used_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE customers (
+            id TEXT PRIMARY KEY,
+            name TEXT, email TEXT, phone TEXT,
+            birthday TEXT,
+            referred_by TEXT REFERENCES customers(id),
+            enrolled_at TEXT NOT NULL,
+            recorded_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE operations (
+            id INTEGER PRIMARY KEY,
+            txn TEXT UNIQUE,                   -- idempotency key, when given
+            kind TEXT NOT NULL,                -- enroll, purchase, event, redeem, adjust
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            event TEXT,
+            amount_cents INTEGER,
+            category TEXT, sku TEXT, quantity INTEGER,
+            reward TEXT, reason TEXT,
+            occurred_at TEXT NOT NULL,         -- business time, UTC
+            recorded_at TEXT NOT NULL,
+            ruleset TEXT REFERENCES rulesets(version),
+            request TEXT NOT NULL,             -- canonical content, for key conflicts
+            hash TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX operations_customer ON operations(customer_id, kind, amount_cents)
+        """,
+        """
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            op_id INTEGER NOT NULL REFERENCES operations(id),
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            kind TEXT NOT NULL,
+            points INTEGER NOT NULL,
+            amount_cents INTEGER,              -- the purchase amount this entry was computed from
+            occurred_at TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            rule TEXT, reward TEXT, reason TEXT,
+            txn TEXT,
+            ruleset TEXT REFERENCES rulesets(version),
+            detail TEXT,                       -- how the rule computed the points
+            hash TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX entries_balance ON entries(customer_id, kind, points)
+        """,
+        """
+        CREATE INDEX entries_op ON entries(op_id)
+        """,
+        """
+        CREATE INDEX entries_rule ON entries(rule, points)
+        """,
+        """
+        CREATE TRIGGER customers_no_delete BEFORE DELETE ON customers
+            BEGIN SELECT RAISE(ABORT, 'customers are never deleted'); END
+        """,
+        """
+        CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled_at, referred_by
+        ON customers
+            BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change');
+            END
+        """,
+    ]
+    for statement in statements:
+        conn.execute(statement)
+    for table in APPEND_ONLY:
+        for action in ("UPDATE", "DELETE"):
+            conn.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} are append-only: "
+                "add a correcting entry instead'); END"
+            )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+TRIGGERS = frozenset(
+    [f"{t}_no_{a}" for t in APPEND_ONLY for a in ("update", "delete")]
+    + ["customers_no_delete", "customers_keep_identity"]
+)
+
+
+# --- hashing -------------------------------------------------------------------
+
+
+def _canonical(row: Sequence[object]) -> bytes:
+    """Length-prefixed fields, so no two different rows serialise alike."""
+    parts = []
+    for value in row:
+        if value is None:
+            parts.append("~")
+        else:
+            text = str(value)
+            parts.append(f"{len(text)}:{text}")
+    return "|".join(parts).encode("utf-8")
+
+
+def chain_hash(previous: str, row: Sequence[object]) -> str:
+    digest = hashlib.sha256(previous.encode("ascii"))
+    digest.update(_canonical(row))
+    return digest.hexdigest()
+
+
+# --- records being written -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewOperation:
+    kind: str
+    customer_id: str
+    occurred_at: datetime
+    request: dict[str, object]
+    txn: str | None = None
+    event: str | None = None
+    amount_cents: int | None = None
+    category: str | None = None
+    sku: str | None = None
+    quantity: int | None = None
+    reward: str | None = None
+    reason: str | None = None
+    ruleset: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    kind: str
+    points: int
+    customer_id: str | None = None  # when not the operation's customer (a referrer)
+    rule: str | None = None
+    reward: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    operations: int = 0
+    customers: int = 0
+    first_bad_entry: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def canonical_request(request: dict[str, object]) -> str:
+    return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- the ledger ----------------------------------------------------------------
+
+
+class Ledger:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    # opening ----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Ledger:
+        """Open (and if need be create or migrate) the ledger at `path`.
+
+        Every refusal happens before anything is written, so a file that is
+        not ours, or is newer than us, is left exactly as it was."""
+        exists = path.exists()
+        if path.is_dir():
+            raise InputMissing(f"database {path} is a directory; pass a file path with --db")
+        if not exists:
+            if not create:
+                raise InputMissing(
+                    f"no ledger at {path} yet (enroll a customer first, or pass --db PATH)"
+                )
+            if not path.parent.is_dir():
+                raise InputMissing(
+                    f"cannot create database {path}: directory {path.parent} does not exist"
+                )
+            if not os.access(path.parent, os.W_OK):
+                raise InputMissing(
+                    f"cannot create database {path}: no write permission in {path.parent}"
+                )
+        elif not os.access(path, os.R_OK):
+            raise InputMissing(f"cannot read database {path}: permission denied")
+        try:
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise InputMissing(f"cannot open database {path}: {exc}") from None
+        ledger = cls(conn, path)
+        try:
+            ledger._prepare(writable=(exists and os.access(path, os.W_OK)) or not exists)
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
+    def _prepare(self, writable: bool) -> None:
+        path = self.path
+        try:
+            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError:
+            raise InputMissing(f"{path} is not a loyalty ledger (not an SQLite database)") from None
+        if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
+            raise InputMissing(
+                f"{path} is not a loyalty ledger (an SQLite file with other contents); "
+                "pass another --db"
+            )
+        if version > SCHEMA_VERSION:
+            raise InputMissing(
+                f"{path} has ledger schema {version}, newer than this loyalty knows "
+                f"({SCHEMA_VERSION}); upgrade loyalty to use it"
+            )
+        self.conn.execute("PRAGMA recursive_triggers = ON")
+        if version == SCHEMA_VERSION:
+            return
+        if not writable:
+            raise InputMissing(f"database {path} needs upgrading but is not writable")
+        with self._translate_busy():
+            if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            with self.transaction():
+                # Another process may have migrated while we waited for the lock.
+                current = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                for migration in MIGRATIONS[current:]:
+                    migration(self.conn)
+                self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # transactions -----------------------------------------------------------
+
+    @contextmanager
+    def _translate_busy(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Busy(
+                    f"database {self.path} is busy: another loyalty command held it too long; "
+                    "try again in a moment"
+                ) from None
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction that holds the write lock from its first statement."""
+        with self._translate_busy():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # reads ------------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> Customer | None:
+        row = self.conn.execute(
+            "SELECT id, enrolled_at, name, email, phone, birthday, referred_by "
+            "FROM customers WHERE id = ?",
+            (customer_id,),
+        ).fetchone()
+        return Customer(*row) if row else None
+
+    def balance(self, customer_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?", (customer_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def points_by_kind(self, customer_id: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT kind, SUM(points) FROM entries WHERE customer_id = ? GROUP BY kind",
+            (customer_id,),
+        )
+        return {kind: int(total) for kind, total in rows}
+
+    def customer_state(
+        self,
+        customer: Customer,
+        windows: dict[str, tuple[datetime | None, datetime | None]],
+        budget_rules: Iterable[str],
+    ) -> CustomerState:
+        """What the evaluator needs to know about a customer, read in one place."""
+        count, spend = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
+            "WHERE customer_id = ? AND kind = 'purchase'",
+            (customer.id,),
+        ).fetchone()
+        usage = {}
+        for rule, (start, end) in windows.items():
+            used = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM entries "
+                "WHERE customer_id = ? AND rule = ? AND occurred_at >= ? AND occurred_at < ?",
+                (
+                    customer.id,
+                    rule,
+                    format_utc(start) if start else "",
+                    format_utc(end) if end else "~",
+                ),
+            ).fetchone()
+            usage[rule] = RuleUsage(count=used[0], points=used[1])
+        budget_used = {
+            rule: self.conn.execute(
+                "SELECT COALESCE(SUM(points), 0) FROM entries WHERE rule = ?", (rule,)
+            ).fetchone()[0]
+            for rule in budget_rules
+        }
+        return CustomerState(
+            customer_id=customer.id,
+            enrolled_at=parse_utc(customer.enrolled_at),
+            balance=self.balance(customer.id),
+            purchases=count,
+            spend=from_cents(spend),
+            referred_by=customer.referred_by,
+            usage=usage,
+            budget_used=budget_used,
+        )
+
+    def operation(self, txn: str) -> Operation | None:
+        row = self.conn.execute(
+            "SELECT id, txn, kind, customer_id, occurred_at, request FROM operations WHERE txn = ?",
+            (txn,),
+        ).fetchone()
+        return Operation(*row) if row else None
+
+    def entries_of(self, op_id: int) -> list[Entry]:
+        rows = self.conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE op_id = ? ORDER BY id", (op_id,)
+        )
+        return [Entry(*row) for row in rows]
+
+    def history(self, customer_id: str, limit: int | None = None) -> list[Entry]:
+        rows = self.conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE customer_id = ? ORDER BY id DESC LIMIT ?",
+            (customer_id, -1 if limit is None else limit),
+        )
+        return [Entry(*row) for row in rows]
+
+    # writes (inside `transaction()`) ----------------------------------------
+
+    def remember_ruleset(self, ruleset: Ruleset, at: datetime) -> None:
+        """Keep each distinct rules text once, so any entry can be re-explained."""
+        self.conn.execute(
+            "INSERT INTO rulesets (version, source, text, first_used_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (version) DO NOTHING",
+            (ruleset.version, ruleset.source, ruleset.text, format_utc(at)),
+        )
+
+    def add_customer(self, customer: Customer, recorded_at: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO customers (id, name, email, phone, birthday, referred_by, "
+            "enrolled_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                customer.id,
+                customer.name,
+                customer.email,
+                customer.phone,
+                customer.birthday,
+                customer.referred_by,
+                customer.enrolled_at,
+                format_utc(recorded_at),
+            ),
+        )
+
+    def _tip(self, table: str) -> tuple[int, str]:
+        row = self.conn.execute(f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, "")
+
+    def append(
+        self,
+        op: NewOperation,
+        entries: Sequence[NewEntry],
+        recorded_at: datetime,
+    ) -> int:
+        """Write one operation and its entries, extending both hash chains."""
+        recorded = format_utc(recorded_at)
+        occurred = format_utc(op.occurred_at)
+        op_id, previous = self._tip("operations")
+        op_id += 1
+        op_row = (
+            op_id,
+            op.txn,
+            op.kind,
+            op.customer_id,
+            op.event,
+            op.amount_cents,
+            op.category,
+            op.sku,
+            op.quantity,
+            op.reward,
+            op.reason,
+            occurred,
+            recorded,
+            op.ruleset,
+            canonical_request(op.request),
+        )
+        self.conn.execute(
+            f"INSERT INTO operations ({_OPERATION_COLUMNS}, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*op_row, chain_hash(previous, op_row)),
+        )
+        entry_id, previous = self._tip("entries")
+        rows = []
+        for entry in entries:
+            entry_id += 1
+            row = (
+                entry_id,
+                op_id,
+                entry.customer_id or op.customer_id,
+                entry.kind,
+                entry.points,
+                op.amount_cents,
+                occurred,
+                recorded,
+                entry.rule,
+                entry.reward,
+                entry.reason,
+                op.txn,
+                op.ruleset,
+                entry.detail,
+            )
+            previous = chain_hash(previous, row)
+            rows.append((*row, previous))
+        self.conn.executemany(
+            f"INSERT INTO entries ({_ENTRY_COLUMNS}, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        return op_id
+
+    # verification -----------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Recompute both hash chains and check the ledger's invariants."""
+        report = VerifyReport()
+        conn = self.conn
+        report.customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            report.problems.append(f"SQLite integrity check failed: {check}")
+        present = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        }
+        for name in sorted(TRIGGERS - present):
+            report.problems.append(
+                f"trigger {name} is missing: the append-only protection was removed"
+            )
+        report.operations, bad_op = self._walk_chain("operations", _OPERATION_COLUMNS)
+        if bad_op is not None:
+            report.problems.append(
+                f"operation #{bad_op} does not match the hash chain: it, or the one before it, "
+                "was changed, inserted or removed outside loyalty"
+            )
+        report.entries, bad_entry = self._walk_chain("entries", _ENTRY_COLUMNS)
+        if bad_entry is not None:
+            report.first_bad_entry = bad_entry
+            report.problems.append(
+                f"entry #{bad_entry} does not match the hash chain: it, or the one before it, "
+                "was changed, inserted or removed outside loyalty"
+            )
+        for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
+            report.problems.append(f"{table} row {rowid} refers to a missing {parent} row")
+        placeholders = ", ".join("?" for _ in ENTRY_KINDS)
+        for entry_id, kind in conn.execute(
+            f"SELECT id, kind FROM entries WHERE kind NOT IN ({placeholders}) LIMIT 5",
+            ENTRY_KINDS,
+        ):
+            report.problems.append(f"entry #{entry_id} has unknown kind '{kind}'")
+        for customer_id, total in conn.execute(
+            "SELECT customer_id, SUM(points) FROM entries GROUP BY customer_id "
+            "HAVING SUM(points) < 0 LIMIT 5"
+        ):
+            report.problems.append(f"customer {customer_id!r} has a negative balance ({total})")
+        return report
+
+    def _walk_chain(self, table: str, columns: str) -> tuple[int, int | None]:
+        count, previous, first_bad = 0, "", None
+        for row in self.conn.execute(f"SELECT {columns}, hash FROM {table} ORDER BY id"):
+            count += 1
+            expected = chain_hash(previous, row[:-1])
+            if first_bad is None and expected != row[-1]:
+                first_bad = row[0]
+            # Follow the stored hashes, so one bad row is reported once, not
+            # as a cascade through every row after it.
+            previous = row[-1]
+        return count, first_bad

@@ -1,0 +1,611 @@
+"""The programme's use cases: enroll, earn, redeem, adjust, balance, history.
+
+Each takes an open `Ledger`, the `Ruleset` where rules apply, a request and
+`now` (the clock is read by the caller), runs the read-check-write inside one
+`BEGIN IMMEDIATE` transaction, and returns a result whose `to_json()` is the
+documented JSON shape. Retries are safe with an idempotency key (`txn`): the
+same key with the same content reports the original result; with different
+content it is a conflict.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from .errors import BadArgument, Refused
+from .evaluator import evaluate, rules_for, usage_windows
+from .ledger import Ledger, NewEntry, NewOperation, canonical_request
+from .models import (
+    Activity,
+    Award,
+    AwardLine,
+    Customer,
+    CustomerState,
+    Entry,
+    Ruleset,
+    format_utc,
+    from_cents,
+    to_cents,
+)
+
+# Events the ledger raises itself, never typed in with `earn --event`.
+SYSTEM_EVENTS = ("enroll", "referral")
+
+
+# --- requests and results ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birthday: str | None = None
+    referred_by: str | None = None
+    at: datetime | None = None
+    exist_ok: bool = False
+
+
+@dataclass(frozen=True)
+class EarnRequest:
+    customer_id: str
+    event: str  # "purchase" or an event name
+    amount: Decimal | None = None
+    category: str | None = None
+    sku: str | None = None
+    quantity: int | None = None
+    txn: str | None = None
+    at: datetime | None = None  # None: now, and a retry need not repeat it
+
+    def content(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "event": self.event,
+            "amount": None if self.amount is None else str(self.amount),
+            "category": self.category,
+            "sku": self.sku,
+            "quantity": self.quantity,
+        }
+
+
+@dataclass(frozen=True)
+class RedeemRequest:
+    customer_id: str
+    points: int | None = None
+    reward: str | None = None
+    reason: str | None = None
+    txn: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AdjustRequest:
+    customer_id: str
+    points: int
+    reason: str
+    txn: str | None = None
+    at: datetime | None = None
+
+
+def _line_json(line: AwardLine) -> dict[str, object]:
+    out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
+    if line.reward is not None:
+        out["reward"] = line.reward
+    return out
+
+
+@dataclass(frozen=True)
+class AwardResult:
+    """The outcome of earn (and of the enroll and referral parts of enroll)."""
+
+    customer_id: str
+    event: str
+    occurred_at: str
+    amount: Decimal | None
+    txn: str | None
+    award: Award
+    balance: int
+    duplicate: bool = False
+    dry_run: bool = False
+    explain: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "customer_id": self.customer_id,
+            "event": self.event,
+            "amount": None if self.amount is None else str(self.amount),
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "points": self.award.points,
+            "balance": self.balance,
+            "lines": [_line_json(line) for line in self.award.lines],
+            "duplicate": self.duplicate,
+            "dry_run": self.dry_run,
+        }
+        if self.explain:
+            out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in self.award.skipped]
+        return out
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    customer: Customer
+    created: bool
+    award: AwardResult
+    referral: AwardResult | None
+
+    def to_json(self) -> dict[str, object]:
+        c = self.customer
+        return {
+            "customer_id": c.id,
+            "created": self.created,
+            "name": c.name,
+            "email": c.email,
+            "phone": c.phone,
+            "birthday": c.birthday,
+            "referred_by": c.referred_by,
+            "enrolled_at": c.enrolled_at,
+            "points": self.award.award.points,
+            "balance": self.award.balance,
+            "lines": [_line_json(line) for line in self.award.award.lines],
+            "referral": None if self.referral is None else self.referral.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class PointsResult:
+    """The outcome of a redemption or an adjustment."""
+
+    kind: str  # redeem or adjust
+    customer_id: str
+    points: int  # signed: what this operation did to the balance
+    balance: int
+    occurred_at: str
+    txn: str | None
+    reward: str | None
+    reason: str | None
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "kind": self.kind,
+            "points": self.points,
+            "balance": self.balance,
+            "reward": self.reward,
+            "reason": self.reason,
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class BalanceResult:
+    customer: Customer
+    balance: int
+    earned: int
+    redeemed: int
+    adjusted: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer.id,
+            "name": self.customer.name,
+            "balance": self.balance,
+            "earned": self.earned,
+            "redeemed": self.redeemed,
+            "adjusted": self.adjusted,
+        }
+
+
+def entry_json(entry: Entry) -> dict[str, object]:
+    return {
+        "id": entry.id,
+        "occurred_at": entry.occurred_at,
+        "kind": entry.kind,
+        "points": entry.points,
+        "rule": entry.rule,
+        "reward": entry.reward,
+        "reason": entry.reason,
+        "detail": entry.detail,
+        "amount": None if entry.amount_cents is None else str(from_cents(entry.amount_cents)),
+        "txn": entry.txn,
+        "rules_version": entry.ruleset,
+    }
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    customer_id: str
+    balance: int
+    entries: list[Entry]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "balance": self.balance,
+            "entries": [entry_json(e) for e in self.entries],
+        }
+
+
+# --- shared steps --------------------------------------------------------------
+
+
+@contextmanager
+def _writing(ledger: Ledger, dry_run: bool = False) -> Iterator[None]:
+    # A dry run reads without taking the write lock; it writes nothing anyway.
+    with nullcontext() if dry_run else ledger.transaction():
+        yield
+
+
+def _customer(ledger: Ledger, customer_id: str, what: str = "customer") -> Customer:
+    customer = ledger.customer(customer_id)
+    if customer is None:
+        raise Refused(f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)")
+    return customer
+
+
+def _earlier(
+    ledger: Ledger, txn: str | None, content: dict[str, object], at: datetime | None
+) -> int | None:
+    """The id of the operation already recorded under `txn`, if its content is
+    the same; a conflict if it is not. A retry may leave out --at."""
+    if txn is None:
+        return None
+    earlier = ledger.operation(txn)
+    if earlier is None:
+        return None
+    if earlier.request != canonical_request(content) or (
+        at is not None and format_utc(at) != earlier.occurred_at
+    ):
+        before = json.loads(earlier.request)
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(before.items()) if v is not None)
+        raise Refused(
+            f"txn {txn!r} was already used for a different operation ({shown}, "
+            f"at {earlier.occurred_at}); use a new --txn"
+        )
+    return earlier.id
+
+
+def _award_from_entries(entries: list[Entry]) -> Award:
+    lines = tuple(AwardLine(e.rule or e.kind, e.points, e.detail or "", e.reward) for e in entries)
+    return Award(points=sum(e.points for e in entries), lines=lines)
+
+
+def _entries(award: Award, kind: str, customer_id: str | None = None) -> list[NewEntry]:
+    return [
+        NewEntry(
+            kind="gift" if line.reward is not None and line.points == 0 else kind,
+            points=line.points,
+            customer_id=customer_id,
+            rule=line.rule,
+            reward=line.reward,
+            detail=line.detail,
+        )
+        for line in award.lines
+    ]
+
+
+def _state(
+    ledger: Ledger, ruleset: Ruleset, customer: Customer, activity: Activity
+) -> CustomerState:
+    budgets = [r.id for r in rules_for(ruleset, activity.event) if r.budget is not None]
+    return ledger.customer_state(customer, usage_windows(ruleset, activity), budgets)
+
+
+# --- use cases -----------------------------------------------------------------
+
+
+def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: datetime) -> EnrollResult:
+    """Enroll a customer; pay the enroll rules to them and the referral rules to
+    their referrer (once per referred customer, since a customer enrolls once)."""
+    at = request.at or now
+    with ledger.transaction():
+        existing = ledger.customer(request.customer_id)
+        if existing is not None:
+            if not request.exist_ok:
+                raise Refused(
+                    f"customer {request.customer_id!r} is already enrolled "
+                    "(add --exist-ok to make enroll a no-op for existing customers)"
+                )
+            balance = ledger.balance(existing.id)
+            award = AwardResult(
+                existing.id, "enroll", existing.enrolled_at, None, None, Award(0, ()), balance
+            )
+            return EnrollResult(existing, created=False, award=award, referral=None)
+        referrer: Customer | None = None
+        if request.referred_by is not None:
+            if request.referred_by == request.customer_id:
+                raise Refused(f"customer {request.customer_id!r} cannot refer themselves")
+            referrer = _customer(ledger, request.referred_by, "referrer")
+        customer = Customer(
+            id=request.customer_id,
+            enrolled_at=format_utc(at),
+            name=request.name,
+            email=request.email,
+            phone=request.phone,
+            birthday=request.birthday,
+            referred_by=request.referred_by,
+        )
+        activity = Activity(customer.id, "enroll", at)
+        welcome = evaluate(ruleset, activity, _state(ledger, ruleset, customer, activity))
+        entries = _entries(welcome, "enroll")
+        referral_award: Award | None = None
+        if referrer is not None:
+            ref_activity = Activity(referrer.id, "referral", at, referred=customer.id)
+            referral_award = evaluate(
+                ruleset, ref_activity, _state(ledger, ruleset, referrer, ref_activity)
+            )
+            entries += _entries(referral_award, "earn", customer_id=referrer.id)
+        ledger.add_customer(customer, now)
+        ledger.remember_ruleset(ruleset, now)
+        ledger.append(
+            NewOperation(
+                kind="enroll",
+                customer_id=customer.id,
+                occurred_at=at,
+                event="enroll",
+                ruleset=ruleset.version,
+                request={"customer_id": customer.id, "referred_by": request.referred_by},
+            ),
+            entries,
+            now,
+        )
+        occurred = format_utc(at)
+        result = AwardResult(
+            customer.id, "enroll", occurred, None, None, welcome, ledger.balance(customer.id)
+        )
+        referral = None
+        if referrer is not None and referral_award is not None:
+            referral = AwardResult(
+                referrer.id,
+                "referral",
+                occurred,
+                None,
+                None,
+                referral_award,
+                ledger.balance(referrer.id),
+            )
+        return EnrollResult(customer, created=True, award=result, referral=referral)
+
+
+def check_event(ruleset: Ruleset, event: str) -> str:
+    """An event typed at the CLI must be one the rules reward: a typo would
+    otherwise record an action that silently earns nothing."""
+    if event == "purchase":
+        raise BadArgument("record a purchase with --amount, not --event purchase")
+    if event in SYSTEM_EVENTS:
+        raise BadArgument(
+            f"'{event}' points are paid by 'loyalty enroll' (use --referred-by for referrals)"
+        )
+    known = sorted(ruleset.events - set(SYSTEM_EVENTS))
+    if event not in known:
+        match = difflib.get_close_matches(event, known, n=1)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        raise BadArgument(
+            f"no rule in {ruleset.source} rewards the event '{event}'{hint}; "
+            f"events with rules: {', '.join(known) or 'none'}"
+        )
+    return event
+
+
+def earn(
+    ledger: Ledger,
+    ruleset: Ruleset,
+    request: EarnRequest,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    explain: bool = False,
+) -> AwardResult:
+    """Record a purchase or an event and award its points."""
+    at = request.at or now
+    occurred = format_utc(at)
+    with _writing(ledger, dry_run):
+        earlier = _earlier(ledger, request.txn, request.content(), request.at)
+        if earlier is not None:
+            entries = ledger.entries_of(earlier)
+            return AwardResult(
+                request.customer_id,
+                request.event,
+                entries[0].occurred_at if entries else occurred,
+                request.amount,
+                request.txn,
+                _award_from_entries(entries),
+                ledger.balance(request.customer_id),
+                duplicate=True,
+                dry_run=dry_run,
+            )
+        customer = _customer(ledger, request.customer_id)
+        activity = Activity(
+            customer_id=customer.id,
+            event=request.event,
+            at=at,
+            amount=request.amount,
+            category=request.category,
+            sku=request.sku,
+            quantity=request.quantity,
+        )
+        state = _state(ledger, ruleset, customer, activity)
+        award = evaluate(ruleset, activity, state)
+        balance = state.balance + award.points
+        if not dry_run:
+            ledger.remember_ruleset(ruleset, now)
+            ledger.append(
+                NewOperation(
+                    kind="purchase" if request.event == "purchase" else "event",
+                    customer_id=customer.id,
+                    occurred_at=at,
+                    txn=request.txn,
+                    event=request.event,
+                    amount_cents=None if request.amount is None else to_cents(request.amount),
+                    category=request.category,
+                    sku=request.sku,
+                    quantity=request.quantity,
+                    ruleset=ruleset.version,
+                    request=request.content(),
+                ),
+                _entries(award, "earn"),
+                now,
+            )
+            balance = ledger.balance(customer.id)
+        return AwardResult(
+            customer.id,
+            request.event,
+            occurred,
+            request.amount,
+            request.txn,
+            award,
+            balance,
+            dry_run=dry_run,
+            explain=explain,
+        )
+
+
+def redeem(
+    ledger: Ledger, ruleset: Ruleset | None, request: RedeemRequest, now: datetime
+) -> PointsResult:
+    """Spend points, or a reward's cost in points. Never below zero."""
+    if (request.points is None) == (request.reward is None):
+        raise BadArgument("give either --points N or --reward ID")
+    cost, reason = request.points, request.reason
+    if request.reward is not None:
+        assert ruleset is not None
+        reward = ruleset.rewards.get(request.reward)
+        if reward is None:
+            known = sorted(ruleset.rewards)
+            match = difflib.get_close_matches(request.reward, known, n=1)
+            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            raise Refused(
+                f"unknown reward '{request.reward}'{hint}; rewards: {', '.join(known) or 'none'}"
+            )
+        cost, reason = reward.cost, reason or reward.name
+    assert cost is not None
+    if cost <= 0:
+        raise BadArgument(f"--points must be a positive whole number, got {cost}")
+    content = {"customer_id": request.customer_id, "points": cost, "reward": request.reward}
+    return _spend(
+        ledger,
+        "redeem",
+        request.customer_id,
+        -cost,
+        request.reward,
+        reason,
+        request.txn,
+        content,
+        request.at,
+        now,
+        ruleset,
+    )
+
+
+def adjust(ledger: Ledger, request: AdjustRequest, now: datetime) -> PointsResult:
+    """A manual correction, always with a reason. It may not take the balance below zero."""
+    if request.points == 0:
+        raise BadArgument("adjust POINTS must not be zero")
+    if not request.reason.strip():
+        raise BadArgument("--reason must say why the points change (it is kept in the ledger)")
+    content = {
+        "customer_id": request.customer_id,
+        "points": request.points,
+        "reason": request.reason,
+    }
+    return _spend(
+        ledger,
+        "adjust",
+        request.customer_id,
+        request.points,
+        None,
+        request.reason,
+        request.txn,
+        content,
+        request.at,
+        now,
+        None,
+    )
+
+
+def _spend(
+    ledger: Ledger,
+    kind: str,
+    customer_id: str,
+    points: int,
+    reward: str | None,
+    reason: str | None,
+    txn: str | None,
+    content: dict[str, object],
+    at: datetime | None,
+    now: datetime,
+    ruleset: Ruleset | None,
+) -> PointsResult:
+    """Write one signed entry after checking, under the write lock, that the
+    balance stays non-negative."""
+    occurred = format_utc(at or now)
+    with ledger.transaction():
+        earlier = _earlier(ledger, txn, content, at)
+        if earlier is not None:
+            entries = ledger.entries_of(earlier)
+            return PointsResult(
+                kind,
+                customer_id,
+                sum(e.points for e in entries),
+                ledger.balance(customer_id),
+                entries[0].occurred_at,
+                txn,
+                reward,
+                reason,
+                duplicate=True,
+            )
+        _customer(ledger, customer_id)
+        balance = ledger.balance(customer_id)
+        if balance + points < 0:
+            raise Refused(
+                f"insufficient points: {customer_id!r} has {balance}, needs {-points} "
+                f"(short by {-points - balance})"
+            )
+        if ruleset is not None:
+            ledger.remember_ruleset(ruleset, now)
+        ledger.append(
+            NewOperation(
+                kind=kind,
+                customer_id=customer_id,
+                occurred_at=at or now,
+                txn=txn,
+                reward=reward,
+                reason=reason,
+                ruleset=None if ruleset is None else ruleset.version,
+                request=content,
+            ),
+            [NewEntry(kind=kind, points=points, reward=reward, reason=reason)],
+            now,
+        )
+        return PointsResult(
+            kind, customer_id, points, balance + points, occurred, txn, reward, reason
+        )
+
+
+def balance(ledger: Ledger, customer_id: str) -> BalanceResult:
+    customer = _customer(ledger, customer_id)
+    by_kind = ledger.points_by_kind(customer_id)
+    return BalanceResult(
+        customer=customer,
+        balance=sum(by_kind.values()),
+        earned=by_kind.get("enroll", 0) + by_kind.get("earn", 0),
+        redeemed=-by_kind.get("redeem", 0),
+        adjusted=by_kind.get("adjust", 0),
+    )
+
+
+def history(ledger: Ledger, customer_id: str, limit: int | None = None) -> HistoryResult:
+    _customer(ledger, customer_id)
+    return HistoryResult(
+        customer_id, ledger.balance(customer_id), ledger.history(customer_id, limit)
+    )

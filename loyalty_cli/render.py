@@ -1,0 +1,202 @@
+"""Rich views for people. The only module that imports Rich.
+
+Each view draws the same dict that `--json` prints, so the table and the JSON
+cannot disagree. Rich honours NO_COLOR and writes no escape codes into a pipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+Doc = dict[str, Any]
+
+_console = Console(highlight=False)
+
+
+def show(view: str, doc: Doc) -> None:
+    VIEWS[view](doc)
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", show_edge=False)
+    for name in columns:
+        table.add_column(name, justify="right" if name in ("Points", "Id", "Cost") else "left")
+    return table
+
+
+def _signed(points: int) -> str:
+    return f"+{points}" if points > 0 else str(points)
+
+
+def _lines(doc: Doc) -> None:
+    if doc["lines"]:
+        table = _table("Rule", "Points", "How")
+        for line in doc["lines"]:
+            how = line["detail"] if "reward" not in line else f"{line['detail']}, free"
+            table.add_row(line["rule"], _signed(line["points"]), how)
+        _console.print(table)
+    if doc.get("skipped"):
+        table = _table("Did not fire", "Why")
+        for skip in doc["skipped"]:
+            table.add_row(skip["rule"], skip["reason"])
+        _console.print(table)
+
+
+def earn(doc: Doc) -> None:
+    what = f"{doc['amount']} purchase" if doc["event"] == "purchase" else f"'{doc['event']}'"
+    head = Text.assemble(
+        (doc["customer_id"], "bold"),
+        f" earned {doc['points']} points for a {what} · balance ",
+        (str(doc["balance"]), "bold"),
+    )
+    if doc["duplicate"]:
+        head.append(f"  (already recorded under txn {doc['txn']}: nothing changed)", "yellow")
+    if doc["dry_run"]:
+        head.append("  (dry run: nothing written)", "yellow")
+    _console.print(head)
+    _lines(doc)
+
+
+def enroll(doc: Doc) -> None:
+    name = f" ({doc['name']})" if doc["name"] else ""
+    if not doc["created"]:
+        _console.print(f"{doc['customer_id']}{name} was already enrolled; nothing changed")
+        return
+    _console.print(
+        Text.assemble(
+            "Enrolled ",
+            (doc["customer_id"], "bold"),
+            f"{name} · {doc['points']} points · balance ",
+            (str(doc["balance"]), "bold"),
+        )
+    )
+    _lines(doc)
+    referral = doc["referral"]
+    if referral:
+        _console.print(
+            f"Referrer {referral['customer_id']} earned {referral['points']} points "
+            f"· balance {referral['balance']}"
+        )
+        _lines(referral)
+
+
+def points(doc: Doc) -> None:
+    verb = "redeemed" if doc["kind"] == "redeem" else "adjusted by"
+    amount = -doc["points"] if doc["kind"] == "redeem" else _signed(doc["points"])
+    why = f" for {doc['reason']}" if doc["kind"] == "redeem" and doc["reason"] else ""
+    if doc["kind"] == "adjust":
+        why = f": {doc['reason']}"
+    head = Text.assemble(
+        (doc["customer_id"], "bold"),
+        f" {verb} {amount} points{why} · balance ",
+        (str(doc["balance"]), "bold"),
+    )
+    if doc["duplicate"]:
+        head.append(f"  (already recorded under txn {doc['txn']}: nothing changed)", "yellow")
+    _console.print(head)
+
+
+def balance(doc: Doc) -> None:
+    table = _table("Customer", "Name", "Balance", "Earned", "Redeemed", "Adjusted")
+    for column in table.columns[2:]:
+        column.justify = "right"
+    table.add_row(
+        doc["customer_id"],
+        doc["name"] or "",
+        Text(str(doc["balance"]), "bold"),
+        str(doc["earned"]),
+        str(doc["redeemed"]),
+        _signed(doc["adjusted"]) if doc["adjusted"] else "0",
+    )
+    _console.print(table)
+
+
+def history(doc: Doc) -> None:
+    table = _table(
+        "Id",
+        "When (UTC)",
+        "Kind",
+        "Points",
+        "Rule / reward",
+        "Detail / reason",
+        title=f"{doc['customer_id']} · balance {doc['balance']}",
+    )
+    for e in doc["entries"]:
+        table.add_row(
+            str(e["id"]),
+            e["occurred_at"].replace("T", " ").rstrip("Z"),
+            e["kind"],
+            _signed(e["points"]),
+            e["rule"] or e["reward"] or "",
+            e["reason"] or e["detail"] or "",
+        )
+    _console.print(table)
+
+
+def verify(doc: Doc) -> None:
+    counts = (
+        f"{doc['entries']} entries, {doc['operations']} operations, {doc['customers']} customers"
+    )
+    if doc["ok"]:
+        _console.print(
+            Text.assemble(("Ledger OK", "bold green"), f": {counts}; hash chains intact")
+        )
+        return
+    _console.print(Text.assemble(("Ledger BROKEN", "bold red"), f": {counts}"))
+    for problem in doc["problems"]:
+        _console.print(f"  - {problem}")
+
+
+def rules(doc: Doc) -> None:
+    _console.print(
+        Text.assemble(
+            (doc["program"], "bold"),
+            f" · {doc['currency']} · {doc['timezone']} · rounding {doc['rounding']} · "
+            f"version {doc['version'][:12]}",
+        )
+    )
+    table = _table("Rule", "On", "Priority", "Stop", "Line")
+    for rule in doc["rules"]:
+        table.add_row(
+            rule["id"],
+            rule["on"],
+            str(rule["priority"]),
+            "stop" if rule["stop"] else "",
+            str(rule["line"]),
+        )
+    _console.print(table)
+    if doc["rewards"]:
+        table = _table("Reward", "Name", "Cost")
+        for reward in doc["rewards"]:
+            table.add_row(reward["id"], reward["name"], str(reward["cost"]))
+        _console.print(table)
+    _console.print(f"{doc['file']}: OK, {len(doc['rules'])} rules, {len(doc['rewards'])} rewards")
+
+
+def demo(doc: Doc) -> None:
+    _console.print(
+        Text.assemble("Demo ledger: ", (doc["db"], "bold"), f"  (rules: {doc['rules']})")
+    )
+    for step in doc["steps"]:
+        command = step["command"]
+        _console.print(Text(f"\n$ {command}", style="cyan"))
+        view = command.split()[1]
+        VIEWS["points" if view == "redeem" else view](step["result"])
+
+
+VIEWS: dict[str, Callable[[Doc], None]] = {
+    "earn": earn,
+    "enroll": enroll,
+    "points": points,
+    "balance": balance,
+    "history": history,
+    "verify": verify,
+    "rules": rules,
+    "demo": demo,
+}
