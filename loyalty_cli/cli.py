@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -29,6 +30,8 @@ from .models import check_customer_id, parse_amount, parse_at, parse_birthday
 
 if TYPE_CHECKING:
     from .models import Ruleset
+
+Command = TypeVar("Command", bound=Callable[..., None])
 
 
 class LoyaltyGroup(TyperGroup):
@@ -151,7 +154,6 @@ DbOption = Annotated[
         envvar="LOYALTY_DB",
         help="Ledger file. Default: $XDG_DATA_HOME/loyalty/ledger.db "
         "(~/.local/share/loyalty/ledger.db).",
-        dir_okay=False,
     ),
 ]
 RulesOption = Annotated[
@@ -161,7 +163,6 @@ RulesOption = Annotated[
         envvar="LOYALTY_RULES",
         help="Rules file. Default: $XDG_CONFIG_HOME/loyalty/rules.yaml "
         "(~/.config/loyalty/rules.yaml).",
-        dir_okay=False,
     ),
 ]
 JsonOption = Annotated[
@@ -187,24 +188,38 @@ TxnOption = Annotated[
         "content changes nothing; different content is refused.",
     ),
 ]
-CustomerArg = Annotated[str, typer.Argument(help="The customer's id, stored exactly as given.")]
+CustomerArg = Annotated[
+    str, typer.Argument(metavar="CUSTOMER_ID", help="The customer's id, stored exactly as given.")
+]
+
+
+def command(name: str | None = None, **settings: Any) -> Callable[[Command], Command]:
+    """app.command, with the exit codes in every command's --help."""
+    return app.command(name, epilog=EXIT_CODES_HELP, **settings)
 
 
 # --- commands ------------------------------------------------------------------
 
 
-@app.callback()
-def _main(
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
-    ] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         print(f"loyalty {__version__}")
         raise typer.Exit(0)
 
 
-@app.command()
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Customer loyalty points for small shops: an append-only ledger with rules in YAML."""
+
+
+@command()
 def enroll(
     customer_id: CustomerArg,
     name: Annotated[str | None, typer.Option(help="Full name.")] = None,
@@ -247,7 +262,7 @@ def enroll(
     show(result.to_json(), "enroll", as_json)
 
 
-@app.command()
+@command()
 def earn(
     customer_id: CustomerArg,
     amount: Annotated[
@@ -297,7 +312,7 @@ def earn(
     show(result.to_json(), "earn", as_json)
 
 
-@app.command()
+@command()
 def redeem(
     customer_id: CustomerArg,
     points: Annotated[int | None, typer.Option(help="Points to spend.")] = None,
@@ -329,7 +344,7 @@ def redeem(
     show(result.to_json(), "points", as_json)
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@command(context_settings={"ignore_unknown_options": True})
 def adjust(
     customer_id: CustomerArg,
     points: Annotated[int, typer.Argument(help="Points to add, or take away when negative.")],
@@ -359,7 +374,7 @@ def adjust(
     show(result.to_json(), "points", as_json)
 
 
-@app.command()
+@command()
 def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption = None) -> None:
     """Show a customer's balance, and points earned, redeemed and adjusted.
 
@@ -372,7 +387,7 @@ def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption =
     show(result.to_json(), "balance", as_json)
 
 
-@app.command()
+@command()
 def history(
     customer_id: CustomerArg,
     limit: Annotated[
@@ -392,7 +407,7 @@ def history(
     show(result.to_json(), "history", as_json)
 
 
-@app.command()
+@command()
 def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
     """Recompute the hash chains and check the ledger's invariants. Exit 1 if broken.
 
@@ -415,7 +430,7 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
         raise TamperDetected(report.problems[0])
 
 
-@rules_app.command("check")
+@rules_app.command("check", epilog=EXIT_CODES_HELP)
 def rules_check(
     file: Annotated[
         Path | None,
@@ -452,7 +467,7 @@ def rules_check(
     show(doc, "rules", as_json)
 
 
-@app.command()
+@command()
 def demo(
     db: Annotated[
         Path | None,

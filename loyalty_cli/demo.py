@@ -68,9 +68,11 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
             cid, "purchase", amount=Decimal(amount), category=category, txn=txn, at=at(day, 14)
         )
         shown = f" --category {category}" if category else ""
+        explain = category == "gift-card"
         step(
-            f"loyalty earn {cid} --amount {amount}{shown} --txn {txn}",
-            earn(ledger, ruleset, request, now).to_json(),
+            f"loyalty earn {cid} --amount {amount}{shown} --txn {txn}"
+            + (" --explain" if explain else ""),
+            earn(ledger, ruleset, request, now, explain=explain).to_json(),
         )
     retry = EarnRequest("ada", "purchase", amount=Decimal("42.50"), category="shoes", txn="R-1001")
     step(
@@ -79,7 +81,10 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     )
     for day in (25, 26):  # the review rule is capped at once a month
         request = EarnRequest("grace", "review", at=at(day, 11))
-        step("loyalty earn grace --event review", earn(ledger, ruleset, request, now).to_json())
+        step(
+            "loyalty earn grace --event review --explain",
+            earn(ledger, ruleset, request, now, explain=True).to_json(),
+        )
     spend = RedeemRequest("ada", reward="coffee", at=at(29, 10))
     step("loyalty redeem ada --reward coffee", redeem(ledger, ruleset, spend, now).to_json())
     for cid in ("ada", "grace", "alan"):

@@ -168,7 +168,8 @@ def _add(
         if points > room:
             points, detail = room, f"{detail}; limited by the budget of {rule.budget} points"
     if points == 0 and rule.reward is None:
-        skipped.append(Skip(rule.id, f"fired, but gives 0 points ({detail})"))
+        how = "" if rule.points is not None else f" ({detail})"
+        skipped.append(Skip(rule.id, f"fired, but gives 0 points{how}"))
         return
     lines.append(AwardLine(rule=rule.id, points=points, detail=detail, reward=rule.reward))
 
@@ -211,7 +212,7 @@ def _why_not(
         return f"condition not met: {describe(rule.when)}"
     cap = rule.cap
     if cap is not None and cap.count is not None and usage and usage.count >= cap.count:
-        return f"cap reached: {cap.count} times {_per(rule)}"
+        return f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
     return None
 
 

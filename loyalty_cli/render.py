@@ -61,6 +61,8 @@ def earn(doc: Doc) -> None:
         head.append("  (dry run: nothing written)", "yellow")
     _console.print(head)
     _lines(doc)
+    if not doc["lines"] and "skipped" not in doc:
+        _console.print("No rule gave points; add --explain to see why.")
 
 
 def enroll(doc: Doc) -> None:
@@ -103,17 +105,22 @@ def points(doc: Doc) -> None:
 
 
 def balance(doc: Doc) -> None:
+    _balance_table([doc])
+
+
+def _balance_table(docs: list[Doc]) -> None:
     table = _table("Customer", "Name", "Balance", "Earned", "Redeemed", "Adjusted")
     for column in table.columns[2:]:
         column.justify = "right"
-    table.add_row(
-        doc["customer_id"],
-        doc["name"] or "",
-        Text(str(doc["balance"]), "bold"),
-        str(doc["earned"]),
-        str(doc["redeemed"]),
-        _signed(doc["adjusted"]) if doc["adjusted"] else "0",
-    )
+    for doc in docs:
+        table.add_row(
+            doc["customer_id"],
+            doc["name"] or "",
+            Text(str(doc["balance"]), "bold"),
+            str(doc["earned"]),
+            str(doc["redeemed"]),
+            _signed(doc["adjusted"]) if doc["adjusted"] else "0",
+        )
     _console.print(table)
 
 
@@ -130,7 +137,7 @@ def history(doc: Doc) -> None:
     for e in doc["entries"]:
         table.add_row(
             str(e["id"]),
-            e["occurred_at"].replace("T", " ").rstrip("Z"),
+            Text(e["occurred_at"].replace("T", " ").rstrip("Z"), no_wrap=True),
             e["kind"],
             _signed(e["points"]),
             e["rule"] or e["reward"] or "",
@@ -183,11 +190,19 @@ def demo(doc: Doc) -> None:
     _console.print(
         Text.assemble("Demo ledger: ", (doc["db"], "bold"), f"  (rules: {doc['rules']})")
     )
+    balances = []
     for step in doc["steps"]:
         command = step["command"]
-        _console.print(Text(f"\n$ {command}", style="cyan"))
         view = command.split()[1]
+        if view == "balance":  # shown together, as one table, at the end
+            balances.append(step["result"])
+            continue
+        _console.print(Text(f"\n$ {command}", style="cyan"))
         VIEWS["points" if view == "redeem" else view](step["result"])
+    if balances:
+        ids = " ".join(b["customer_id"] for b in balances)
+        _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c; done", style="cyan"))
+        _balance_table(balances)
 
 
 VIEWS: dict[str, Callable[[Doc], None]] = {

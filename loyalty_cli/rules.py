@@ -93,6 +93,7 @@ OPS_BY_TYPE = {
     "decimal": ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between"),
 }
 COMBINATORS = ("all", "any", "not")
+_KIND_WORDS = {"str": "text", "int": "a whole number", "decimal": "a number", "bool": "true/false"}
 
 
 class _Invalid(Exception):
@@ -564,7 +565,7 @@ class _Reader:
     def condition(self, node: yaml.Node, on_purchase: bool) -> Condition:
         known = tuple(FIELDS) + COMBINATORS
         f = self.mapping(node, known, "a condition")
-        if not f:
+        if isinstance(node, yaml.MappingNode) and not node.value:
             raise self.fail(node, "a condition needs at least one field or all/any/not")
         parts: list[Condition] = []
         for name, (key, value) in f.items():
@@ -590,9 +591,19 @@ class _Reader:
         if purchase_only and not on_purchase:
             raise self.fail(key, f"'{name}' is only known on purchases, not on events")
         if isinstance(value, yaml.MappingNode):
-            f = self.mapping(value, OPS_BY_TYPE[kind], f"the test on '{name}'")
-            if not f:
+            if not value.value:
                 raise self.fail(value, f"the test on '{name}' needs an operator such as eq or in")
+            f = self.mapping(value, OPS_BY_TYPE["int"], f"the test on '{name}'")
+            allowed = OPS_BY_TYPE[kind]
+            for op, (op_node, _) in f.items():
+                if op not in allowed:
+                    self.problem(
+                        op_node,
+                        f"'{op}' does not apply to '{name}', which is {_KIND_WORDS[kind]} "
+                        f"(use {', '.join(allowed)})",
+                    )
+            if len(f) != len(value.value) or any(op not in allowed for op in f):
+                raise _Invalid()
             tests = [self.compare(name, kind, op, v) for op, (_, v) in f.items()]
             return tests[0] if len(tests) == 1 else All(tuple(tests))
         if isinstance(value, yaml.SequenceNode):

@@ -1,0 +1,102 @@
+"""Shared fixtures. Every test runs with its own ledger and rules file, and an
+environment that points the default paths into tmp_path, so nothing leaks
+between tests or into the developer's home."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from loyalty_cli.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_RULES = ROOT / "rules.example.yaml"
+
+# A small programme that tests can reason about exactly.
+BASIC_RULES = """\
+program: {name: Test Shop, currency: USD, timezone: Europe/London}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+  - id: shoes
+    on: purchase
+    when: {category: {in: [shoes, bags]}}
+    points_per_unit: 2
+  - {id: welcome, on: enroll, points: 100}
+  - {id: referral, on: referral, points: 500}
+  - {id: review, on: review, points: 50, cap: {count: 1, per: month}}
+rewards:
+  - {id: coffee, name: Free coffee, cost: 100}
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("LOYALTY_DB", "LOYALTY_RULES", "LOYALTY_BUSY_TIMEOUT", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+class Shop:
+    """Runs the CLI against one ledger and one rules file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        self.db = tmp_path / "ledger.db"
+        self.rules = tmp_path / "rules.yaml"
+        self.rules.write_text(BASIC_RULES)
+        self.runner = CliRunner()
+
+    def write_rules(self, text: str) -> Path:
+        self.rules.write_text(textwrap.dedent(text))
+        return self.rules
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        base = {"LOYALTY_DB": str(self.db), "LOYALTY_RULES": str(self.rules)}
+        return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+
+    def ok(self, *args: str) -> dict[str, Any]:
+        """Run with --json, assert success, and return the parsed document."""
+        result = self.run(*args, "--json")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "", result.stderr
+        doc: dict[str, Any] = json.loads(result.stdout)
+        return doc
+
+    def fails(self, code: int, *args: str) -> str:
+        """Run, assert the exit code, and return the single stderr error line."""
+        result = self.run(*args)
+        assert result.exit_code == code, (result.exit_code, result.output)
+        assert result.stdout == "", result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert lines and all(line.startswith("error: ") for line in lines), result.stderr
+        return result.stderr.strip()
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Shop:
+    return Shop(tmp_path)
+
+
+@pytest.fixture
+def example_shop(tmp_path: Path) -> Shop:
+    s = Shop(tmp_path)
+    shutil.copy(EXAMPLE_RULES, s.rules)
+    return s
+
+
+def loyalty_command() -> list[str]:
+    """The installed console script next to this interpreter, else `python -m`."""
+    script = Path(sys.executable).parent / "loyalty"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "loyalty_cli"]
+
+
+Factory = Callable[..., Shop]

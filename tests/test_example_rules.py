@@ -1,0 +1,66 @@
+"""rules.example.yaml is valid, documents every key, and drives the demo."""
+
+from __future__ import annotations
+
+import re
+
+from loyalty_cli.rules import (
+    CAP_KEYS,
+    FIELDS,
+    PROGRAM_KEYS,
+    REWARD_KEYS,
+    RULE_KEYS,
+    TOP_KEYS,
+    load_rules,
+)
+
+from .conftest import EXAMPLE_RULES, Shop
+
+
+def test_example_rules_are_valid_and_use_every_kind_of_rule() -> None:
+    ruleset = load_rules(EXAMPLE_RULES)
+    kinds = {r.on for r in ruleset.rules}
+    assert {"purchase", "enroll", "referral", "review", "birthday"} <= kinds
+    assert any(r.multiply for r in ruleset.rules)
+    assert any(r.cap for r in ruleset.rules)
+    assert any(r.budget for r in ruleset.rules)
+    assert any(r.stop for r in ruleset.rules)
+    assert any(r.reward for r in ruleset.rules)
+    assert any(r.window_from for r in ruleset.rules)
+    assert any(r.weekdays for r in ruleset.rules)
+
+
+def test_example_rules_document_every_key_and_field() -> None:
+    text = EXAMPLE_RULES.read_text()
+    for key in (*TOP_KEYS, *PROGRAM_KEYS, *RULE_KEYS, *REWARD_KEYS, *CAP_KEYS, *FIELDS):
+        if key == "description" and "description" in text:
+            continue
+        assert re.search(rf"\b{re.escape(key)}\b", text), f"rules.example.yaml never mentions {key}"
+
+
+def test_demo_builds_a_ledger_from_the_example_rules(shop: Shop) -> None:
+    doc = shop.ok("demo", "--db", str(shop.dir / "demo.db"))
+    steps = {s["command"]: s["result"] for s in doc["steps"]}
+    # Black Friday doubles alan's 120.00 bag purchase: 120 base + 120 bags + 25 big
+    # basket + 50 first purchase = 315, doubled to 630.
+    bags = steps["loyalty earn alan --amount 120.00 --category bags --txn R-1003"]
+    assert bags["points"] == 630
+    assert {line["rule"] for line in bags["lines"]} >= {"black-friday", "big-basket"}
+    gift_card = steps["loyalty earn ada --amount 35.00 --category gift-card --txn R-1004 --explain"]
+    assert gift_card["points"] == 0
+    retry = next(s["result"] for s in doc["steps"] if "a retry" in s["command"])
+    assert retry["duplicate"] is True
+    balances = {
+        s["result"]["customer_id"]: s["result"]["balance"]
+        for s in doc["steps"]
+        if s["command"].startswith("loyalty balance")
+    }
+    assert all(b >= 0 for b in balances.values()) and len(balances) == 3
+    assert shop.ok("verify", "--db", str(shop.dir / "demo.db"))["ok"] is True
+
+
+def test_demo_never_overwrites_a_file_it_did_not_make(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    message = shop.fails(2, "demo", "--db", str(shop.db))
+    assert "will not overwrite" in message
+    assert shop.ok("balance", "C1")["balance"] == 100
