@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import EXIT_CODES_HELP, BadArgument, LoyaltyError
 from .ledger import DEFAULT_TIMEOUT, Ledger
-from .models import check_customer_id, parse_amount, parse_at, parse_birthday
+from .values import check_customer_id, parse_amount, parse_at, parse_birthday
 
 if TYPE_CHECKING:
     from .models import Ruleset
@@ -380,7 +380,7 @@ def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption =
 
     Example: loyalty balance C1001 --json | jq .balance
     """
-    from .operations import balance
+    from .accounts import balance
 
     with open_ledger(db, create=False) as ledger:
         result = balance(ledger, check_customer_id(customer_id))
@@ -400,7 +400,7 @@ def history(
 
     Example: loyalty history C1001 --limit 20
     """
-    from .operations import history
+    from .accounts import history
 
     with open_ledger(db, create=False) as ledger:
         result = history(ledger, check_customer_id(customer_id), limit)

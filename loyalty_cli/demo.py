@@ -13,17 +13,10 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from .accounts import balance
 from .ledger import Ledger
 from .models import Ruleset
-from .operations import (
-    EarnRequest,
-    EnrollRequest,
-    RedeemRequest,
-    balance,
-    earn,
-    enroll,
-    redeem,
-)
+from .operations import EarnRequest, EnrollRequest, RedeemRequest, earn, enroll, redeem
 
 
 def bundled_rules() -> Path:

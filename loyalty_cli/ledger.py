@@ -20,24 +20,18 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import Busy, InputMissing
-from .models import (
-    Customer,
-    CustomerState,
-    Entry,
-    Operation,
-    Ruleset,
-    RuleUsage,
-    format_utc,
-    from_cents,
-    parse_utc,
-)
+from .values import format_utc
+
+if TYPE_CHECKING:
+    from .models import Ruleset
 
 APPLICATION_ID = 0x4C4F5931  # "LOY1"
 DEFAULT_TIMEOUT = 5.0
@@ -156,6 +150,53 @@ TRIGGERS = frozenset(
     [f"{t}_no_{a}" for t in APPEND_ONLY for a in ("update", "delete")]
     + ["customers_no_delete", "customers_keep_identity"]
 )
+
+
+# --- rows ----------------------------------------------------------------------
+# Rows are NamedTuples: they come straight from `SELECT` (`Entry(*row)`), and
+# they are much cheaper to define than dataclasses, which matters at start-up.
+
+
+class Customer(NamedTuple):
+    id: str
+    enrolled_at: str  # UTC, as format_utc writes it
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birthday: str | None = None
+    referred_by: str | None = None
+
+
+class Entry(NamedTuple):
+    """One immutable ledger row: a signed number of points for one customer."""
+
+    id: int
+    op_id: int
+    customer_id: str
+    kind: str  # enroll, earn, redeem, adjust, gift
+    points: int
+    amount_cents: int | None
+    occurred_at: str
+    recorded_at: str
+    rule: str | None
+    reward: str | None
+    reason: str | None
+    txn: str | None
+    ruleset: str | None
+    detail: str | None
+
+
+class Operation(NamedTuple):
+    """A recorded fact: an enrollment, a purchase, an event, a redemption or an
+    adjustment. `request` is the canonical content that an idempotency key
+    (`txn`) is compared against on a retry."""
+
+    id: int
+    txn: str | None
+    kind: str
+    customer_id: str
+    occurred_at: str
+    request: str
 
 
 # --- hashing -------------------------------------------------------------------
@@ -365,47 +406,37 @@ class Ledger:
         )
         return {kind: int(total) for kind, total in rows}
 
-    def customer_state(
-        self,
-        customer: Customer,
-        windows: dict[str, tuple[datetime | None, datetime | None]],
-        budget_rules: Iterable[str],
-    ) -> CustomerState:
-        """What the evaluator needs to know about a customer, read in one place."""
-        count, spend = self.conn.execute(
+    def purchase_totals(self, customer_id: str) -> tuple[int, int]:
+        """(number of purchases, total spend in cents) so far."""
+        count, cents = self.conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
             "WHERE customer_id = ? AND kind = 'purchase'",
-            (customer.id,),
+            (customer_id,),
         ).fetchone()
-        usage = {}
-        for rule, (start, end) in windows.items():
-            used = self.conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM entries "
-                "WHERE customer_id = ? AND rule = ? AND occurred_at >= ? AND occurred_at < ?",
-                (
-                    customer.id,
-                    rule,
-                    format_utc(start) if start else "",
-                    format_utc(end) if end else "~",
-                ),
-            ).fetchone()
-            usage[rule] = RuleUsage(count=used[0], points=used[1])
-        budget_used = {
-            rule: self.conn.execute(
-                "SELECT COALESCE(SUM(points), 0) FROM entries WHERE rule = ?", (rule,)
-            ).fetchone()[0]
-            for rule in budget_rules
-        }
-        return CustomerState(
-            customer_id=customer.id,
-            enrolled_at=parse_utc(customer.enrolled_at),
-            balance=self.balance(customer.id),
-            purchases=count,
-            spend=from_cents(spend),
-            referred_by=customer.referred_by,
-            usage=usage,
-            budget_used=budget_used,
-        )
+        return int(count), int(cents)
+
+    def rule_usage(
+        self, customer_id: str, rule: str, start: datetime | None, end: datetime | None
+    ) -> tuple[int, int]:
+        """(lines, points) a rule gave a customer with business time in [start, end)."""
+        count, points = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM entries "
+            "WHERE customer_id = ? AND rule = ? AND occurred_at >= ? AND occurred_at < ?",
+            (
+                customer_id,
+                rule,
+                format_utc(start) if start else "",
+                format_utc(end) if end else "~",  # "~" sorts after every timestamp
+            ),
+        ).fetchone()
+        return int(count), int(points)
+
+    def rule_total(self, rule: str) -> int:
+        """Points a rule has given to everyone, ever: what its budget counts."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(points), 0) FROM entries WHERE rule = ?", (rule,)
+        ).fetchone()
+        return int(row[0])
 
     def operation(self, txn: str) -> Operation | None:
         row = self.conn.execute(

@@ -18,21 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from .accounts import customer_or_refuse
 from .errors import BadArgument, Refused
 from .evaluator import evaluate, rules_for, usage_windows
-from .ledger import Ledger, NewEntry, NewOperation, canonical_request
-from .models import (
-    Activity,
-    Award,
-    AwardLine,
-    Customer,
-    CustomerState,
-    Entry,
-    Ruleset,
-    format_utc,
-    from_cents,
-    to_cents,
-)
+from .ledger import Customer, Entry, Ledger, NewEntry, NewOperation, canonical_request
+from .models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsage
+from .values import format_utc, from_cents, parse_utc, to_cents
 
 # Events the ledger raises itself, never typed in with `earn --event`.
 SYSTEM_EVENTS = ("enroll", "referral")
@@ -187,70 +178,11 @@ class PointsResult:
         }
 
 
-@dataclass(frozen=True)
-class BalanceResult:
-    customer: Customer
-    balance: int
-    earned: int
-    redeemed: int
-    adjusted: int
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "customer_id": self.customer.id,
-            "name": self.customer.name,
-            "balance": self.balance,
-            "earned": self.earned,
-            "redeemed": self.redeemed,
-            "adjusted": self.adjusted,
-        }
-
-
-def entry_json(entry: Entry) -> dict[str, object]:
-    return {
-        "id": entry.id,
-        "occurred_at": entry.occurred_at,
-        "kind": entry.kind,
-        "points": entry.points,
-        "rule": entry.rule,
-        "reward": entry.reward,
-        "reason": entry.reason,
-        "detail": entry.detail,
-        "amount": None if entry.amount_cents is None else str(from_cents(entry.amount_cents)),
-        "txn": entry.txn,
-        "rules_version": entry.ruleset,
-    }
-
-
-@dataclass(frozen=True)
-class HistoryResult:
-    customer_id: str
-    balance: int
-    entries: list[Entry]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "customer_id": self.customer_id,
-            "balance": self.balance,
-            "entries": [entry_json(e) for e in self.entries],
-        }
-
-
-# --- shared steps --------------------------------------------------------------
-
-
 @contextmanager
 def _writing(ledger: Ledger, dry_run: bool = False) -> Iterator[None]:
     # A dry run reads without taking the write lock; it writes nothing anyway.
     with nullcontext() if dry_run else ledger.transaction():
         yield
-
-
-def _customer(ledger: Ledger, customer_id: str, what: str = "customer") -> Customer:
-    customer = ledger.customer(customer_id)
-    if customer is None:
-        raise Refused(f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)")
-    return customer
 
 
 def _earlier(
@@ -297,8 +229,27 @@ def _entries(award: Award, kind: str, customer_id: str | None = None) -> list[Ne
 def _state(
     ledger: Ledger, ruleset: Ruleset, customer: Customer, activity: Activity
 ) -> CustomerState:
-    budgets = [r.id for r in rules_for(ruleset, activity.event) if r.budget is not None]
-    return ledger.customer_state(customer, usage_windows(ruleset, activity), budgets)
+    """What the evaluator may know about the customer before this activity."""
+    purchases, spend = ledger.purchase_totals(customer.id)
+    usage = {
+        rule: RuleUsage(*ledger.rule_usage(customer.id, rule, start, end))
+        for rule, (start, end) in usage_windows(ruleset, activity).items()
+    }
+    budget_used = {
+        rule.id: ledger.rule_total(rule.id)
+        for rule in rules_for(ruleset, activity.event)
+        if rule.budget is not None
+    }
+    return CustomerState(
+        customer_id=customer.id,
+        enrolled_at=parse_utc(customer.enrolled_at),
+        balance=ledger.balance(customer.id),
+        purchases=purchases,
+        spend=from_cents(spend),
+        referred_by=customer.referred_by,
+        usage=usage,
+        budget_used=budget_used,
+    )
 
 
 # --- use cases -----------------------------------------------------------------
@@ -325,7 +276,7 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
         if request.referred_by is not None:
             if request.referred_by == request.customer_id:
                 raise Refused(f"customer {request.customer_id!r} cannot refer themselves")
-            referrer = _customer(ledger, request.referred_by, "referrer")
+            referrer = customer_or_refuse(ledger, request.referred_by, "referrer")
         customer = Customer(
             id=request.customer_id,
             enrolled_at=format_utc(at),
@@ -424,7 +375,7 @@ def earn(
                 duplicate=True,
                 dry_run=dry_run,
             )
-        customer = _customer(ledger, request.customer_id)
+        customer = customer_or_refuse(ledger, request.customer_id)
         activity = Activity(
             customer_id=customer.id,
             event=request.event,
@@ -564,7 +515,7 @@ def _spend(
                 reason,
                 duplicate=True,
             )
-        _customer(ledger, customer_id)
+        customer_or_refuse(ledger, customer_id)
         balance = ledger.balance(customer_id)
         if balance + points < 0:
             raise Refused(
@@ -590,22 +541,3 @@ def _spend(
         return PointsResult(
             kind, customer_id, points, balance + points, occurred, txn, reward, reason
         )
-
-
-def balance(ledger: Ledger, customer_id: str) -> BalanceResult:
-    customer = _customer(ledger, customer_id)
-    by_kind = ledger.points_by_kind(customer_id)
-    return BalanceResult(
-        customer=customer,
-        balance=sum(by_kind.values()),
-        earned=by_kind.get("enroll", 0) + by_kind.get("earn", 0),
-        redeemed=-by_kind.get("redeem", 0),
-        adjusted=by_kind.get("adjust", 0),
-    )
-
-
-def history(ledger: Ledger, customer_id: str, limit: int | None = None) -> HistoryResult:
-    _customer(ledger, customer_id)
-    return HistoryResult(
-        customer_id, ledger.balance(customer_id), ledger.history(customer_id, limit)
-    )

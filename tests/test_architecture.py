@@ -53,3 +53,34 @@ def test_the_evaluator_is_pure() -> None:
     banned = {"sqlite3", "os", "time", "loyalty_cli.ledger", "random"}
     assert not imports(PACKAGE / "evaluator.py") & banned
     assert "datetime.now" not in (PACKAGE / "evaluator.py").read_text()
+
+
+def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path) -> None:
+    # Start-up is a budget (see docs/benchmarks.md): the commands a till calls
+    # most must not pay for PyYAML, Rich or the evaluator.
+    import subprocess
+    import sys
+
+    db = tmp_path / "l.db"
+    rules = Path(__file__).resolve().parent.parent / "rules.example.yaml"
+    env = {"LOYALTY_DB": str(db), "LOYALTY_RULES": str(rules), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-m", "loyalty_cli", "enroll", "C1"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import sys\n"
+        "from loyalty_cli.cli import app\n"
+        "try:\n"
+        "    app(['balance', 'C1', '--json'], prog_name='loyalty')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "loaded = {m.split('.')[0] for m in sys.modules} | set(sys.modules)\n"
+        "print(sorted(loaded & {'yaml', 'rich', 'loyalty_cli.evaluator', 'loyalty_cli.rules', 'pydantic'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
