@@ -361,14 +361,23 @@ class Ledger:
 
     @contextmanager
     def _translate_busy(self) -> Iterator[None]:
+        """SQLite's operational failures, as errors a user can act on."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            text = str(exc)
+            if "locked" in text or "busy" in text:
                 raise Busy(
                     f"database {self.path} is busy: another loyalty command held it too long; "
                     "try again in a moment"
                 ) from None
+            if "readonly" in text or "read-only" in text:
+                raise InputMissing(
+                    f"cannot write to database {self.path}: it is read-only (check its "
+                    "permissions, and those of its folder)"
+                ) from None
+            if "disk is full" in text or "disk I/O error" in text:
+                raise InputMissing(f"cannot write to database {self.path}: {text}") from None
             raise
 
     @contextmanager

@@ -77,3 +77,19 @@ def test_the_ledgers_own_connection_refuses_insert_or_replace(tmp_path: Path, sh
     shop.ok("enroll", "C1")
     with Ledger.open(shop.db) as ledger, pytest.raises(sqlite3.IntegrityError, match="append-only"):
         ledger.conn.execute("INSERT OR REPLACE INTO entries SELECT * FROM entries WHERE id = 1")
+
+
+def test_a_read_only_database_is_a_clear_error_not_a_traceback(shop: Shop) -> None:
+    from loyalty_cli.errors import InputMissing
+    from loyalty_cli.operations import AdjustRequest, adjust
+    from loyalty_cli.values import parse_utc
+
+    shop.ok("enroll", "C1")
+    with Ledger.open(shop.db) as ledger:
+        # What a ledger file without write permission looks like to SQLite
+        # (root, who runs CI here, cannot be refused by file modes).
+        ledger.conn.close()
+        ledger.conn = sqlite3.connect(f"file:{shop.db}?mode=ro", uri=True, isolation_level=None)
+        request = AdjustRequest("C1", 5, "test")
+        with pytest.raises(InputMissing, match="read-only"):
+            adjust(ledger, request, parse_utc("2026-11-22T10:00:00Z"))
