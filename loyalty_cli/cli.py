@@ -427,7 +427,7 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
     }
     show(doc, "verify", as_json)
     if not report.ok:
-        raise TamperDetected(report.problems[0])
+        raise TamperDetected(report.problems)
 
 
 @rules_app.command("check", epilog=EXIT_CODES_HELP)

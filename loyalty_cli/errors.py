@@ -107,6 +107,12 @@ class RulesInvalid(LoyaltyError):
 
 
 class TamperDetected(LoyaltyError):
-    """`verify` found the ledger altered or inconsistent."""
+    """`verify` found the ledger altered or inconsistent. The one error line names
+    the most telling problem (the first bad entry comes first); `--json` lists all."""
 
     exit_code = REFUSED
+
+    def __init__(self, problems: list[str]) -> None:
+        more = len(problems) - 1
+        suffix = f" (+{more} more problem{'s' if more > 1 else ''}: loyalty verify --json)"
+        super().__init__(problems[0] + (suffix if more else ""))

@@ -317,9 +317,14 @@ class Ledger:
     def _prepare(self, writable: bool) -> None:
         path = self.path
         try:
-            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            # One statement, so one snapshot: another process may be creating this
+            # very file, and must not be caught half-way (tables but no mark yet).
+            # fetchall() runs the statement to its end, releasing the read lock at once.
+            ((app_id, version, tables),) = self.conn.execute(
+                "SELECT (SELECT application_id FROM pragma_application_id),"
+                " (SELECT user_version FROM pragma_user_version),"
+                " (SELECT count(*) FROM sqlite_master)"
+            ).fetchall()
         except sqlite3.DatabaseError:
             raise InputMissing(f"{path} is not a loyalty ledger (not an SQLite database)") from None
         if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
@@ -569,25 +574,26 @@ class Ledger:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             report.problems.append(f"SQLite integrity check failed: {check}")
-        present = {
-            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
-        }
-        for name in sorted(TRIGGERS - present):
-            report.problems.append(
-                f"trigger {name} is missing: the append-only protection was removed"
-            )
         report.operations, bad_op = self._walk_chain("operations", _OPERATION_COLUMNS)
-        if bad_op is not None:
-            report.problems.append(
-                f"operation #{bad_op} does not match the hash chain: it, or the one before it, "
-                "was changed, inserted or removed outside loyalty"
-            )
         report.entries, bad_entry = self._walk_chain("entries", _ENTRY_COLUMNS)
         if bad_entry is not None:
             report.first_bad_entry = bad_entry
             report.problems.append(
                 f"entry #{bad_entry} does not match the hash chain: it, or the one before it, "
                 "was changed, inserted or removed outside loyalty"
+            )
+        if bad_op is not None:
+            report.problems.append(
+                f"operation #{bad_op} does not match the hash chain: it, or the one before it, "
+                "was changed, inserted or removed outside loyalty"
+            )
+        present = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        }
+        if missing := sorted(TRIGGERS - present):
+            report.problems.append(
+                f"the append-only protection was removed: trigger{'s' if len(missing) > 1 else ''}"
+                f" {', '.join(missing)} missing"
             )
         for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
             report.problems.append(f"{table} row {rowid} refers to a missing {parent} row")

@@ -161,7 +161,9 @@ def test_budget_limits_a_rule_across_all_customers() -> None:
 def test_reward_rules_give_a_zero_point_line_naming_the_reward() -> None:
     rs = rules("  - {id: bday, on: birthday, reward: coffee}\n")
     award = evaluate(rs, Activity("C1", "birthday", THURSDAY), state())  # type: ignore[arg-type]
-    assert [(line.rule, line.points, line.reward) for line in award.lines] == [("bday", 0, "coffee")]
+    assert [(line.rule, line.points, line.reward) for line in award.lines] == [
+        ("bday", 0, "coffee")
+    ]
 
 
 def test_customer_fields_in_conditions() -> None:
