@@ -7,7 +7,7 @@ The codes follow sysexits(3) where one fits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 OK = 0
 REFUSED = 1
@@ -25,8 +25,7 @@ EXIT_CODES_HELP = (
 )
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """A place in an input file, 1-based, printed as `file:line:col`."""
 
     file: str
@@ -39,8 +38,7 @@ class Location:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One thing wrong with an input file, located so the owner can fix it."""
 
     location: Location

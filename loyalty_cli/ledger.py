@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -45,7 +44,7 @@ _ENTRY_COLUMNS = (
 )
 _OPERATION_COLUMNS = (
     "id, txn, kind, customer_id, event, amount_cents, category, sku, quantity, reward, "
-    "reason, occurred_at, recorded_at, ruleset, request"
+    "reason, occurred_at, recorded_at, ruleset, request, entry_count, points"
 )
 
 
@@ -90,6 +89,8 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             recorded_at TEXT NOT NULL,
             ruleset TEXT REFERENCES rulesets(version),
             request TEXT NOT NULL,             -- canonical content, for key conflicts
+            entry_count INTEGER NOT NULL,      -- how many entries it wrote, and their
+            points INTEGER NOT NULL,           -- total: verify notices a missing entry
             hash TEXT NOT NULL
         )
         """,
@@ -215,6 +216,8 @@ def _canonical(row: Sequence[object]) -> bytes:
 
 
 def chain_hash(previous: str, row: Sequence[object]) -> str:
+    import hashlib  # here, not at the top: reads (balance, history) never hash
+
     digest = hashlib.sha256(previous.encode("ascii"))
     digest.update(_canonical(row))
     return digest.hexdigest()
@@ -223,8 +226,7 @@ def chain_hash(previous: str, row: Sequence[object]) -> str:
 # --- records being written -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewOperation:
+class NewOperation(NamedTuple):
     kind: str
     customer_id: str
     occurred_at: datetime
@@ -240,8 +242,7 @@ class NewOperation:
     ruleset: str | None = None
 
 
-@dataclass(frozen=True)
-class NewEntry:
+class NewEntry(NamedTuple):
     kind: str
     points: int
     customer_id: str | None = None  # when not the operation's customer (a referrer)
@@ -435,7 +436,9 @@ class Ledger:
         """(lines, points) a rule gave a customer with business time in [start, end)."""
         count, points = self.conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(points), 0) FROM entries "
-            "WHERE customer_id = ? AND rule = ? AND occurred_at >= ? AND occurred_at < ?",
+            # `+rule`: keeps SQLite on the customer's index. Left to itself it picks
+            # entries_rule and reads every entry the rule ever made (27 ms on 1M rows).
+            "WHERE customer_id = ? AND +rule = ? AND occurred_at >= ? AND occurred_at < ?",
             (
                 customer_id,
                 rule,
@@ -529,10 +532,12 @@ class Ledger:
             recorded,
             op.ruleset,
             canonical_request(op.request),
+            len(entries),
+            sum(entry.points for entry in entries),
         )
         self.conn.execute(
             f"INSERT INTO operations ({_OPERATION_COLUMNS}, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (*op_row, chain_hash(previous, op_row)),
         )
         entry_id, previous = self._tip("entries")
@@ -594,6 +599,16 @@ class Ledger:
             report.problems.append(
                 f"the append-only protection was removed: trigger{'s' if len(missing) > 1 else ''}"
                 f" {', '.join(missing)} missing"
+            )
+        for op_id, recorded, points, found, found_points in conn.execute(
+            "SELECT o.id, o.entry_count, o.points, COUNT(e.id), COALESCE(SUM(e.points), 0) "
+            "FROM operations o LEFT JOIN entries e ON e.op_id = o.id GROUP BY o.id "
+            "HAVING o.entry_count != COUNT(e.id) OR o.points != COALESCE(SUM(e.points), 0) "
+            "LIMIT 5"
+        ):
+            report.problems.append(
+                f"operation #{op_id} wrote {recorded} entries worth {points} points, but the "
+                f"ledger holds {found} worth {found_points}: entries were removed or added"
             )
         for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
             report.problems.append(f"{table} row {rowid} refers to a missing {parent} row")

@@ -83,7 +83,7 @@ def format_utc(moment: datetime) -> str:
 
 
 def parse_utc(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)  # strptime would import _strptime: 1 ms
 
 
 def parse_birthday(text: str) -> date:

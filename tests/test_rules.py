@@ -25,11 +25,6 @@ def problems(text: str) -> list[str]:
 BAD_RULES: list[tuple[str, str, list[str]]] = [
     ("empty file", "", ["rules.yaml:1: file is empty"]),
     (
-        "YAML syntax",
-        "program: {name: Shop\nearn: []\n",
-        ["rules.yaml:2:5: YAML syntax: expected ',' or '}', but got ':'"],
-    ),
-    (
         "python object tag",
         HEAD + "earn: !!python/object:os.system {}\n",
         ["rules.yaml:2:7: YAML tag '!!python/object:os.system' is not allowed"],
@@ -184,6 +179,13 @@ BAD_RULES: list[tuple[str, str, list[str]]] = [
 )
 def test_bad_rules_file_gives_located_messages(text: str, expected: list[str]) -> None:
     assert problems(text) == expected
+
+
+def test_yaml_syntax_errors_point_at_the_place() -> None:
+    # The wording is the YAML parser's (libyaml's when PyYAML has it); the place is ours.
+    (problem,) = problems("program: {name: Shop\nearn: []\n")
+    assert problem.startswith("rules.yaml:2:5: YAML syntax: ")
+    assert "','" in problem
 
 
 def test_every_problem_in_a_file_is_reported_in_one_pass_in_line_order() -> None:

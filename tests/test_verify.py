@@ -196,7 +196,9 @@ def test_editing_an_entrys_points_after_dropping_the_triggers_fails_verify_namin
     # 3 append-only tables x update/delete, and 2 on customers, named in one problem
     assert missing.count("_no_") + missing.count("keep_identity") == 8
     assert "entries_no_update" in missing
-    assert not any(p.startswith("operation #") for p in doc["problems"])
+    # The operations chain is intact; the operation's recorded total no longer matches.
+    assert not any("operation #" in p and "hash chain" in p for p in doc["problems"])
+    assert any(p.startswith("operation #") and " wrote " in p for p in doc["problems"])
 
 
 def test_the_verify_error_line_names_the_edited_entry_even_when_the_triggers_were_dropped(
@@ -222,9 +224,11 @@ def test_editing_an_entry_and_restoring_the_triggers_is_still_caught_by_the_hash
     assert doc["first_bad_entry"] == 5
     assert doc["problems"] == [
         "entry #5 does not match the hash chain: it, or the one before it, was changed, "
-        "inserted or removed outside loyalty"
+        "inserted or removed outside loyalty",
+        "operation #4 wrote 1 entries worth -50 points, but the ledger holds 1 worth 0: "
+        "entries were removed or added",
     ]
-    assert error == f"error: {doc['problems'][0]}"
+    assert error == f"error: {doc['problems'][0]} (+1 more problem: loyalty verify --json)"
 
 
 def test_deleting_an_entry_in_the_middle_is_detected_at_the_entry_that_follows_it(
@@ -241,12 +245,6 @@ def test_deleting_an_entry_in_the_middle_is_detected_at_the_entry_that_follows_i
     assert error.startswith("error: entry #6 does not match the hash chain")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: verify checks each hash chain on its own and never cross-checks entries "
-    "against operations, so deleting the newest entry (here a redemption whose operation "
-    "row stays behind with no entry) leaves a valid chain and verify reports ok",
-)
 def test_deleting_the_newest_entry_is_detected(shop: Shop) -> None:
     shop.ok("enroll", "C1")
     shop.ok("earn", "C1", "--amount", "80")
@@ -259,7 +257,10 @@ def test_deleting_the_newest_entry_is_detected(shop: Shop) -> None:
     assert shop.ok("balance", "C1")["balance"] == 180  # the 150 points are back
     result = shop.run("verify", "--json")
     assert result.exit_code == 1, result.output
-    assert json.loads(result.stdout)["ok"] is False
+    assert json.loads(result.stdout)["problems"] == [
+        "operation #3 wrote 1 entries worth -150 points, but the ledger holds 0 worth 0: "
+        "entries were removed or added"
+    ]
 
 
 def test_editing_an_operation_row_is_detected_by_the_operations_chain(
