@@ -1,4 +1,4 @@
-"""The programme's use cases: enroll, earn, redeem, adjust, balance, history.
+"""The programme's write-side use cases: enroll, earn, redeem, adjust.
 
 Each takes an open `Ledger`, the `Ruleset` where rules apply, a request and
 `now` (the clock is read by the caller), runs the read-check-write inside one
@@ -21,7 +21,15 @@ from decimal import Decimal
 from .accounts import customer_or_refuse
 from .errors import BadArgument, Refused
 from .evaluator import evaluate, rules_for, usage_windows
-from .ledger import Customer, Entry, Ledger, NewEntry, NewOperation, canonical_request
+from .ledger import (
+    Customer,
+    Entry,
+    Ledger,
+    NewEntry,
+    NewOperation,
+    Operation,
+    canonical_request,
+)
 from .models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsage
 from .values import format_utc, from_cents, parse_utc, to_cents
 
@@ -187,9 +195,9 @@ def _writing(ledger: Ledger, dry_run: bool = False) -> Iterator[None]:
 
 def _earlier(
     ledger: Ledger, txn: str | None, content: dict[str, object], at: datetime | None
-) -> int | None:
-    """The id of the operation already recorded under `txn`, if its content is
-    the same; a conflict if it is not. A retry may leave out --at."""
+) -> Operation | None:
+    """The operation already recorded under `txn`, if its content is the same;
+    a conflict if it is not. A retry may leave out --at."""
     if txn is None:
         return None
     earlier = ledger.operation(txn)
@@ -204,7 +212,7 @@ def _earlier(
             f"txn {txn!r} was already used for a different operation ({shown}, "
             f"at {earlier.occurred_at}); use a new --txn"
         )
-    return earlier.id
+    return earlier
 
 
 def _award_from_entries(entries: list[Entry]) -> Award:
@@ -363,11 +371,11 @@ def earn(
     with _writing(ledger, dry_run):
         earlier = _earlier(ledger, request.txn, request.content(), request.at)
         if earlier is not None:
-            entries = ledger.entries_of(earlier)
+            entries = ledger.entries_of(earlier.id)
             return AwardResult(
                 request.customer_id,
                 request.event,
-                entries[0].occurred_at if entries else occurred,
+                earlier.occurred_at,
                 request.amount,
                 request.txn,
                 _award_from_entries(entries),
@@ -442,20 +450,17 @@ def redeem(
     assert cost is not None
     if cost <= 0:
         raise BadArgument(f"--points must be a positive whole number, got {cost}")
-    content = {"customer_id": request.customer_id, "points": cost, "reward": request.reward}
-    return _spend(
-        ledger,
-        "redeem",
-        request.customer_id,
-        -cost,
-        request.reward,
-        reason,
-        request.txn,
-        content,
-        request.at,
-        now,
-        ruleset,
+    op = NewOperation(
+        kind="redeem",
+        customer_id=request.customer_id,
+        occurred_at=request.at or now,
+        txn=request.txn,
+        reward=request.reward,
+        reason=reason,
+        ruleset=None if ruleset is None else ruleset.version,
+        request={"customer_id": request.customer_id, "points": cost, "reward": request.reward},
     )
+    return _spend(ledger, op, -cost, request.at, now, ruleset)
 
 
 def adjust(ledger: Ledger, request: AdjustRequest, now: datetime) -> PointsResult:
@@ -464,57 +469,51 @@ def adjust(ledger: Ledger, request: AdjustRequest, now: datetime) -> PointsResul
         raise BadArgument("adjust POINTS must not be zero")
     if not request.reason.strip():
         raise BadArgument("--reason must say why the points change (it is kept in the ledger)")
-    content = {
-        "customer_id": request.customer_id,
-        "points": request.points,
-        "reason": request.reason,
-    }
-    return _spend(
-        ledger,
-        "adjust",
-        request.customer_id,
-        request.points,
-        None,
-        request.reason,
-        request.txn,
-        content,
-        request.at,
-        now,
-        None,
+    op = NewOperation(
+        kind="adjust",
+        customer_id=request.customer_id,
+        occurred_at=request.at or now,
+        txn=request.txn,
+        reason=request.reason,
+        request={
+            "customer_id": request.customer_id,
+            "points": request.points,
+            "reason": request.reason,
+        },
     )
+    return _spend(ledger, op, request.points, request.at, now, None)
 
 
 def _spend(
     ledger: Ledger,
-    kind: str,
-    customer_id: str,
+    op: NewOperation,
     points: int,
-    reward: str | None,
-    reason: str | None,
-    txn: str | None,
-    content: dict[str, object],
     at: datetime | None,
     now: datetime,
     ruleset: Ruleset | None,
 ) -> PointsResult:
     """Write one signed entry after checking, under the write lock, that the
-    balance stays non-negative."""
-    occurred = format_utc(at or now)
+    balance stays non-negative. `at` is the --at given, if any."""
+    customer_id = op.customer_id
+
+    def result(points: int, balance: int, occurred: str, duplicate: bool) -> PointsResult:
+        return PointsResult(
+            op.kind,
+            customer_id,
+            points,
+            balance,
+            occurred,
+            op.txn,
+            op.reward,
+            op.reason,
+            duplicate=duplicate,
+        )
+
     with ledger.transaction():
-        earlier = _earlier(ledger, txn, content, at)
+        earlier = _earlier(ledger, op.txn, op.request, at)
         if earlier is not None:
-            entries = ledger.entries_of(earlier)
-            return PointsResult(
-                kind,
-                customer_id,
-                sum(e.points for e in entries),
-                ledger.balance(customer_id),
-                entries[0].occurred_at,
-                txn,
-                reward,
-                reason,
-                duplicate=True,
-            )
+            done = sum(e.points for e in ledger.entries_of(earlier.id))
+            return result(done, ledger.balance(customer_id), earlier.occurred_at, True)
         customer_or_refuse(ledger, customer_id)
         balance = ledger.balance(customer_id)
         if balance + points < 0:
@@ -524,20 +523,6 @@ def _spend(
             )
         if ruleset is not None:
             ledger.remember_ruleset(ruleset, now)
-        ledger.append(
-            NewOperation(
-                kind=kind,
-                customer_id=customer_id,
-                occurred_at=at or now,
-                txn=txn,
-                reward=reward,
-                reason=reason,
-                ruleset=None if ruleset is None else ruleset.version,
-                request=content,
-            ),
-            [NewEntry(kind=kind, points=points, reward=reward, reason=reason)],
-            now,
-        )
-        return PointsResult(
-            kind, customer_id, points, balance + points, occurred, txn, reward, reason
-        )
+        entry = NewEntry(kind=op.kind, points=points, reward=op.reward, reason=op.reason)
+        ledger.append(op, [entry], now)
+        return result(points, balance + points, format_utc(op.occurred_at), False)
