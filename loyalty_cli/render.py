@@ -48,18 +48,21 @@ def _lines(doc: Doc) -> None:
         _console.print(table)
 
 
-def earn(doc: Doc) -> None:
-    what = f"{doc['amount']} purchase" if doc["event"] == "purchase" else f"'{doc['event']}'"
+def _headline(doc: Doc, what: str) -> None:
+    """`C1 <what> · balance N`, with a note when nothing was written."""
     head = Text.assemble(
-        (doc["customer_id"], "bold"),
-        f" earned {doc['points']} points for a {what} · balance ",
-        (str(doc["balance"]), "bold"),
+        (doc["customer_id"], "bold"), f" {what} · balance ", (str(doc["balance"]), "bold")
     )
-    if doc["duplicate"]:
+    if doc.get("duplicate"):
         head.append(f"  (already recorded under txn {doc['txn']}: nothing changed)", "yellow")
-    if doc["dry_run"]:
+    if doc.get("dry_run"):
         head.append("  (dry run: nothing written)", "yellow")
     _console.print(head)
+
+
+def earn(doc: Doc) -> None:
+    what = f"{doc['amount']} purchase" if doc["event"] == "purchase" else f"'{doc['event']}'"
+    _headline(doc, f"earned {doc['points']} points for a {what}")
     _lines(doc)
     if not doc["lines"] and "skipped" not in doc:
         _console.print("No rule gave points; add --explain to see why.")
@@ -94,14 +97,7 @@ def points(doc: Doc) -> None:
     why = f" for {doc['reason']}" if doc["kind"] == "redeem" and doc["reason"] else ""
     if doc["kind"] == "adjust":
         why = f": {doc['reason']}"
-    head = Text.assemble(
-        (doc["customer_id"], "bold"),
-        f" {verb} {amount} points{why} · balance ",
-        (str(doc["balance"]), "bold"),
-    )
-    if doc["duplicate"]:
-        head.append(f"  (already recorded under txn {doc['txn']}: nothing changed)", "yellow")
-    _console.print(head)
+    _headline(doc, f"{verb} {amount} points{why}")
 
 
 def balance(doc: Doc) -> None:
