@@ -417,15 +417,7 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
 
     with open_ledger(db, create=False) as ledger:
         report = ledger.verify()
-    doc = {
-        "ok": report.ok,
-        "entries": report.entries,
-        "operations": report.operations,
-        "customers": report.customers,
-        "first_bad_entry": report.first_bad_entry,
-        "problems": report.problems,
-    }
-    show(doc, "verify", as_json)
+    show(report.to_json(), "verify", as_json)
     if not report.ok:
         raise TamperDetected(report.problems)
 

@@ -258,11 +258,27 @@ class VerifyReport:
     operations: int = 0
     customers: int = 0
     first_bad_entry: int | None = None
+    # The newest hash of each chain. Kept somewhere else (a daily mail from cron),
+    # they let you notice later that the newest rows were cut off.
+    entries_head: str | None = None
+    operations_head: str | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "operations": self.operations,
+            "customers": self.customers,
+            "first_bad_entry": self.first_bad_entry,
+            "entries_head": self.entries_head,
+            "operations_head": self.operations_head,
+            "problems": self.problems,
+        }
 
 
 def canonical_request(request: dict[str, object]) -> str:
@@ -579,8 +595,10 @@ class Ledger:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             report.problems.append(f"SQLite integrity check failed: {check}")
-        report.operations, bad_op = self._walk_chain("operations", _OPERATION_COLUMNS)
-        report.entries, bad_entry = self._walk_chain("entries", _ENTRY_COLUMNS)
+        report.operations, bad_op, report.operations_head = self._walk_chain(
+            "operations", _OPERATION_COLUMNS
+        )
+        report.entries, bad_entry, report.entries_head = self._walk_chain("entries", _ENTRY_COLUMNS)
         if bad_entry is not None:
             report.first_bad_entry = bad_entry
             report.problems.append(
@@ -625,7 +643,8 @@ class Ledger:
             report.problems.append(f"customer {customer_id!r} has a negative balance ({total})")
         return report
 
-    def _walk_chain(self, table: str, columns: str) -> tuple[int, int | None]:
+    def _walk_chain(self, table: str, columns: str) -> tuple[int, int | None, str | None]:
+        """(rows, id of the first row whose hash does not match, the newest hash)."""
         count, previous, first_bad = 0, "", None
         for row in self.conn.execute(f"SELECT {columns}, hash FROM {table} ORDER BY id"):
             count += 1
@@ -635,4 +654,4 @@ class Ledger:
             # Follow the stored hashes, so one bad row is reported once, not
             # as a cascade through every row after it.
             previous = row[-1]
-        return count, first_bad
+        return count, first_bad, previous or None

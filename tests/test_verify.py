@@ -88,14 +88,34 @@ def test_a_clean_ledger_verifies_ok_and_counts_its_entries_operations_and_custom
     shop_with_history: Shop,
 ) -> None:
     doc = shop_with_history.ok("verify")
+    with raw(shop_with_history.db) as conn:
+        heads = [
+            conn.execute(f"SELECT hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()[0]
+            for table in ("entries", "operations")
+        ]
     assert doc == {
         "ok": True,
         "entries": 7,
         "operations": 5,
         "customers": 2,
         "first_bad_entry": None,
+        "entries_head": heads[0],
+        "operations_head": heads[1],
         "problems": [],
     }
+
+
+def test_an_empty_ledger_verifies_with_no_heads(shop: Shop) -> None:
+    from loyalty_cli.ledger import Ledger
+
+    Ledger.open(shop.db).close()
+    doc = shop.ok("verify")
+    assert (doc["ok"], doc["entries"], doc["entries_head"], doc["operations_head"]) == (
+        True,
+        0,
+        None,
+        None,
+    )
 
 
 def test_verify_without_a_ledger_file_says_so_and_does_not_create_one(shop: Shop) -> None:
