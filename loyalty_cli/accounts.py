@@ -1,4 +1,4 @@
-"""A customer's account, read side: balance and history. No rules, no writes.
+"""A customer's account, read side: what they hold, and their history. No rules, no writes.
 
 Kept apart from the write-side use cases so that `balance` and `history`, the
 commands a till calls most, load nothing they do not use.
@@ -7,7 +7,11 @@ commands a till calls most, load nothing they do not use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
+from . import lots
 from .errors import Refused
 from .ledger import Customer, Entry, Ledger
 from .values import from_cents
@@ -20,22 +24,64 @@ def customer_or_refuse(ledger: Ledger, customer_id: str, what: str = "customer")
     return customer
 
 
+def shop_today(ledger: Ledger, now: datetime) -> date:
+    """Today in the shop, by the time zone of the rules that last wrote to the ledger."""
+    name = ledger.shop_timezone()
+    return now.astimezone(ZoneInfo(name) if name else UTC).date()
+
+
+class Holdings(NamedTuple):
+    """A customer's points on a given day, from their lots. Points past their
+    expiry never count, whether or not an expiry entry was written for them yet."""
+
+    available: int  # spendable now; negative only when a refund left a debt
+    pending: int  # held for the return window
+    expiring: int  # of the available points, those that expire within 30 days
+    next_expiry: date | None
+
+    @property
+    def balance(self) -> int:
+        return self.available + self.pending
+
+
+def holdings(ledger: Ledger, customer_id: str, today: date) -> Holdings:
+    held = ledger.lots(customer_id)
+    split = lots.split(held, today)
+    # Points taken without a lot to take them from (a refund allowed to go
+    # negative) are a debt against what is available.
+    debt = sum(lot.remaining for lot in held) - ledger.balance(customer_id)
+    return Holdings(split.available - debt, split.pending, split.expiring, split.next_expiry)
+
+
 @dataclass(frozen=True)
 class BalanceResult:
     customer: Customer
-    balance: int
+    held: Holdings
     earned: int
     redeemed: int
     adjusted: int
+    expired: int
+    refunded: int
+
+    @property
+    def balance(self) -> int:
+        return self.held.balance
 
     def to_json(self) -> dict[str, object]:
+        held = self.held
         return {
             "customer_id": self.customer.id,
             "name": self.customer.name,
-            "balance": self.balance,
+            "balance": held.balance,
+            "available": held.available,
+            "pending": held.pending,
+            "expiring_30_days": held.expiring,
+            "next_expiry": None if held.next_expiry is None else held.next_expiry.isoformat(),
             "earned": self.earned,
             "redeemed": self.redeemed,
             "adjusted": self.adjusted,
+            "expired": self.expired,
+            "refunded": self.refunded,
         }
 
 
@@ -69,23 +115,23 @@ class HistoryResult:
         }
 
 
-# --- shared steps --------------------------------------------------------------
-
-
-def balance(ledger: Ledger, customer_id: str) -> BalanceResult:
+def balance(ledger: Ledger, customer_id: str, now: datetime) -> BalanceResult:
     customer = customer_or_refuse(ledger, customer_id)
     by_kind = ledger.points_by_kind(customer_id)
     return BalanceResult(
         customer=customer,
-        balance=sum(by_kind.values()),
+        held=holdings(ledger, customer_id, shop_today(ledger, now)),
         earned=by_kind.get("enroll", 0) + by_kind.get("earn", 0),
         redeemed=-by_kind.get("redeem", 0),
         adjusted=by_kind.get("adjust", 0),
+        expired=-by_kind.get("expire", 0),
+        refunded=-by_kind.get("refund", 0),
     )
 
 
-def history(ledger: Ledger, customer_id: str, limit: int | None = None) -> HistoryResult:
+def history(
+    ledger: Ledger, customer_id: str, now: datetime, limit: int | None = None
+) -> HistoryResult:
     customer_or_refuse(ledger, customer_id)
-    return HistoryResult(
-        customer_id, ledger.balance(customer_id), ledger.history(customer_id, limit)
-    )
+    held = holdings(ledger, customer_id, shop_today(ledger, now))
+    return HistoryResult(customer_id, held.balance, ledger.history(customer_id, limit))

@@ -370,7 +370,7 @@ def adjust(
         at=_at(at, ruleset),
     )
     with open_ledger(db) as ledger:
-        result = adjust(ledger, request, now())
+        result = adjust(ledger, ruleset, request, now())
     show(result.to_json(), "points", as_json)
 
 
@@ -383,7 +383,7 @@ def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption =
     from .accounts import balance
 
     with open_ledger(db, create=False) as ledger:
-        result = balance(ledger, check_customer_id(customer_id))
+        result = balance(ledger, check_customer_id(customer_id), now())
     show(result.to_json(), "balance", as_json)
 
 
@@ -403,7 +403,7 @@ def history(
     from .accounts import history
 
     with open_ledger(db, create=False) as ledger:
-        result = history(ledger, check_customer_id(customer_id), limit)
+        result = history(ledger, check_customer_id(customer_id), now(), limit)
     show(result.to_json(), "history", as_json)
 
 

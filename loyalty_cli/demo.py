@@ -81,5 +81,5 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     spend = RedeemRequest("ada", reward="coffee", at=at(29, 10))
     step("loyalty redeem ada --reward coffee", redeem(ledger, ruleset, spend, now).to_json())
     for cid in ("ada", "grace", "alan"):
-        step(f"loyalty balance {cid}", balance(ledger, cid).to_json())
+        step(f"loyalty balance {cid}", balance(ledger, cid, now).to_json())
     return steps

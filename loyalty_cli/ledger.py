@@ -22,11 +22,12 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import Busy, InputMissing
+from .lots import Lot
 from .values import format_utc
 
 if TYPE_CHECKING:
@@ -35,13 +36,16 @@ if TYPE_CHECKING:
 APPLICATION_ID = 0x4C4F5931  # "LOY1"
 DEFAULT_TIMEOUT = 5.0
 
-ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift")
-APPEND_ONLY = ("entries", "operations", "rulesets")
+ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift", "expire", "refund")
+APPEND_ONLY = ("entries", "operations", "rulesets", "lots", "draws", "refunds")
 
 _ENTRY_COLUMNS = (
     "id, op_id, customer_id, kind, points, amount_cents, occurred_at, recorded_at, "
     "rule, reward, reason, txn, ruleset, detail"
 )
+_LOT_COLUMNS = "id, customer_id, earned_on, available_on, expires_on"
+_DRAW_COLUMNS = "id, entry_id, lot_id, points"
+_REFUND_COLUMNS = "id, purchase_op_id, amount_cents, clawback"
 _OPERATION_COLUMNS = (
     "id, txn, kind, customer_id, event, amount_cents, category, sku, quantity, reward, "
     "reason, occurred_at, recorded_at, ruleset, request, entry_count, points"
@@ -136,7 +140,88 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     ]
     for statement in statements:
         conn.execute(statement)
-    for table in APPEND_ONLY:
+    _append_only(conn, ("entries", "operations", "rulesets"))
+
+
+def m002_lots(conn: sqlite3.Connection) -> None:
+    """Points lots, for expiry, pending points and refunds: every credit becomes a
+    lot with its own dates, every debit records which lots it drew on, and each
+    refund records the purchase it reverses. All three are append-only and
+    hash-chained like entries. The shop's time zone is kept with each rules text,
+    so commands that read no rules (balance) still judge dates on the shop's day.
+
+    Ledgers written before lots existed get a lot for every credit (earned on its
+    UTC date, never expiring, spendable at once) and their debits drawn oldest
+    lot first, which is what their balances already assumed."""
+    statements = [
+        "ALTER TABLE rulesets ADD COLUMN timezone TEXT",
+        """
+        CREATE TABLE lots (
+            id INTEGER PRIMARY KEY REFERENCES entries(id),  -- the credit entry
+            customer_id TEXT NOT NULL REFERENCES customers(id),
+            earned_on TEXT NOT NULL,           -- shop-local dates, YYYY-MM-DD
+            available_on TEXT NOT NULL,        -- pending before this date
+            expires_on TEXT,                   -- gone on this date; NULL: never
+            hash TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX lots_customer ON lots(customer_id)",
+        """
+        CREATE TABLE draws (
+            id INTEGER PRIMARY KEY,
+            entry_id INTEGER NOT NULL REFERENCES entries(id),  -- the debit
+            lot_id INTEGER NOT NULL REFERENCES lots(id),
+            points INTEGER NOT NULL CHECK (points > 0),
+            hash TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX draws_lot ON draws(lot_id, points)",
+        "CREATE INDEX draws_entry ON draws(entry_id)",
+        """
+        CREATE TABLE refunds (
+            id INTEGER PRIMARY KEY REFERENCES operations(id),  -- the refund operation
+            purchase_op_id INTEGER NOT NULL REFERENCES operations(id),
+            amount_cents INTEGER NOT NULL,
+            clawback INTEGER NOT NULL,         -- points it was due to take back
+            hash TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX refunds_purchase ON refunds(purchase_op_id)",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+    _append_only(conn, ("lots", "draws", "refunds"))
+    lots: list[tuple[object, ...]] = []
+    draws: list[tuple[object, ...]] = []
+    open_lots: dict[str, list[list[int]]] = {}  # customer -> [[lot id, remaining], ...]
+    for entry_id, customer_id, points, occurred in conn.execute(
+        "SELECT id, customer_id, points, occurred_at FROM entries ORDER BY id"
+    ):
+        held = open_lots.setdefault(customer_id, [])
+        if points > 0:
+            day = occurred[:10]
+            lots.append((entry_id, customer_id, day, day, None))
+            held.append([entry_id, points])
+            continue
+        owed = -points
+        for lot in held:
+            take = min(lot[1], owed)
+            if take:
+                draws.append((len(draws) + 1, entry_id, lot[0], take))
+                lot[1] -= take
+                owed -= take
+    for table, columns, rows in (("lots", _LOT_COLUMNS, lots), ("draws", _DRAW_COLUMNS, draws)):
+        previous = ""
+        chained = []
+        for row in rows:
+            previous = chain_hash(previous, row)
+            chained.append((*row, previous))
+        marks = ", ".join("?" * (len(columns.split(",")) + 1))
+        conn.executemany(f"INSERT INTO {table} ({columns}, hash) VALUES ({marks})", chained)
+
+
+def _append_only(conn: sqlite3.Connection, tables: Sequence[str]) -> None:
+    for table in tables:
         for action in ("UPDATE", "DELETE"):
             conn.execute(
                 f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
@@ -145,7 +230,13 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_lots)
+# Chained tables besides operations and entries, walked by verify.
+_SIDE_CHAINS = (
+    ("lots", _LOT_COLUMNS, "lot"),
+    ("draws", _DRAW_COLUMNS, "draw"),
+    ("refunds", _REFUND_COLUMNS, "refund"),
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 TRIGGERS = frozenset(
     [f"{t}_no_{a}" for t in APPEND_ONLY for a in ("update", "delete")]
@@ -242,6 +333,14 @@ class NewOperation(NamedTuple):
     ruleset: str | None = None
 
 
+class LotTerms(NamedTuple):
+    """The dates of a credit's lot (see lots.py)."""
+
+    earned_on: date
+    available_on: date
+    expires_on: date | None
+
+
 class NewEntry(NamedTuple):
     kind: str
     points: int
@@ -250,6 +349,8 @@ class NewEntry(NamedTuple):
     reward: str | None = None
     reason: str | None = None
     detail: str | None = None
+    lot: LotTerms | None = None  # a credit: the lot it opens
+    draws: tuple[tuple[int, int], ...] = ()  # a debit: (lot id, points) it takes
 
 
 @dataclass
@@ -471,6 +572,54 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
+    def lots(self, customer_id: str) -> list[Lot]:
+        """The customer's lots with what remains in each."""
+        rows = self.conn.execute(
+            "SELECT l.id, l.earned_on, l.available_on, l.expires_on, "
+            "e.points - COALESCE((SELECT SUM(d.points) FROM draws d WHERE d.lot_id = l.id), 0) "
+            "FROM lots l JOIN entries e ON e.id = l.id WHERE l.customer_id = ? ORDER BY l.id",
+            (customer_id,),
+        )
+        return [
+            Lot(
+                lot_id,
+                date.fromisoformat(earned),
+                date.fromisoformat(available),
+                None if expires is None else date.fromisoformat(expires),
+                remaining,
+            )
+            for lot_id, earned, available, expires, remaining in rows
+        ]
+
+    def shop_timezone(self) -> str | None:
+        """The time zone of the rules that wrote last: how `balance`, which reads no
+        rules, knows which day it is in the shop."""
+        row = self.conn.execute(
+            "SELECT timezone FROM rulesets WHERE timezone IS NOT NULL "
+            "ORDER BY first_used_at DESC, rowid DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def refunded(self, purchase_op_id: int) -> tuple[int, int]:
+        """(cents refunded, points due back) over all refunds of a purchase so far."""
+        cents, points = self.conn.execute(
+            "SELECT COALESCE(SUM(amount_cents), 0), COALESCE(SUM(clawback), 0) FROM refunds "
+            "WHERE purchase_op_id = ?",
+            (purchase_op_id,),
+        ).fetchone()
+        return int(cents), int(points)
+
+    def is_refund(self, op_id: int) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM refunds WHERE id = ?", (op_id,)).fetchone() is not None
+        )
+
+    def purchase_amount(self, op_id: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT amount_cents FROM operations WHERE id = ? AND kind = 'purchase'", (op_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def operation(self, txn: str) -> Operation | None:
         row = self.conn.execute(
             "SELECT id, txn, kind, customer_id, occurred_at, request FROM operations WHERE txn = ?",
@@ -496,9 +645,15 @@ class Ledger:
     def remember_ruleset(self, ruleset: Ruleset, at: datetime) -> None:
         """Keep each distinct rules text once, so any entry can be re-explained."""
         self.conn.execute(
-            "INSERT INTO rulesets (version, source, text, first_used_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (version) DO NOTHING",
-            (ruleset.version, ruleset.source, ruleset.text, format_utc(at)),
+            "INSERT INTO rulesets (version, source, text, first_used_at, timezone) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
+            (
+                ruleset.version,
+                ruleset.source,
+                ruleset.text,
+                format_utc(at),
+                ruleset.program.timezone,
+            ),
         )
 
     def add_customer(self, customer: Customer, recorded_at: datetime) -> None:
@@ -558,6 +713,8 @@ class Ledger:
         )
         entry_id, previous = self._tip("entries")
         rows = []
+        lots: list[tuple[object, ...]] = []
+        draws: list[tuple[int, int, int]] = []
         for entry in entries:
             entry_id += 1
             row = (
@@ -578,12 +735,46 @@ class Ledger:
             )
             previous = chain_hash(previous, row)
             rows.append((*row, previous))
+            if entry.lot is not None:
+                terms = entry.lot
+                lots.append(
+                    (
+                        entry_id,
+                        row[2],
+                        terms.earned_on.isoformat(),
+                        terms.available_on.isoformat(),
+                        None if terms.expires_on is None else terms.expires_on.isoformat(),
+                    )
+                )
+            draws.extend((entry_id, lot_id, points) for lot_id, points in entry.draws)
         self.conn.executemany(
             f"INSERT INTO entries ({_ENTRY_COLUMNS}, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        self._insert_chained("lots", _LOT_COLUMNS, lots)
+        draw_id, _ = self._tip("draws")
+        self._insert_chained(
+            "draws", _DRAW_COLUMNS, [(draw_id + n, *d) for n, d in enumerate(draws, 1)]
+        )
         return op_id
+
+    def add_refund(self, op_id: int, purchase_op_id: int, amount_cents: int, clawback: int) -> None:
+        self._insert_chained(
+            "refunds", _REFUND_COLUMNS, [(op_id, purchase_op_id, amount_cents, clawback)]
+        )
+
+    def _insert_chained(self, table: str, columns: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert rows (each starting with its id, ascending) extending the table's chain."""
+        if not rows:
+            return
+        _, previous = self._tip(table)
+        chained = []
+        for row in rows:
+            previous = chain_hash(previous, row)
+            chained.append((*row, previous))
+        marks = ", ".join("?" * (len(rows[0]) + 1))
+        self.conn.executemany(f"INSERT INTO {table} ({columns}, hash) VALUES ({marks})", chained)
 
     # verification -----------------------------------------------------------
 
@@ -610,6 +801,13 @@ class Ledger:
                 f"operation #{bad_op} does not match the hash chain: it, or the one before it, "
                 "was changed, inserted or removed outside loyalty"
             )
+        for table, columns, noun in _SIDE_CHAINS:
+            _, bad, _ = self._walk_chain(table, columns)
+            if bad is not None:
+                report.problems.append(
+                    f"{noun} #{bad} does not match the hash chain: it, or the one before it, "
+                    "was changed, inserted or removed outside loyalty"
+                )
         present = {
             name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
         }
@@ -636,11 +834,29 @@ class Ledger:
             ENTRY_KINDS,
         ):
             report.problems.append(f"entry #{entry_id} has unknown kind '{kind}'")
-        for customer_id, total in conn.execute(
-            "SELECT customer_id, SUM(points) FROM entries GROUP BY customer_id "
-            "HAVING SUM(points) < 0 LIMIT 5"
+        # The lots must account for every point: each credit opens a lot, no lot
+        # gives more than it holds, and every debit but a refund's is fully drawn
+        # from lots. So a balance can only go negative through a refund the rules
+        # allowed to (refund_shortfall: allow_negative).
+        for (entry_id,) in conn.execute(
+            "SELECT e.id FROM entries e LEFT JOIN lots l ON l.id = e.id "
+            "WHERE e.points > 0 AND l.id IS NULL LIMIT 5"
         ):
-            report.problems.append(f"customer {customer_id!r} has a negative balance ({total})")
+            report.problems.append(f"entry #{entry_id} is a credit without a lot")
+        for lot_id, drawn, held in conn.execute(
+            "SELECT d.lot_id, SUM(d.points), e.points FROM draws d JOIN entries e "
+            "ON e.id = d.lot_id GROUP BY d.lot_id HAVING SUM(d.points) > e.points LIMIT 5"
+        ):
+            report.problems.append(f"lot #{lot_id} gave {drawn} points but held only {held}")
+        for entry_id, points, drawn in conn.execute(
+            "SELECT e.id, e.points, COALESCE((SELECT SUM(d.points) FROM draws d "
+            "WHERE d.entry_id = e.id), 0) AS drawn FROM entries e "
+            "WHERE e.points < 0 "
+            "AND (drawn > -e.points OR (e.kind != 'refund' AND drawn != -e.points)) LIMIT 5"
+        ):
+            report.problems.append(
+                f"entry #{entry_id} takes {-points} points but draws {drawn} from lots"
+            )
         return report
 
     def _walk_chain(self, table: str, columns: str) -> tuple[int, int | None, str | None]:

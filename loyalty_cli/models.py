@@ -19,6 +19,8 @@ from .errors import Location
 Rounding = Literal["floor", "nearest", "ceil"]
 Period = Literal["day", "week", "month", "year", "lifetime"]
 FieldType = Literal["decimal", "int", "str", "bool"]
+ExpireAt = Literal["end_of_month", "same_day"]
+Shortfall = Literal["within_balance", "allow_negative"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,16 @@ class Program:
 
 
 @dataclass(frozen=True)
+class PointsPolicy:
+    """The points lifecycle: holding, expiry and what a refund may take back."""
+
+    pending_days: int = 0  # purchase points are held this many days (the return window)
+    expire_after_months: int | None = None  # None: points never expire
+    expire_at: ExpireAt = "end_of_month"
+    refund_shortfall: Shortfall = "within_balance"
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """A validated rules file. `version` is the sha256 of its text, which the
     ledger stores once and stamps on every entry the rules produce."""
@@ -109,6 +121,7 @@ class Ruleset:
     source: str
     text: str
     version: str
+    points: PointsPolicy = PointsPolicy()
 
     @property
     def events(self) -> frozenset[str]:

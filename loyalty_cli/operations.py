@@ -15,16 +15,18 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from .accounts import customer_or_refuse
+from . import lots
+from .accounts import Holdings, customer_or_refuse, holdings
 from .errors import BadArgument, Refused
-from .evaluator import evaluate, rules_for, usage_windows
+from .evaluator import evaluate, rules_for, shop_zone, usage_windows
 from .ledger import (
     Customer,
     Entry,
     Ledger,
+    LotTerms,
     NewEntry,
     NewOperation,
     Operation,
@@ -220,7 +222,10 @@ def _award_from_entries(entries: list[Entry]) -> Award:
     return Award(points=sum(e.points for e in entries), lines=lines)
 
 
-def _entries(award: Award, kind: str, customer_id: str | None = None) -> list[NewEntry]:
+def _entries(
+    award: Award, kind: str, terms: LotTerms, customer_id: str | None = None
+) -> list[NewEntry]:
+    """One entry per award line; each credit opens a lot on `terms`."""
     return [
         NewEntry(
             kind="gift" if line.reward is not None and line.points == 0 else kind,
@@ -229,9 +234,60 @@ def _entries(award: Award, kind: str, customer_id: str | None = None) -> list[Ne
             rule=line.rule,
             reward=line.reward,
             detail=line.detail,
+            lot=terms if line.points > 0 else None,
         )
         for line in award.lines
     ]
+
+
+def _today(ruleset: Ruleset, at: datetime) -> date:
+    return at.astimezone(shop_zone(ruleset)).date()
+
+
+def _terms(ruleset: Ruleset, at: datetime, *, purchase: bool) -> LotTerms:
+    """The dates of points earned at `at`: purchase points wait out the return window."""
+    policy = ruleset.points
+    earned = _today(ruleset, at)
+    held = timedelta(days=policy.pending_days if purchase else 0)
+    expiry = lots.expires_on(earned, policy.expire_after_months, policy.expire_at)
+    return LotTerms(earned, earned + held, expiry)
+
+
+def expire_due(
+    ledger: Ledger, ruleset: Ruleset, customer_id: str, today: date, now: datetime
+) -> int:
+    """Write `expire` entries for the customer's lots that are past their expiry
+    and still hold points; one operation per expiry date, dated at the start of
+    that day in the shop. Idempotent: an expired lot holds nothing afterwards.
+    Returns the points expired."""
+    due = lots.overdue(ledger.lots(customer_id), today)
+    by_day: dict[date, list[lots.Lot]] = {}
+    for lot in due:
+        assert lot.expires_on is not None
+        by_day.setdefault(lot.expires_on, []).append(lot)
+    tz = shop_zone(ruleset)
+    for day, expiring in sorted(by_day.items()):
+        entries = [
+            NewEntry(
+                kind="expire",
+                points=-lot.remaining,
+                reason=f"earned {lot.earned_on}, expired {day}",
+                draws=((lot.id, lot.remaining),),
+            )
+            for lot in expiring
+        ]
+        ledger.append(
+            NewOperation(
+                kind="expire",
+                customer_id=customer_id,
+                occurred_at=datetime.combine(day, time(), tz),
+                ruleset=ruleset.version,
+                request={"customer_id": customer_id, "lots": [lot.id for lot in expiring]},
+            ),
+            entries,
+            now,
+        )
+    return sum(lot.remaining for lot in due)
 
 
 def _state(
@@ -251,7 +307,7 @@ def _state(
     return CustomerState(
         customer_id=customer.id,
         enrolled_at=parse_utc(customer.enrolled_at),
-        balance=ledger.balance(customer.id),
+        balance=holdings(ledger, customer.id, _today(ruleset, activity.at)).balance,
         purchases=purchases,
         spend=from_cents(spend),
         referred_by=customer.referred_by,
@@ -275,7 +331,7 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
                     f"customer {request.customer_id!r} is already enrolled "
                     "(add --exist-ok to make enroll a no-op for existing customers)"
                 )
-            balance = ledger.balance(existing.id)
+            balance = holdings(ledger, existing.id, _today(ruleset, at)).balance
             award = AwardResult(
                 existing.id, "enroll", existing.enrolled_at, None, None, Award(0, ()), balance
             )
@@ -296,14 +352,16 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
         )
         activity = Activity(customer.id, "enroll", at)
         welcome = evaluate(ruleset, activity, _state(ledger, ruleset, customer, activity))
-        entries = _entries(welcome, "enroll")
+        terms = _terms(ruleset, at, purchase=False)
+        entries = _entries(welcome, "enroll", terms)
         referral_award: Award | None = None
         if referrer is not None:
+            expire_due(ledger, ruleset, referrer.id, _today(ruleset, at), now)
             ref_activity = Activity(referrer.id, "referral", at, referred=customer.id)
             referral_award = evaluate(
                 ruleset, ref_activity, _state(ledger, ruleset, referrer, ref_activity)
             )
-            entries += _entries(referral_award, "earn", customer_id=referrer.id)
+            entries += _entries(referral_award, "earn", terms, customer_id=referrer.id)
         ledger.add_customer(customer, now)
         ledger.remember_ruleset(ruleset, now)
         ledger.append(
@@ -319,8 +377,15 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
             now,
         )
         occurred = format_utc(at)
+        today = _today(ruleset, at)
         result = AwardResult(
-            customer.id, "enroll", occurred, None, None, welcome, ledger.balance(customer.id)
+            customer.id,
+            "enroll",
+            occurred,
+            None,
+            None,
+            welcome,
+            holdings(ledger, customer.id, today).balance,
         )
         referral = None
         if referrer is not None and referral_award is not None:
@@ -331,7 +396,7 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
                 None,
                 None,
                 referral_award,
-                ledger.balance(referrer.id),
+                holdings(ledger, referrer.id, today).balance,
             )
         return EnrollResult(customer, created=True, award=result, referral=referral)
 
@@ -379,11 +444,13 @@ def earn(
                 request.amount,
                 request.txn,
                 _award_from_entries(entries),
-                ledger.balance(request.customer_id),
+                holdings(ledger, request.customer_id, _today(ruleset, now)).balance,
                 duplicate=True,
                 dry_run=dry_run,
             )
         customer = customer_or_refuse(ledger, request.customer_id)
+        if not dry_run:
+            expire_due(ledger, ruleset, customer.id, _today(ruleset, at), now)
         activity = Activity(
             customer_id=customer.id,
             event=request.event,
@@ -412,10 +479,10 @@ def earn(
                     ruleset=ruleset.version,
                     request=request.content(),
                 ),
-                _entries(award, "earn"),
+                _entries(award, "earn", _terms(ruleset, at, purchase=request.event == "purchase")),
                 now,
             )
-            balance = ledger.balance(customer.id)
+            balance = holdings(ledger, customer.id, _today(ruleset, at)).balance
         return AwardResult(
             customer.id,
             request.event,
@@ -429,15 +496,12 @@ def earn(
         )
 
 
-def redeem(
-    ledger: Ledger, ruleset: Ruleset | None, request: RedeemRequest, now: datetime
-) -> PointsResult:
+def redeem(ledger: Ledger, ruleset: Ruleset, request: RedeemRequest, now: datetime) -> PointsResult:
     """Spend points, or a reward's cost in points. Never below zero."""
     if (request.points is None) == (request.reward is None):
         raise BadArgument("give either --points N or --reward ID")
     cost, reason = request.points, request.reason
     if request.reward is not None:
-        assert ruleset is not None
         reward = ruleset.rewards.get(request.reward)
         if reward is None:
             known = sorted(ruleset.rewards)
@@ -457,13 +521,13 @@ def redeem(
         txn=request.txn,
         reward=request.reward,
         reason=reason,
-        ruleset=None if ruleset is None else ruleset.version,
+        ruleset=ruleset.version,
         request={"customer_id": request.customer_id, "points": cost, "reward": request.reward},
     )
     return _spend(ledger, op, -cost, request.at, now, ruleset)
 
 
-def adjust(ledger: Ledger, request: AdjustRequest, now: datetime) -> PointsResult:
+def adjust(ledger: Ledger, ruleset: Ruleset, request: AdjustRequest, now: datetime) -> PointsResult:
     """A manual correction, always with a reason. It may not take the balance below zero."""
     if request.points == 0:
         raise BadArgument("adjust POINTS must not be zero")
@@ -475,13 +539,14 @@ def adjust(ledger: Ledger, request: AdjustRequest, now: datetime) -> PointsResul
         occurred_at=request.at or now,
         txn=request.txn,
         reason=request.reason,
+        ruleset=ruleset.version,
         request={
             "customer_id": request.customer_id,
             "points": request.points,
             "reason": request.reason,
         },
     )
-    return _spend(ledger, op, request.points, request.at, now, None)
+    return _spend(ledger, op, request.points, request.at, now, ruleset)
 
 
 def _spend(
@@ -490,11 +555,13 @@ def _spend(
     points: int,
     at: datetime | None,
     now: datetime,
-    ruleset: Ruleset | None,
+    ruleset: Ruleset,
 ) -> PointsResult:
-    """Write one signed entry after checking, under the write lock, that the
-    balance stays non-negative. `at` is the --at given, if any."""
+    """Write one signed entry: a credit opens a lot; a debit draws on the
+    spendable lots, soonest expiry first, after checking under the write lock
+    that they cover it. `at` is the --at given, if any."""
     customer_id = op.customer_id
+    today = _today(ruleset, op.occurred_at)
 
     def result(points: int, balance: int, occurred: str, duplicate: bool) -> PointsResult:
         return PointsResult(
@@ -513,16 +580,37 @@ def _spend(
         earlier = _earlier(ledger, op.txn, op.request, at)
         if earlier is not None:
             done = sum(e.points for e in ledger.entries_of(earlier.id))
-            return result(done, ledger.balance(customer_id), earlier.occurred_at, True)
+            balance = holdings(ledger, customer_id, _today(ruleset, now)).balance
+            return result(done, balance, earlier.occurred_at, True)
         customer_or_refuse(ledger, customer_id)
-        balance = ledger.balance(customer_id)
-        if balance + points < 0:
-            raise Refused(
-                f"insufficient points: {customer_id!r} has {balance}, needs {-points} "
-                f"(short by {-points - balance})"
+        expire_due(ledger, ruleset, customer_id, today, now)
+        held = holdings(ledger, customer_id, today)
+        if points > 0:
+            entry = NewEntry(
+                kind=op.kind,
+                points=points,
+                reason=op.reason,
+                lot=_terms(ruleset, op.occurred_at, purchase=False),
             )
-        if ruleset is not None:
-            ledger.remember_ruleset(ruleset, now)
-        entry = NewEntry(kind=op.kind, points=points, reward=op.reward, reason=op.reason)
+        else:
+            if held.available + points < 0:
+                raise Refused(_short(customer_id, held, -points))
+            spendable = lots.spendable(ledger.lots(customer_id), today)
+            entry = NewEntry(
+                kind=op.kind,
+                points=points,
+                reward=op.reward,
+                reason=op.reason,
+                draws=tuple(lots.draw(spendable, -points)),
+            )
+        ledger.remember_ruleset(ruleset, now)
         ledger.append(op, [entry], now)
-        return result(points, balance + points, format_utc(op.occurred_at), False)
+        return result(points, held.balance + points, format_utc(op.occurred_at), False)
+
+
+def _short(customer_id: str, held: Holdings, needed: int) -> str:
+    waiting = f" (and {held.pending} pending)" if held.pending else ""
+    return (
+        f"insufficient points: {customer_id!r} has {held.available}{waiting}, needs {needed} "
+        f"(short by {needed - held.available})"
+    )

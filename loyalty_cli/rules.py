@@ -31,6 +31,7 @@ from .models import (
     Compare,
     Condition,
     Not,
+    PointsPolicy,
     Program,
     Reward,
     Rule,
@@ -47,7 +48,10 @@ _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "times
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
-TOP_KEYS = ("program", "earn", "rewards")
+TOP_KEYS = ("program", "points", "earn", "rewards")
+POINTS_KEYS = ("pending_days", "expire_after_months", "expire_at", "refund_shortfall")
+EXPIRE_AT = ("end_of_month", "same_day")
+SHORTFALLS = ("within_balance", "allow_negative")
 PROGRAM_KEYS = ("name", "currency", "timezone", "rounding")
 RULE_KEYS = (
     "id",
@@ -198,6 +202,7 @@ class _Reader:
                     "missing 'program' section (add program: {name: ..., timezone: ...})",
                 )
             )
+        policy = self.optional(top, "points", self.points_policy) or PointsPolicy()
         rewards = self.optional(top, "rewards", self.rewards) or {}
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
         if program is None or self.problems:
@@ -209,6 +214,7 @@ class _Reader:
             source=self.source,
             text=text,
             version=rules_version(text),
+            points=policy,
         )
 
     def check_tags(self, node: yaml.Node) -> None:
@@ -374,6 +380,27 @@ class _Reader:
         if name is None or tz is None:
             return None
         return Program(name=name, currency=currency, timezone=tz, rounding=rounding or "floor")  # type: ignore[arg-type]
+
+    def points_policy(self, node: yaml.Node) -> PointsPolicy:
+        f = self.mapping(node, POINTS_KEYS, "points")
+        pending = self.optional(
+            f, "pending_days", lambda n: self.integer(n, "pending_days", minimum=0)
+        )
+        months = self.optional(
+            f, "expire_after_months", lambda n: self.integer(n, "expire_after_months", minimum=1)
+        )
+        at = self.optional(f, "expire_at", lambda n: self.choice(n, "expire_at", EXPIRE_AT))
+        shortfall = self.optional(
+            f, "refund_shortfall", lambda n: self.choice(n, "refund_shortfall", SHORTFALLS)
+        )
+        if "expire_at" in f and "expire_after_months" not in f:
+            self.problem(f["expire_at"][0], "expire_at needs expire_after_months")
+        return PointsPolicy(
+            pending_days=pending or 0,
+            expire_after_months=months,
+            expire_at=at or "end_of_month",  # type: ignore[arg-type]
+            refund_shortfall=shortfall or "within_balance",  # type: ignore[arg-type]
+        )
 
     def currency(self, node: yaml.Node) -> str:
         value = self.text(node)

@@ -155,9 +155,15 @@ def test_balance_json_shape(shop: Shop) -> None:
         "customer_id": "C1",
         "name": "Ada",
         "balance": 115,
+        "available": 115,
+        "pending": 0,
+        "expiring_30_days": 0,
+        "next_expiry": None,
         "earned": 150,
         "redeemed": 30,
         "adjusted": -5,
+        "expired": 0,
+        "refunded": 0,
     }
 
 

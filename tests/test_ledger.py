@@ -82,6 +82,7 @@ def test_the_ledgers_own_connection_refuses_insert_or_replace(tmp_path: Path, sh
 def test_a_read_only_database_is_a_clear_error_not_a_traceback(shop: Shop) -> None:
     from loyalty_cli.errors import InputMissing
     from loyalty_cli.operations import AdjustRequest, adjust
+    from loyalty_cli.rules import load_rules
     from loyalty_cli.values import parse_utc
 
     shop.ok("enroll", "C1")
@@ -92,4 +93,4 @@ def test_a_read_only_database_is_a_clear_error_not_a_traceback(shop: Shop) -> No
         ledger.conn = sqlite3.connect(f"file:{shop.db}?mode=ro", uri=True, isolation_level=None)
         request = AdjustRequest("C1", 5, "test")
         with pytest.raises(InputMissing, match="read-only"):
-            adjust(ledger, request, parse_utc("2026-11-22T10:00:00Z"))
+            adjust(ledger, load_rules(shop.rules), request, parse_utc("2026-11-22T10:00:00Z"))

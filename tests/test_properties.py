@@ -61,6 +61,7 @@ rewards:
 )
 
 START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+END = datetime(2030, 1, 1, tzinfo=UTC)  # 'now' for reading balances: after every step
 STEP = timedelta(hours=7)  # crosses days, weekends and weeks, so caps and multipliers vary
 CUSTOMERS = ("C1", "C2", "C3")
 
@@ -172,7 +173,7 @@ def perform(
             return ops.redeem(ledger, RULESET, redeem, now)
         case Adjust(customer, points):
             adjust = ops.AdjustRequest(customer, points, "property test", txn=txn(index), at=when)
-            return ops.adjust(ledger, adjust, now)
+            return ops.adjust(ledger, RULESET, adjust, now)
     raise AssertionError(op)
 
 
@@ -278,7 +279,7 @@ def assert_balances(
     sums = raw_balances(raw)
     assert set(sums) <= enrolled
     for customer in enrolled:
-        shown = balance(ledger, customer)
+        shown = balance(ledger, customer, END)
         assert shown.balance == sums.get(customer, 0), customer
         assert shown.balance == shown.earned - shown.redeemed + shown.adjusted
         assert shown.balance == model[customer], customer

@@ -1,0 +1,113 @@
+"""Points lots: pure arithmetic for expiry, pending points and spending order.
+
+Every credit (points earned, a positive adjustment) is a lot with the local
+date it was earned, the date it becomes spendable (`available_on`, later than
+`earned_on` while the purchase's return window runs) and the date it expires
+(`expires_on`, the first local date on which it is gone; None = never). Every
+debit (a redemption, an expiry, a refund's clawback, a negative adjustment)
+draws on lots, and the draws are recorded, so a lot's remainder is its points
+less its draws.
+
+Spending order: soonest expiry first, lots that never expire last, ties to the
+oldest earned (Voucherify, ERPNext, Odoo 19).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from datetime import date, timedelta
+from typing import NamedTuple
+
+
+class Lot(NamedTuple):
+    id: int  # the credit entry's id
+    earned_on: date
+    available_on: date
+    expires_on: date | None
+    remaining: int
+
+
+def add_months(day: date, months: int) -> date:
+    """The same day `months` later, clamped to that month's end (31 Jan + 1 = 28 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def expires_on(earned_on: date, months: int | None, at: str) -> date | None:
+    """The first local date on which points earned on `earned_on` are gone.
+
+    `end_of_month`: valid through the end of the month `months` later (Square:
+    earned 6 July 2020, 12 months, gone on 1 August 2021).
+    `same_day`: valid through the same day `months` later, clamped to month end
+    (earned 31 January, 1 month: valid through 28 February, gone on 1 March).
+    """
+    if months is None:
+        return None
+    due = add_months(earned_on, months)
+    if at == "end_of_month":
+        return add_months(due.replace(day=1), 1)
+    return due + timedelta(days=1)
+
+
+def spending_order(lots: Iterable[Lot]) -> list[Lot]:
+    return sorted(lots, key=lambda lot: (lot.expires_on is None, lot.expires_on, lot.id))
+
+
+def is_live(lot: Lot, today: date) -> bool:
+    return lot.remaining > 0 and (lot.expires_on is None or lot.expires_on > today)
+
+
+def spendable(lots: Iterable[Lot], today: date) -> list[Lot]:
+    """Lots that can pay for something today, in spending order."""
+    return spending_order(lot for lot in lots if is_live(lot, today) and lot.available_on <= today)
+
+
+def draw(lots: Iterable[Lot], points: int) -> list[tuple[int, int]]:
+    """Take `points` from `lots` in the order given: [(lot id, points taken)].
+    Takes less if the lots hold less; the caller decides what a shortfall means."""
+    taken: list[tuple[int, int]] = []
+    for lot in lots:
+        if points <= 0:
+            break
+        take = min(lot.remaining, points)
+        if take > 0:
+            taken.append((lot.id, take))
+            points -= take
+    return taken
+
+
+def overdue(lots: Iterable[Lot], today: date) -> list[Lot]:
+    """Lots past their expiry that still hold points: what an expiry run writes off."""
+    return [
+        lot
+        for lot in spending_order(lots)
+        if lot.remaining > 0 and lot.expires_on is not None and lot.expires_on <= today
+    ]
+
+
+class Split(NamedTuple):
+    available: int
+    pending: int
+    expiring: int  # of the available points, those gone within `horizon` days
+    next_expiry: date | None
+
+
+def split(lots: Iterable[Lot], today: date, horizon: int = 30) -> Split:
+    """Available and pending points as of `today`, ignoring points already past
+    their expiry even when no expiry has been written for them yet."""
+    available = pending = expiring = 0
+    soonest: date | None = None
+    limit = today + timedelta(days=horizon)
+    for lot in lots:
+        if not is_live(lot, today):
+            continue
+        if lot.available_on > today:
+            pending += lot.remaining
+            continue
+        available += lot.remaining
+        if lot.expires_on is not None and lot.expires_on <= limit:
+            expiring += lot.remaining
+            soonest = lot.expires_on if soonest is None else min(soonest, lot.expires_on)
+    return Split(available, pending, expiring, soonest)
