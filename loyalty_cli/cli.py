@@ -375,15 +375,70 @@ def adjust(
 
 
 @command()
-def balance(customer_id: CustomerArg, db: DbOption = None, as_json: JsonOption = None) -> None:
-    """Show a customer's balance, and points earned, redeemed and adjusted.
+def refund(
+    refund_of: Annotated[
+        str, typer.Argument(metavar="TXN", help="The purchase's txn (its receipt number).")
+    ],
+    amount: Annotated[
+        str | None, typer.Option(help="Amount refunded. Default: all that is left to refund.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Note kept with the refund.")] = None,
+    txn: TxnOption = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Take back a purchase's points, in proportion to the amount refunded.
 
-    Example: loyalty balance C1001 --json | jq .balance
+    Example: loyalty refund R-5521 --amount 20.00 --txn RF-5521-1
+    """
+    from .operations import RefundRequest, refund
+
+    ruleset = load(rules)
+    request = RefundRequest(
+        refund_of=refund_of,
+        amount=None if amount is None else parse_amount(amount),
+        reason=_text(reason, "--reason"),
+        txn=_text(txn, "--txn"),
+        at=_at(at, ruleset),
+    )
+    with open_ledger(db) as ledger:
+        result = refund(ledger, ruleset, request, now())
+    show(result.to_json(), "refund", as_json)
+
+
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="As of this time, ISO 8601; naive times are shop-local. Default: now.",
+    ),
+]
+
+
+def _as_of(ledger: Ledger, text: str | None) -> datetime:
+    """--at on a read: shop-local by the time zone the ledger's rules last used."""
+    if text is None:
+        return now()
+    from zoneinfo import ZoneInfo
+
+    name = ledger.shop_timezone()
+    return parse_at(text, ZoneInfo(name) if name else UTC)
+
+
+@command()
+def balance(
+    customer_id: CustomerArg, at: AsOfOption = None, db: DbOption = None, as_json: JsonOption = None
+) -> None:
+    """Show a customer's points: available, pending, expiring soon, and lifetime totals.
+
+    Example: loyalty balance C1001 --json | jq .available
     """
     from .accounts import balance
 
     with open_ledger(db, create=False) as ledger:
-        result = balance(ledger, check_customer_id(customer_id), now())
+        result = balance(ledger, check_customer_id(customer_id), _as_of(ledger, at))
     show(result.to_json(), "balance", as_json)
 
 
@@ -393,6 +448,7 @@ def history(
     limit: Annotated[
         int | None, typer.Option(help="Show only the newest N entries.", min=1)
     ] = None,
+    at: AsOfOption = None,
     db: DbOption = None,
     as_json: JsonOption = None,
 ) -> None:
@@ -403,7 +459,7 @@ def history(
     from .accounts import history
 
     with open_ledger(db, create=False) as ledger:
-        result = history(ledger, check_customer_id(customer_id), now(), limit)
+        result = history(ledger, check_customer_id(customer_id), _as_of(ledger, at), limit)
     show(result.to_json(), "history", as_json)
 
 

@@ -291,6 +291,13 @@ class Operation(NamedTuple):
     request: str
 
 
+class Refund(NamedTuple):
+    id: int  # the refund operation
+    purchase_op_id: int
+    amount_cents: int
+    clawback: int  # points it was due to take back
+
+
 # --- hashing -------------------------------------------------------------------
 
 
@@ -608,6 +615,12 @@ class Ledger:
             (purchase_op_id,),
         ).fetchone()
         return int(cents), int(points)
+
+    def refund(self, op_id: int) -> Refund:
+        row = self.conn.execute(
+            f"SELECT {_REFUND_COLUMNS} FROM refunds WHERE id = ?", (op_id,)
+        ).fetchone()
+        return Refund(*row)
 
     def is_refund(self, op_id: int) -> bool:
         return (

@@ -95,6 +95,15 @@ class AdjustRequest:
     at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_of: str  # the purchase's txn
+    amount: Decimal | None = None  # None: whatever is left to refund
+    reason: str | None = None
+    txn: str | None = None  # the refund's own idempotency key
+    at: datetime | None = None
+
+
 def _line_json(line: AwardLine) -> dict[str, object]:
     out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
     if line.reward is not None:
@@ -182,6 +191,38 @@ class PointsResult:
             "balance": self.balance,
             "reward": self.reward,
             "reason": self.reason,
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    customer_id: str
+    refund_of: str
+    amount: Decimal
+    purchase_amount: Decimal
+    refunded: Decimal  # all refunds of the purchase so far, this one included
+    clawback: int  # points this refund was due to take back
+    points: int  # what it took (negative); beyond the balance only with allow_negative
+    shortfall: int  # due but not taken, because the balance was too small
+    balance: int
+    occurred_at: str
+    txn: str | None
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "refund_of": self.refund_of,
+            "amount": str(self.amount),
+            "purchase_amount": str(self.purchase_amount),
+            "refunded": str(self.refunded),
+            "clawback": self.clawback,
+            "points": self.points,
+            "shortfall": self.shortfall,
+            "balance": self.balance,
             "occurred_at": self.occurred_at,
             "txn": self.txn,
             "duplicate": self.duplicate,
@@ -613,4 +654,129 @@ def _short(customer_id: str, held: Holdings, needed: int) -> str:
     return (
         f"insufficient points: {customer_id!r} has {held.available}{waiting}, needs {needed} "
         f"(short by {needed - held.available})"
+    )
+
+
+def refund(ledger: Ledger, ruleset: Ruleset, request: RefundRequest, now: datetime) -> RefundResult:
+    """Take back the points of a purchase, in proportion to the amount refunded.
+
+    The clawback is computed from the purchase's original award entries, never
+    from today's rules: over all refunds of a purchase it is
+    floor(points earned x amount refunded / purchase amount), so it never takes
+    back more than was earned, and a full refund takes back exactly that. It draws
+    first on the purchase's own lots (cancelling points still pending), then on
+    the customer's other spendable points. If those fall short, `refund_shortfall`
+    decides: `within_balance` takes what is there and records the shortfall;
+    `allow_negative` takes it all, leaving a debt."""
+    at = request.at or now
+    today = _today(ruleset, at)
+    content: dict[str, object] = {
+        "refund_of": request.refund_of,
+        "amount": None if request.amount is None else str(request.amount),
+    }
+    with ledger.transaction():
+        earlier = _earlier(ledger, request.txn, content, request.at)
+        purchase = ledger.operation(request.refund_of)
+        if purchase is None:
+            raise Refused(f"unknown transaction {request.refund_of!r}: no purchase has that txn")
+        if purchase.kind != "purchase":
+            if ledger.is_refund(purchase.id):
+                raise Refused(f"{request.refund_of!r} is itself a refund; refund the purchase")
+            raise Refused(f"{request.refund_of!r} is a {purchase.kind}, not a purchase")
+        total_cents = ledger.purchase_amount(purchase.id)
+        assert total_cents is not None
+        customer_id = purchase.customer_id
+        if earlier is not None:
+            return _refund_result(ledger, ruleset, earlier, purchase, total_cents, now)
+        refunded_cents, due_before = ledger.refunded(purchase.id)
+        left = total_cents - refunded_cents
+        if left <= 0:
+            raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
+        cents = left if request.amount is None else to_cents(request.amount)
+        if cents > left:
+            raise Refused(
+                f"refund of {from_cents(cents)} is more than the {from_cents(left)} left to "
+                f"refund on {request.refund_of!r} (a purchase of {from_cents(total_cents)})"
+            )
+        own = {e.id: e.points for e in ledger.entries_of(purchase.id) if e.points > 0}
+        earned = sum(own.values())
+        due_after = earned * (refunded_cents + cents) // total_cents
+        clawback = due_after - due_before
+        expire_due(ledger, ruleset, customer_id, today, now)
+        held = ledger.lots(customer_id)
+        own_lots = [
+            lot for lot in lots.spending_order(held) if lot.id in own and lots.is_live(lot, today)
+        ]
+        others = [lot for lot in lots.spendable(held, today) if lot.id not in own]
+        # What the customer holds beyond any earlier debt is all a refund may take.
+        room = max(0, holdings(ledger, customer_id, today).balance)
+        draws = lots.draw(own_lots + others, min(clawback, room))
+        taken = sum(points for _, points in draws)
+        if ruleset.points.refund_shortfall == "allow_negative":
+            taken = clawback
+        shortfall = clawback - taken
+        reason = f"refund of {from_cents(cents)} on {request.refund_of}" + (
+            f"; {shortfall} points could not be taken back" if shortfall else ""
+        )
+        entries = []
+        if taken:
+            entries.append(
+                NewEntry(kind="refund", points=-taken, reason=reason, draws=tuple(draws))
+            )
+        op_id = ledger.append(
+            NewOperation(
+                kind="refund",
+                customer_id=customer_id,
+                occurred_at=at,
+                txn=request.txn,
+                amount_cents=cents,
+                reason=request.reason or reason,
+                ruleset=ruleset.version,
+                request=content,
+            ),
+            entries,
+            now,
+        )
+        ledger.add_refund(op_id, purchase.id, cents, clawback)
+        ledger.remember_ruleset(ruleset, now)
+        return RefundResult(
+            customer_id,
+            request.refund_of,
+            from_cents(cents),
+            from_cents(total_cents),
+            from_cents(refunded_cents + cents),
+            clawback,
+            -taken,
+            shortfall,
+            holdings(ledger, customer_id, today).balance,
+            format_utc(at),
+            request.txn,
+        )
+
+
+def _refund_result(
+    ledger: Ledger,
+    ruleset: Ruleset,
+    earlier: Operation,
+    purchase: Operation,
+    total_cents: int,
+    now: datetime,
+) -> RefundResult:
+    """A retried refund: report what the original did."""
+    detail = ledger.refund(earlier.id)
+    taken = sum(e.points for e in ledger.entries_of(earlier.id))
+    refunded_cents, _ = ledger.refunded(purchase.id)
+    return RefundResult(
+        purchase.customer_id,
+        purchase.txn or "",
+        from_cents(detail.amount_cents),
+        from_cents(total_cents),
+        from_cents(refunded_cents),
+        detail.clawback,
+        taken,
+        detail.clawback + taken,
+        holdings(ledger, purchase.customer_id, _today(ruleset, now)).balance,
+        earlier.occurred_at,
+        earlier.txn,
+        duplicate=True,
     )

@@ -100,22 +100,43 @@ def points(doc: Doc) -> None:
     _headline(doc, f"{verb} {amount} points{why}")
 
 
+def refund(doc: Doc) -> None:
+    took = -doc["points"]
+    _headline(
+        doc,
+        f"refunded {doc['amount']} of {doc['purchase_amount']} on {doc['refund_of']}: "
+        f"{took} points taken back",
+    )
+    if doc["shortfall"]:
+        _console.print(
+            f"{doc['shortfall']} of the {doc['clawback']} points due could not be taken back: "
+            "the balance was too small (refund_shortfall: within_balance)"
+        )
+
+
 def balance(doc: Doc) -> None:
     _balance_table([doc])
 
 
 def _balance_table(docs: list[Doc]) -> None:
-    table = _table("Customer", "Name", "Balance", "Earned", "Redeemed", "Adjusted")
+    table = _table(
+        "Customer", "Name", "Balance", "Available", "Pending", "Expiring", "Earned", "Redeemed"
+    )
     for column in table.columns[2:]:
         column.justify = "right"
     for doc in docs:
+        expiring = ""
+        if doc["expiring_30_days"]:
+            expiring = f"{doc['expiring_30_days']} from {doc['next_expiry']}"
         table.add_row(
             doc["customer_id"],
             doc["name"] or "",
             Text(str(doc["balance"]), "bold"),
+            str(doc["available"]),
+            str(doc["pending"]),
+            expiring,
             str(doc["earned"]),
             str(doc["redeemed"]),
-            _signed(doc["adjusted"]) if doc["adjusted"] else "0",
         )
     _console.print(table)
 
@@ -205,6 +226,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "earn": earn,
     "enroll": enroll,
     "points": points,
+    "refund": refund,
     "balance": balance,
     "history": history,
     "verify": verify,

@@ -7,6 +7,7 @@ import re
 from loyalty_cli.rules import (
     CAP_KEYS,
     FIELDS,
+    POINTS_KEYS,
     PROGRAM_KEYS,
     REWARD_KEYS,
     RULE_KEYS,
@@ -32,7 +33,15 @@ def test_example_rules_are_valid_and_use_every_kind_of_rule() -> None:
 
 def test_example_rules_document_every_key_and_field() -> None:
     text = EXAMPLE_RULES.read_text()
-    for key in (*TOP_KEYS, *PROGRAM_KEYS, *RULE_KEYS, *REWARD_KEYS, *CAP_KEYS, *FIELDS):
+    for key in (
+        *TOP_KEYS,
+        *PROGRAM_KEYS,
+        *POINTS_KEYS,
+        *RULE_KEYS,
+        *REWARD_KEYS,
+        *CAP_KEYS,
+        *FIELDS,
+    ):
         if key == "description" and "description" in text:
             continue
         assert re.search(rf"\b{re.escape(key)}\b", text), f"rules.example.yaml never mentions {key}"

@@ -1,0 +1,128 @@
+"""Property tests for the points lifecycle: random purchases, events, redemptions,
+refunds and the passing of time, with points held and expiring."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loyalty_cli import operations as ops
+from loyalty_cli.accounts import holdings
+from loyalty_cli.errors import Refused
+from loyalty_cli.ledger import Ledger
+from loyalty_cli.rules import parse_rules
+
+RULES = {
+    shortfall: parse_rules(
+        f"""\
+program: {{name: P, timezone: Europe/London}}
+points: {{pending_days: 7, expire_after_months: 1, expire_at: same_day, refund_shortfall: {shortfall}}}
+earn:
+  - {{id: base, on: purchase, points_per_unit: 1}}
+  - {{id: bags, on: purchase, points_per_unit: 1.5, when: {{category: bags}}}}
+  - {{id: review, on: review, points: 25}}
+  - {{id: welcome, on: enroll, points: 50}}
+"""
+    )
+    for shortfall in ("within_balance", "allow_negative")
+}
+START = datetime(2026, 1, 1, 10, tzinfo=UTC)
+LONDON = ZoneInfo("Europe/London")
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("buy"), st.integers(1, 20000), st.sampled_from([None, "bags"])),
+        st.tuples(st.just("review"), st.just(0), st.none()),
+        st.tuples(st.just("redeem"), st.integers(1, 400), st.none()),
+        st.tuples(st.just("refund"), st.integers(0, 30), st.integers(1, 100)),
+        st.tuples(st.just("wait"), st.integers(1, 45), st.none()),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def raw_balance(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT COALESCE(SUM(points), 0) FROM entries").fetchone()[0])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=steps, shortfall=st.sampled_from(["within_balance", "allow_negative"]))
+def test_lifecycle_invariants(plan: list[tuple[str, int, object]], shortfall: str) -> None:
+    ruleset = RULES[shortfall]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "l.db"
+        ledger = Ledger.open(db)
+        at = START
+        ops.enroll(ledger, ruleset, ops.EnrollRequest("C1", at=at), at)
+        purchases: list[tuple[str, int]] = []  # (txn, points earned)
+        for n, (kind, number, extra) in enumerate(plan):
+            at += timedelta(hours=5)
+            try:
+                if kind == "buy":
+                    amount = Decimal(number) / 100
+                    request = ops.EarnRequest(
+                        "C1", "purchase", amount=amount, category=extra, txn=f"R{n}", at=at
+                    )
+                    award = ops.earn(ledger, ruleset, request, at)
+                    purchases.append((f"R{n}", award.award.points))
+                elif kind == "review":
+                    ops.earn(ledger, ruleset, ops.EarnRequest("C1", "review", at=at), at)
+                elif kind == "redeem":
+                    before = holdings(ledger, "C1", at.astimezone(LONDON).date())
+                    try:
+                        ops.redeem(
+                            ledger, ruleset, ops.RedeemRequest("C1", points=number, at=at), at
+                        )
+                    except Refused:
+                        assert before.available < number
+                    else:
+                        assert before.available >= number
+                elif kind == "refund" and purchases:
+                    txn, _ = purchases[number % len(purchases)]
+                    share = Decimal(str(extra)) / 100
+                    with sqlite3.connect(db) as conn:
+                        cents = conn.execute(
+                            "SELECT amount_cents FROM operations WHERE txn = ?", (txn,)
+                        ).fetchone()[0]
+                    amount = max(
+                        Decimal("0.01"), (Decimal(cents) * share / 100).quantize(Decimal("0.01"))
+                    )
+                    ops.refund(ledger, ruleset, ops.RefundRequest(txn, amount=amount, at=at), at)
+                elif kind == "wait":
+                    at += timedelta(days=number)
+            except Refused as refused:
+                assert (
+                    "refunded" in str(refused)
+                    or "left to refund" in str(refused)
+                    or kind == "redeem"
+                )
+            total = raw_balance(db)
+            lots_left = sum(lot.remaining for lot in ledger.lots("C1"))
+            # The balance is the sum of entries; the lots account for it, less any debt.
+            assert ledger.balance("C1") == total
+            assert lots_left >= total  # what lots hold beyond the balance is a debt
+            if shortfall == "within_balance":
+                assert total >= 0 and lots_left == total
+        # No refund ever took back more than its purchase earned.
+        with sqlite3.connect(db) as conn:
+            for txn, earned in purchases:
+                (op_id,) = conn.execute(
+                    "SELECT id FROM operations WHERE txn = ?", (txn,)
+                ).fetchone()
+                (due,) = conn.execute(
+                    "SELECT COALESCE(SUM(clawback), 0) FROM refunds WHERE purchase_op_id = ?",
+                    (op_id,),
+                ).fetchone()
+                assert 0 <= due <= earned
+        report = ledger.verify()
+        assert report.ok, report.problems
+        ledger.close()
