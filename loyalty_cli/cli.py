@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import EXIT_CODES_HELP, BadArgument, LoyaltyError
 from .ledger import DEFAULT_TIMEOUT, Ledger
-from .values import check_customer_id, parse_amount, parse_at, parse_birthday
+from .values import check_customer_id, parse_amount, parse_at, parse_date
 
 if TYPE_CHECKING:
     from .models import Ruleset
@@ -250,7 +250,7 @@ def enroll(
         name=_text(name, "--name"),
         email=_text(email, "--email"),
         phone=_text(phone, "--phone"),
-        birthday=None if birthday is None else parse_birthday(birthday).isoformat(),
+        birthday=None if birthday is None else parse_date(birthday).isoformat(),
         referred_by=None
         if referred_by is None
         else check_customer_id(referred_by, what="--referred-by"),
@@ -406,6 +406,62 @@ def refund(
     with open_ledger(db) as ledger:
         result = refund(ledger, ruleset, request, now())
     show(result.to_json(), "refund", as_json)
+
+
+@command()
+def tier(
+    customer_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[CUSTOMER_ID]", help="A customer; leave out for all tiers."),
+    ] = None,
+    set_to: Annotated[
+        str | None, typer.Option("--set", help="Set this tier by hand: a floor (see --until).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, with --set (required).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="With --set: the last day the floor holds, YYYY-MM-DD.")
+    ] = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Show a customer's tier and what it takes to rise or stay, or customers per tier.
+
+    Example: loyalty tier C1001 --set gold --reason "opening-week VIP" --until 2027-06-30
+    """
+    from . import membership
+    from .accounts import customer_or_refuse
+
+    ruleset = load(rules)
+    moment = _at(at, ruleset) or now()
+    from zoneinfo import ZoneInfo
+
+    today = moment.astimezone(ZoneInfo(ruleset.program.timezone)).date()
+    if customer_id is None:
+        if set_to is not None:
+            raise BadArgument("--set needs a CUSTOMER_ID")
+        with open_ledger(db, create=False) as ledger:
+            show(membership.distribution(ledger, ruleset, today).to_json(), "tiers", as_json)
+        return
+    cid = check_customer_id(customer_id)
+    if set_to is None:
+        if reason is not None or until is not None:
+            raise BadArgument("--reason and --until go with --set")
+        with open_ledger(db, create=False) as ledger:
+            customer_or_refuse(ledger, cid)
+            result = membership.tier_of(ledger, ruleset, cid, today)
+    else:
+        if reason is None:
+            raise BadArgument("--set needs --reason (it is kept in the ledger)")
+        floor_until = None if until is None else parse_date(until, what="--until")
+        with open_ledger(db) as ledger, ledger.transaction():
+            customer_or_refuse(ledger, cid)
+            ledger.remember_ruleset(ruleset, now())
+            result = membership.set_tier(
+                ledger, ruleset, cid, set_to, reason, floor_until, moment, now()
+            )
+    show(result.to_json(), "tier", as_json)
 
 
 AsOfOption = Annotated[

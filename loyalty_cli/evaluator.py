@@ -138,6 +138,20 @@ def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Awar
         points = round_points(exact, rounding)
         detail = f"x{_num(rule.multiply)} on {base} base points: +{_num(exact)}"
         _add(lines, skipped, rule, points, _rounded(detail, exact, points, rounding), state)
+    tier = state.tier
+    if tier is not None and tier.multiplier != 1 and activity.event == "purchase" and base:
+        # The tier's multiplier is a line of its own, after the campaigns, on the same base.
+        exact = base * (tier.multiplier - 1)
+        points = round_points(exact, rounding)
+        detail = f"{tier.name} tier x{_num(tier.multiplier)} on {base} base points: +{_num(exact)}"
+        if points:
+            lines.append(
+                AwardLine(
+                    rule=f"tier:{tier.id}",
+                    points=points,
+                    detail=_rounded(detail, exact, points, rounding),
+                )
+            )
     return Award(
         points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skipped)
     )
@@ -235,6 +249,7 @@ def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, ob
         "balance": state.balance,
         "enrolled_days": (activity.at.astimezone(tz).date() - enrolled).days,
         "referred": state.referred_by is not None,
+        "tier": None if state.tier is None else state.tier.id,
     }
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 APPLICATION_ID = 0x4C4F5931  # "LOY1"
 DEFAULT_TIMEOUT = 5.0
 
-ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift", "expire", "refund")
+ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift", "expire", "refund", "tier")
 APPEND_ONLY = ("entries", "operations", "rulesets", "lots", "draws", "refunds")
 
 _ENTRY_COLUMNS = (
@@ -632,6 +632,56 @@ class Ledger:
             "SELECT amount_cents FROM operations WHERE id = ? AND kind = 'purchase'", (op_id,)
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def spend_history(self, customer_id: str) -> list[tuple[str, int]]:
+        """(purchase's occurred_at, cents) of the customer's purchases, and of their
+        refunds as negative cents dated at the purchase refunded: a refund undoes
+        the purchase's part in a tier, as if it had never qualified."""
+        rows = self.conn.execute(
+            "SELECT occurred_at, amount_cents FROM operations "
+            "WHERE customer_id = ? AND kind = 'purchase' "
+            "UNION ALL SELECT p.occurred_at, -r.amount_cents FROM refunds r "
+            "JOIN operations p ON p.id = r.purchase_op_id WHERE p.customer_id = ?",
+            (customer_id, customer_id),
+        )
+        return [(str(at), int(cents)) for at, cents in rows]
+
+    def points_history(self, customer_id: str) -> list[tuple[str, int]]:
+        """Points earned by rules, by the local date their lot became available
+        (YYYY-MM-DD), and points refunds took back, by the refunded purchase's
+        occurred_at (a UTC time), as in spend_history."""
+        rows = self.conn.execute(
+            "SELECT l.available_on, e.points FROM entries e JOIN lots l ON l.id = e.id "
+            "WHERE e.customer_id = ? AND e.kind IN ('earn', 'enroll') "
+            "UNION ALL SELECT p.occurred_at, e.points FROM entries e "
+            "JOIN refunds r ON r.id = e.op_id JOIN operations p ON p.id = r.purchase_op_id "
+            "WHERE e.customer_id = ? AND e.kind = 'refund'",
+            (customer_id, customer_id),
+        )
+        return [(str(day), int(points)) for day, points in rows]
+
+    def last_tier(self, customer_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT rule FROM entries WHERE customer_id = ? AND kind = 'tier' "
+            "ORDER BY id DESC LIMIT 1",
+            (customer_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def tier_override(self, customer_id: str) -> dict[str, str | None] | None:
+        """The latest manual tier set for the customer: {"tier", "until", "reason"}."""
+        row = self.conn.execute(
+            "SELECT request FROM operations WHERE customer_id = ? AND kind = 'tier' "
+            "AND event = 'override' ORDER BY id DESC LIMIT 1",
+            (customer_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        request: dict[str, str | None] = json.loads(row[0])
+        return request
+
+    def customer_ids(self) -> list[str]:
+        return [str(cid) for (cid,) in self.conn.execute("SELECT id FROM customers ORDER BY id")]
 
     def operation(self, txn: str) -> Operation | None:
         row = self.conn.execute(

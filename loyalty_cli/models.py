@@ -21,6 +21,9 @@ Period = Literal["day", "week", "month", "year", "lifetime"]
 FieldType = Literal["decimal", "int", "str", "bool"]
 ExpireAt = Literal["end_of_month", "same_day"]
 Shortfall = Literal["within_balance", "allow_negative"]
+TierMetric = Literal["spend", "points"]
+TierWindow = Literal["calendar_year", "rolling_12_months", "lifetime"]
+Downgrade = Literal["keep_next_window", "reevaluate"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,26 @@ class PointsPolicy:
 
 
 @dataclass(frozen=True)
+class TierLevel:
+    id: str
+    name: str
+    threshold: Decimal  # the qualifying total that reaches it (money or points)
+    multiplier: Decimal = Decimal(1)  # on purchase points, as its own award line
+    perks: str | None = None
+
+
+@dataclass(frozen=True)
+class TierPolicy:
+    metric: TierMetric
+    window: TierWindow
+    downgrade: Downgrade
+    levels: tuple[TierLevel, ...]  # ascending thresholds, the first at 0
+
+    def level(self, tier_id: str) -> TierLevel:
+        return next(level for level in self.levels if level.id == tier_id)
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """A validated rules file. `version` is the sha256 of its text, which the
     ledger stores once and stamps on every entry the rules produce."""
@@ -122,6 +145,7 @@ class Ruleset:
     text: str
     version: str
     points: PointsPolicy = PointsPolicy()
+    tiers: TierPolicy | None = None
 
     @property
     def events(self) -> frozenset[str]:
@@ -164,6 +188,7 @@ class CustomerState:
     purchases: int = 0
     spend: Decimal = Decimal("0.00")
     referred_by: str | None = None
+    tier: TierLevel | None = None
     usage: Mapping[str, RuleUsage] = field(default_factory=dict)  # cap window, per rule
     budget_used: Mapping[str, int] = field(default_factory=dict)  # all customers, per rule
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from . import lots
+from . import lots, membership
 from .accounts import Holdings, customer_or_refuse, holdings
 from .errors import BadArgument, Refused
 from .evaluator import evaluate, rules_for, shop_zone, usage_windows
@@ -335,6 +335,8 @@ def _state(
     ledger: Ledger, ruleset: Ruleset, customer: Customer, activity: Activity
 ) -> CustomerState:
     """What the evaluator may know about the customer before this activity."""
+    today = _today(ruleset, activity.at)
+    standing = membership.standing(ledger, ruleset, customer.id, today)
     purchases, spend = ledger.purchase_totals(customer.id)
     usage = {
         rule: RuleUsage(*ledger.rule_usage(customer.id, rule, start, end))
@@ -348,10 +350,11 @@ def _state(
     return CustomerState(
         customer_id=customer.id,
         enrolled_at=parse_utc(customer.enrolled_at),
-        balance=holdings(ledger, customer.id, _today(ruleset, activity.at)).balance,
+        balance=holdings(ledger, customer.id, today).balance,
         purchases=purchases,
         spend=from_cents(spend),
         referred_by=customer.referred_by,
+        tier=None if standing is None else standing.level,
         usage=usage,
         budget_used=budget_used,
     )
@@ -419,6 +422,10 @@ def enroll(ledger: Ledger, ruleset: Ruleset, request: EnrollRequest, now: dateti
         )
         occurred = format_utc(at)
         today = _today(ruleset, at)
+        membership.record_change(ledger, ruleset, customer.id, at, now, "enrolled")
+        if referrer is not None:
+            cause = f"referred {customer.id}"
+            membership.record_change(ledger, ruleset, referrer.id, at, now, cause)
         result = AwardResult(
             customer.id,
             "enroll",
@@ -523,7 +530,10 @@ def earn(
                 _entries(award, "earn", _terms(ruleset, at, purchase=request.event == "purchase")),
                 now,
             )
-            balance = holdings(ledger, customer.id, _today(ruleset, at)).balance
+            today = _today(ruleset, at)
+            cause = f"{request.event} {request.txn or ''}".strip()
+            membership.record_change(ledger, ruleset, customer.id, at, now, cause)
+            balance = holdings(ledger, customer.id, today).balance
         return AwardResult(
             customer.id,
             request.event,
@@ -739,6 +749,7 @@ def refund(ledger: Ledger, ruleset: Ruleset, request: RefundRequest, now: dateti
         )
         ledger.add_refund(op_id, purchase.id, cents, clawback)
         ledger.remember_ruleset(ruleset, now)
+        membership.record_change(ledger, ruleset, customer_id, at, now, reason)
         return RefundResult(
             customer_id,
             request.refund_of,

@@ -114,6 +114,35 @@ def refund(doc: Doc) -> None:
         )
 
 
+def tier(doc: Doc) -> None:
+    head = Text.assemble(
+        (doc["customer_id"], "bold"), " is ", (doc["name"], "bold"), f" (x{doc['multiplier']})"
+    )
+    if doc["perks"]:
+        head.append(f" · {doc['perks']}")
+    _console.print(head)
+    unit = "spent" if doc["metric"] == "spend" else "points earned"
+    since = f" since {doc['window_start']}" if doc["window_start"] else ""
+    _console.print(f"Qualifying: {doc['qualifying']} {unit}{since} ({doc['window']})")
+    if doc["next_tier"]:
+        _console.print(f"Next: {doc['next_tier']}, {doc['to_next']} more to reach it")
+    if doc["tier_until"]:
+        keep = f"; {doc['to_keep']} more in this window keeps it longer" if doc["to_keep"] else ""
+        _console.print(f"Held until {doc['tier_until']}{keep}")
+    if doc["override"]:
+        floor = doc["override"]
+        until = f" until {floor['until']}" if floor["until"] else ""
+        _console.print(f"Set by hand to {floor['tier']}{until}: {floor['reason']}")
+
+
+def tiers(doc: Doc) -> None:
+    table = _table("Tier", "Name", "Customers", title=f"Tiers as of {doc['as_of']}")
+    table.columns[2].justify = "right"
+    for row in doc["tiers"]:
+        table.add_row(row["tier"], row["name"], str(row["customers"]))
+    _console.print(table)
+
+
 def balance(doc: Doc) -> None:
     _balance_table([doc])
 
@@ -227,6 +256,8 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "enroll": enroll,
     "points": points,
     "refund": refund,
+    "tier": tier,
+    "tiers": tiers,
     "balance": balance,
     "history": history,
     "verify": verify,

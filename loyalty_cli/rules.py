@@ -36,6 +36,8 @@ from .models import (
     Reward,
     Rule,
     Ruleset,
+    TierLevel,
+    TierPolicy,
 )
 
 T = TypeVar("T")
@@ -48,7 +50,12 @@ _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "times
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
-TOP_KEYS = ("program", "points", "earn", "rewards")
+TOP_KEYS = ("program", "points", "tiers", "earn", "rewards")
+TIER_KEYS = ("metric", "window", "downgrade", "levels")
+LEVEL_KEYS = ("id", "name", "threshold", "multiplier", "perks")
+METRICS = ("spend", "points")
+WINDOWS = ("calendar_year", "rolling_12_months", "lifetime")
+DOWNGRADES = ("keep_next_window", "reevaluate")
 POINTS_KEYS = ("pending_days", "expire_after_months", "expire_at", "refund_shortfall")
 EXPIRE_AT = ("end_of_month", "same_day")
 SHORTFALLS = ("within_balance", "allow_negative")
@@ -92,6 +99,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "balance": ("int", False),
     "enrolled_days": ("int", False),
     "referred": ("bool", False),
+    "tier": ("str", False),
 }
 OPS_BY_TYPE = {
     "str": ("eq", "ne", "in", "not_in"),
@@ -156,6 +164,7 @@ class _Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        self.tier_ids: tuple[str, ...] = ()  # known once the tiers section is read
 
     # --- locating and reporting --------------------------------------------
 
@@ -203,6 +212,7 @@ class _Reader:
                 )
             )
         policy = self.optional(top, "points", self.points_policy) or PointsPolicy()
+        tiers = self.optional(top, "tiers", self.tiers)
         rewards = self.optional(top, "rewards", self.rewards) or {}
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
         if program is None or self.problems:
@@ -215,6 +225,7 @@ class _Reader:
             text=text,
             version=rules_version(text),
             points=policy,
+            tiers=tiers,
         )
 
     def check_tags(self, node: yaml.Node) -> None:
@@ -402,6 +413,68 @@ class _Reader:
             refund_shortfall=shortfall or "within_balance",  # type: ignore[arg-type]
         )
 
+    def tiers(self, node: yaml.Node) -> TierPolicy:
+        f = self.mapping(node, TIER_KEYS, "tiers")
+        metric = self.required(
+            f, "metric", lambda n: self.choice(n, "metric", METRICS), node, "tiers"
+        )
+        window = self.required(
+            f, "window", lambda n: self.choice(n, "window", WINDOWS), node, "tiers"
+        )
+        downgrade = self.optional(f, "downgrade", lambda n: self.choice(n, "downgrade", DOWNGRADES))
+        levels = self.required(f, "levels", self.levels, node, "tiers")
+        if metric is None or window is None or not levels:
+            raise _Invalid()
+        self.tier_ids = tuple(level.id for level in levels)
+        return TierPolicy(
+            metric=metric,  # type: ignore[arg-type]
+            window=window,  # type: ignore[arg-type]
+            downgrade=downgrade or "keep_next_window",  # type: ignore[arg-type]
+            levels=levels,
+        )
+
+    def levels(self, node: yaml.Node) -> tuple[TierLevel, ...]:
+        out: list[TierLevel] = []
+        seen: dict[str, int] = {}
+        previous: tuple[TierLevel, yaml.Node] | None = None
+        items = self.sequence(node, "levels")
+        if not items:
+            raise self.fail(node, "levels must list at least one tier")
+        for item in items:
+            try:
+                f = self.mapping(item, LEVEL_KEYS, "a tier")
+            except _Invalid:
+                continue
+            tid = self.required(f, "id", lambda n: self.identifier(n, "tier id"), item, "a tier")
+            name = self.required(f, "name", self.text, item, f"tier '{tid}'")
+            threshold = self.required(
+                f, "threshold", lambda n: self.decimal(n, "threshold"), item, f"tier '{tid}'"
+            )
+            multiplier = self.optional(f, "multiplier", self.multiplier)
+            perks = self.optional(f, "perks", self.text)
+            if tid is None or name is None or threshold is None:
+                continue
+            if tid in seen:
+                self.problem(f["id"][1], f"duplicate tier id '{tid}' (first at line {seen[tid]})")
+                continue
+            seen[tid] = item.start_mark.line + 1
+            level = TierLevel(tid, name, threshold, multiplier or Decimal(1), perks)
+            where = f["threshold"][1]
+            if previous is None and threshold != 0:
+                self.problem(
+                    where,
+                    f"the first tier, '{tid}', is where everyone starts: its threshold must be 0",
+                )
+            if previous is not None and threshold <= previous[0].threshold:
+                self.problem(
+                    where,
+                    f"tier thresholds must ascend: '{tid}' ({threshold}) is not above "
+                    f"'{previous[0].id}' ({previous[0].threshold})",
+                )
+            previous = (level, where)
+            out.append(level)
+        return tuple(out)
+
     def currency(self, node: yaml.Node) -> str:
         value = self.text(node)
         if not _CURRENCY.match(value):
@@ -553,6 +626,17 @@ class _Reader:
             )
         return value
 
+    def tier_ref(self, node: yaml.Node) -> str:
+        value = self.text(node)
+        if value not in self.tier_ids:
+            known = list(self.tier_ids)
+            raise self.fail(
+                node,
+                f"unknown tier '{value}'{_suggest(value, known)}; tiers are: "
+                + (", ".join(known) or "none (add a tiers: section)"),
+            )
+        return value
+
     def window(self, node: yaml.Node) -> tuple[date | None, date | None]:
         f = self.mapping(node, WINDOW_KEYS, "window")
         if not f:
@@ -642,6 +726,8 @@ class _Reader:
 
     def compare(self, name: str, kind: str, op: str, node: yaml.Node) -> Compare:
         read = self.field_reader(kind, name)
+        if name == "tier":
+            read = self.tier_ref
         if op in ("in", "not_in"):
             values = [read(n) for n in self.sequence(node, f"'{op}' on '{name}'")]
             if not values:

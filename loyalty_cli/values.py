@@ -86,11 +86,12 @@ def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text)  # strptime would import _strptime: 1 ms
 
 
-def parse_birthday(text: str) -> date:
+def parse_date(text: str, *, what: str = "--birthday") -> date:
+    """A calendar date, YYYY-MM-DD."""
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
-        raise BadArgument(f"--birthday '{text}' is not a date (write it like 1990-04-17)") from None
+        raise BadArgument(f"{what} '{text}' is not a date (write it like 1990-04-17)") from None
 
 
 def check_customer_id(customer_id: str, *, what: str = "customer id") -> str:

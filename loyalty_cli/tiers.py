@@ -1,0 +1,148 @@
+"""Tiers, pure: from a customer's dated qualifying amounts to their tier, how
+long they keep it, and what it takes to rise or to stay.
+
+The qualifying metric is money spent or points earned (never the balance, so
+spending points never drops a tier), counted from the day a purchase's return
+window ends (pending points do not qualify) and lowered by refunds.
+
+Downgrades, stated once (the README repeats it):
+- `keep_next_window` (the default): a tier reached in a window is kept for the
+  rest of that window and all of the next one. calendar_year: reached any day in
+  2026, kept through 31 December 2027. rolling_12_months: kept for 12 months
+  from the day the 12-month total last reached it. lifetime: kept for good.
+- `reevaluate`: the tier always follows the current window's total, so it can
+  fall at a window boundary (1 January for calendar_year).
+A manual tier (`loyalty tier ID --set`) is a floor until its date: the customer
+has at least that tier, or a higher one they qualify for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+
+from .lots import add_months
+from .models import TierLevel, TierPolicy
+
+
+class Qualifying(NamedTuple):
+    """An amount that counts toward tiers from `day` on (negative for a refund)."""
+
+    day: date
+    amount: Decimal
+
+
+class Override(NamedTuple):
+    tier: str
+    until: date | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class TierStatus:
+    level: TierLevel
+    value: Decimal  # the qualifying total in the current window
+    window_start: date | None
+    until: date | None  # last day the tier is held without qualifying again; None: open
+    next_level: TierLevel | None
+    to_next: Decimal | None  # more needed in this window to reach the next level
+    to_keep: Decimal | None  # more needed in this window to hold the tier past `until`
+    override: Override | None  # a manual floor in force
+
+
+def window_start(window: str, day: date) -> date | None:
+    if window == "calendar_year":
+        return date(day.year, 1, 1)
+    if window == "rolling_12_months":
+        return add_months(day, -12) + timedelta(days=1)
+    return None
+
+
+def total(amounts: Iterable[Qualifying], window: str, day: date) -> Decimal:
+    """The qualifying total of the window that `day` ends."""
+    start = window_start(window, day)
+    return sum(
+        (q.amount for q in amounts if q.day <= day and (start is None or q.day >= start)),
+        Decimal(0),
+    )
+
+
+def qualified(levels: Sequence[TierLevel], value: Decimal) -> TierLevel:
+    reached = levels[0]
+    for level in levels:
+        if value >= level.threshold:
+            reached = level
+    return reached
+
+
+def _kept_until(policy: TierPolicy, day: date) -> date | None:
+    """Under keep_next_window, the last day a tier reached on `day` is kept."""
+    if policy.window == "calendar_year":
+        return date(day.year + 1, 12, 31)
+    if policy.window == "rolling_12_months":
+        return add_months(day, 12) - timedelta(days=1)
+    return None
+
+
+def status(
+    policy: TierPolicy,
+    amounts: Sequence[Qualifying],
+    today: date,
+    override: Override | None = None,
+) -> TierStatus:
+    levels = policy.levels
+    value = total(amounts, policy.window, today)
+    level = qualified(levels, value)
+    keep = policy.downgrade == "keep_next_window"
+    until = _kept_until(policy, today) if keep else _boundary(policy, today)
+    if keep:
+        # The best tier reached on any day whose grace still covers today, and
+        # the latest day that grace runs to.
+        for day in sorted(d for d in _turning_points(policy, amounts) if d < today):
+            kept = _kept_until(policy, day)
+            if kept is not None and kept < today:
+                continue
+            reached = qualified(levels, total(amounts, policy.window, day))
+            if reached.threshold > level.threshold:
+                level, until = reached, kept
+            elif reached == level and kept is not None and until is not None and kept > until:
+                until = kept
+    floor = override if override and (override.until is None or override.until >= today) else None
+    if floor is not None:
+        manual = next(lv for lv in levels if lv.id == floor.tier)
+        if manual.threshold > level.threshold:
+            level, until = manual, floor.until
+    base = level == levels[0]
+    index = levels.index(level)
+    following = levels[index + 1] if index + 1 < len(levels) else None
+    return TierStatus(
+        level=level,
+        value=value,
+        window_start=window_start(policy.window, today),
+        until=None if base or policy.window == "lifetime" else until,
+        next_level=following,
+        to_next=None if following is None else max(Decimal(0), following.threshold - value),
+        to_keep=None
+        if base or policy.window == "lifetime"
+        else max(Decimal(0), level.threshold - value),
+        override=floor,
+    )
+
+
+def _turning_points(policy: TierPolicy, amounts: Sequence[Qualifying]) -> set[date]:
+    """The days on which a window's total can peak: each day an amount starts to
+    count and, in a rolling window, the last day it still counts."""
+    days = {q.day for q in amounts}
+    if policy.window == "rolling_12_months":
+        days |= {add_months(q.day, 12) - timedelta(days=1) for q in amounts}
+    return days
+
+
+def _boundary(policy: TierPolicy, today: date) -> date | None:
+    """The last day of the current window, when the tier is looked at again."""
+    if policy.window == "calendar_year":
+        return date(today.year, 12, 31)
+    return None  # a rolling window moves every day
