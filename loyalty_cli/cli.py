@@ -464,6 +464,33 @@ def tier(
     show(result.to_json(), "tier", as_json)
 
 
+@command()
+def rewards(
+    customer_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[CUSTOMER_ID]", help="Show what this customer can redeem now."),
+    ] = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """List the rewards catalogue, or what a customer can redeem now and why not.
+
+    Example: loyalty rewards C1001
+    """
+    from .operations import rewards_for
+
+    ruleset = load(rules)
+    moment = _at(at, ruleset) or now()
+    if customer_id is None:
+        result = rewards_for(None, ruleset, None, moment)
+    else:
+        with open_ledger(db, create=False) as ledger:
+            result = rewards_for(ledger, ruleset, check_customer_id(customer_id), moment)
+    show(result.to_json(), "rewards", as_json)
+
+
 AsOfOption = Annotated[
     str | None,
     typer.Option(

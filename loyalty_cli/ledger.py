@@ -572,6 +572,22 @@ class Ledger:
         ).fetchone()
         return int(count), int(points)
 
+    def redemptions(
+        self, customer_id: str, reward: str, start: datetime | None, end: datetime | None
+    ) -> int:
+        """How many times the customer redeemed a reward with business time in [start, end)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM entries WHERE customer_id = ? AND kind = 'redeem' "
+            "AND reward = ? AND occurred_at >= ? AND occurred_at < ?",
+            (
+                customer_id,
+                reward,
+                format_utc(start) if start else "",
+                format_utc(end) if end else "~",
+            ),
+        ).fetchone()
+        return int(row[0])
+
     def rule_total(self, rule: str) -> int:
         """Points a rule has given to everyone, ever: what its budget counts."""
         row = self.conn.execute(

@@ -93,6 +93,10 @@ class Reward:
     id: str
     name: str
     cost: int
+    tiers: frozenset[str] | None = None  # only customers in these tiers may redeem it
+    limit: Cap | None = None  # redemptions per customer per period (count only)
+    available_from: date | None = None  # shop-local dates, inclusive
+    available_to: date | None = None
 
 
 @dataclass(frozen=True)

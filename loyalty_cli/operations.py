@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -21,7 +21,7 @@ from decimal import Decimal
 from . import lots, membership
 from .accounts import Holdings, customer_or_refuse, holdings
 from .errors import BadArgument, Refused
-from .evaluator import evaluate, rules_for, shop_zone, usage_windows
+from .evaluator import evaluate, period_bounds, rules_for, shop_zone, usage_windows
 from .ledger import (
     Customer,
     Entry,
@@ -32,7 +32,7 @@ from .ledger import (
     Operation,
     canonical_request,
 )
-from .models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsage
+from .models import Activity, Award, AwardLine, CustomerState, Reward, Ruleset, RuleUsage
 from .values import format_utc, from_cents, parse_utc, to_cents
 
 # Events the ledger raises itself, never typed in with `earn --event`.
@@ -552,6 +552,7 @@ def redeem(ledger: Ledger, ruleset: Ruleset, request: RedeemRequest, now: dateti
     if (request.points is None) == (request.reward is None):
         raise BadArgument("give either --points N or --reward ID")
     cost, reason = request.points, request.reason
+    guard = None
     if request.reward is not None:
         reward = ruleset.rewards.get(request.reward)
         if reward is None:
@@ -562,6 +563,13 @@ def redeem(ledger: Ledger, ruleset: Ruleset, request: RedeemRequest, now: dateti
                 f"unknown reward '{request.reward}'{hint}; rewards: {', '.join(known) or 'none'}"
             )
         cost, reason = reward.cost, reason or reward.name
+        chosen = reward
+
+        def guard(at: datetime) -> None:
+            refusal = reward_refusal(ledger, ruleset, chosen, request.customer_id, at)
+            if refusal is not None:
+                raise Refused(f"reward '{chosen.id}' is not available: {refusal}")
+
     assert cost is not None
     if cost <= 0:
         raise BadArgument(f"--points must be a positive whole number, got {cost}")
@@ -575,7 +583,7 @@ def redeem(ledger: Ledger, ruleset: Ruleset, request: RedeemRequest, now: dateti
         ruleset=ruleset.version,
         request={"customer_id": request.customer_id, "points": cost, "reward": request.reward},
     )
-    return _spend(ledger, op, -cost, request.at, now, ruleset)
+    return _spend(ledger, op, -cost, request.at, now, ruleset, guard)
 
 
 def adjust(ledger: Ledger, ruleset: Ruleset, request: AdjustRequest, now: datetime) -> PointsResult:
@@ -607,10 +615,12 @@ def _spend(
     at: datetime | None,
     now: datetime,
     ruleset: Ruleset,
+    guard: Callable[[datetime], None] | None = None,
 ) -> PointsResult:
     """Write one signed entry: a credit opens a lot; a debit draws on the
     spendable lots, soonest expiry first, after checking under the write lock
-    that they cover it. `at` is the --at given, if any."""
+    that they cover it (and `guard`, for a reward's own conditions). `at` is
+    the --at given, if any."""
     customer_id = op.customer_id
     today = _today(ruleset, op.occurred_at)
 
@@ -634,6 +644,8 @@ def _spend(
             balance = holdings(ledger, customer_id, _today(ruleset, now)).balance
             return result(done, balance, earlier.occurred_at, True)
         customer_or_refuse(ledger, customer_id)
+        if guard is not None:
+            guard(op.occurred_at)
         expire_due(ledger, ruleset, customer_id, today, now)
         held = holdings(ledger, customer_id, today)
         if points > 0:
@@ -791,3 +803,76 @@ def _refund_result(
         earlier.txn,
         duplicate=True,
     )
+
+
+def reward_refusal(
+    ledger: Ledger, ruleset: Ruleset, reward: Reward, customer_id: str, at: datetime
+) -> str | None:
+    """Why the customer may not redeem `reward` at `at` (points aside), or None."""
+    today = _today(ruleset, at)
+    if reward.available_from is not None and today < reward.available_from:
+        return f"it is offered from {reward.available_from}"
+    if reward.available_to is not None and today > reward.available_to:
+        return f"it was offered until {reward.available_to}"
+    if reward.tiers is not None:
+        standing = membership.standing(ledger, ruleset, customer_id, today)
+        tier = None if standing is None else standing.level.id
+        if tier not in reward.tiers:
+            return f"it is for {', '.join(sorted(reward.tiers))} members; {customer_id!r} is {tier}"
+    if reward.limit is not None and reward.limit.count is not None:
+        start, end = period_bounds(reward.limit.per, at, shop_zone(ruleset))
+        used = ledger.redemptions(customer_id, reward.id, start, end)
+        if used >= reward.limit.count:
+            per = "in total" if reward.limit.per == "lifetime" else f"per {reward.limit.per}"
+            return f"the limit is {reward.limit.count} {per}, and {customer_id!r} has had {used}"
+    return None
+
+
+@dataclass(frozen=True)
+class RewardsResult:
+    """The catalogue, and for a customer what each reward would take now."""
+
+    rewards: list[Reward]
+    customer_id: str | None = None
+    available: int | None = None
+    refusals: dict[str, str | None] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        rows: list[dict[str, object]] = []
+        for reward in self.rewards:
+            row: dict[str, object] = {
+                "id": reward.id,
+                "name": reward.name,
+                "cost": reward.cost,
+                "tiers": None if reward.tiers is None else sorted(reward.tiers),
+                "limit": None
+                if reward.limit is None
+                else {"count": reward.limit.count, "per": reward.limit.per},
+                "available_from": None
+                if reward.available_from is None
+                else reward.available_from.isoformat(),
+                "available_to": None
+                if reward.available_to is None
+                else reward.available_to.isoformat(),
+            }
+            if self.refusals is not None and self.available is not None:
+                refusal = self.refusals[reward.id]
+                if refusal is None and reward.cost > self.available:
+                    refusal = f"needs {reward.cost - self.available} more points"
+                row["can_redeem"] = refusal is None
+                row["why_not"] = refusal
+            rows.append(row)
+        return {"customer_id": self.customer_id, "available": self.available, "rewards": rows}
+
+
+def rewards_for(
+    ledger: Ledger | None, ruleset: Ruleset, customer_id: str | None, at: datetime
+) -> RewardsResult:
+    """The rewards catalogue; with a customer, which they can redeem now and why not."""
+    catalogue = list(ruleset.rewards.values())
+    if ledger is None or customer_id is None:
+        return RewardsResult(catalogue)
+    customer_or_refuse(ledger, customer_id)
+    held = holdings(ledger, customer_id, _today(ruleset, at))
+    refusals = {r.id: reward_refusal(ledger, ruleset, r, customer_id, at) for r in catalogue}
+    return RewardsResult(catalogue, customer_id, held.available, refusals)

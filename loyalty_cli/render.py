@@ -143,6 +143,30 @@ def tiers(doc: Doc) -> None:
     _console.print(table)
 
 
+def rewards(doc: Doc) -> None:
+    who = doc["customer_id"]
+    columns = ["Reward", "Name", "Cost", "Conditions"] + (["Now"] if who else [])
+    title = f"{who} has {doc['available']} points available" if who else "Rewards"
+    table = _table(*columns, title=title)
+    for reward in doc["rewards"]:
+        conditions = []
+        if reward["tiers"]:
+            conditions.append("tiers: " + ", ".join(reward["tiers"]))
+        if reward["limit"]:
+            conditions.append(f"{reward['limit']['count']} per {reward['limit']['per']}")
+        if reward["available_from"] or reward["available_to"]:
+            conditions.append(
+                f"{reward['available_from'] or '...'} to {reward['available_to'] or '...'}"
+            )
+        row = [reward["id"], reward["name"], str(reward["cost"]), "; ".join(conditions)]
+        if who:
+            row.append(
+                Text("yes", "green") if reward["can_redeem"] else Text(reward["why_not"], "yellow")
+            )
+        table.add_row(*row)
+    _console.print(table)
+
+
 def balance(doc: Doc) -> None:
     _balance_table([doc])
 
@@ -258,6 +282,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "refund": refund,
     "tier": tier,
     "tiers": tiers,
+    "rewards": rewards,
     "balance": balance,
     "history": history,
     "verify": verify,

@@ -78,7 +78,8 @@ RULE_KEYS = (
     "budget",
 )
 AWARD_KEYS = ("points", "points_per_unit", "multiply", "reward")
-REWARD_KEYS = ("id", "name", "cost", "description")
+REWARD_KEYS = ("id", "name", "cost", "description", "tiers", "limit", "window")
+LIMIT_KEYS = ("count", "per")
 CAP_KEYS = ("count", "points", "per")
 WINDOW_KEYS = ("from", "to")
 ROUNDINGS = ("floor", "nearest", "ceil")
@@ -511,6 +512,9 @@ class _Reader:
                 f"reward '{rid}'",
             )
             self.optional(fields, "description", self.text)
+            tiers = self.optional(fields, "tiers", self.tier_list)
+            limit = self.optional(fields, "limit", self.limit)
+            window = self.optional(fields, "window", self.window)
             if rid is None:
                 continue
             if rid in first:
@@ -520,7 +524,15 @@ class _Reader:
                 continue
             first[rid] = item.start_mark.line + 1
             if name is not None and cost is not None:
-                out[rid] = Reward(id=rid, name=name, cost=cost)
+                out[rid] = Reward(
+                    id=rid,
+                    name=name,
+                    cost=cost,
+                    tiers=tiers,
+                    limit=limit,
+                    available_from=window[0] if window else None,
+                    available_to=window[1] if window else None,
+                )
         return out
 
     def rules(self, node: yaml.Node, rewards: dict[str, Reward]) -> tuple[Rule, ...]:
@@ -625,6 +637,30 @@ class _Reader:
                 + (", ".join(known) or "none (add a rewards: section)"),
             )
         return value
+
+    def tier_list(self, node: yaml.Node) -> frozenset[str]:
+        items = self.sequence(node, "tiers")
+        if not items:
+            raise self.fail(node, "tiers must list at least one tier id")
+        found = set()
+        for item in items:
+            try:
+                found.add(self.tier_ref(item))
+            except _Invalid:
+                continue
+        return frozenset(found)
+
+    def limit(self, node: yaml.Node) -> Cap:
+        f = self.mapping(node, LIMIT_KEYS, "limit")
+        count = self.required(
+            f, "count", lambda n: self.integer(n, "limit count", minimum=1), node, "limit"
+        )
+        per = self.required(
+            f, "per", lambda n: self.choice(n, "limit 'per'", PERIODS), node, "limit"
+        )
+        if count is None or per is None:
+            raise _Invalid()
+        return Cap(per=per, count=count)  # type: ignore[arg-type]
 
     def tier_ref(self, node: yaml.Node) -> str:
         value = self.text(node)
