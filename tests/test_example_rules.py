@@ -6,6 +6,7 @@ import re
 
 from loyalty_cli.rules import (
     CAP_KEYS,
+    LIMIT_KEYS,
     FIELDS,
     POINTS_KEYS,
     PROGRAM_KEYS,
