@@ -6,12 +6,14 @@ import re
 
 from loyalty_cli.rules import (
     CAP_KEYS,
-    LIMIT_KEYS,
     FIELDS,
+    LEVEL_KEYS,
+    LIMIT_KEYS,
     POINTS_KEYS,
     PROGRAM_KEYS,
     REWARD_KEYS,
     RULE_KEYS,
+    TIER_KEYS,
     TOP_KEYS,
     load_rules,
 )
@@ -38,8 +40,11 @@ def test_example_rules_document_every_key_and_field() -> None:
         *TOP_KEYS,
         *PROGRAM_KEYS,
         *POINTS_KEYS,
+        *TIER_KEYS,
+        *LEVEL_KEYS,
         *RULE_KEYS,
         *REWARD_KEYS,
+        *LIMIT_KEYS,
         *CAP_KEYS,
         *FIELDS,
     ):
