@@ -263,6 +263,38 @@ def enroll(
 
 
 @command()
+def update(
+    customer_id: CustomerArg,
+    name: Annotated[str | None, typer.Option(help="Full name.")] = None,
+    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
+    birthday: Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")] = None,
+    at: AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Change a customer's contact details or birthday (kept in the ledger's history).
+
+    Example: loyalty update C1001 --email ada@example.com --birthday 1990-04-17
+    """
+    from .operations import update_profile
+
+    ruleset = load(rules)
+    changes: dict[str, str | None] = {}
+    for field, value in (("name", name), ("email", email), ("phone", phone)):
+        if value is not None:
+            changes[field] = _text(value, f"--{field}")
+    if birthday is not None:
+        changes["birthday"] = parse_date(birthday).isoformat()
+    with open_ledger(db) as ledger:
+        result = update_profile(
+            ledger, ruleset, check_customer_id(customer_id), changes, _at(at, ruleset), now()
+        )
+    show(result.to_json(), "profile", as_json)
+
+
+@command()
 def earn(
     customer_id: CustomerArg,
     amount: Annotated[
@@ -489,6 +521,36 @@ def rewards(
         with open_ledger(db, create=False) as ledger:
             result = rewards_for(ledger, ruleset, check_customer_id(customer_id), moment)
     show(result.to_json(), "rewards", as_json)
+
+
+@command()
+def nightly(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The shop-local day to run for, YYYY-MM-DD. Default: today."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Print nothing on success (for cron).")
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Do every time-based step for all customers: birthdays, expiry, tier changes.
+
+    Safe to run twice or to skip days. Example (crontab): 5 0 * * * loyalty nightly --quiet
+    """
+    from zoneinfo import ZoneInfo
+
+    from .nightly import run_nightly
+
+    ruleset = load(rules)
+    today = now().astimezone(ZoneInfo(ruleset.program.timezone)).date()
+    day = today if as_of is None else parse_date(as_of, what="--as-of")
+    with open_ledger(db) as ledger:
+        summary = run_nightly(ledger, ruleset, day, now())
+    if not quiet:
+        show(summary.to_json(), "nightly", as_json)
 
 
 AsOfOption = Annotated[

@@ -37,7 +37,7 @@ APPLICATION_ID = 0x4C4F5931  # "LOY1"
 DEFAULT_TIMEOUT = 5.0
 
 ENTRY_KINDS = ("enroll", "earn", "redeem", "adjust", "gift", "expire", "refund", "tier")
-APPEND_ONLY = ("entries", "operations", "rulesets", "lots", "draws", "refunds")
+APPEND_ONLY = ("entries", "operations", "rulesets", "lots", "draws", "refunds", "runs")
 
 _ENTRY_COLUMNS = (
     "id, op_id, customer_id, kind, points, amount_cents, occurred_at, recorded_at, "
@@ -230,7 +230,29 @@ def _append_only(conn: sqlite3.Connection, tables: Sequence[str]) -> None:
             )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_lots)
+def m003_runs(conn: sqlite3.Connection) -> None:
+    """A record of each unattended run (the nightly step; later, imports), so the
+    next run knows where the last one stopped and the owner can see what ran."""
+    conn.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,             -- nightly, ...
+            as_of TEXT,                        -- the shop-local day it ran for
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            summary TEXT NOT NULL              -- the JSON it printed
+        )
+        """
+    )
+    _append_only(conn, ("runs",))
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_initial,
+    m002_lots,
+    m003_runs,
+)
 # Chained tables besides operations and entries, walked by verify.
 _SIDE_CHAINS = (
     ("lots", _LOT_COLUMNS, "lot"),
@@ -749,6 +771,62 @@ class Ledger:
                 customer.enrolled_at,
                 format_utc(recorded_at),
             ),
+        )
+
+    def update_customer(self, customer_id: str, changes: dict[str, str | None]) -> None:
+        """Change profile fields (name, email, phone, birthday). The change itself is
+        recorded as a `profile` operation by the caller, so history keeps it."""
+        assert set(changes) <= {"name", "email", "phone", "birthday"}
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        self.conn.execute(
+            f"UPDATE customers SET {assignments} WHERE id = ?", (*changes.values(), customer_id)
+        )
+
+    def birthday_set_at(self, customer_id: str) -> str | None:
+        """When the birthday was last set: its last profile change, else enrollment."""
+        row = self.conn.execute(
+            "SELECT occurred_at FROM operations WHERE customer_id = ? AND kind = 'profile' "
+            "AND json_extract(request, '$.birthday') IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (customer_id,),
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        customer = self.customer(customer_id)
+        return None if customer is None else customer.enrolled_at
+
+    def birthdays_on(self, month_day: tuple[str, ...]) -> list[Customer]:
+        """Customers whose birthday falls on one of these MM-DD days."""
+        marks = ", ".join("?" for _ in month_day)
+        rows = self.conn.execute(
+            "SELECT id, enrolled_at, name, email, phone, birthday, referred_by FROM customers "
+            f"WHERE substr(birthday, 6, 5) IN ({marks}) ORDER BY id",
+            month_day,
+        )
+        return [Customer(*row) for row in rows]
+
+    def points_released(self, first: date, last: date) -> int:
+        """Points that stopped being pending on a day in [first, last]."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(e.points), 0) FROM lots l JOIN entries e ON e.id = l.id "
+            "WHERE l.available_on > l.earned_on AND l.available_on BETWEEN ? AND ?",
+            (first.isoformat(), last.isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def last_run(self, command: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT as_of FROM runs WHERE command = ? ORDER BY as_of DESC, id DESC LIMIT 1",
+            (command,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def add_run(
+        self, command: str, as_of: str, started_at: datetime, finished_at: datetime, summary: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO runs (command, as_of, started_at, finished_at, summary) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (command, as_of, format_utc(started_at), format_utc(finished_at), summary),
         )
 
     def _tip(self, table: str) -> tuple[int, str]:

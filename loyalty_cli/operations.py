@@ -35,8 +35,12 @@ from .ledger import (
 from .models import Activity, Award, AwardLine, CustomerState, Reward, Ruleset, RuleUsage
 from .values import format_utc, from_cents, parse_utc, to_cents
 
-# Events the ledger raises itself, never typed in with `earn --event`.
-SYSTEM_EVENTS = ("enroll", "referral")
+# Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
+SYSTEM_EVENTS = {
+    "enroll": "'loyalty enroll'",
+    "referral": "'loyalty enroll --referred-by'",
+    "birthday": "'loyalty nightly', on the birthday",
+}
 
 
 # --- requests and results ----------------------------------------------------
@@ -455,9 +459,7 @@ def check_event(ruleset: Ruleset, event: str) -> str:
     if event == "purchase":
         raise BadArgument("record a purchase with --amount, not --event purchase")
     if event in SYSTEM_EVENTS:
-        raise BadArgument(
-            f"'{event}' points are paid by 'loyalty enroll' (use --referred-by for referrals)"
-        )
+        raise BadArgument(f"'{event}' points are given by {SYSTEM_EVENTS[event]}")
     known = sorted(ruleset.events - set(SYSTEM_EVENTS))
     if event not in known:
         match = difflib.get_close_matches(event, known, n=1)
@@ -876,3 +878,55 @@ def rewards_for(
     held = holdings(ledger, customer_id, _today(ruleset, at))
     refusals = {r.id: reward_refusal(ledger, ruleset, r, customer_id, at) for r in catalogue}
     return RewardsResult(catalogue, customer_id, held.available, refusals)
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    customer: Customer
+    changed: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        c = self.customer
+        return {
+            "customer_id": c.id,
+            "name": c.name,
+            "email": c.email,
+            "phone": c.phone,
+            "birthday": c.birthday,
+            "changed": list(self.changed),
+        }
+
+
+def update_profile(
+    ledger: Ledger,
+    ruleset: Ruleset,
+    customer_id: str,
+    changes: dict[str, str | None],
+    at: datetime | None,
+    now: datetime,
+) -> ProfileResult:
+    """Change a customer's contact details or birthday. The change is kept as a
+    `profile` operation, which is also how a birthday's "set on" date is known
+    (birthday points need 30 days' notice)."""
+    if not changes:
+        raise BadArgument("give at least one of --name, --email, --phone, --birthday")
+    with ledger.transaction():
+        customer = customer_or_refuse(ledger, customer_id)
+        changed = {k: v for k, v in changes.items() if getattr(customer, k) != v}
+        if changed:
+            ledger.update_customer(customer_id, changed)
+            ledger.remember_ruleset(ruleset, now)
+            ledger.append(
+                NewOperation(
+                    kind="profile",
+                    customer_id=customer_id,
+                    occurred_at=at or now,
+                    ruleset=ruleset.version,
+                    request={"customer_id": customer_id, **changed},
+                ),
+                [],
+                now,
+            )
+        updated = ledger.customer(customer_id)
+        assert updated is not None
+        return ProfileResult(updated, tuple(sorted(changed)))

@@ -167,6 +167,33 @@ def rewards(doc: Doc) -> None:
     _console.print(table)
 
 
+def nightly(doc: Doc) -> None:
+    days = (
+        doc["as_of"]
+        if doc["days_from"] == doc["days_to"]
+        else (f"{doc['days_from']} to {doc['days_to']}")
+    )
+    _console.print(
+        Text.assemble(("Nightly step", "bold"), f" for {days}: {doc['customers']} customers")
+    )
+    table = _table("Step", "Count", "Points")
+    table.columns[1].justify = table.columns[2].justify = "right"
+    table.add_row("birthdays awarded", str(doc["birthdays"]), str(doc["birthday_points"]))
+    table.add_row("birthdays refused (set < 30 days before)", str(doc["birthdays_refused"]), "")
+    table.add_row(
+        "customers with points expired", str(doc["expired_customers"]), str(doc["expired_points"])
+    )
+    table.add_row("tier upgrades", str(doc["tier_upgrades"]), "")
+    table.add_row("tier downgrades", str(doc["tier_downgrades"]), "")
+    table.add_row("points no longer pending", "", str(doc["became_available"]))
+    _console.print(table)
+
+
+def profile(doc: Doc) -> None:
+    changed = ", ".join(doc["changed"]) or "nothing (same as before)"
+    _console.print(Text.assemble((doc["customer_id"], "bold"), f" updated: {changed}"))
+
+
 def balance(doc: Doc) -> None:
     _balance_table([doc])
 
@@ -283,6 +310,8 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "tier": tier,
     "tiers": tiers,
     "rewards": rewards,
+    "nightly": nightly,
+    "profile": profile,
     "balance": balance,
     "history": history,
     "verify": verify,
