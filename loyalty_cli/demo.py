@@ -1,13 +1,14 @@
 """The demo: a small, deterministic story told through the real use cases.
 
 It runs over Black Friday 2026 so that the example rules' campaign, first-purchase
-bonus, referral, review cap and a redemption all show up. Business times are fixed
+bonus, referral, review cap, a redemption, a refund, an expiry and a tier upgrade
+all show up. Business times are fixed
 (`at`), so the demo gives the same points whenever it is run.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -15,8 +16,19 @@ from zoneinfo import ZoneInfo
 
 from .accounts import balance
 from .ledger import Ledger
+from .membership import tier_of
 from .models import Ruleset
-from .operations import EarnRequest, EnrollRequest, RedeemRequest, earn, enroll, redeem
+from .nightly import run_nightly
+from .operations import (
+    EarnRequest,
+    EnrollRequest,
+    RedeemRequest,
+    RefundRequest,
+    earn,
+    enroll,
+    redeem,
+    refund,
+)
 
 
 def bundled_rules() -> Path:
@@ -39,6 +51,14 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     def step(command: str, result: dict[str, object]) -> None:
         steps.append({"command": command, "result": result})
 
+    # Linus joined last year and never came back: his welcome points expire.
+    joined = datetime(2025, 10, 1, 9, 0, tzinfo=tz)
+    step(
+        'loyalty enroll linus --name "Linus Torvalds" --at 2025-10-01T09:00',
+        enroll(
+            ledger, ruleset, EnrollRequest("linus", name="Linus Torvalds", at=joined), now
+        ).to_json(),
+    )
     for cid, name, referrer, day in (
         ("ada", "Ada Lovelace", None, 20),
         ("grace", "Grace Hopper", "ada", 21),
@@ -55,6 +75,7 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
         ("grace", "18.00", None, 24, "R-1002"),
         ("alan", "120.00", "bags", 28, "R-1003"),  # Black Friday weekend: double points
         ("ada", "35.00", "gift-card", 28, "R-1004"),  # gift cards earn nothing
+        ("grace", "300.00", "shoes", 28, "R-1005"),  # enough for Silver, once it is not pending
     )
     for cid, amount, category, day, txn in purchases:
         request = EarnRequest(
@@ -80,6 +101,21 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
         )
     spend = RedeemRequest("ada", reward="coffee", at=at(29, 10))
     step("loyalty redeem ada --reward coffee", redeem(ledger, ruleset, spend, now).to_json())
-    for cid in ("ada", "grace", "alan"):
-        step(f"loyalty balance {cid}", balance(ledger, cid, now).to_json())
+    # Alan brings one bag back inside the return window: its pending points go.
+    back = RefundRequest("R-1003", amount=Decimal("40.00"), txn="RF-1003", at=at(30, 12))
+    step(
+        "loyalty refund R-1003 --amount 40.00 --txn RF-1003",
+        refund(ledger, ruleset, back, now).to_json(),
+    )
+    # Two weeks on, the nightly step: grace's purchase has cleared its return window
+    # (Silver), and linus's points reached their expiry.
+    night = date(2026, 12, 13)
+    step(
+        "loyalty nightly --as-of 2026-12-13",
+        run_nightly(ledger, ruleset, night, now).to_json(),
+    )
+    step("loyalty tier grace --at 2026-12-13", tier_of(ledger, ruleset, "grace", night).to_json())
+    as_of = datetime.combine(night, time(12), tz)
+    for cid in ("ada", "grace", "alan", "linus"):
+        step(f"loyalty balance {cid} --at 2026-12-13", balance(ledger, cid, as_of).to_json())
     return steps

@@ -127,7 +127,8 @@ def tier(doc: Doc) -> None:
     if doc["next_tier"]:
         _console.print(f"Next: {doc['next_tier']}, {doc['to_next']} more to reach it")
     if doc["tier_until"]:
-        keep = f"; {doc['to_keep']} more in this window keeps it longer" if doc["to_keep"] else ""
+        short = doc["to_keep"] not in (None, 0, "0.00")
+        keep = f"; {doc['to_keep']} more in this window keeps it longer" if short else ""
         _console.print(f"Held until {doc['tier_until']}{keep}")
     if doc["override"]:
         floor = doc["override"]
@@ -295,11 +296,15 @@ def demo(doc: Doc) -> None:
             balances.append(step["result"])
             continue
         _console.print(Text(f"\n$ {command}", style="cyan"))
-        VIEWS["points" if view == "redeem" else view](step["result"])
+        VIEWS[_DEMO_VIEWS.get(view, view)](step["result"])
     if balances:
         ids = " ".join(b["customer_id"] for b in balances)
-        _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c; done", style="cyan"))
+        at = " --at " + command.split("--at ")[1] if "--at " in command else ""
+        _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c{at}; done", style="cyan"))
         _balance_table(balances)
+
+
+_DEMO_VIEWS = {"redeem": "points", "adjust": "points"}
 
 
 VIEWS: dict[str, Callable[[Doc], None]] = {

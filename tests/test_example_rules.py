@@ -70,7 +70,14 @@ def test_demo_builds_a_ledger_from_the_example_rules(shop: Shop) -> None:
         for s in doc["steps"]
         if s["command"].startswith("loyalty balance")
     }
-    assert all(b >= 0 for b in balances.values()) and len(balances) == 3
+    assert all(b >= 0 for b in balances.values()) and len(balances) == 4
+    # The lifecycle: a refund inside the return window, an expiry, a tier upgrade.
+    back = steps["loyalty refund R-1003 --amount 40.00 --txn RF-1003"]
+    assert back["points"] == -(630 * 40 // 120)
+    night = steps["loyalty nightly --as-of 2026-12-13"]
+    assert (night["expired_points"], night["tier_upgrades"]) == (100, 1)
+    assert steps["loyalty tier grace --at 2026-12-13"]["tier"] == "silver"
+    assert balances["linus"] == 0
     assert shop.ok("verify", "--db", str(shop.dir / "demo.db"))["ok"] is True
 
 

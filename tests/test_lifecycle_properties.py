@@ -126,3 +126,90 @@ def test_lifecycle_invariants(plan: list[tuple[str, int, object]], shortfall: st
         report = ledger.verify()
         assert report.ok, report.problems
         ledger.close()
+
+
+TIERED = parse_rules(
+    """\
+program: {name: T, timezone: Europe/London}
+points: {pending_days: 5, expire_after_months: 2, expire_at: end_of_month}
+tiers:
+  metric: spend
+  window: calendar_year
+  downgrade: keep_next_window
+  levels:
+    - {id: bronze, name: Bronze, threshold: 0}
+    - {id: silver, name: Silver, threshold: 50, multiplier: 1.5}
+    - {id: gold, name: Gold, threshold: 150, multiplier: 2}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+  - {id: birthday, on: birthday, points: 40}
+  - {id: welcome, on: enroll, points: 10}
+"""
+)
+
+histories = st.lists(
+    st.tuples(
+        st.sampled_from(["C1", "C2"]),
+        st.sampled_from(["buy", "refund", "redeem", "nightly"]),
+        st.integers(1, 9000),
+        st.integers(1, 40),  # days that pass before it
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+def play(db: Path, history: list[tuple[str, str, int, int]]) -> dict[str, tuple[int, str]]:
+    """Run a history into a new ledger; the balances and tiers it ends with."""
+    from loyalty_cli.membership import standing
+    from loyalty_cli.nightly import run_nightly
+
+    ledger = Ledger.open(db)
+    at = START
+    for cid, day in (("C1", "1990-01-20"), ("C2", "1985-03-02")):
+        ops.enroll(
+            ledger, TIERED, ops.EnrollRequest(cid, birthday=day, at=at - timedelta(days=60)), at
+        )
+    for n, (cid, kind, number, days) in enumerate(history):
+        at += timedelta(days=days)
+        try:
+            if kind == "buy":
+                request = ops.EarnRequest(
+                    cid, "purchase", amount=Decimal(number) / 100, txn=f"R{n}", at=at
+                )
+                ops.earn(ledger, TIERED, request, at)
+            elif kind == "refund" and n:
+                ops.refund(ledger, TIERED, ops.RefundRequest(f"R{number % n}", at=at), at)
+            elif kind == "redeem":
+                ops.redeem(
+                    ledger, TIERED, ops.RedeemRequest(cid, points=number // 100 + 1, at=at), at
+                )
+            elif kind == "nightly":
+                day = at.astimezone(LONDON).date()
+                run_nightly(ledger, TIERED, day, at)
+                before = [tuple(r) for r in ledger.conn.execute("SELECT * FROM entries")]
+                run_nightly(ledger, TIERED, day, at)
+                # The nightly step, run twice, changes nothing the second time.
+                assert [tuple(r) for r in ledger.conn.execute("SELECT * FROM entries")] == before
+        except Refused:
+            pass
+    end = at.astimezone(LONDON).date()
+    result = {}
+    for cid in ("C1", "C2"):
+        tier = standing(ledger, TIERED, cid, end)
+        assert tier is not None
+        result[cid] = (holdings(ledger, cid, end).balance, tier.level.id)
+    assert ledger.verify().ok
+    ledger.close()
+    return result
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=histories)
+def test_nightly_is_idempotent_and_replaying_gives_the_same_balances_and_tiers(
+    history: list[tuple[str, str, int, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        first = play(Path(tmp) / "a.db", history)
+        second = play(Path(tmp) / "b.db", history)
+    assert first == second
