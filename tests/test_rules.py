@@ -25,6 +25,24 @@ def problems(text: str) -> list[str]:
 BAD_RULES: list[tuple[str, str, list[str]]] = [
     ("empty file", "", ["rules.yaml:1: file is empty"]),
     (
+        "expiry of negative months",
+        HEAD + "points: {expire_after_months: -3}\n",
+        ["rules.yaml:2:31: expire_after_months must be at least 1, got -3"],
+    ),
+    (
+        "expiry style without months",
+        HEAD + "points: {expire_at: same_day}\n",
+        ["rules.yaml:2:10: expire_at needs expire_after_months"],
+    ),
+    (
+        "first tier above zero",
+        HEAD
+        + "tiers:\n  metric: spend\n  window: lifetime\n  levels:\n    - {id: silver, name: S, threshold: 10}\n",
+        [
+            "rules.yaml:6:40: the first tier, 'silver', is where everyone starts: its threshold must be 0"
+        ],
+    ),
+    (
         "python object tag",
         HEAD + "earn: !!python/object:os.system {}\n",
         ["rules.yaml:2:7: YAML tag '!!python/object:os.system' is not allowed"],
