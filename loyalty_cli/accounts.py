@@ -36,8 +36,7 @@ class Holdings(NamedTuple):
 
     available: int  # spendable now; negative only when a refund left a debt
     pending: int  # held for the return window
-    expiring: int  # of the available points, those that expire within 30 days
-    next_expiry: date | None
+    expiring: tuple[tuple[date, int], ...]  # available points gone within 30 days, by date
 
     @property
     def balance(self) -> int:
@@ -50,7 +49,7 @@ def holdings(ledger: Ledger, customer_id: str, today: date) -> Holdings:
     # Points taken without a lot to take them from (a refund allowed to go
     # negative) are a debt against what is available.
     debt = sum(lot.remaining for lot in held) - ledger.balance(customer_id)
-    return Holdings(split.available - debt, split.pending, split.expiring, split.next_expiry)
+    return Holdings(split.available - debt, split.pending, split.expiring)
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,9 @@ class BalanceResult:
             "balance": held.balance,
             "available": held.available,
             "pending": held.pending,
-            "expiring_30_days": held.expiring,
-            "next_expiry": None if held.next_expiry is None else held.next_expiry.isoformat(),
+            "expiring_30_days": sum(points for _, points in held.expiring),
+            "next_expiry": held.expiring[0][0].isoformat() if held.expiring else None,
+            "expiring": [{"date": day.isoformat(), "points": n} for day, n in held.expiring],
             "earned": self.earned,
             "redeemed": self.redeemed,
             "adjusted": self.adjusted,

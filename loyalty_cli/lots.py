@@ -90,15 +90,14 @@ def overdue(lots: Iterable[Lot], today: date) -> list[Lot]:
 class Split(NamedTuple):
     available: int
     pending: int
-    expiring: int  # of the available points, those gone within `horizon` days
-    next_expiry: date | None
+    expiring: tuple[tuple[date, int], ...]  # available points gone within the horizon, by date
 
 
 def split(lots: Iterable[Lot], today: date, horizon: int = 30) -> Split:
     """Available and pending points as of `today`, ignoring points already past
     their expiry even when no expiry has been written for them yet."""
-    available = pending = expiring = 0
-    soonest: date | None = None
+    available = pending = 0
+    expiring: dict[date, int] = {}
     limit = today + timedelta(days=horizon)
     for lot in lots:
         if not is_live(lot, today):
@@ -108,6 +107,5 @@ def split(lots: Iterable[Lot], today: date, horizon: int = 30) -> Split:
             continue
         available += lot.remaining
         if lot.expires_on is not None and lot.expires_on <= limit:
-            expiring += lot.remaining
-            soonest = lot.expires_on if soonest is None else min(soonest, lot.expires_on)
-    return Split(available, pending, expiring, soonest)
+            expiring[lot.expires_on] = expiring.get(lot.expires_on, 0) + lot.remaining
+    return Split(available, pending, tuple(sorted(expiring.items())))

@@ -159,6 +159,7 @@ def test_balance_json_shape(shop: Shop) -> None:
         "pending": 0,
         "expiring_30_days": 0,
         "next_expiry": None,
+        "expiring": [],
         "earned": 150,
         "redeemed": 30,
         "adjusted": -5,

@@ -78,6 +78,7 @@ def test_points_expire_on_their_date_even_before_anything_is_written(life: Shop)
         40,
         "2026-04-01",
     )
+    assert before["expiring"] == [{"date": "2026-04-01", "points": 40}]
     after = life.ok("balance", "C1", "--at", "2026-04-01")
     assert (after["balance"], after["available"], after["expired"]) == (30, 30, 0)
 
