@@ -232,10 +232,12 @@ def history(doc: Doc) -> None:
         "Detail / reason",
         title=f"{doc['customer_id']} · balance {doc['balance']}",
     )
+    when = table.columns[1]
+    when.no_wrap, when.min_width = True, 16  # "2026-11-22 16:31": never cut or wrapped
     for e in doc["entries"]:
         table.add_row(
             str(e["id"]),
-            Text(e["occurred_at"].replace("T", " ").rstrip("Z"), no_wrap=True),
+            e["occurred_at"][:16].replace("T", " "),
             e["kind"],
             _signed(e["points"]),
             e["rule"] or e["reward"] or "",
