@@ -188,6 +188,25 @@ TxnOption = Annotated[
         "content changes nothing; different content is refused.",
     ),
 ]
+NameOption = Annotated[str | None, typer.Option(help="Full name.")]
+EmailOption = Annotated[str | None, typer.Option(help="Email address.")]
+PhoneOption = Annotated[str | None, typer.Option(help="Phone number.")]
+BirthdayOption = Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")]
+
+
+def _profile(
+    name: str | None, email: str | None, phone: str | None, birthday: str | None
+) -> dict[str, str | None]:
+    """The profile fields given on the command line, checked; empty text clears one."""
+    fields: dict[str, str | None] = {}
+    for field, value in (("name", name), ("email", email), ("phone", phone)):
+        if value is not None:
+            fields[field] = _text(value, f"--{field}")
+    if birthday is not None:
+        fields["birthday"] = parse_date(birthday).isoformat()
+    return fields
+
+
 CustomerArg = Annotated[
     str, typer.Argument(metavar="CUSTOMER_ID", help="The customer's id, stored exactly as given.")
 ]
@@ -222,10 +241,10 @@ def _main(
 @command()
 def enroll(
     customer_id: CustomerArg,
-    name: Annotated[str | None, typer.Option(help="Full name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
-    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
-    birthday: Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")] = None,
+    name: NameOption = None,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    birthday: BirthdayOption = None,
     referred_by: Annotated[
         str | None,
         typer.Option(help="Id of the customer who referred them (gets referral points)."),
@@ -245,12 +264,13 @@ def enroll(
     from .operations import EnrollRequest, enroll
 
     ruleset = load(rules)
+    profile = _profile(name, email, phone, birthday)
     request = EnrollRequest(
         customer_id=check_customer_id(customer_id),
-        name=_text(name, "--name"),
-        email=_text(email, "--email"),
-        phone=_text(phone, "--phone"),
-        birthday=None if birthday is None else parse_date(birthday).isoformat(),
+        name=profile.get("name"),
+        email=profile.get("email"),
+        phone=profile.get("phone"),
+        birthday=profile.get("birthday"),
         referred_by=None
         if referred_by is None
         else check_customer_id(referred_by, what="--referred-by"),
@@ -265,10 +285,10 @@ def enroll(
 @command()
 def update(
     customer_id: CustomerArg,
-    name: Annotated[str | None, typer.Option(help="Full name.")] = None,
-    email: Annotated[str | None, typer.Option(help="Email address.")] = None,
-    phone: Annotated[str | None, typer.Option(help="Phone number.")] = None,
-    birthday: Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")] = None,
+    name: NameOption = None,
+    email: EmailOption = None,
+    phone: PhoneOption = None,
+    birthday: BirthdayOption = None,
     at: AtOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
@@ -281,12 +301,7 @@ def update(
     from .operations import update_profile
 
     ruleset = load(rules)
-    changes: dict[str, str | None] = {}
-    for field, value in (("name", name), ("email", email), ("phone", phone)):
-        if value is not None:
-            changes[field] = _text(value, f"--{field}")
-    if birthday is not None:
-        changes["birthday"] = parse_date(birthday).isoformat()
+    changes = _profile(name, email, phone, birthday)
     with open_ledger(db) as ledger:
         result = update_profile(
             ledger, ruleset, check_customer_id(customer_id), changes, _at(at, ruleset), now()

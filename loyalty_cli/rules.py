@@ -302,6 +302,16 @@ class _Reader:
             return None
         return self.optional(fields, key, read)
 
+    def first_use(
+        self, seen: dict[str, int], ident: str, what: str, where: yaml.Node, item: yaml.Node
+    ) -> bool:
+        """Note the id's line; False (and a problem at `where`) if it was used before."""
+        if ident in seen:
+            self.problem(where, f"duplicate {what} id '{ident}' (first at line {seen[ident]})")
+            return False
+        seen[ident] = item.start_mark.line + 1
+        return True
+
     # --- scalars -----------------------------------------------------------
 
     def scalar(self, node: yaml.Node, expected: str) -> yaml.ScalarNode:
@@ -455,10 +465,8 @@ class _Reader:
             perks = self.optional(f, "perks", self.text)
             if tid is None or name is None or threshold is None:
                 continue
-            if tid in seen:
-                self.problem(f["id"][1], f"duplicate tier id '{tid}' (first at line {seen[tid]})")
+            if not self.first_use(seen, tid, "tier", f["id"][1], item):
                 continue
-            seen[tid] = item.start_mark.line + 1
             level = TierLevel(tid, name, threshold, multiplier or Decimal(1), perks)
             where = f["threshold"][1]
             if previous is None and threshold != 0:
@@ -517,12 +525,8 @@ class _Reader:
             window = self.optional(fields, "window", self.window)
             if rid is None:
                 continue
-            if rid in first:
-                self.problem(
-                    fields["id"][1], f"duplicate reward id '{rid}' (first at line {first[rid]})"
-                )
+            if not self.first_use(first, rid, "reward", fields["id"][1], item):
                 continue
-            first[rid] = item.start_mark.line + 1
             if name is not None and cost is not None:
                 out[rid] = Reward(
                     id=rid,
@@ -542,13 +546,8 @@ class _Reader:
             rule = self.rule(item, order, rewards)
             if rule is None:
                 continue
-            if rule.id in first:
-                self.problem(
-                    item, f"duplicate rule id '{rule.id}' (first at line {first[rule.id]})"
-                )
-                continue
-            first[rule.id] = rule.location.line
-            out.append(rule)
+            if self.first_use(first, rule.id, "rule", item, item):
+                out.append(rule)
         return tuple(out)
 
     def rule(self, node: yaml.Node, order: int, rewards: dict[str, Reward]) -> Rule | None:
