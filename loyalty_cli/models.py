@@ -18,7 +18,6 @@ from .errors import Location
 
 Rounding = Literal["floor", "nearest", "ceil"]
 Period = Literal["day", "week", "month", "year", "lifetime"]
-FieldType = Literal["decimal", "int", "str", "bool"]
 ExpireAt = Literal["end_of_month", "same_day"]
 Shortfall = Literal["within_balance", "allow_negative"]
 TierMetric = Literal["spend", "points"]
