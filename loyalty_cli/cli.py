@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import EXIT_CODES_HELP, BadArgument, LoyaltyError
+from .errors import EXIT_CODES_HELP, BadArgument, DataRejected, InputMissing, LoyaltyError
 from .ledger import DEFAULT_TIMEOUT, Ledger
 from .values import check_customer_id, parse_amount, parse_at, parse_date
 
@@ -566,6 +566,156 @@ def nightly(
         summary = run_nightly(ledger, ruleset, day, now())
     if not quiet:
         show(summary.to_json(), "nightly", as_json)
+
+
+@command("import-csv")
+def import_csv(
+    files: Annotated[
+        list[str], typer.Argument(metavar="FILE...", help="Till exports; '-' reads standard input.")
+    ],
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="FIELD=COLUMN for a column with another name, e.g. amount=Total."
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Write rejected rows here (CSV: file, line, reason, the row)."),
+    ] = None,
+    enroll_unknown: Annotated[
+        bool, typer.Option("--enroll-unknown", help="Enroll customers the ledger does not know.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and evaluate every row; write nothing.")
+    ] = False,
+    encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8-sig",
+    delimiter: Annotated[
+        str | None, typer.Option(help="Column separator (',', ';', tab, '|'). Default: sniffed.")
+    ] = None,
+    decimal_comma: Annotated[
+        bool, typer.Option("--decimal-comma", help="Amounts are written 1.234,50.")
+    ] = False,
+    thousands: Annotated[
+        str | None, typer.Option(help="Thousands separator to ignore in amounts, e.g. ','.")
+    ] = None,
+    date_format: Annotated[
+        str | None,
+        typer.Option(help="strptime format for dates, e.g. %d/%m/%Y. Default: ISO 8601."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing on success.")] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Import a till's CSV export: purchases, events and refunds, each through the rules.
+
+    Safe to re-run (rows are keyed by txn_id). Exit 65 if some rows were rejected.
+    Example (crontab): 30 23 * * * loyalty import-csv /srv/till/today.csv --quiet
+    """
+    import tempfile
+
+    from . import importer
+
+    options = importer.Options(
+        mapping=_mapping(mapping or []),
+        encoding=encoding,
+        delimiter={"tab": "\t", "\\t": "\t"}.get(delimiter or "", delimiter),
+        decimal_comma=decimal_comma,
+        thousands=thousands,
+        date_format=date_format,
+    )
+    if files.count("-") > 1:
+        raise BadArgument("'-' (standard input) can be given only once")
+    sources = [importer.read_source(name, sys.stdin.buffer) for name in files]
+    ruleset = load(rules)
+    shown: list[importer.Rejection] = []
+    with _RejectsFile(rejects) as rejected, tempfile.TemporaryDirectory() as scratch:
+
+        def on_reject(rejection: importer.Rejection) -> None:
+            rejected.write(rejection)
+            if len(shown) < 20:
+                print(
+                    f"rejected: {rejection.source}:{rejection.line}: {rejection.reason}",
+                    file=sys.stderr,
+                )
+            shown.append(rejection)
+
+        with open_ledger(db, create=not dry_run) as real:
+            ledger = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
+            try:
+                summary = importer.import_sources(
+                    ledger,
+                    ruleset,
+                    sources,
+                    options,
+                    now(),
+                    enroll_unknown=enroll_unknown,
+                    dry_run=dry_run,
+                    on_reject=on_reject,
+                )
+            finally:
+                if dry_run:
+                    ledger.close()
+    if len(shown) > 20:
+        print(f"rejected: ... and {len(shown) - 20} more rows", file=sys.stderr)
+    doc = summary.to_json()
+    if as_json or (as_json is None and not sys.stdout.isatty() and not quiet):
+        show(doc, "import", True)
+    elif not quiet:
+        from . import render
+
+        render.show("import", doc)
+    if summary.rejected:
+        where = f"; see {rejects}" if rejects else " (pass --rejects FILE to keep them)"
+        raise DataRejected(f"{summary.rejected} of {summary.rows} rows rejected{where}")
+
+
+def _mapping(pairs: list[str]) -> dict[str, str]:
+    from .importer import FIELDS
+
+    out = {}
+    for pair in pairs:
+        name, sep, column = pair.partition("=")
+        if not sep or not column.strip():
+            raise BadArgument(f"--map '{pair}' should be FIELD=COLUMN, e.g. amount=Total")
+        if name.strip() not in FIELDS:
+            raise BadArgument(
+                f"--map '{pair}': unknown field '{name}' (fields: {', '.join(FIELDS)})"
+            )
+        out[name.strip()] = column.strip()
+    return out
+
+
+class _RejectsFile:
+    """The --rejects CSV, written as rows are rejected (nothing when not asked for)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.file: Any = None
+        self.writer: Any = None
+
+    def __enter__(self) -> _RejectsFile:
+        if self.path is not None:
+            import csv
+
+            try:
+                self.file = self.path.open("w", newline="", encoding="utf-8")
+            except OSError as exc:
+                raise InputMissing(f"--rejects {self.path}: cannot write: {exc.strerror}") from None
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(["file", "line", "reason", "row"])
+        return self
+
+    def write(self, rejection: Any) -> None:
+        if self.writer is not None:
+            self.writer.writerow(
+                [rejection.source, rejection.line, rejection.reason, *rejection.raw]
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 AsOfOption = Annotated[

@@ -422,6 +422,7 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self._depth = 0  # transactions open, counting savepoints
 
     # opening ----------------------------------------------------------------
 
@@ -534,15 +535,35 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A write transaction that holds the write lock from its first statement."""
+        """A write transaction that holds the write lock from its first statement.
+
+        Inside another one it is a savepoint: an import commits rows in chunks,
+        and a row that fails rolls back alone, through the very same use cases."""
+        if self._depth:
+            name = f"row{self._depth}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                raise
+            finally:
+                self._depth -= 1
+                self.conn.execute(f"RELEASE {name}")
+            return
         with self._translate_busy():
             self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
 
     # reads ------------------------------------------------------------------
 
@@ -813,6 +834,15 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
+    def copy_to(self, path: Path) -> Ledger:
+        """A private copy of the ledger, for a dry run that must see its own writes."""
+        target = sqlite3.connect(path, isolation_level=None)
+        with self._translate_busy():
+            self.conn.backup(target)
+        copy = Ledger(target, path)
+        copy.conn.execute("PRAGMA recursive_triggers = ON")
+        return copy
+
     def last_run(self, command: str) -> str | None:
         row = self.conn.execute(
             "SELECT as_of FROM runs WHERE command = ? ORDER BY as_of DESC, id DESC LIMIT 1",
@@ -821,7 +851,12 @@ class Ledger:
         return None if row is None else str(row[0])
 
     def add_run(
-        self, command: str, as_of: str, started_at: datetime, finished_at: datetime, summary: str
+        self,
+        command: str,
+        as_of: str | None,
+        started_at: datetime,
+        finished_at: datetime,
+        summary: str,
     ) -> None:
         self.conn.execute(
             "INSERT INTO runs (command, as_of, started_at, finished_at, summary) "

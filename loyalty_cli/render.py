@@ -17,6 +17,7 @@ from rich.text import Text
 Doc = dict[str, Any]
 
 _console = Console(highlight=False)
+_errors = Console(highlight=False, stderr=True)
 
 
 def show(view: str, doc: Doc) -> None:
@@ -195,6 +196,16 @@ def profile(doc: Doc) -> None:
     _console.print(Text.assemble((doc["customer_id"], "bold"), f" updated: {changed}"))
 
 
+def import_summary(doc: Doc) -> None:
+    """For people, on stderr: stdout stays free for data."""
+    verb = "would import" if doc["dry_run"] else "imported"
+    _errors.print(
+        f"{', '.join(doc['files'])}: {doc['rows']} rows, {verb} {doc['imported']}, "
+        f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
+        f"{doc['points']} points for {doc['customers']} customers in {doc['seconds']} s"
+    )
+
+
 def balance(doc: Doc) -> None:
     _balance_table([doc])
 
@@ -319,6 +330,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "rewards": rewards,
     "nightly": nightly,
     "profile": profile,
+    "import": import_summary,
     "balance": balance,
     "history": history,
     "verify": verify,
