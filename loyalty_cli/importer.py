@@ -397,7 +397,7 @@ def import_sources(
     summary.seconds = round(clock.monotonic() - started, 3)
     if not dry_run:
         with ledger.transaction():
-            record = {"files": files, **summary.to_json()}
+            record = {**summary.to_json(), "files": files}
             ledger.add_run("import", None, now, _now(), json.dumps(record, sort_keys=True))
     return summary
 

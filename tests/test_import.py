@@ -1,0 +1,272 @@
+"""`loyalty import-csv`: what tills write, what gets rejected, and re-runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from .conftest import Shop
+
+
+def write(shop: Shop, text: str, name: str = "sales.csv", bom: bool = False) -> str:
+    path = shop.dir / name
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return str(path)
+
+
+def entry_count(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+@pytest.fixture
+def till(shop: Shop) -> Shop:
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
+    shop.ok("enroll", "C2", "--at", "2026-01-01")
+    return shop
+
+
+def imported(shop: Shop, *args: str) -> dict[str, object]:
+    doc = shop.ok("import-csv", *args)
+    assert doc["rejected"] == 0, doc
+    return doc
+
+
+# --- reading what tills write ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "bom"),
+    [
+        ("txn_id,customer_id,amount,date\nR1,C1,12.50,2026-11-20\n", [], False),
+        ("Receipt;Customer;Total;Date\nR1;C1;12,50;2026-11-20\n", ["--decimal-comma"], True),
+        ("txn_id\tcustomer_id\tamount\tdate\nR1\tC1\t12.50\t2026-11-20\n", [], False),
+        ("txn_id|customer_id|amount|date\nR1|C1|$12.50|2026-11-20\n", [], False),
+        ("TXN_ID,Customer ID,AMOUNT,Date\n\nR1,C1,12.50,2026-11-20\n\n", [], False),
+        (
+            "id,who,Brutto,when\nR1,C1,12.50,20/11/2026\n",
+            [
+                "--map",
+                "txn_id=id",
+                "--map",
+                "customer_id=who",
+                "--map",
+                "amount=Brutto",
+                "--map",
+                "date=when",
+                "--date-format",
+                "%d/%m/%Y",
+            ],
+            False,
+        ),
+        (
+            'txn_id,customer_id,amount,date\nR1,C1,"1,012.50",2026-11-20\n',
+            ["--thousands", ","],
+            False,
+        ),
+    ],
+    ids=[
+        "plain",
+        "bom-semicolon-aliases-decimal-comma",
+        "tab",
+        "pipe-currency-sign",
+        "case-and-blank-lines",
+        "map-and-date-format",
+        "thousands",
+    ],
+)
+def test_till_formats(till: Shop, text: str, extra: list[str], bom: bool) -> None:
+    doc = imported(till, write(till, text, bom=bom), *extra)
+    assert (doc["rows"], doc["imported"]) == (1, 1)
+    history = till.ok("history", "C1")["entries"]
+    assert history[0]["txn"] == "R1"
+    assert history[0]["amount"] in ("12.50", "1012.50")
+
+
+def test_quoted_fields_may_hold_newlines(till: Shop) -> None:
+    text = 'txn_id,customer_id,amount,date,category\nR1,C1,5.00,2026-11-20,"shoes\nand socks"\n'
+    assert imported(till, write(till, text))["imported"] == 1
+
+
+def test_a_missing_column_fails_before_anything_is_written(till: Shop) -> None:
+    before = entry_count(till.db)
+    path = write(till, "txn_id,customer_id,Betrag,date\nR1,C1,5,2026-11-20\n")
+    message = till.fails(65, "import-csv", path)
+    assert message == (
+        f"error: {path}:1: missing column 'amount' (columns are: txn_id, customer_id, Betrag, "
+        "date); name it, or map it with --map amount=COLUMN"
+    )
+    assert entry_count(till.db) == before
+
+
+# --- rejections -------------------------------------------------------------------
+
+REJECTS = """\
+txn_id,customer_id,amount,date,category
+R1,C1,10.00,2026-11-20,
+R2,C1,abc,2026-11-20,
+R3,C9,10.00,2026-11-20,
+R4,C1,"1,234.50",2026-11-20,
+R5,C1,10.00,yesterday,
+R6,C1,-5.00,2026-11-20,
+R7,,10.00,2026-11-20,
+R8,C1,0,2026-11-20,
+R1,C1,99.00,2026-11-20,
+"""
+
+
+def test_bad_rows_are_rejected_with_their_line_and_never_stop_the_good_ones(till: Shop) -> None:
+    path = write(till, REJECTS)
+    rejects = till.dir / "rejects.csv"
+    result = till.run("import-csv", path, "--rejects", str(rejects), "--json")
+    assert result.exit_code == 65, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["rows"], doc["imported"], doc["rejected"]) == (9, 1, 8)
+    reasons = [
+        line.split(": ", 2)[1:]
+        for line in result.stderr.splitlines()
+        if line.startswith("rejected:")
+    ]
+    assert reasons == [
+        [
+            f"{path}:3",
+            "amount 'abc' is not a number (write it like 42.50, with a dot and no separators)",
+        ],
+        [f"{path}:4", "unknown customer 'C9' (enroll them first, or pass --enroll-unknown)"],
+        [
+            f"{path}:5",
+            "amount '1,234.50' is not a number (write it like 42.50, with a dot and no separators) (for 1.234,50 pass --decimal-comma; for 1,234.50 pass --thousands ,)",
+        ],
+        [
+            f"{path}:6",
+            "date 'yesterday' is not an ISO 8601 time (write it like 2026-11-27T14:30 or 2026-11-27T14:30:00+01:00)",
+        ],
+        [f"{path}:7", "amount '-5.00' is negative (a return needs a refund_of column)"],
+        [f"{path}:8", "customer_id is empty"],
+        [f"{path}:9", "amount '0' must be greater than zero"],
+        [
+            f"{path}:10",
+            "txn 'R1' was already used for a different operation (amount=10.00, customer_id=C1, event=purchase, at 2026-11-20T00:00:00Z); use a new --txn",
+        ],
+    ]
+    assert result.stderr.splitlines()[-1] == f"error: 8 of 9 rows rejected; see {rejects}"
+    lines = rejects.read_text().splitlines()
+    assert lines[0] == "file,line,reason,row"
+    assert lines[1].startswith(f"{path},3,") and lines[1].endswith(",R2,C1,abc,2026-11-20,")
+
+
+def test_unknown_customers_can_be_enrolled_on_the_way(till: Shop) -> None:
+    path = write(till, "txn_id,customer_id,amount,date\nR1,C9,10.00,2026-11-20\n")
+    doc = imported(till, path, "--enroll-unknown")
+    assert (doc["imported"], doc["customers"]) == (1, 1)
+    assert till.ok("balance", "C9")["balance"] == 10 + 100  # base + welcome
+
+
+# --- idempotency and equivalence -------------------------------------------------
+
+
+def test_reimporting_the_same_file_adds_nothing(till: Shop) -> None:
+    path = write(
+        till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\nR2,C2,5.00,2026-11-21\n"
+    )
+    imported(till, path)
+    before = entry_count(till.db)
+    again = imported(till, path)
+    assert (again["imported"], again["duplicates"], again["points"]) == (0, 2, 0)
+    assert entry_count(till.db) == before
+
+
+def test_without_a_txn_id_the_key_is_the_files_hash_and_the_line(till: Shop) -> None:
+    path = write(till, "customer_id,amount,date\nC1,10.00,2026-11-20\nC1,10.00,2026-11-20\n")
+    assert imported(till, path)["imported"] == 2  # two equal rows are two purchases
+    assert imported(till, path)["duplicates"] == 2
+    txns = {e["txn"] for e in till.ok("history", "C1")["entries"] if e["kind"] == "earn"}
+    assert all(t.startswith("csv:") and t.endswith((":2", ":3")) for t in txns)
+
+
+def test_an_imported_purchase_earns_exactly_what_earn_gives(shop: Shop) -> None:
+    shop.write_rules(Path(__file__).parent.parent.joinpath("rules.example.yaml").read_text())
+    for cid in ("A", "B"):
+        shop.ok("enroll", cid, "--at", "2026-11-01")
+    typed = shop.ok(
+        "earn", "A", "--amount", "120.00", "--category", "bags", "--at", "2026-11-28T14:00"
+    )
+    path = write(
+        shop, "txn_id,customer_id,amount,date,category\nT1,B,120.00,2026-11-28T14:00,bags\n"
+    )
+    imported(shop, path)
+    history = shop.ok("history", "B")["entries"]
+    lines = [(e["rule"], e["points"]) for e in reversed(history) if e["kind"] == "earn"]
+    assert lines == [(line["rule"], line["points"]) for line in typed["lines"]]
+
+
+def test_events_and_refunds_in_the_export(till: Shop) -> None:
+    path = write(
+        till,
+        "txn_id,customer_id,amount,date,event,refund_of\n"
+        "R1,C1,40.00,2026-11-20,,\n"
+        "V1,C1,,2026-11-20,review,\n"
+        "RF1,C1,10.00,2026-11-21,,R1\n",
+    )
+    doc = imported(till, path)
+    assert (doc["imported"], doc["points"]) == (3, 40 + 50 - 10)
+    kinds = [e["kind"] for e in reversed(till.ok("history", "C1")["entries"])]
+    assert kinds == ["enroll", "earn", "earn", "refund"]
+
+
+def test_dry_run_writes_nothing_and_sees_its_own_rows(till: Shop) -> None:
+    path = write(
+        till, "txn_id,customer_id,amount,date\nR1,C9,10.00,2026-11-20\nR2,C9,5.00,2026-11-21\n"
+    )
+    before = entry_count(till.db)
+    doc = imported(till, path, "--dry-run", "--enroll-unknown")
+    assert (doc["dry_run"], doc["imported"], doc["points"]) == (True, 2, 10 + 5)
+    assert entry_count(till.db) == before
+    assert till.fails(1, "balance", "C9")
+
+
+def test_each_run_is_recorded_started_and_finished(till: Shop) -> None:
+    path = write(till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n")
+    imported(till, path)
+    with sqlite3.connect(till.db) as conn:
+        runs = conn.execute("SELECT command, summary FROM runs ORDER BY id").fetchall()
+    assert [command for command, _ in runs] == ["import-started", "import"]
+    finished = json.loads(runs[1][1])
+    assert finished["files"][0]["name"] == path and len(finished["files"][0]["sha256"]) == 64
+    assert (finished["rows"], finished["imported"]) == (1, 1)
+
+
+def test_standard_input(till: Shop) -> None:
+    result = till.runner.invoke(
+        __import__("loyalty_cli.cli", fromlist=["app"]).app,
+        ["import-csv", "-", "--json", "--db", str(till.db), "--rules", str(till.rules)],
+        input="txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] == ["<stdin>"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["import-csv", "missing.csv"], 66, "missing.csv: no such file"),
+        (["import-csv", "-", "-"], 2, "only once"),
+        (["import-csv", "x.csv", "--map", "amount"], 2, "should be FIELD=COLUMN"),
+        (["import-csv", "x.csv", "--map", "amont=Total"], 2, "unknown field 'amont'"),
+    ],
+)
+def test_bad_invocations(
+    till: Shop, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, fragment: str
+) -> None:
+    monkeypatch.chdir(till.dir)
+    write(till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n", name="x.csv")
+    assert fragment in till.fails(code, *args)
+
+
+def test_quiet_prints_nothing_on_success(till: Shop) -> None:
+    path = write(till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n")
+    result = till.run("import-csv", path, "--quiet")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
