@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -419,9 +420,12 @@ def canonical_request(request: dict[str, object]) -> str:
 
 
 class Ledger:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.conn = conn
         self.path = path
+        self.timeout = timeout
         self._depth = 0  # transactions open, counting savepoints
 
     # opening ----------------------------------------------------------------
@@ -454,7 +458,7 @@ class Ledger:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputMissing(f"cannot open database {path}: {exc}") from None
-        ledger = cls(conn, path)
+        ledger = cls(conn, path, timeout)
         try:
             ledger._prepare(writable=(exists and os.access(path, os.W_OK)) or not exists)
         except BaseException:
@@ -533,6 +537,26 @@ class Ledger:
                 raise InputMissing(f"cannot write to database {self.path}: {text}") from None
             raise
 
+    def _begin_immediate(self) -> None:
+        """Take the write lock, polling every 2 ms up to the busy timeout.
+
+        SQLite's own busy handler backs off to 100 ms sleeps, so a till waiting
+        behind an import (which commits a chunk, pauses briefly and goes on)
+        would keep missing the gaps and give up. Polling often catches them."""
+        deadline = time.monotonic() + self.timeout
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.002)
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction that holds the write lock from its first statement.
@@ -553,7 +577,7 @@ class Ledger:
                 self.conn.execute(f"RELEASE {name}")
             return
         with self._translate_busy():
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate()
             self._depth = 1
             try:
                 yield
