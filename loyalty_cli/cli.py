@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -641,7 +642,7 @@ def import_csv(
                 )
             shown.append(rejection)
 
-        with open_ledger(db, create=not dry_run) as real:
+        with open_ledger(db, create=not dry_run) as real, _progress(sources, quiet) as tick:
             ledger = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
             try:
                 summary = importer.import_sources(
@@ -653,6 +654,7 @@ def import_csv(
                     enroll_unknown=enroll_unknown,
                     dry_run=dry_run,
                     on_reject=on_reject,
+                    on_row=tick,
                 )
             finally:
                 if dry_run:
@@ -669,6 +671,19 @@ def import_csv(
     if summary.rejected:
         where = f"; see {rejects}" if rejects else " (pass --rejects FILE to keep them)"
         raise DataRejected(f"{summary.rejected} of {summary.rows} rows rejected{where}")
+
+
+@contextmanager
+def _progress(sources: Any, quiet: bool) -> Iterator[Callable[[], None]]:
+    """A progress bar, only for a person watching: stderr a terminal, not --quiet."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda: None
+        return
+    from . import render
+
+    lines = sum(source.data.count(b"\n") for source in sources)
+    with render.progress(max(lines - len(sources), 1), "importing") as tick:
+        yield tick
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:

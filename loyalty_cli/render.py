@@ -6,7 +6,8 @@ cannot disagree. Rich honours NO_COLOR and writes no escape codes into a pipe.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich import box
@@ -204,6 +205,36 @@ def import_summary(doc: Doc) -> None:
         f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
         f"{doc['points']} points for {doc['customers']} customers in {doc['seconds']} s"
     )
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr (rows/s and time left); call the tick once per row."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TimeRemainingColumn,
+    )
+
+    class RowsPerSecond(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed:,.0f} rows/s" if task.speed else "")
+
+    bar = Progress(
+        label,
+        BarColumn(),
+        MofNCompleteColumn(),
+        RowsPerSecond(),
+        TimeRemainingColumn(),
+        console=_errors,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
 
 
 def balance(doc: Doc) -> None:
