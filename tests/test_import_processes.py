@@ -61,7 +61,7 @@ def test_an_import_killed_part_way_finishes_on_the_rerun_with_nothing_lost_or_do
 ) -> None:
     csv_file = big_csv(tmp_path / "sales.csv")
     killed_db, clean_db = tmp_path / "killed.db", tmp_path / "clean.db"
-    command = loyalty_command() + ["import-csv", str(csv_file), "--enroll-unknown", "--quiet"]
+    command = [*loyalty_command(), "import-csv", str(csv_file), "--enroll-unknown", "--quiet"]
     run = subprocess.Popen(command, env=env_for(tmp_path, killed_db))
     deadline = time.monotonic() + 60
     while count(killed_db, "SELECT count(*) FROM operations WHERE kind = 'purchase'") < 500:
@@ -83,7 +83,7 @@ def test_an_import_killed_part_way_finishes_on_the_rerun_with_nothing_lost_or_do
     assert count(killed_db, "SELECT count(*) FROM operations WHERE kind = 'purchase'") == ROWS
     assert ledger_facts(killed_db) == ledger_facts(clean_db)
     verify = subprocess.run(
-        loyalty_command() + ["verify", "--json"],
+        [*loyalty_command(), "verify", "--json"],
         env=env_for(tmp_path, killed_db),
         capture_output=True,
         text=True,
@@ -95,10 +95,10 @@ def test_an_import_killed_part_way_finishes_on_the_rerun_with_nothing_lost_or_do
 def test_the_till_can_earn_while_an_import_runs(tmp_path: Path) -> None:
     db = tmp_path / "shop.db"
     env = env_for(tmp_path, db)
-    subprocess.run(loyalty_command() + ["enroll", "TILL"], env=env, check=True, capture_output=True)
+    subprocess.run([*loyalty_command(), "enroll", "TILL"], env=env, check=True, capture_output=True)
     csv_file = big_csv(tmp_path / "sales.csv", rows=8000)
     run = subprocess.Popen(
-        loyalty_command() + ["import-csv", str(csv_file), "--enroll-unknown", "--quiet"], env=env
+        [*loyalty_command(), "import-csv", str(csv_file), "--enroll-unknown", "--quiet"], env=env
     )
     try:
         while count(db, "SELECT count(*) FROM operations WHERE kind = 'purchase'") < 100:
@@ -107,7 +107,7 @@ def test_the_till_can_earn_while_an_import_runs(tmp_path: Path) -> None:
         for n in range(5):
             started = time.monotonic()
             earn = subprocess.run(
-                loyalty_command() + ["earn", "TILL", "--amount", "3.00", "--txn", f"T{n}"],
+                [*loyalty_command(), "earn", "TILL", "--amount", "3.00", "--txn", f"T{n}"],
                 env=env,
                 capture_output=True,
                 text=True,
