@@ -563,6 +563,8 @@ def nightly(
     ruleset = load(rules)
     today = now().astimezone(ZoneInfo(ruleset.program.timezone)).date()
     day = today if as_of is None else parse_date(as_of, what="--as-of")
+    if day > today:
+        raise BadArgument(f"--as-of {day} is in the future (today is {today} in the shop)")
     with open_ledger(db) as ledger:
         summary = run_nightly(ledger, ruleset, day, now())
     if not quiet:

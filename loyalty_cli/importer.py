@@ -1,6 +1,7 @@
 """CSV till exports -> purchases, events and refunds, row by row, with file:line.
 
-Reading is streaming and forgiving of what tills write (a byte-order mark,
+Each file is read whole (its SHA-256 keys the rows that have no txn_id), then
+row by row. Reading is forgiving of what tills write (a byte-order mark,
 semicolons or tabs, varying column names, quoted newlines, currency signs) and
 strict about what would change points (an amount of '1,234.50' is refused
 unless the decimal or thousands convention is given). Every row then goes
@@ -375,8 +376,9 @@ def import_sources(
         with ledger.transaction():
             ledger.add_run("import-started", None, now, now, json.dumps({"files": files}))
     for source, _columns, _header, data in prepared:
-        for chunk in _chunks(data, CHUNK):
-            clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
+        for number, chunk in enumerate(_chunks(data, CHUNK)):
+            if number and not dry_run:
+                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
             with ledger.transaction():
                 for row in chunk:
                     summary.rows += 1

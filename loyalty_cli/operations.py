@@ -304,7 +304,9 @@ def expire_due(
     """Write `expire` entries for the customer's lots that are past their expiry
     and still hold points; one operation per expiry date, dated at the start of
     that day in the shop. Idempotent: an expired lot holds nothing afterwards.
-    Returns the points expired."""
+    Never beyond the real date: a row dated in the future must not expire points
+    early, for good. Returns the points expired."""
+    today = min(today, _today(ruleset, now))
     due = lots.overdue(ledger.lots(customer_id), today)
     by_day: dict[date, list[lots.Lot]] = {}
     for lot in due:

@@ -242,3 +242,18 @@ def test_a_fully_refunded_purchase_cannot_be_refunded_again(life: Shop) -> None:
     life.ok("earn", "C1", "--amount", "40", "--txn", "R-8", "--at", "2026-03-01")
     life.ok("refund", "R-8", "--at", "2026-03-02")
     assert "already fully refunded" in life.fails(1, "refund", "R-8")
+
+
+def test_a_row_dated_in_the_future_never_expires_points_early(life: Shop) -> None:
+    life.ok("earn", "C1", "--amount", "50", "--at", "2026-01-05")  # expires 2026-04-01
+    life.ok("earn", "C1", "--event", "review", "--at", "2099-03-01")  # a till's bad clock
+    kinds = [e["kind"] for e in life.ok("history", "C1")["entries"]]
+    assert "expire" in kinds  # 2026-04-01 has passed for real: that expiry is due
+    expired = [e for e in life.ok("history", "C1")["entries"] if e["kind"] == "expire"]
+    # Only what is due by the real date: the review's points (expiring in 2099) are kept.
+    assert [(e["points"], e["occurred_at"][:10]) for e in expired] == [(-50, "2026-03-31")]
+    assert life.ok("balance", "C1")["balance"] == 30
+
+
+def test_nightly_refuses_a_day_in_the_future(life: Shop) -> None:
+    assert "is in the future" in life.fails(2, "nightly", "--as-of", "2099-01-01")

@@ -49,68 +49,68 @@ def kinds(shop: Shop, customer: str) -> list[tuple[str, int, str]]:
 
 
 def test_birthday_points_once_a_year_on_the_birthday(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2026-01-01")
-    assert night.ok("nightly", "--as-of", "2026-03-14")["birthdays"] == 0
-    doc = night.ok("nightly", "--as-of", "2026-03-15")
+    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-01-01")
+    assert night.ok("nightly", "--as-of", "2022-03-14")["birthdays"] == 0
+    doc = night.ok("nightly", "--as-of", "2022-03-15")
     assert (doc["birthdays"], doc["birthday_points"]) == (1, 200)
-    again = night.ok("nightly", "--as-of", "2026-03-15")
+    again = night.ok("nightly", "--as-of", "2022-03-15")
     assert again["birthdays"] == 0
-    assert ("earn", 200, "2026-03-15") in kinds(night, "C1")
-    assert night.ok("nightly", "--as-of", "2027-03-15")["birthdays"] == 1
+    assert ("earn", 200, "2022-03-15") in kinds(night, "C1")
+    assert night.ok("nightly", "--as-of", "2023-03-15")["birthdays"] == 1
 
 
 def test_a_birthday_set_less_than_30_days_before_earns_nothing_that_year(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2026-03-01")
-    doc = night.ok("nightly", "--as-of", "2026-03-15")
+    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-03-01")
+    doc = night.ok("nightly", "--as-of", "2022-03-15")
     assert (doc["birthdays"], doc["birthdays_refused"]) == (0, 1)
-    night.ok("enroll", "C2", "--at", "2025-01-01")
-    night.ok("update", "C2", "--birthday", "1985-06-10", "--at", "2026-05-20")
-    assert night.ok("nightly", "--as-of", "2026-06-10")["birthdays_refused"] == 1
+    night.ok("enroll", "C2", "--at", "2021-01-01")
+    night.ok("update", "C2", "--birthday", "1985-06-10", "--at", "2022-05-20")
+    assert night.ok("nightly", "--as-of", "2022-06-10")["birthdays_refused"] == 1
     # A year later both are due: C2 on 10 June, and C1's 15 March, caught up on.
-    assert night.ok("nightly", "--as-of", "2027-06-10")["birthdays"] == 2
+    assert night.ok("nightly", "--as-of", "2023-06-10")["birthdays"] == 2
 
 
 def test_29_february_birthdays_are_kept_on_28_february_in_other_years(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "2000-02-29", "--at", "2025-01-01")
-    assert night.ok("nightly", "--as-of", "2027-02-28")["birthdays"] == 1
-    assert night.ok("nightly", "--as-of", "2028-02-28")["birthdays"] == 0  # 2028 has a 29th
-    assert night.ok("nightly", "--as-of", "2028-02-29")["birthdays"] == 1
+    night.ok("enroll", "C1", "--birthday", "2000-02-29", "--at", "2021-01-01")
+    assert night.ok("nightly", "--as-of", "2023-02-28")["birthdays"] == 1
+    assert night.ok("nightly", "--as-of", "2024-02-28")["birthdays"] == 0  # 2024 has a 29th
+    assert night.ok("nightly", "--as-of", "2024-02-29")["birthdays"] == 1
 
 
 def test_a_late_run_catches_up_on_the_birthdays_it_missed(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2026-01-01")
-    night.ok("nightly", "--as-of", "2026-03-10")
-    doc = night.ok("nightly", "--as-of", "2026-03-20")  # a week of missed nights
-    assert (doc["days_from"], doc["days_to"], doc["birthdays"]) == ("2026-03-11", "2026-03-20", 1)
-    assert ("earn", 200, "2026-03-15") in kinds(night, "C1")  # dated on the birthday
+    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-01-01")
+    night.ok("nightly", "--as-of", "2022-03-10")
+    doc = night.ok("nightly", "--as-of", "2022-03-20")  # a week of missed nights
+    assert (doc["days_from"], doc["days_to"], doc["birthdays"]) == ("2022-03-11", "2022-03-20", 1)
+    assert ("earn", 200, "2022-03-15") in kinds(night, "C1")  # dated on the birthday
 
 
 def test_nightly_writes_due_expiries_and_tier_changes_and_a_second_run_changes_nothing(
     night: Shop,
 ) -> None:
-    night.ok("enroll", "C1", "--at", "2026-12-01")
-    night.ok("earn", "C1", "--amount", "150", "--at", "2026-12-01")
-    doc = night.ok("nightly", "--as-of", "2026-12-11")  # the return window is over
+    night.ok("enroll", "C1", "--at", "2022-12-01")
+    night.ok("earn", "C1", "--amount", "150", "--at", "2022-12-01")
+    doc = night.ok("nightly", "--as-of", "2022-12-11")  # the return window is over
     assert (doc["tier_upgrades"], doc["became_available"]) == (1, 150)
-    doc = night.ok("nightly", "--as-of", "2027-01-02")
+    doc = night.ok("nightly", "--as-of", "2023-01-02")
     # reevaluate: a new calendar year starts from nothing. Points expired on 2 January.
     assert (doc["tier_downgrades"], doc["expired_customers"], doc["expired_points"]) == (1, 1, 155)
     before = ledger_rows(night.db)
-    again = night.ok("nightly", "--as-of", "2027-01-02")
+    again = night.ok("nightly", "--as-of", "2023-01-02")
     assert (again["tier_downgrades"], again["expired_points"]) == (0, 0)
     assert ledger_rows(night.db) == before
     assert [k for k in kinds(night, "C1") if k[0] in ("tier", "expire")] == [
-        ("tier", 0, "2026-12-11"),
-        ("expire", -5, "2027-01-02"),
-        ("expire", -150, "2027-01-02"),
-        ("tier", 0, "2027-01-02"),
+        ("tier", 0, "2022-12-11"),
+        ("expire", -5, "2023-01-02"),
+        ("expire", -150, "2023-01-02"),
+        ("tier", 0, "2023-01-02"),
     ]
     assert night.ok("verify")["ok"] is True
 
 
 def test_nightly_json_shape_and_quiet(night: Shop) -> None:
-    night.ok("enroll", "C1", "--at", "2026-01-01")
-    doc = night.ok("nightly", "--as-of", "2026-01-02")
+    night.ok("enroll", "C1", "--at", "2022-01-01")
+    doc = night.ok("nightly", "--as-of", "2022-01-02")
     assert set(doc) == {
         "as_of",
         "days_from",
@@ -126,7 +126,7 @@ def test_nightly_json_shape_and_quiet(night: Shop) -> None:
         "became_available",
         "seconds",
     }
-    quiet = night.run("nightly", "--as-of", "2026-01-03", "--quiet")
+    quiet = night.run("nightly", "--as-of", "2022-01-03", "--quiet")
     assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
