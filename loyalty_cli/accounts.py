@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from . import lots
 from .errors import Refused
 from .ledger import Customer, Entry, Ledger
-from .values import from_cents
+from .values import format_utc, from_cents
 
 
 def customer_or_refuse(ledger: Ledger, customer_id: str, what: str = "customer") -> Customer:
@@ -43,12 +43,12 @@ class Holdings(NamedTuple):
         return self.available + self.pending
 
 
-def holdings(ledger: Ledger, customer_id: str, today: date) -> Holdings:
-    held = ledger.lots(customer_id)
+def holdings(ledger: Ledger, customer_id: str, today: date, until: str | None = None) -> Holdings:
+    held = ledger.lots(customer_id, until)
     split = lots.split(held, today)
     # Points taken without a lot to take them from (a refund allowed to go
     # negative) are a debt against what is available.
-    debt = sum(lot.remaining for lot in held) - ledger.balance(customer_id)
+    debt = sum(lot.remaining for lot in held) - ledger.balance(customer_id, until)
     return Holdings(split.available - debt, split.pending, split.expiring)
 
 
@@ -115,12 +115,17 @@ class HistoryResult:
         }
 
 
-def balance(ledger: Ledger, customer_id: str, now: datetime) -> BalanceResult:
+def balance(
+    ledger: Ledger, customer_id: str, now: datetime, as_of: datetime | None = None
+) -> BalanceResult:
+    """The customer's points now, or as the ledger stood `as_of` (entries after it
+    left out, expiry and pending judged on that day)."""
     customer = customer_or_refuse(ledger, customer_id)
-    by_kind = ledger.points_by_kind(customer_id)
+    until = None if as_of is None else format_utc(as_of)
+    by_kind = ledger.points_by_kind(customer_id, until)
     return BalanceResult(
         customer=customer,
-        held=holdings(ledger, customer_id, shop_today(ledger, now)),
+        held=holdings(ledger, customer_id, shop_today(ledger, as_of or now), until),
         earned=by_kind.get("enroll", 0) + by_kind.get("earn", 0),
         redeemed=-by_kind.get("redeem", 0),
         adjusted=by_kind.get("adjust", 0),
@@ -130,8 +135,13 @@ def balance(ledger: Ledger, customer_id: str, now: datetime) -> BalanceResult:
 
 
 def history(
-    ledger: Ledger, customer_id: str, now: datetime, limit: int | None = None
+    ledger: Ledger,
+    customer_id: str,
+    now: datetime,
+    limit: int | None = None,
+    as_of: datetime | None = None,
 ) -> HistoryResult:
     customer_or_refuse(ledger, customer_id)
-    held = holdings(ledger, customer_id, shop_today(ledger, now))
-    return HistoryResult(customer_id, held.balance, ledger.history(customer_id, limit))
+    until = None if as_of is None else format_utc(as_of)
+    held = holdings(ledger, customer_id, shop_today(ledger, as_of or now), until)
+    return HistoryResult(customer_id, held.balance, ledger.history(customer_id, limit, until))

@@ -739,15 +739,16 @@ AsOfOption = Annotated[
     str | None,
     typer.Option(
         "--at",
-        help="As of this time, ISO 8601; naive times are shop-local. Default: now.",
+        help="As the ledger stood at this time (later entries left out), ISO 8601; "
+        "naive times are shop-local. Default: now.",
     ),
 ]
 
 
-def _as_of(ledger: Ledger, text: str | None) -> datetime:
+def _as_of(ledger: Ledger, text: str | None) -> datetime | None:
     """--at on a read: shop-local by the time zone the ledger's rules last used."""
     if text is None:
-        return now()
+        return None
     from zoneinfo import ZoneInfo
 
     name = ledger.shop_timezone()
@@ -765,7 +766,7 @@ def balance(
     from .accounts import balance
 
     with open_ledger(db, create=False) as ledger:
-        result = balance(ledger, check_customer_id(customer_id), _as_of(ledger, at))
+        result = balance(ledger, check_customer_id(customer_id), now(), _as_of(ledger, at))
     show(result.to_json(), "balance", as_json)
 
 
@@ -786,7 +787,7 @@ def history(
     from .accounts import history
 
     with open_ledger(db, create=False) as ledger:
-        result = history(ledger, check_customer_id(customer_id), _as_of(ledger, at), limit)
+        result = history(ledger, check_customer_id(customer_id), now(), limit, _as_of(ledger, at))
     show(result.to_json(), "history", as_json)
 
 

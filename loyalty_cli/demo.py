@@ -117,5 +117,5 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     step("loyalty tier grace --at 2026-12-13", tier_of(ledger, ruleset, "grace", night).to_json())
     as_of = datetime.combine(night, time(12), tz)
     for cid in ("ada", "grace", "alan", "linus"):
-        step(f"loyalty balance {cid} --at 2026-12-13", balance(ledger, cid, as_of).to_json())
+        step(f"loyalty balance {cid} --at 2026-12-13", balance(ledger, cid, now, as_of).to_json())
     return steps

@@ -321,6 +321,14 @@ class Refund(NamedTuple):
     clawback: int  # points it was due to take back
 
 
+def _until(column: str, until: str | None) -> str:
+    return "" if until is None else f" AND {column} <= ?"
+
+
+def _bound(until: str | None) -> tuple[str, ...]:
+    return () if until is None else (until,)
+
+
 # --- hashing -------------------------------------------------------------------
 
 
@@ -599,16 +607,24 @@ class Ledger:
         ).fetchone()
         return Customer(*row) if row else None
 
-    def balance(self, customer_id: str) -> int:
+    # `until` (a stored UTC time) reads the ledger as it stood then: only entries
+    # that had occurred by that time. None, the common case, reads it all and keeps
+    # a balance on the covering index alone.
+
+    def balance(self, customer_id: str, until: str | None = None) -> int:
         row = self.conn.execute(
-            "SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?", (customer_id,)
+            "SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?"
+            + _until("occurred_at", until),
+            (customer_id, *_bound(until)),
         ).fetchone()
         return int(row[0])
 
-    def points_by_kind(self, customer_id: str) -> dict[str, int]:
+    def points_by_kind(self, customer_id: str, until: str | None = None) -> dict[str, int]:
         rows = self.conn.execute(
-            "SELECT kind, SUM(points) FROM entries WHERE customer_id = ? GROUP BY kind",
-            (customer_id,),
+            "SELECT kind, SUM(points) FROM entries WHERE customer_id = ?"
+            + _until("occurred_at", until)
+            + " GROUP BY kind",
+            (customer_id, *_bound(until)),
         )
         return {kind: int(total) for kind, total in rows}
 
@@ -662,13 +678,17 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
-    def lots(self, customer_id: str) -> list[Lot]:
+    def lots(self, customer_id: str, until: str | None = None) -> list[Lot]:
         """The customer's lots with what remains in each."""
         rows = self.conn.execute(
             "SELECT l.id, l.earned_on, l.available_on, l.expires_on, "
-            "e.points - COALESCE((SELECT SUM(d.points) FROM draws d WHERE d.lot_id = l.id), 0) "
-            "FROM lots l JOIN entries e ON e.id = l.id WHERE l.customer_id = ? ORDER BY l.id",
-            (customer_id,),
+            "e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
+            "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = l.id"
+            + _until("de.occurred_at", until)
+            + "), 0) FROM lots l JOIN entries e ON e.id = l.id WHERE l.customer_id = ?"
+            + _until("e.occurred_at", until)
+            + " ORDER BY l.id",
+            (*_bound(until), customer_id, *_bound(until)),
         )
         return [
             Lot(
@@ -779,10 +799,14 @@ class Ledger:
         )
         return [Entry(*row) for row in rows]
 
-    def history(self, customer_id: str, limit: int | None = None) -> list[Entry]:
+    def history(
+        self, customer_id: str, limit: int | None = None, until: str | None = None
+    ) -> list[Entry]:
         rows = self.conn.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE customer_id = ? ORDER BY id DESC LIMIT ?",
-            (customer_id, -1 if limit is None else limit),
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE customer_id = ?"
+            + _until("occurred_at", until)
+            + " ORDER BY id DESC LIMIT ?",
+            (customer_id, *_bound(until), -1 if limit is None else limit),
         )
         return [Entry(*row) for row in rows]
 

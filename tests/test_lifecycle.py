@@ -257,3 +257,14 @@ def test_a_row_dated_in_the_future_never_expires_points_early(life: Shop) -> Non
 
 def test_nightly_refuses_a_day_in_the_future(life: Shop) -> None:
     assert "is in the future" in life.fails(2, "nightly", "--as-of", "2099-01-01")
+
+
+def test_balance_and_history_at_a_past_time_leave_out_what_came_later(life: Shop) -> None:
+    life.ok("earn", "C1", "--event", "review", "--at", "2026-03-01")
+    life.ok("redeem", "C1", "--points", "20", "--at", "2026-03-05")
+    then = life.ok("balance", "C1", "--at", "2026-03-02")
+    assert (then["balance"], then["redeemed"]) == (30, 0)
+    assert life.ok("balance", "C1", "--at", "2026-03-06")["balance"] == 10
+    assert [e["kind"] for e in life.ok("history", "C1", "--at", "2026-03-02")["entries"]] == [
+        "earn"
+    ]
