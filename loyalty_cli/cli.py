@@ -146,6 +146,24 @@ def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
     render.show(view, doc)
 
 
+def _record(
+    db: Path | None,
+    use_case: Callable[..., Any],
+    ruleset: Ruleset,
+    request: object,
+    view: str,
+    as_json: bool | None,
+    dry_run: bool = False,
+    **options: object,
+) -> None:
+    """The shape of every write command: one use case on the ledger, then the output."""
+    if dry_run:
+        options["dry_run"] = True
+    with open_ledger(db, create=not dry_run) as ledger:
+        result = use_case(ledger, ruleset, request, now(), **options)
+    show(result.to_json(), view, as_json)
+
+
 # --- shared options ------------------------------------------------------------
 
 DbOption = Annotated[
@@ -278,9 +296,7 @@ def enroll(
         at=_at(at, ruleset),
         exist_ok=exist_ok,
     )
-    with open_ledger(db) as ledger:
-        result = enroll(ledger, ruleset, request, now())
-    show(result.to_json(), "enroll", as_json)
+    _record(db, enroll, ruleset, request, "enroll", as_json)
 
 
 @command()
@@ -355,9 +371,7 @@ def earn(
         txn=_text(txn, "--txn"),
         at=_at(at, ruleset),
     )
-    with open_ledger(db, create=not dry_run) as ledger:
-        result = earn(ledger, ruleset, request, now(), dry_run=dry_run, explain=explain)
-    show(result.to_json(), "earn", as_json)
+    _record(db, earn, ruleset, request, "earn", as_json, dry_run=dry_run, explain=explain)
 
 
 @command()
@@ -387,9 +401,7 @@ def redeem(
         txn=_text(txn, "--txn"),
         at=_at(at, ruleset),
     )
-    with open_ledger(db) as ledger:
-        result = redeem(ledger, ruleset, request, now())
-    show(result.to_json(), "points", as_json)
+    _record(db, redeem, ruleset, request, "points", as_json)
 
 
 @command(context_settings={"ignore_unknown_options": True})
@@ -417,9 +429,7 @@ def adjust(
         txn=_text(txn, "--txn"),
         at=_at(at, ruleset),
     )
-    with open_ledger(db) as ledger:
-        result = adjust(ledger, ruleset, request, now())
-    show(result.to_json(), "points", as_json)
+    _record(db, adjust, ruleset, request, "points", as_json)
 
 
 @command()
@@ -451,9 +461,7 @@ def refund(
         txn=_text(txn, "--txn"),
         at=_at(at, ruleset),
     )
-    with open_ledger(db) as ledger:
-        result = refund(ledger, ruleset, request, now())
-    show(result.to_json(), "refund", as_json)
+    _record(db, refund, ruleset, request, "refund", as_json)
 
 
 @command()
