@@ -638,10 +638,11 @@ def import_csv(
     )
     if files.count("-") > 1:
         raise BadArgument("'-' (standard input) can be given only once")
-    sources = [importer.read_source(name, sys.stdin.buffer) for name in files]
     ruleset = load(rules)
     shown: list[importer.Rejection] = []
     with _RejectsFile(rejects) as rejected, tempfile.TemporaryDirectory() as scratch:
+        spool = Path(scratch) / "stdin.csv"
+        sources = [importer.read_source(name, encoding, sys.stdin.buffer, spool) for name in files]
 
         def on_reject(rejection: importer.Rejection) -> None:
             rejected.write(rejection)
@@ -691,7 +692,7 @@ def _progress(sources: Any, quiet: bool) -> Iterator[Callable[[], None]]:
         return
     from . import render
 
-    lines = sum(source.data.count(b"\n") for source in sources)
+    lines = sum(source.lines for source in sources)
     with render.progress(max(lines - len(sources), 1), "importing") as tick:
         yield tick
 

@@ -1,8 +1,9 @@
 """CSV till exports -> purchases, events and refunds, row by row, with file:line.
 
-Each file is read whole (its SHA-256 keys the rows that have no txn_id), then
-row by row. Reading is forgiving of what tills write (a byte-order mark,
-semicolons or tabs, varying column names, quoted newlines, currency signs) and
+Each file is read twice, in blocks: once to hash it (its SHA-256 keys the rows
+that have no txn_id) and check it decodes, then row by row, so memory stays flat.
+Reading is forgiving of what tills write (a byte-order mark, semicolons or
+tabs, varying column names, quoted newlines, currency signs) and
 strict about what would change points (an amount of '1,234.50' is refused
 unless the decimal or thousands convention is given). Every row then goes
 through the same use cases as `loyalty earn` and `loyalty refund`, so an
@@ -11,9 +12,9 @@ imported purchase and a typed one give the same points.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-import io
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -148,62 +149,95 @@ class Parsed(NamedTuple):
     refund_of: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Source:
-    """An input file, read once to hash it (the key of rows without a txn_id)."""
+    """An input file, hashed (the key of rows without a txn_id) and checked to
+    decode, without ever being held in memory whole."""
 
     name: str
-    data: bytes
-    sha256: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.sha256 = hashlib.sha256(self.data).hexdigest()
+    path: Path
+    sha256: str
+    lines: int
 
 
-def read_source(name: str, stdin: IO[bytes] | None = None) -> Source:
-    """A file's bytes (or standard input's, for '-'); a missing one is exit 66."""
+def read_source(
+    name: str, encoding: str, stdin: IO[bytes] | None = None, spool: Path | None = None
+) -> Source:
+    """Hash a file in blocks and check that it decodes; standard input ('-') is
+    copied to `spool` on the way, to be read again. A missing file is exit 66."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise BadArgument(f"--encoding {encoding}: unknown encoding") from None
     if name == "-":
-        assert stdin is not None
-        return Source("<stdin>", stdin.read())
+        assert stdin is not None and spool is not None
+        with spool.open("wb") as copy:
+            digest, lines = _scan("<stdin>", stdin, decoder, copy)
+        return Source("<stdin>", spool, digest, lines)
     path = Path(name)
     try:
-        return Source(name, path.read_bytes())
+        with path.open("rb") as stream:
+            digest, lines = _scan(name, stream, decoder, None)
     except FileNotFoundError:
         raise InputMissing(f"{name}: no such file") from None
     except IsADirectoryError:
         raise InputMissing(f"{name}: is a directory, not a CSV file") from None
     except OSError as exc:
         raise InputMissing(f"{name}: cannot be read: {exc.strerror}") from None
+    return Source(name, path, digest, lines)
+
+
+def _scan(
+    name: str, stream: IO[bytes], decoder: codecs.IncrementalDecoder, copy: IO[bytes] | None
+) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    lines = 0
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+        try:
+            decoder.decode(block)
+        except UnicodeDecodeError as exc:
+            line = lines + block[: exc.start].count(b"\n") + 1
+            raise DataRejected(
+                f"{name}:{line}: not valid text in this encoding "
+                "(pass --encoding, e.g. --encoding latin-1)"
+            ) from None
+        lines += block.count(b"\n")
+        if copy is not None:
+            copy.write(block)
+    return digest.hexdigest(), lines
 
 
 def rows(source: Source, options: Options) -> tuple[dict[str, int], list[str], Iterator[Row]]:
-    """(column index by field, the header as written, the data rows). Raises
-    DataRejected, naming file:1, when a required column is missing."""
-    try:
-        text = source.data.decode(options.encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise DataRejected(
-            f"{source.name}: not readable as {options.encoding} ({exc}); pass --encoding"
-        ) from None
-    first_line = text.split("\n", 1)[0]
+    """(column index by field, the header as written, the data rows, streamed).
+    Raises DataRejected, naming file:1, when a required column is missing."""
+    handle = source.path.open(encoding=options.encoding, newline="")
+    first_line = handle.readline()
+    handle.seek(0)
     delimiter = options.delimiter or max(DELIMITERS, key=first_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(handle, delimiter=delimiter)
     header = next(reader, None)
     if header is None:
+        handle.close()
         raise DataRejected(f"{source.name}:1: the file is empty (expected a header row)")
-    columns = _columns(source.name, header, options.mapping)
+    try:
+        columns = _columns(source.name, header, options.mapping)
+    except DataRejected:
+        handle.close()
+        raise
 
     def data() -> Iterator[Row]:
-        line = reader.line_num + 1
-        for record in reader:
-            start, line = line, reader.line_num + 1
-            if not record or not any(cell.strip() for cell in record):
-                continue
-            values = {
-                name: (record[index].strip() or None) if index < len(record) else None
-                for name, index in columns.items()
-            }
-            yield Row(start, values, record)
+        with handle:
+            line = reader.line_num + 1
+            for record in reader:
+                start, line = line, reader.line_num + 1
+                if not record or not any(cell.strip() for cell in record):
+                    continue
+                values = {
+                    name: (record[index].strip() or None) if index < len(record) else None
+                    for name, index in columns.items()
+                }
+                yield Row(start, values, record)
 
     return columns, header, data()
 

@@ -270,3 +270,20 @@ def test_quiet_prints_nothing_on_success(till: Shop) -> None:
     path = write(till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n")
     result = till.run("import-csv", path, "--quiet")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_other_encodings_are_named_with_encoding_and_refused_otherwise(till: Shop) -> None:
+    path = till.dir / "latin1.csv"
+    path.write_bytes(
+        "txn_id,customer_id,amount,date,category\nR1,C1,5.00,2026-11-20,caf\xe9\n".encode("latin-1")
+    )
+    before = entry_count(till.db)
+    message = till.fails(65, "import-csv", str(path))
+    assert (
+        message
+        == f"error: {path}:2: not valid text in this encoding (pass --encoding, e.g. --encoding latin-1)"
+    )
+    assert entry_count(till.db) == before
+    assert imported(till, str(path), "--encoding", "latin-1")["imported"] == 1
+    assert till.ok("history", "C1")["entries"][0]["amount"] == "5.00"
+    assert "unknown encoding" in till.fails(2, "import-csv", str(path), "--encoding", "klingon")
