@@ -18,6 +18,7 @@ has at least that tier, or a higher one they qualify for.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -61,13 +62,23 @@ def window_start(window: str, day: date) -> date | None:
     return None
 
 
-def total(amounts: Iterable[Qualifying], window: str, day: date) -> Decimal:
-    """The qualifying total of the window that `day` ends."""
-    start = window_start(window, day)
-    return sum(
-        (q.amount for q in amounts if q.day <= day and (start is None or q.day >= start)),
-        Decimal(0),
-    )
+class Totals:
+    """Window totals of dated amounts, each in O(log n): sorted days and running sums,
+    since a tier's grace period asks for the total on every day that could peak."""
+
+    def __init__(self, amounts: Iterable[Qualifying], window: str) -> None:
+        ordered = sorted(amounts)
+        self.window = window
+        self.days = [q.day for q in ordered]
+        self.running = [Decimal(0)]
+        for q in ordered:
+            self.running.append(self.running[-1] + q.amount)
+
+    def at(self, day: date) -> Decimal:
+        """The qualifying total of the window that `day` ends."""
+        start = window_start(self.window, day)
+        low = 0 if start is None else bisect_left(self.days, start)
+        return self.running[bisect_right(self.days, day)] - self.running[low]
 
 
 def qualified(levels: Sequence[TierLevel], value: Decimal) -> TierLevel:
@@ -94,7 +105,8 @@ def status(
     override: Override | None = None,
 ) -> TierStatus:
     levels = policy.levels
-    value = total(amounts, policy.window, today)
+    totals = Totals(amounts, policy.window)
+    value = totals.at(today)
     level = qualified(levels, value)
     keep = policy.downgrade == "keep_next_window"
     until = _kept_until(policy, today) if keep else _boundary(policy, today)
@@ -105,7 +117,7 @@ def status(
             kept = _kept_until(policy, day)
             if kept is not None and kept < today:
                 continue
-            reached = qualified(levels, total(amounts, policy.window, day))
+            reached = qualified(levels, totals.at(day))
             if reached.threshold > level.threshold:
                 level, until = reached, kept
             elif reached == level and kept is not None and until is not None and kept > until:

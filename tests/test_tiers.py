@@ -7,6 +7,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loyalty_cli.models import TierLevel, TierPolicy
 from loyalty_cli.tiers import Override, Qualifying, status
@@ -225,3 +227,26 @@ def test_thresholds_that_do_not_ascend_are_caught_in_the_rules_file(shop: Shop) 
     message = shop.fails(78, "rules", "check")
     assert "tier thresholds must ascend: 'gold' (50) is not above 'silver' (100)" in message
     assert f"{shop.rules}:9:" in message
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    amounts=st.lists(
+        st.tuples(st.dates(date(2024, 1, 1), date(2027, 12, 31)), st.integers(-500, 2000)),
+        max_size=30,
+    ),
+    day=st.dates(date(2024, 1, 1), date(2028, 6, 30)),
+    window=st.sampled_from(["calendar_year", "rolling_12_months", "lifetime"]),
+)
+def test_window_totals_equal_the_plain_sum(
+    amounts: list[tuple[date, int]], day: date, window: str
+) -> None:
+    from loyalty_cli.tiers import Totals, window_start
+
+    dated = [Qualifying(d, Decimal(a)) for d, a in amounts]
+    start = window_start(window, day)
+    plain = sum(
+        (q.amount for q in dated if q.day <= day and (start is None or q.day >= start)),
+        Decimal(0),
+    )
+    assert Totals(dated, window).at(day) == plain
