@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -362,17 +362,7 @@ class ImportSummary:
     dry_run: bool = False
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "files": self.files,
-            "rows": self.rows,
-            "imported": self.imported,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-            "points": self.points,
-            "customers": self.customers,
-            "seconds": self.seconds,
-            "dry_run": self.dry_run,
-        }
+        return asdict(self)
 
 
 class Rejection(NamedTuple):

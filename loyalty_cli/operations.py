@@ -148,6 +148,16 @@ class AwardResult:
         return out
 
 
+def _contact(customer: Customer) -> dict[str, object]:
+    """The profile fields a customer's JSON shows, in their documented order."""
+    return {
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "birthday": customer.birthday,
+    }
+
+
 @dataclass(frozen=True)
 class EnrollResult:
     customer: Customer
@@ -160,10 +170,7 @@ class EnrollResult:
         return {
             "customer_id": c.id,
             "created": self.created,
-            "name": c.name,
-            "email": c.email,
-            "phone": c.phone,
-            "birthday": c.birthday,
+            **_contact(c),
             "referred_by": c.referred_by,
             "enrolled_at": c.enrolled_at,
             "points": self.award.award.points,
@@ -888,13 +895,9 @@ class ProfileResult:
     changed: tuple[str, ...]
 
     def to_json(self) -> dict[str, object]:
-        c = self.customer
         return {
-            "customer_id": c.id,
-            "name": c.name,
-            "email": c.email,
-            "phone": c.phone,
-            "birthday": c.birthday,
+            "customer_id": self.customer.id,
+            **_contact(self.customer),
             "changed": list(self.changed),
         }
 
