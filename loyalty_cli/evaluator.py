@@ -17,7 +17,7 @@ Stacking, stated once (the README repeats it):
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
@@ -64,11 +64,9 @@ def shop_zone(ruleset: Ruleset) -> ZoneInfo:
     return ZoneInfo(ruleset.program.timezone)
 
 
-def rules_for(ruleset: Ruleset, event: str) -> Iterator[Rule]:
+def rules_for(ruleset: Ruleset, event: str) -> tuple[Rule, ...]:
     """The rules for one kind of activity, in evaluation order."""
-    for rule in sorted(ruleset.rules, key=lambda r: (-r.priority, r.order)):
-        if rule.on == event:
-            yield rule
+    return ruleset.rules_by_event.get(event, ())
 
 
 def period_bounds(per: Period, at: datetime, tz: tzinfo) -> tuple[datetime | None, datetime | None]:

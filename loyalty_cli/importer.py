@@ -345,7 +345,7 @@ def _date(text: str, options: Options, shop_tz: tzinfo) -> datetime:
 
 # Rows per committed transaction: small enough that a till's `earn`, waiting
 # for the write lock, waits a fraction of a second, not the whole import.
-CHUNK = 200
+CHUNK = 500
 CHUNK_PAUSE = 0.01  # seconds without the lock between chunks (writers poll every 2 ms)
 
 

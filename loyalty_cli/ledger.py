@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from .errors import Busy, InputMissing
 from .lots import Lot
@@ -33,6 +33,10 @@ from .values import format_utc
 
 if TYPE_CHECKING:
     from .models import Ruleset
+
+T = TypeVar("T")
+# What a write to a customer leaves as it was, unless it is a tier operation.
+_KEPT = ("customer", "last_tier", "tier_override")
 
 APPLICATION_ID = 0x4C4F5931  # "LOY1"
 DEFAULT_TIMEOUT = 5.0
@@ -435,6 +439,12 @@ class Ledger:
         self.path = path
         self.timeout = timeout
         self._depth = 0  # transactions open, counting savepoints
+        # Remembered while one write transaction holds the lock, so nobody else can
+        # change them under us: each chained table's last (id, hash), and reads a
+        # row of an import repeats, by (what, customer). Dropped at commit and at
+        # any rollback, so they never outlive what they describe.
+        self._tips: dict[str, tuple[int, str]] = {}
+        self._memo: dict[str, dict[str, object]] = {}  # customer -> what -> value
 
     # opening ----------------------------------------------------------------
 
@@ -579,6 +589,7 @@ class Ledger:
                 yield
             except BaseException:
                 self.conn.execute(f"ROLLBACK TO {name}")
+                self._forget()
                 raise
             finally:
                 self._depth -= 1
@@ -596,28 +607,51 @@ class Ledger:
                 self.conn.execute("COMMIT")
             finally:
                 self._depth = 0
+                self._forget()
+
+    def _forget(self) -> None:
+        self._tips.clear()
+        self._memo.clear()
+
+    def _remembered(self, what: str, customer_id: str, read: Callable[[], T]) -> T:
+        """`read()`, remembered until this customer is written to, while in a
+        transaction; outside one, other writers may change it at any time."""
+        if not self._depth:
+            return read()
+        known = self._memo.setdefault(customer_id, {})
+        if what not in known:
+            known[what] = read()
+        return cast(T, known[what])
 
     # reads ------------------------------------------------------------------
 
     def customer(self, customer_id: str) -> Customer | None:
-        row = self.conn.execute(
-            "SELECT id, enrolled_at, name, email, phone, birthday, referred_by "
-            "FROM customers WHERE id = ?",
-            (customer_id,),
-        ).fetchone()
-        return Customer(*row) if row else None
+        def read() -> Customer | None:
+            row = self.conn.execute(
+                "SELECT id, enrolled_at, name, email, phone, birthday, referred_by "
+                "FROM customers WHERE id = ?",
+                (customer_id,),
+            ).fetchone()
+            return Customer(*row) if row else None
+
+        return self._remembered("customer", customer_id, read)
 
     # `until` (a stored UTC time) reads the ledger as it stood then: only entries
     # that had occurred by that time. None, the common case, reads it all and keeps
     # a balance on the covering index alone.
 
     def balance(self, customer_id: str, until: str | None = None) -> int:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?"
-            + _until("occurred_at", until),
-            (customer_id, *_bound(until)),
-        ).fetchone()
-        return int(row[0])
+        def read() -> int:
+            row = self.conn.execute(
+                "SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?"
+                + _until("occurred_at", until),
+                (customer_id, *_bound(until)),
+            ).fetchone()
+            return int(row[0])
+
+        if until is not None:
+            return read()
+        return self._remembered("balance", customer_id, read)
 
     def points_by_kind(self, customer_id: str, until: str | None = None) -> dict[str, int]:
         rows = self.conn.execute(
@@ -630,12 +664,16 @@ class Ledger:
 
     def purchase_totals(self, customer_id: str) -> tuple[int, int]:
         """(number of purchases, total spend in cents) so far."""
-        count, cents = self.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
-            "WHERE customer_id = ? AND kind = 'purchase'",
-            (customer_id,),
-        ).fetchone()
-        return int(count), int(cents)
+
+        def read() -> tuple[int, int]:
+            count, cents = self.conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
+                "WHERE customer_id = ? AND kind = 'purchase'",
+                (customer_id,),
+            ).fetchone()
+            return int(count), int(cents)
+
+        return self._remembered("purchase_totals", customer_id, read)
 
     def rule_usage(
         self, customer_id: str, rule: str, start: datetime | None, end: datetime | None
@@ -680,26 +718,32 @@ class Ledger:
 
     def lots(self, customer_id: str, until: str | None = None) -> list[Lot]:
         """The customer's lots with what remains in each."""
-        rows = self.conn.execute(
-            "SELECT l.id, l.earned_on, l.available_on, l.expires_on, "
-            "e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
-            "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = l.id"
-            + _until("de.occurred_at", until)
-            + "), 0) FROM lots l JOIN entries e ON e.id = l.id WHERE l.customer_id = ?"
-            + _until("e.occurred_at", until)
-            + " ORDER BY l.id",
-            (*_bound(until), customer_id, *_bound(until)),
-        )
-        return [
-            Lot(
-                lot_id,
-                date.fromisoformat(earned),
-                date.fromisoformat(available),
-                None if expires is None else date.fromisoformat(expires),
-                remaining,
+
+        def read() -> list[Lot]:
+            rows = self.conn.execute(
+                "SELECT l.id, l.earned_on, l.available_on, l.expires_on, "
+                "e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
+                "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = l.id"
+                + _until("de.occurred_at", until)
+                + "), 0) FROM lots l JOIN entries e ON e.id = l.id WHERE l.customer_id = ?"
+                + _until("e.occurred_at", until)
+                + " ORDER BY l.id",
+                (*_bound(until), customer_id, *_bound(until)),
             )
-            for lot_id, earned, available, expires, remaining in rows
-        ]
+            return [
+                Lot(
+                    lot_id,
+                    date.fromisoformat(earned),
+                    date.fromisoformat(available),
+                    None if expires is None else date.fromisoformat(expires),
+                    remaining,
+                )
+                for lot_id, earned, available, expires, remaining in rows
+            ]
+
+        if until is not None:
+            return read()
+        return self._remembered("lots", customer_id, read)
 
     def shop_timezone(self) -> str | None:
         """The time zone of the rules that wrote last: how `balance`, which reads no
@@ -740,48 +784,63 @@ class Ledger:
         """(purchase's occurred_at, cents) of the customer's purchases, and of their
         refunds as negative cents dated at the purchase refunded: a refund undoes
         the purchase's part in a tier, as if it had never qualified."""
-        rows = self.conn.execute(
-            "SELECT occurred_at, amount_cents FROM operations "
-            "WHERE customer_id = ? AND kind = 'purchase' "
-            "UNION ALL SELECT p.occurred_at, -r.amount_cents FROM refunds r "
-            "JOIN operations p ON p.id = r.purchase_op_id WHERE p.customer_id = ?",
-            (customer_id, customer_id),
-        )
-        return [(str(at), int(cents)) for at, cents in rows]
+
+        def read() -> list[tuple[str, int]]:
+            rows = self.conn.execute(
+                "SELECT occurred_at, amount_cents FROM operations "
+                "WHERE customer_id = ? AND kind = 'purchase' "
+                "UNION ALL SELECT p.occurred_at, -r.amount_cents FROM refunds r "
+                "JOIN operations p ON p.id = r.purchase_op_id WHERE p.customer_id = ?",
+                (customer_id, customer_id),
+            )
+            return [(str(at), int(cents)) for at, cents in rows]
+
+        return self._remembered("spend_history", customer_id, read)
 
     def points_history(self, customer_id: str) -> list[tuple[str, int]]:
         """Points earned by rules, by the local date their lot became available
         (YYYY-MM-DD), and points refunds took back, by the refunded purchase's
         occurred_at (a UTC time), as in spend_history."""
-        rows = self.conn.execute(
-            "SELECT l.available_on, e.points FROM entries e JOIN lots l ON l.id = e.id "
-            "WHERE e.customer_id = ? AND e.kind IN ('earn', 'enroll') "
-            "UNION ALL SELECT p.occurred_at, e.points FROM entries e "
-            "JOIN refunds r ON r.id = e.op_id JOIN operations p ON p.id = r.purchase_op_id "
-            "WHERE e.customer_id = ? AND e.kind = 'refund'",
-            (customer_id, customer_id),
-        )
-        return [(str(day), int(points)) for day, points in rows]
+
+        def read() -> list[tuple[str, int]]:
+            rows = self.conn.execute(
+                "SELECT l.available_on, e.points FROM entries e JOIN lots l ON l.id = e.id "
+                "WHERE e.customer_id = ? AND e.kind IN ('earn', 'enroll') "
+                "UNION ALL SELECT p.occurred_at, e.points FROM entries e "
+                "JOIN refunds r ON r.id = e.op_id JOIN operations p ON p.id = r.purchase_op_id "
+                "WHERE e.customer_id = ? AND e.kind = 'refund'",
+                (customer_id, customer_id),
+            )
+            return [(str(day), int(points)) for day, points in rows]
+
+        return self._remembered("points_history", customer_id, read)
 
     def last_tier(self, customer_id: str) -> str | None:
-        row = self.conn.execute(
-            "SELECT rule FROM entries WHERE customer_id = ? AND kind = 'tier' "
-            "ORDER BY id DESC LIMIT 1",
-            (customer_id,),
-        ).fetchone()
-        return None if row is None else str(row[0])
+        def read() -> str | None:
+            row = self.conn.execute(
+                "SELECT rule FROM entries WHERE customer_id = ? AND kind = 'tier' "
+                "ORDER BY id DESC LIMIT 1",
+                (customer_id,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._remembered("last_tier", customer_id, read)
 
     def tier_override(self, customer_id: str) -> dict[str, str | None] | None:
         """The latest manual tier set for the customer: {"tier", "until", "reason"}."""
-        row = self.conn.execute(
-            "SELECT request FROM operations WHERE customer_id = ? AND kind = 'tier' "
-            "AND event = 'override' ORDER BY id DESC LIMIT 1",
-            (customer_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        request: dict[str, str | None] = json.loads(row[0])
-        return request
+
+        def read() -> dict[str, str | None] | None:
+            row = self.conn.execute(
+                "SELECT request FROM operations WHERE customer_id = ? AND kind = 'tier' "
+                "AND event = 'override' ORDER BY id DESC LIMIT 1",
+                (customer_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            request: dict[str, str | None] = json.loads(row[0])
+            return request
+
+        return self._remembered("tier_override", customer_id, read)
 
     def customer_ids(self) -> list[str]:
         return [str(cid) for (cid,) in self.conn.execute("SELECT id FROM customers ORDER BY id")]
@@ -827,6 +886,7 @@ class Ledger:
         )
 
     def add_customer(self, customer: Customer, recorded_at: datetime) -> None:
+        self._memo.pop(customer.id, None)
         self.conn.execute(
             "INSERT INTO customers (id, name, email, phone, birthday, referred_by, "
             "enrolled_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -846,6 +906,7 @@ class Ledger:
         """Change profile fields (name, email, phone, birthday). The change itself is
         recorded as a `profile` operation by the caller, so history keeps it."""
         assert set(changes) <= {"name", "email", "phone", "birthday"}
+        self._memo.pop(customer_id, None)
         assignments = ", ".join(f"{name} = ?" for name in changes)
         self.conn.execute(
             f"UPDATE customers SET {assignments} WHERE id = ?", (*changes.values(), customer_id)
@@ -913,8 +974,15 @@ class Ledger:
         )
 
     def _tip(self, table: str) -> tuple[int, str]:
-        row = self.conn.execute(f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, "")
+        tip = self._tips.get(table)
+        if tip is None:
+            row = self.conn.execute(
+                f"SELECT id, hash FROM {table} ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            tip = (row[0], row[1]) if row else (0, "")
+            if self._depth:
+                self._tips[table] = tip
+        return tip
 
     def append(
         self,
@@ -946,11 +1014,14 @@ class Ledger:
             len(entries),
             sum(entry.points for entry in entries),
         )
+        op_hash = chain_hash(previous, op_row)
         self.conn.execute(
             f"INSERT INTO operations ({_OPERATION_COLUMNS}, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*op_row, chain_hash(previous, op_row)),
+            (*op_row, op_hash),
         )
+        self._moved("operations", op_id, op_hash)
+        self._touched(op.customer_id, tier=op.kind == "tier")
         entry_id, previous = self._tip("entries")
         rows = []
         lots: list[tuple[object, ...]] = []
@@ -992,6 +1063,11 @@ class Ledger:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        if rows:
+            self._moved("entries", entry_id, previous)
+        for entry in entries:
+            if entry.customer_id is not None:
+                self._touched(entry.customer_id, tier=entry.kind == "tier")
         self._insert_chained("lots", _LOT_COLUMNS, lots)
         draw_id, _ = self._tip("draws")
         self._insert_chained(
@@ -1000,6 +1076,7 @@ class Ledger:
         return op_id
 
     def add_refund(self, op_id: int, purchase_op_id: int, amount_cents: int, clawback: int) -> None:
+        self._memo.clear()  # the purchase's tier history changes; refunds are rare
         self._insert_chained(
             "refunds", _REFUND_COLUMNS, [(op_id, purchase_op_id, amount_cents, clawback)]
         )
@@ -1015,6 +1092,20 @@ class Ledger:
             chained.append((*row, previous))
         marks = ", ".join("?" * (len(rows[0]) + 1))
         self.conn.executemany(f"INSERT INTO {table} ({columns}, hash) VALUES ({marks})", chained)
+        last = rows[-1][0]
+        assert isinstance(last, int)
+        self._moved(table, last, previous)
+
+    def _moved(self, table: str, last_id: int, last_hash: str) -> None:
+        if self._depth:
+            self._tips[table] = (last_id, last_hash)
+
+    def _touched(self, customer_id: str, *, tier: bool) -> None:
+        """Forget what was remembered of a customer who was just written to. Only
+        a tier operation changes their recorded tier and manual override."""
+        known = self._memo.pop(customer_id, None)
+        if known and not tier:
+            self._memo[customer_id] = {k: v for k, v in known.items() if k in _KEPT}
 
     # verification -----------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal
 
 from .errors import Location
@@ -149,6 +150,15 @@ class Ruleset:
     version: str
     points: PointsPolicy = PointsPolicy()
     tiers: TierPolicy | None = None
+
+    @cached_property
+    def rules_by_event(self) -> dict[str, tuple[Rule, ...]]:
+        """The rules for each kind of activity, in evaluation order: priority,
+        highest first, then file order. Worked out once: an import asks per row."""
+        by_event: dict[str, tuple[Rule, ...]] = {}
+        for rule in sorted(self.rules, key=lambda r: (-r.priority, r.order)):
+            by_event[rule.on] = (*by_event.get(rule.on, ()), rule)
+        return by_event
 
     @property
     def events(self) -> frozenset[str]:

@@ -521,6 +521,8 @@ def earn(
         )
         state = _state(ledger, ruleset, customer, activity)
         award = evaluate(ruleset, activity, state)
+        # Exact, written or not: the new lots count from today (pending or not) and
+        # expire months later, and a tier change carries no points.
         balance = state.balance + award.points
         if not dry_run:
             ledger.remember_ruleset(ruleset, now)
@@ -541,10 +543,8 @@ def earn(
                 _entries(award, "earn", _terms(ruleset, at, purchase=request.event == "purchase")),
                 now,
             )
-            today = _today(ruleset, at)
             cause = f"{request.event} {request.txn or ''}".strip()
             membership.record_change(ledger, ruleset, customer.id, at, now, cause)
-            balance = holdings(ledger, customer.id, today).balance
         return AwardResult(
             customer.id,
             request.event,
