@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from .conftest import Shop
+from .conftest import EXAMPLE_RULES, Shop
 
 
 def write(shop: Shop, text: str, name: str = "sales.csv", bom: bool = False) -> str:
@@ -287,3 +288,76 @@ def test_other_encodings_are_named_with_encoding_and_refused_otherwise(till: Sho
     assert imported(till, str(path), "--encoding", "latin-1")["imported"] == 1
     assert till.ok("history", "C1")["entries"][0]["amount"] == "5.00"
     assert "unknown encoding" in till.fails(2, "import-csv", str(path), "--encoding", "klingon")
+
+
+def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_path: Path) -> None:
+    """The import remembers reads while a chunk's transaction is open; a year of
+    mixed rows for a few customers in one chunk (with expiry, tier changes, capped
+    reviews, refunds, and bad rows rolled back in between) must leave exactly what
+    typing the same rows one by one leaves."""
+    import random
+
+    shops = []
+    for name in ("imported", "typed"):
+        (tmp_path / name).mkdir()
+        shop = Shop(tmp_path / name)
+        shop.write_rules(EXAMPLE_RULES.read_text())
+        for cid in "ABCD":
+            shop.ok("enroll", cid, "--at", "2024-12-01")
+        shops.append(shop)
+    imported_shop, typed_shop = shops
+    pick = random.Random(7)
+    lines = ["txn_id,customer_id,amount,date,category,event,refund_of"]
+    purchases: list[tuple[str, str]] = []
+    day = 0
+    for n in range(150):
+        day += pick.choice((0, 1, 3, 9))
+        moment = date(2025, 1, 1) + timedelta(days=day)
+        at = f"{moment.isoformat()}T{10 + n % 8:02d}:15"
+        cid = pick.choice("ABCD")
+        txn = f"T{n}"
+        roll = pick.random()
+        if n == 40:  # enrolls E, then fails on the event: E's enrollment is rolled back
+            lines.append(f"{txn},E,,{at},,no-such-event,")
+        elif n == 41:
+            lines.append(f"{txn},E,10.00,{at},,,")
+            typed_shop.ok("enroll", "E", "--at", at)
+            typed_shop.ok("earn", "E", "--amount", "10.00", "--txn", txn, "--at", at)
+        elif roll < 0.1:
+            lines.append(f"{txn},{cid},,{at},,review,")
+            typed_shop.ok("earn", cid, "--event", "review", "--txn", txn, "--at", at)
+        elif roll < 0.18 and purchases:
+            of, owner = pick.choice(purchases)
+            lines.append(f"{txn},{owner},5.00,{at},,,{of}")
+            result = typed_shop.run(
+                "refund", of, "--amount", "5.00", "--txn", txn, "--at", at, "--json"
+            )
+            assert result.exit_code in (0, 1), result.output  # 1: refunded in full already
+        elif roll < 0.22:
+            lines.append(f"{txn},{cid},abc,{at},shoes,,")  # rejected, rolled back alone
+        else:
+            amount = f"{pick.randint(5, 400)}.{pick.randint(0, 99):02d}"
+            category = pick.choice(("", "shoes", "bags", "books", "gift-card"))
+            lines.append(f"{txn},{cid},{amount},{at},{category},,")
+            typed = ["--category", category] if category else []
+            typed_shop.ok("earn", cid, "--amount", amount, *typed, "--txn", txn, "--at", at)
+            purchases.append((txn, cid))
+    path = write(imported_shop, "\n".join(lines) + "\n")
+    imported_shop.run("import-csv", path, "--enroll-unknown", "--json")
+
+    def ledger(shop: Shop) -> dict[str, object]:
+        return {
+            cid: (
+                [
+                    (e["kind"], e["rule"], e["points"], e["occurred_at"], e["detail"])
+                    for e in shop.ok("history", cid)["entries"]
+                ],
+                shop.ok("balance", cid),
+                shop.ok("tier", cid)["tier"],
+            )
+            for cid in "ABCDE"
+        }
+
+    kinds = {e["kind"] for cid in "ABCD" for e in imported_shop.ok("history", cid)["entries"]}
+    assert {"earn", "expire", "refund", "tier"} <= kinds, kinds
+    assert ledger(imported_shop) == ledger(typed_shop)
