@@ -332,20 +332,29 @@ def demo(doc: Doc) -> None:
     _console.print(
         Text.assemble("Demo ledger: ", (doc["db"], "bold"), f"  (rules: {doc['rules']})")
     )
-    balances = []
+    balances: list[Doc] = []
+    shown_at = ""
     for step in doc["steps"]:
         command = step["command"]
         view = command.split()[1]
-        if view == "balance":  # shown together, as one table, at the end
+        if view == "balance":  # shown together, as one table, after the last of them
             balances.append(step["result"])
+            shown_at = command
             continue
+        if balances:
+            _demo_balances(balances, shown_at)
+            balances = []
         _console.print(Text(f"\n$ {command}", style="cyan"))
         VIEWS[_DEMO_VIEWS.get(view, view)](step["result"])
     if balances:
-        ids = " ".join(b["customer_id"] for b in balances)
-        at = " --at " + command.split("--at ")[1] if "--at " in command else ""
-        _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c{at}; done", style="cyan"))
-        _balance_table(balances)
+        _demo_balances(balances, shown_at)
+
+
+def _demo_balances(balances: list[Doc], command: str) -> None:
+    ids = " ".join(b["customer_id"] for b in balances)
+    at = " --at " + command.split("--at ")[1] if "--at " in command else ""
+    _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c{at}; done", style="cyan"))
+    _balance_table(balances)
 
 
 # --- reports -----------------------------------------------------------------------
@@ -370,8 +379,11 @@ def _num(value: int) -> str:
 
 
 def _report_table(*columns: str, numeric: int, title: str | None = None) -> Table:
-    """A table whose first `len(columns) - numeric` columns are text, the rest numbers."""
-    table = _table(*columns, title=title)
+    """A table whose first `len(columns) - numeric` columns are text, the rest numbers.
+    The title goes on a line of its own: a table's title wraps at the table's width."""
+    if title:
+        _console.print(Text(title, "bold"))
+    table = _table(*columns)
     for column in table.columns[len(columns) - numeric :]:
         column.justify = "right"
     return table
@@ -640,7 +652,7 @@ def report_liability(doc: Doc) -> None:
         _console.print(table)
 
 
-_DEMO_VIEWS = {"redeem": "points", "adjust": "points"}
+_DEMO_VIEWS = {"redeem": "points", "adjust": "points", "report": "report_summary"}
 
 
 VIEWS: dict[str, Callable[[Doc], None]] = {
