@@ -16,7 +16,7 @@ time zone. "As of" a day means the ledger as it stood at the end of that day.
 from __future__ import annotations
 
 import csv
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -77,6 +77,20 @@ class Period:
 
     def local_day(self, stored: str) -> date:
         return parse_utc(stored).astimezone(ZoneInfo(self.timezone)).date()
+
+    def local_days(self, stored: Sequence[str]) -> list[date]:
+        """The shop-local days of many stored times at once, none after the as-of day:
+        each is placed among the UTC instants of the local midnights since the
+        earliest, by text comparison (bisect), instead of a time-zone conversion each."""
+        if not stored:
+            return []
+        day = self.local_day(min(stored))
+        midnights = []
+        while day <= self.as_of:
+            midnights.append(self.instant(day))
+            day += timedelta(days=1)
+        first = self.local_day(min(stored))
+        return [first + timedelta(days=bisect_right(midnights, s) - 1) for s in stored]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -619,14 +633,17 @@ def quintiles(values: Sequence[int], higher_is_better: bool = True) -> list[int]
     values get equal scores; better values never get lower ones; distinct values
     fill the five scores within one of n / 5 each. Alone, or all equal, a value
     scores 3."""
+    n = len(values)
     ordered = sorted(values)
-    n = len(ordered)
-    scores = []
-    for v in values:
-        low, high = bisect_left(ordered, v), bisect_right(ordered, v)
+    score_of: dict[int, int] = {}
+    low = 0
+    while low < n:  # each run of equal values, in ascending order
+        v = ordered[low]
+        high = bisect_right(ordered, v, low)
         below = low if higher_is_better else n - high
-        scores.append(1 + 5 * (2 * below + (high - low)) // (2 * n))
-    return scores
+        score_of[v] = 1 + 5 * (2 * below + (high - low)) // (2 * n)
+        low = high
+    return [score_of[v] for v in values]
 
 
 def segment(r: int, f: int, m: int) -> str:
@@ -701,17 +718,12 @@ SCORED_COLUMNS = (
 class Segments:
     period: Period
     shop: Shop
-    scored: list[Scored]
+    scored: list[Scored]  # the customers of `only`
     only: str | None  # --segment: list this one's customers
-
-    def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(SEGMENTS, 0)
-        for row in self.scored:
-            counts[row.segment] += 1
-        return counts
+    counts: dict[str, int]  # customers per segment, in SEGMENTS order
 
     def to_json(self) -> dict[str, Any]:
-        total = len(self.scored)
+        total = sum(self.counts.values())
         doc: dict[str, Any] = {
             "report": "segments",
             "as_of": self.period.as_of.isoformat(),
@@ -720,12 +732,12 @@ class Segments:
             "customers": total,
             "segments": [
                 {"segment": name, "customers": n, "share": rate(n, total)}
-                for name, n in self.counts().items()
+                for name, n in self.counts.items()
             ],
         }
         if self.only is not None:
             doc["segment"] = self.only
-            doc["members"] = [row.to_json() for row in self.scored if row.segment == self.only]
+            doc["members"] = [row.to_json() for row in self.scored]
         return doc
 
     def table(self) -> Table:
@@ -739,29 +751,26 @@ class Segments:
 
 
 def segments(ledger: Ledger, shop: Shop, span: Period, only: str | None = None) -> Segments:
-    """RFM over the customers with a purchase by the end of the as-of day."""
-    rows = list(ledger.report_rfm(span.until))
-    days = [(span.as_of - span.local_day(last)).days for _, _, last, _, _ in rows]
+    """RFM over the customers with a purchase by the end of the as-of day. Only the
+    customers of the segment asked for (--segment) become rows; the others are
+    counted."""
+    rows = ledger.report_rfm(span.until)
+    last = span.local_days([row[2] for row in rows])
+    days = [(span.as_of - day).days for day in last]
     r = quintiles(days, higher_is_better=False)
-    f = quintiles([count for _, _, _, count, _ in rows])
-    m = quintiles([cents for _, _, _, _, cents in rows])
+    f = quintiles([row[3] for row in rows])
+    m = quintiles([row[4] for row in rows])
+    names = [segment(*rfm) for rfm in zip(r, f, m, strict=True)]
+    counts = dict.fromkeys(SEGMENTS, 0)
+    for name in names:
+        counts[name] += 1
     scored = [
-        Scored(
-            cid,
-            name,
-            span.as_of - timedelta(days=days[i]),
-            days[i],
-            count,
-            cents,
-            r[i],
-            f[i],
-            m[i],
-            segment(r[i], f[i], m[i]),
-        )
+        Scored(cid, name, last[i], days[i], count, cents, r[i], f[i], m[i], names[i])
         for i, (cid, name, _, count, cents) in enumerate(rows)
+        if names[i] == only
     ]
     scored.sort(key=lambda s: (-s.r - s.f - s.m, s.customer_id))
-    return Segments(span, shop, scored, only)
+    return Segments(span, shop, scored, only, counts)
 
 
 # --- liability -----------------------------------------------------------------------
