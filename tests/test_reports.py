@@ -572,3 +572,10 @@ def test_tiers_report_needs_tiers_and_a_missing_ledger_is_66(shop: Shop) -> None
     assert "no ledger at" in shop.fails(66, "report")
     shop.ok("enroll", "x", "--at", "2024-01-01")
     assert "needs a rules file with a tiers: section" in shop.fails(2, "report", "tiers")
+
+
+def test_point_value_must_be_a_positive_number(shop: Shop) -> None:
+    shop.rules.write_text(RULES.replace("point_value: 0.05", "point_value: -1"))
+    assert "point_value must be greater than zero, got -1" in shop.fails(78, "rules", "check")
+    shop.rules.write_text(RULES.replace("point_value: 0.05", "point_value: lots"))
+    assert "point_value must be a number, got 'lots'" in shop.fails(78, "rules", "check")
