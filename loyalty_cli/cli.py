@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -888,6 +888,141 @@ def demo(
         steps = run_demo(ledger, ruleset)
     doc = {"db": str(target), "rules": ruleset.source, "steps": steps}
     show(doc, "demo", as_json)
+
+
+# --- reports -------------------------------------------------------------------
+
+
+def _report_rules(rules: Path | None) -> Ruleset | None:
+    """Reports read the rules only for the time zone, currency, point_value and
+    tiers: an explicit --rules (or LOYALTY_RULES) must load, the default path is
+    used only if it exists."""
+    if rules is None and not default_rules().exists():
+        return None
+    return load(rules)
+
+
+def _report_date(text: str | None, what: str) -> date | None:
+    return None if text is None else parse_date(text, what=what)
+
+
+@command()
+def report(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="[NAME]",
+            help="summary (default), customers, activity, rules, tiers, segments or liability.",
+        ),
+    ] = "summary",
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First day of the period, YYYY-MM-DD (shop-local, included). "
+            "Default: the day of the first entry.",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Last day of the period, YYYY-MM-DD (shop-local, included). Default: --as-of.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Balances, tiers, segments and liability as the ledger stood at the end of "
+            "this shop-local day, YYYY-MM-DD. Default: --to, else today.",
+        ),
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="activity: one row per day, week or month (default).")
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            help="customers: spend (default), balance, purchases, earned, redeemed, "
+            "last_purchase, first_purchase, id or name."
+        ),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(help="customers: only the first N rows.", min=1)
+    ] = None,
+    segment: Annotated[
+        str | None, typer.Option(help="segments: list the customers in this segment.")
+    ] = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Write RFC 4180 CSV with a header row to stdout.")
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Reports from the ledger: summary, customers, activity, rules, tiers, segments, liability.
+
+    Example: loyalty report activity --by week --from 2026-11-01 --to 2026-11-30
+    """
+    from . import reports
+
+    if name not in reports.REPORTS:
+        import difflib
+
+        match = difflib.get_close_matches(name, reports.REPORTS, n=1)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        raise BadArgument(f"unknown report '{name}'{hint}; reports: {', '.join(reports.REPORTS)}")
+    if as_csv and as_json:
+        raise BadArgument("--csv and --json are two outputs; give one")
+    for option, value, owner in (
+        ("--by", by, "activity"),
+        ("--sort", sort, "customers"),
+        ("--top", top, "customers"),
+        ("--segment", segment, "segments"),
+    ):
+        if value is not None and name != owner:
+            raise BadArgument(f"{option} goes with the {owner} report, not {name}")
+    if name in ("customers", "segments", "liability") and (from_ or to):
+        raise BadArgument(f"the {name} report is as of one day: use --as-of, not --from/--to")
+    first = _report_date(from_, "--from")
+    last = _report_date(to, "--to")
+    day = _report_date(as_of, "--as-of")
+    only = None if segment is None else reports.segment_name(segment)
+    ruleset = _report_rules(rules)
+    with open_ledger(db, create=False) as ledger:
+        zone = ruleset.program.timezone if ruleset else ledger.shop_timezone() or "UTC"
+        program = ruleset.program if ruleset else None
+        shop = reports.Shop(
+            timezone=zone,
+            currency=program.currency if program else None,
+            point_value=program.point_value if program else None,
+            tiers=ruleset.tiers if ruleset else None,
+        )
+        from zoneinfo import ZoneInfo
+
+        today = now().astimezone(ZoneInfo(zone)).date()
+        span = reports.period(ledger, zone, today, first, last, day)
+        result: Any
+        if name == "summary":
+            result = reports.summary(ledger, shop, span)
+        elif name == "customers":
+            result = reports.customers(ledger, shop, span, sort or "spend", top)
+        elif name == "activity":
+            result = reports.activity(ledger, shop, span, by or "month")
+        elif name == "rules":
+            result = reports.rules(ledger, shop, span)
+        elif name == "tiers":
+            result = reports.tiers(ledger, shop, span)
+        elif name == "segments":
+            result = reports.segments(ledger, shop, span, only)
+        else:
+            result = reports.liability(ledger, shop, span)
+    if as_csv:
+        table = result.table()
+        reports.write_csv(table.header, table.rows, sys.stdout)
+        return
+    show(result.to_json(), f"report_{name}", as_json)
 
 
 def main() -> None:

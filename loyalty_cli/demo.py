@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from . import reports
 from .accounts import balance
 from .ledger import Ledger
 from .membership import tier_of
@@ -118,4 +119,9 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     as_of = datetime.combine(night, time(12), tz)
     for cid in ("ada", "grace", "alan", "linus"):
         step(f"loyalty balance {cid} --at 2026-12-13", balance(ledger, cid, now, as_of).to_json())
+    # And the owner's view of it all: the summary report, as of that night.
+    program = ruleset.program
+    shop = reports.Shop(program.timezone, program.currency, program.point_value, ruleset.tiers)
+    span = reports.period(ledger, program.timezone, night)
+    step("loyalty report --as-of 2026-12-13", reports.summary(ledger, shop, span).to_json())
     return steps

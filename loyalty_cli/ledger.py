@@ -253,10 +253,34 @@ def m003_runs(conn: sqlite3.Connection) -> None:
     _append_only(conn, ("runs",))
 
 
+def m004_reports(conn: sqlite3.Connection) -> None:
+    """Indexes for `loyalty report`, whose figures are SQL aggregates over a period.
+    Without them a period's sums read every row of the entries table (3.5x the
+    time of a bare GROUP BY over the balance index on 1M entries); with them they
+    read only index pages, in time order within each kind:
+    - entries (kind, occurred_at, points): points earned, redeemed... in a period;
+    - operations (kind, occurred_at, amount_cents): purchases and revenue in a
+      period and per day, week or month;
+    - operations (customer_id, kind, occurred_at, amount_cents): per-customer
+      purchase counts, spend and last purchase as of a day, already grouped by
+      customer (active and repeat customers, RFM, the customers report);
+    - lots (expires_on): the few lots past their expiry that no expire entry has
+      emptied yet, which a liability leaves out as `balance` does."""
+    for statement in (
+        "CREATE INDEX entries_kind_time ON entries(kind, occurred_at, points)",
+        "CREATE INDEX operations_kind_time ON operations(kind, occurred_at, amount_cents)",
+        "CREATE INDEX operations_customer_time "
+        "ON operations(customer_id, kind, occurred_at, amount_cents)",
+        "CREATE INDEX lots_expiry ON lots(expires_on)",
+    ):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial,
     m002_lots,
     m003_runs,
+    m004_reports,
 )
 # Chained tables besides operations and entries, walked by verify.
 _SIDE_CHAINS = (
@@ -323,6 +347,21 @@ class Refund(NamedTuple):
     purchase_op_id: int
     amount_cents: int
     clawback: int  # points it was due to take back
+
+
+class CustomerFigures(NamedTuple):
+    """One customer's row in the customers report, as of a day."""
+
+    id: str
+    name: str | None
+    balance: int  # net of points in lots past their expiry, as `balance` shows
+    earned: int  # enroll and earn entries
+    redeemed: int
+    purchases: int
+    spend_cents: int  # purchases less refunds
+    first_purchase: str | None  # occurred_at
+    last_purchase: str | None
+    tier: str | None  # the last tier entry's tier; None: no tier entry yet
 
 
 def _until(column: str, until: str | None) -> str:
@@ -1106,6 +1145,242 @@ class Ledger:
         known = self._memo.pop(customer_id, None)
         if known and not tier:
             self._memo[customer_id] = {k: v for k, v in known.items() if k in _KEPT}
+
+    # --- reports ---
+    # Read-only aggregates for `loyalty report` (reports.py shapes them). Bounds are
+    # stored UTC times, compared as text so the m004 indexes serve them: `start`
+    # inclusive, `end` exclusive; `until` (exclusive) is the end of the as-of day,
+    # so "as of" means the ledger as it stood then. Every query returns either a
+    # few numbers or one row per customer, rule, tier or time bucket, never entries.
+
+    def report_first_activity(self) -> str | None:
+        """The earliest business time of any entry or purchase (one index seek per kind)."""
+        parts = ["SELECT MIN(occurred_at) AS m FROM entries WHERE kind = ?" for _ in ENTRY_KINDS]
+        parts.append("SELECT MIN(occurred_at) AS m FROM operations WHERE kind = 'purchase'")
+        row = self.conn.execute(
+            f"SELECT MIN(m) FROM ({' UNION ALL '.join(parts)})", ENTRY_KINDS
+        ).fetchone()
+        return None if row[0] is None else str(row[0])
+
+    def report_members(self, start: str, end: str, until: str) -> tuple[int, int]:
+        """(customers enrolled by `until`, customers enrolled in [start, end))."""
+        total, new = self.conn.execute(
+            "SELECT COALESCE(SUM(enrolled_at < ?), 0), "
+            "COALESCE(SUM(enrolled_at >= ? AND enrolled_at < ?), 0) FROM customers",
+            (until, start, end),
+        ).fetchone()
+        return int(total), int(new)
+
+    @contextmanager
+    def report_snapshot(self) -> Iterator[None]:
+        """One read transaction, so every query of a report sees the same ledger even
+        while a till writes (WAL: the writer is not held up)."""
+        with self._translate_busy():
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+
+    def report_purchasers(self, start: str, end: str) -> tuple[int, int, int, int, int]:
+        """In [start, end): (active customers: with a purchase, an event or a
+        redemption; purchasing customers; customers with 2 or more purchases;
+        purchases; their amount in cents). One pass over the index by customer."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), SUM(n > 0), SUM(n > 1), SUM(n), SUM(cents) FROM "
+            "(SELECT SUM(kind = 'purchase') AS n, "
+            "SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS cents "
+            "FROM operations INDEXED BY operations_customer_time "
+            "WHERE kind IN ('event', 'purchase', 'redeem') "
+            "AND occurred_at >= ? AND occurred_at < ? GROUP BY customer_id)",
+            (start, end),
+        ).fetchone()
+        active, buyers, repeat, purchases, cents = (int(v or 0) for v in row)
+        return active, buyers, repeat, purchases, cents
+
+    def report_refunds(self, start: str, end: str) -> tuple[int, int]:
+        """(refunds, cents refunded) with business time in [start, end)."""
+        count, cents = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
+            "WHERE kind = 'refund' AND occurred_at >= ? AND occurred_at < ?",
+            (start, end),
+        ).fetchone()
+        return int(count), int(cents)
+
+    def report_points(self, start: str, end: str) -> dict[str, int]:
+        """Points by entry kind with business time in [start, end) ("" for `start`:
+        from the beginning). A range of the kind-and-time index per kind."""
+        marks = ", ".join("?" for _ in ENTRY_KINDS)
+        rows = self.conn.execute(
+            "SELECT kind, SUM(points) FROM entries "
+            f"WHERE kind IN ({marks}) AND occurred_at >= ? AND occurred_at < ? GROUP BY kind",
+            (*ENTRY_KINDS, start, end),
+        )
+        return {str(kind): int(points) for kind, points in rows}
+
+    def report_overdue(self, until: str, as_of: date) -> int:
+        """Points still held at `until` in lots that expired on or before `as_of`. A
+        ledger's sum less these is what all the customers' `balance` add up to:
+        overdue points count for no one, whether or not the nightly step has
+        written their expiry yet."""
+        return sum(left for _, left in self._report_overdue(until, as_of))
+
+    def _report_overdue(self, until: str, as_of: date) -> list[tuple[str, int]]:
+        """(customer, points) left in lots that expired on or before `as_of`."""
+        rows = self.conn.execute(
+            "SELECT l.customer_id, e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
+            "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = l.id "
+            "AND de.occurred_at < ?), 0) AS remaining "
+            "FROM lots l JOIN entries e ON e.id = l.id "
+            "WHERE l.expires_on <= ? AND e.occurred_at < ?",
+            (until, as_of.isoformat(), until),
+        )
+        return [(str(cid), int(left)) for cid, left in rows if left > 0]
+
+    def report_customers(self, until: str, as_of: date) -> Iterator[CustomerFigures]:
+        """One row per customer enrolled before `until`, by id: (id, name, enrolled_at,
+        balance, earned, redeemed, purchases, net spend in cents, first purchase,
+        last purchase, last recorded tier). Balance is net of overdue lots."""
+        overdue: dict[str, int] = {}
+        for cid, left in self._report_overdue(until, as_of):
+            overdue[cid] = overdue.get(cid, 0) + left
+        rows = self.conn.execute(
+            "SELECT c.id, c.name, c.enrolled_at, "
+            "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
+            "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier "
+            "FROM customers c "
+            "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
+            "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
+            "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
+            "FROM entries WHERE occurred_at < ? GROUP BY customer_id) e ON e.customer_id = c.id "
+            "LEFT JOIN (SELECT customer_id, SUM(kind = 'purchase') AS purchases, "
+            "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
+            "MIN(CASE WHEN kind = 'purchase' THEN occurred_at END) AS first, "
+            "MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last "
+            "FROM operations INDEXED BY operations_customer_time "
+            "WHERE kind IN ('purchase', 'refund') AND occurred_at < ? GROUP BY customer_id) p "
+            "ON p.customer_id = c.id "
+            "LEFT JOIN (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
+            "WHERE kind = 'tier' AND occurred_at < ? GROUP BY customer_id) t "
+            "ON t.customer_id = c.id "
+            "WHERE c.enrolled_at < ? ORDER BY c.id",
+            (until, until, until, until),
+        )
+        for cid, name, _, bal, earned, redeemed, buys, spend, first, last, tier in rows:
+            yield CustomerFigures(
+                cid,
+                name,
+                bal - overdue.get(cid, 0),
+                earned,
+                redeemed,
+                buys,
+                spend,
+                first,
+                last,
+                tier,
+            )
+
+    def report_rfm(self, until: str) -> list[tuple[str, str | None, str, int, int]]:
+        """One row per customer with a purchase before `until`: (id, name, last
+        purchase's occurred_at, purchases, net spend in cents: purchases less refunds).
+        One pass over the operations index by customer; rows come back as SQLite
+        gives them (50,000 customers: no per-row Python work here)."""
+        rows: list[tuple[str, str | None, str, int, int]] = self.conn.execute(
+            "SELECT p.customer_id, c.name, p.last, p.purchases, p.spend FROM "
+            "(SELECT customer_id, MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last, "
+            "SUM(kind = 'purchase') AS purchases, "
+            "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend "
+            "FROM operations INDEXED BY operations_customer_time "
+            "WHERE kind IN ('purchase', 'refund') AND occurred_at < ? GROUP BY customer_id) p "
+            "JOIN customers c ON c.id = p.customer_id WHERE p.purchases > 0",
+            (until,),
+        ).fetchall()
+        return rows
+
+    def report_activity(
+        self, bounds: Sequence[tuple[str, str]]
+    ) -> tuple[dict[int, tuple[int, int]], dict[tuple[int, str], int]]:
+        """Per time bucket i, given as [start, end) pairs: {i: (purchases, cents)} and
+        {(i, kind): points}. Each bucket is a range seek on the kind-and-time indexes."""
+        buckets = json.dumps(list(bounds))
+        spans = (
+            "WITH b(i, lo, hi) AS (SELECT key, json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]') FROM json_each(?)) "
+        )
+        sales = {
+            int(i): (int(count), int(cents))
+            for i, count, cents in self.conn.execute(
+                spans + "SELECT b.i, COUNT(*), COALESCE(SUM(o.amount_cents), 0) FROM b "
+                "JOIN operations o ON o.kind = 'purchase' "
+                "AND o.occurred_at >= b.lo AND o.occurred_at < b.hi GROUP BY b.i",
+                (buckets,),
+            )
+        }
+        points = {
+            (int(i), str(kind)): int(total)
+            for i, kind, total in self.conn.execute(
+                spans + "SELECT b.i, k.kind, SUM(e.points) FROM b "
+                "CROSS JOIN (SELECT 'enroll' AS kind UNION ALL SELECT 'earn' "
+                "UNION ALL SELECT 'redeem' UNION ALL SELECT 'expire') k "
+                "JOIN entries e ON e.kind = k.kind "
+                "AND e.occurred_at >= b.lo AND e.occurred_at < b.hi GROUP BY b.i, k.kind",
+                (buckets,),
+            )
+        }
+        return sales, points
+
+    def report_rules(self, start: str, end: str) -> list[tuple[str, int, int, int, int]]:
+        """Per rule, over its award entries (earn, enroll, gift) in [start, end):
+        (rule, awards, customers reached, points, cents of the purchases it fired on)."""
+        rows = self.conn.execute(
+            "SELECT rule, COUNT(*), COUNT(DISTINCT customer_id), SUM(points), "
+            "COALESCE(SUM(amount_cents), 0) FROM entries "
+            "WHERE kind IN ('earn', 'enroll', 'gift') AND occurred_at >= ? AND occurred_at < ? "
+            "AND rule IS NOT NULL GROUP BY rule ORDER BY SUM(points) DESC, rule",
+            (start, end),
+        )
+        return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
+
+    def report_tier_counts(self, until: str) -> dict[str | None, int]:
+        """Customers enrolled before `until` by the tier their last tier entry before
+        then recorded; None counts those without one (still in the first tier)."""
+        rows = self.conn.execute(
+            "SELECT t.tier, COUNT(*) FROM customers c LEFT JOIN "
+            "(SELECT customer_id, rule AS tier, MAX(id) FROM entries "
+            "WHERE kind = 'tier' AND occurred_at < ? GROUP BY customer_id) t "
+            "ON t.customer_id = c.id WHERE c.enrolled_at < ? GROUP BY t.tier",
+            (until, until),
+        )
+        return {None if tier is None else str(tier): int(count) for tier, count in rows}
+
+    def report_tier_moves(self, start: str, end: str) -> list[tuple[str, str, int, int]]:
+        """Tier changes in [start, end): (from, to, changes, customers)."""
+        rows = self.conn.execute(
+            "SELECT json_extract(request, '$.from'), json_extract(request, '$.to'), "
+            "COUNT(*), COUNT(DISTINCT customer_id) FROM operations "
+            "WHERE kind = 'tier' AND event = 'change' AND occurred_at >= ? AND occurred_at < ? "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            (start, end),
+        )
+        return [(str(a), str(b), int(n), int(c)) for a, b, n, c in rows]
+
+    def report_lots(self, until: str, as_of: date) -> list[tuple[str, str | None, bool, int]]:
+        """What the lots held at the end of `as_of`, by (earn month, the month of the
+        last day they can be spent or None, pending then, points). Lots past their
+        expiry are left out: they are gone, written off or not."""
+        day = as_of.isoformat()
+        rows = self.conn.execute(
+            "SELECT substr(l.earned_on, 1, 7), "
+            "substr(date(l.expires_on, '-1 day'), 1, 7), l.available_on > ?, "
+            "SUM(e.points - COALESCE(d.drawn, 0)) FROM lots l JOIN entries e ON e.id = l.id "
+            "LEFT JOIN (SELECT dr.lot_id, SUM(dr.points) AS drawn FROM draws dr "
+            "JOIN entries de ON de.id = dr.entry_id WHERE de.occurred_at < ? "
+            "GROUP BY dr.lot_id) d ON d.lot_id = l.id "
+            "WHERE e.occurred_at < ? AND (l.expires_on IS NULL OR l.expires_on > ?) "
+            "GROUP BY 1, 2, 3 HAVING SUM(e.points - COALESCE(d.drawn, 0)) != 0 ORDER BY 1, 2, 3",
+            (day, until, until, day),
+        )
+        return [(str(m), None if x is None else str(x), bool(p), int(n)) for m, x, p, n in rows]
 
     # verification -----------------------------------------------------------
 

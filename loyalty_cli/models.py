@@ -105,6 +105,7 @@ class Program:
     currency: str
     timezone: str
     rounding: Rounding = "floor"
+    point_value: Decimal | None = None  # what one point is worth, for the liability
 
 
 @dataclass(frozen=True)

@@ -332,23 +332,327 @@ def demo(doc: Doc) -> None:
     _console.print(
         Text.assemble("Demo ledger: ", (doc["db"], "bold"), f"  (rules: {doc['rules']})")
     )
-    balances = []
+    balances: list[Doc] = []
+    shown_at = ""
     for step in doc["steps"]:
         command = step["command"]
         view = command.split()[1]
-        if view == "balance":  # shown together, as one table, at the end
+        if view == "balance":  # shown together, as one table, after the last of them
             balances.append(step["result"])
+            shown_at = command
             continue
+        if balances:
+            _demo_balances(balances, shown_at)
+            balances = []
         _console.print(Text(f"\n$ {command}", style="cyan"))
         VIEWS[_DEMO_VIEWS.get(view, view)](step["result"])
     if balances:
-        ids = " ".join(b["customer_id"] for b in balances)
-        at = " --at " + command.split("--at ")[1] if "--at " in command else ""
-        _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c{at}; done", style="cyan"))
-        _balance_table(balances)
+        _demo_balances(balances, shown_at)
 
 
-_DEMO_VIEWS = {"redeem": "points", "adjust": "points"}
+def _demo_balances(balances: list[Doc], command: str) -> None:
+    ids = " ".join(b["customer_id"] for b in balances)
+    at = " --at " + command.split("--at ")[1] if "--at " in command else ""
+    _console.print(Text(f"\n$ for c in {ids}; do loyalty balance $c{at}; done", style="cyan"))
+    _balance_table(balances)
+
+
+# --- reports -----------------------------------------------------------------------
+# Numbers right-aligned, money with its currency, rates as percentages to one decimal.
+
+
+def _money(amount: str | None, currency: str | None) -> str:
+    if amount is None:
+        return ""
+    from decimal import Decimal
+
+    shown = f"{Decimal(amount):,.2f}"
+    return f"{shown} {currency}" if currency else shown
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def _num(value: int) -> str:
+    return f"{value:,}"
+
+
+def _report_table(*columns: str, numeric: int, title: str | None = None) -> Table:
+    """A table whose first `len(columns) - numeric` columns are text, the rest numbers.
+    The title goes on a line of its own: a table's title wraps at the table's width."""
+    if title:
+        _console.print(Text(title, "bold"))
+    table = _table(*columns)
+    for column in table.columns[len(columns) - numeric :]:
+        column.justify = "right"
+    return table
+
+
+def _span(doc: Doc) -> str:
+    if "from" in doc:
+        return f"{doc['from']} to {doc['to']} (as of {doc['as_of']}, {doc['timezone']})"
+    return f"as of {doc['as_of']} ({doc['timezone']})"
+
+
+def report_summary(doc: Doc) -> None:
+    cur = doc["currency"]
+    table = _report_table("", "", numeric=1, title=f"Summary, {_span(doc)}")
+    table.show_header = False
+    rows = [
+        ("Members", _num(doc["members"])),
+        ("New in the period", _num(doc["new_members"])),
+        ("Active in the period", _num(doc["active_members"])),
+        ("Purchases", _num(doc["purchases"])),
+        ("Revenue", _money(doc["revenue"], cur)),
+        (f"Refunds ({_num(doc['refunds'])})", _money(doc["refunded"], cur)),
+        ("Net revenue", _money(doc["net_revenue"], cur)),
+        ("Average order value", _money(doc["average_order_value"], cur)),
+        ("Repeat purchase rate", _pct(doc["repeat_purchase_rate"])),
+        ("Points earned", _num(doc["points_earned"])),
+        ("Points redeemed", _num(doc["points_redeemed"])),
+        ("Redemption rate", _pct(doc["redemption_rate"])),
+        ("Points expired", _num(doc["points_expired"])),
+        ("Points adjusted", _num(doc["points_adjusted"])),
+        ("Points taken back by refunds", _num(doc["points_refunded"])),
+        ("Points outstanding", _num(doc["points_outstanding"])),
+    ]
+    if doc["liability_value"] is not None:
+        rows.append(
+            (
+                f"Liability at {doc['point_value']} a point",
+                _money(doc["liability_value"], cur),
+            )
+        )
+    for label, value in rows:
+        table.add_row(label, value)
+    _console.print(table)
+
+
+def report_customers(doc: Doc) -> None:
+    cur = doc["currency"]
+    shown = len(doc["customers"])
+    title = f"Customers by {doc['sort']}, {_span(doc)}: {shown} of {doc['total']}"
+    table = _report_table(
+        "Customer",
+        "Name",
+        "Tier",
+        "First purchase",
+        "Last purchase",
+        "Purchases",
+        "Lifetime spend",
+        "Earned",
+        "Redeemed",
+        "Balance",
+        numeric=5,
+        title=title,
+    )
+    for c in doc["customers"]:
+        table.add_row(
+            c["customer_id"],
+            c["name"] or "",
+            c["tier"] or "",
+            c["first_purchase"] or "",
+            c["last_purchase"] or "",
+            _num(c["purchases"]),
+            _money(c["lifetime_spend"], cur),
+            _num(c["points_earned"]),
+            _num(c["points_redeemed"]),
+            Text(_num(c["balance"]), "bold"),
+        )
+    _console.print(table)
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _sparkline(values: list[int]) -> str:
+    top = max(values, default=0)
+    if top <= 0:
+        return _SPARKS[0] * len(values)
+    return "".join(_SPARKS[max(0, v) * (len(_SPARKS) - 1) // top] for v in values)
+
+
+def _bar(earned: int, redeemed: int, expired: int, top: int, width: int = 24) -> Text:
+    """Earned (green) over redeemed (red) and expired (yellow), on one scale."""
+    bar = Text()
+    if top <= 0:
+        return bar
+    for value, char, style in (
+        (earned, "█", "green"),
+        (redeemed, "█", "red"),
+        (expired, "█", "yellow"),
+    ):
+        cells = value * width // top
+        if value > 0 and cells == 0:
+            cells = 1
+        bar.append(char * cells, style)
+        bar.append(" ")
+    return bar
+
+
+def report_activity(doc: Doc) -> None:
+    cur = doc["currency"]
+    rows = doc["rows"]
+    revenue = [int(r["revenue"].replace(".", "")) for r in rows]
+    _console.print(
+        Text.assemble(
+            (f"Activity by {doc['by']}, {_span(doc)}", "bold"),
+            "\nRevenue  ",
+            (_sparkline(revenue), "cyan"),
+        )
+    )
+    top = max(
+        (max(r["points_earned"], r["points_redeemed"], r["points_expired"]) for r in rows),
+        default=0,
+    )
+    table = _report_table(
+        "Period",
+        "Purchases",
+        "Revenue",
+        "Earned",
+        "Redeemed",
+        "Expired",
+        numeric=5,
+    )
+    table.add_column("Earned / redeemed / expired")
+    for r in rows:
+        table.add_row(
+            r["period"],
+            _num(r["purchases"]),
+            _money(r["revenue"], cur),
+            _num(r["points_earned"]),
+            _num(r["points_redeemed"]),
+            _num(r["points_expired"]),
+            _bar(r["points_earned"], r["points_redeemed"], r["points_expired"], top),
+        )
+    t = doc["totals"]
+    table.add_row(
+        Text("Total", "bold"),
+        _num(t["purchases"]),
+        _money(t["revenue"], cur),
+        _num(t["points_earned"]),
+        _num(t["points_redeemed"]),
+        _num(t["points_expired"]),
+        "",
+    )
+    _console.print(table)
+
+
+def report_rules(doc: Doc) -> None:
+    cur = doc["currency"]
+    table = _report_table(
+        "Rule",
+        "Awards",
+        "Customers",
+        "Points",
+        "Share",
+        "Revenue it fired on",
+        numeric=5,
+        title=f"Points by rule, {_span(doc)}: {_num(doc['points'])} points",
+    )
+    for r in doc["rules"]:
+        table.add_row(
+            r["rule"],
+            _num(r["awards"]),
+            _num(r["customers"]),
+            _num(r["points"]),
+            _pct(r["share"]),
+            _money(r["revenue"], cur),
+        )
+    _console.print(table)
+
+
+def report_tiers(doc: Doc) -> None:
+    table = _report_table(
+        "Tier",
+        "Name",
+        "Customers",
+        "Upgraded in",
+        "Downgraded in",
+        "Upgraded out",
+        "Downgraded out",
+        numeric=5,
+        title=f"Tiers, {_span(doc)}: {doc['upgrades']} upgrades, {doc['downgrades']} downgrades",
+    )
+    for t in doc["tiers"]:
+        table.add_row(
+            t["tier"],
+            t["name"],
+            _num(t["customers"]),
+            _num(t["upgrades_in"]),
+            _num(t["downgrades_in"]),
+            _num(t["upgrades_out"]),
+            _num(t["downgrades_out"]),
+        )
+    _console.print(table)
+
+
+def report_segments(doc: Doc) -> None:
+    if "members" in doc:
+        cur = doc["currency"]
+        table = _report_table(
+            "Customer",
+            "Name",
+            "Last purchase",
+            "RFM",
+            "Days since",
+            "Purchases",
+            "Spend",
+            numeric=3,
+            title=f"Segment {doc['segment']}, {_span(doc)}: {len(doc['members'])} customers",
+        )
+        for m in doc["members"]:
+            table.add_row(
+                m["customer_id"],
+                m["name"] or "",
+                m["last_purchase"],
+                m["rfm"],
+                _num(m["recency_days"]),
+                _num(m["frequency"]),
+                _money(m["monetary"], cur),
+            )
+        _console.print(table)
+        return
+    table = _report_table(
+        "Segment",
+        "Customers",
+        "Share",
+        numeric=2,
+        title=f"RFM segments, {_span(doc)}: {_num(doc['customers'])} purchasing customers",
+    )
+    for s in doc["segments"]:
+        table.add_row(
+            s["segment"].replace("_", " ").replace("cant", "can't"),
+            _num(s["customers"]),
+            _pct(s["share"]),
+        )
+    _console.print(table)
+
+
+def report_liability(doc: Doc) -> None:
+    cur = doc["currency"]
+    head = f"Points outstanding {_span(doc)}: {_num(doc['points_outstanding'])}"
+    if doc["value"] is not None:
+        head += f" = {_money(doc['value'], cur)} at {doc['point_value']} a point"
+    _console.print(Text(head, "bold"))
+    if doc["pending"]:
+        _console.print(f"of which pending (in the return window): {_num(doc['pending'])}")
+    if doc["debt"]:
+        _console.print(f"less {_num(doc['debt'])} owed by customers (refunds beyond their balance)")
+    for key, title in (
+        ("by_earn_month", "Outstanding by the month it was earned"),
+        ("expiring_by_month", "Expiring, by the month of the last day it can be spent"),
+    ):
+        table = _report_table("Month", "Points", "Value", numeric=2, title=title)
+        for b in doc[key]:
+            table.add_row(b["month"], _num(b["points"]), _money(b["value"], cur))
+        if key == "expiring_by_month" and doc["never_expire"]:
+            table.add_row("never", _num(doc["never_expire"]), "")
+        _console.print(table)
+
+
+_DEMO_VIEWS = {"redeem": "points", "adjust": "points", "report": "report_summary"}
 
 
 VIEWS: dict[str, Callable[[Doc], None]] = {
@@ -367,4 +671,11 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "verify": verify,
     "rules": rules,
     "demo": demo,
+    "report_summary": report_summary,
+    "report_customers": report_customers,
+    "report_activity": report_activity,
+    "report_rules": report_rules,
+    "report_tiers": report_tiers,
+    "report_segments": report_segments,
+    "report_liability": report_liability,
 }

@@ -59,7 +59,7 @@ DOWNGRADES = ("keep_next_window", "reevaluate")
 POINTS_KEYS = ("pending_days", "expire_after_months", "expire_at", "refund_shortfall")
 EXPIRE_AT = ("end_of_month", "same_day")
 SHORTFALLS = ("within_balance", "allow_negative")
-PROGRAM_KEYS = ("name", "currency", "timezone", "rounding")
+PROGRAM_KEYS = ("name", "currency", "timezone", "rounding", "point_value")
 RULE_KEYS = (
     "id",
     "on",
@@ -399,9 +399,18 @@ class _Reader:
         rounding = self.optional(
             fields, "rounding", lambda n: self.choice(n, "rounding", ROUNDINGS)
         )
+        point_value = self.optional(
+            fields, "point_value", lambda n: self.positive(n, "point_value")
+        )
         if name is None or tz is None:
             return None
-        return Program(name=name, currency=currency, timezone=tz, rounding=rounding or "floor")  # type: ignore[arg-type]
+        return Program(
+            name=name,
+            currency=currency,
+            timezone=tz,
+            rounding=rounding or "floor",  # type: ignore[arg-type]
+            point_value=point_value,
+        )
 
     def points_policy(self, node: yaml.Node) -> PointsPolicy:
         f = self.mapping(node, POINTS_KEYS, "points")

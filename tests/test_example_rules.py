@@ -78,6 +78,11 @@ def test_demo_builds_a_ledger_from_the_example_rules(shop: Shop) -> None:
     assert (night["expired_points"], night["tier_upgrades"]) == (100, 1)
     assert steps["loyalty tier grace --at 2026-12-13"]["tier"] == "silver"
     assert balances["linus"] == 0
+    # The demo ends with the summary report, whose liability is those balances.
+    assert doc["steps"][-1]["command"] == "loyalty report --as-of 2026-12-13"
+    report = doc["steps"][-1]["result"]
+    assert report["points_outstanding"] == sum(balances.values())
+    assert (report["members"], report["points_expired"]) == (4, 100)
     assert shop.ok("verify", "--db", str(shop.dir / "demo.db"))["ok"] is True
 
 
