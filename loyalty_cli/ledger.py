@@ -1280,22 +1280,75 @@ class Ledger:
                 tier,
             )
 
-    def report_rfm(self, until: str) -> list[tuple[str, str | None, str, int, int]]:
-        """One row per customer with a purchase before `until`: (id, name, last
-        purchase's occurred_at, purchases, net spend in cents: purchases less refunds).
-        One pass over the operations index by customer; rows come back as SQLite
-        gives them (50,000 customers: no per-row Python work here)."""
-        rows: list[tuple[str, str | None, str, int, int]] = self.conn.execute(
-            "SELECT p.customer_id, c.name, p.last, p.purchases, p.spend FROM "
-            "(SELECT customer_id, MAX(CASE WHEN kind = 'purchase' THEN occurred_at END) AS last, "
-            "SUM(kind = 'purchase') AS purchases, "
-            "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend "
-            "FROM operations INDEXED BY operations_customer_time "
-            "WHERE kind IN ('purchase', 'refund') AND occurred_at < ? GROUP BY customer_id) p "
-            "JOIN customers c ON c.id = p.customer_id WHERE p.purchases > 0",
-            (until,),
-        ).fetchall()
-        return rows
+    def _rfm_scored(
+        self, until: str, shifts: Sequence[tuple[str, int]]
+    ) -> tuple[str, list[object]]:
+        """A `WITH` clause ending in `scored(customer_id, day, n, spend, r, f, m)`: one
+        row per customer with a purchase before `until`, their last purchase's
+        shop-local day, their purchases and net spend (less refunds) in cents, and
+        their recency, frequency and monetary scores, 1 to 5.
+
+        A score is the quintile of the customer's mid-rank among all the purchasing
+        customers: with n of them, `below` worse and `equal` alike (the customer
+        included), 1 + 5 (2 below + equal) // (2 n). Equal values score alike; alone,
+        or all equal, a customer scores 3. SQLite's window functions do the ranking,
+        so memory does not grow with the number of customers.
+
+        `shifts` are (UTC time, seconds): the shop's UTC offset from that time on,
+        ascending; they turn the stored UTC time into the shop's local day."""
+        cases = " ".join("WHEN last >= ? THEN ?" for _ in shifts[1:][::-1])
+        zone: list[object] = []
+        for start, seconds in shifts[1:][::-1]:
+            zone += [start, f"{seconds:+d} seconds"]
+        first = f"{shifts[0][1]:+d} seconds" if shifts else "+0 seconds"
+        shift = f"CASE {cases} ELSE ? END" if cases else "?"
+        sql = (
+            # Purchases and refunds apart: plain MAX/COUNT/SUM over the purchases
+            # run twice as fast as CASE expressions over both, and refunds are few.
+            "WITH p AS (SELECT customer_id, MAX(occurred_at) AS last, COUNT(*) AS n, "
+            "SUM(amount_cents) AS spend FROM operations INDEXED BY operations_customer_time "
+            "WHERE kind = 'purchase' AND occurred_at < ? GROUP BY customer_id), "
+            "back AS (SELECT customer_id, SUM(amount_cents) AS cents FROM operations "
+            "WHERE kind = 'refund' AND occurred_at < ? GROUP BY customer_id), "
+            f"d AS (SELECT p.customer_id, date(last, {shift}) AS day, n, "
+            "spend - COALESCE(back.cents, 0) AS spend "
+            "FROM p LEFT JOIN back ON back.customer_id = p.customer_id), "
+            # 2 below + equal = (RANK() - 1) + COUNT(*): with ORDER BY, a window's
+            # frame runs to the current row's last peer, so COUNT(*) is below + equal.
+            # One sort per measure serves both.
+            "scored AS (SELECT customer_id, day, n, spend, "
+            "1 + 5 * (RANK() OVER byday - 1 + COUNT(*) OVER byday) / (2 * COUNT(*) OVER ()) AS r, "
+            "1 + 5 * (RANK() OVER byn - 1 + COUNT(*) OVER byn) / (2 * COUNT(*) OVER ()) AS f, "
+            "1 + 5 * (RANK() OVER byspend - 1 + COUNT(*) OVER byspend) / (2 * COUNT(*) OVER ()) "
+            "AS m FROM d WINDOW byday AS (ORDER BY day), byn AS (ORDER BY n), "
+            "byspend AS (ORDER BY spend)) "
+        )
+        return sql, [until, until, *zone, first]
+
+    def report_rfm_counts(
+        self, until: str, shifts: Sequence[tuple[str, int]]
+    ) -> list[tuple[int, int, int, int]]:
+        """Customers per (r, f, m) score: at most 125 rows, whatever the ledger."""
+        sql, params = self._rfm_scored(until, shifts)
+        rows = self.conn.execute(
+            sql + "SELECT r, f, m, COUNT(*) FROM scored GROUP BY r, f, m", params
+        )
+        return [(int(r), int(f), int(m), int(n)) for r, f, m, n in rows]
+
+    def report_rfm_members(
+        self, until: str, shifts: Sequence[tuple[str, int]], scores: Sequence[int]
+    ) -> Iterator[tuple[str, str | None, str, int, int, int, int, int]]:
+        """The customers whose scores, as r * 100 + f * 10 + m, are among `scores`:
+        (id, name, last purchase's local day, purchases, net spend in cents, r, f, m),
+        best total score first, then by id."""
+        sql, params = self._rfm_scored(until, shifts)
+        yield from self.conn.execute(
+            sql + "SELECT s.customer_id, c.name, s.day, s.n, s.spend, s.r, s.f, s.m "
+            "FROM scored s JOIN customers c ON c.id = s.customer_id "
+            "WHERE s.r * 100 + s.f * 10 + s.m IN (SELECT value FROM json_each(?)) "
+            "ORDER BY s.r + s.f + s.m DESC, s.customer_id",
+            [*params, json.dumps(list(scores))],
+        )
 
     def report_activity(
         self, bounds: Sequence[tuple[str, str]]

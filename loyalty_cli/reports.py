@@ -16,10 +16,9 @@ time zone. "As of" a day means the ledger as it stood at the end of that day.
 from __future__ import annotations
 
 import csv
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -78,19 +77,32 @@ class Period:
     def local_day(self, stored: str) -> date:
         return parse_utc(stored).astimezone(ZoneInfo(self.timezone)).date()
 
-    def local_days(self, stored: Sequence[str]) -> list[date]:
-        """The shop-local days of many stored times at once, none after the as-of day:
-        each is placed among the UTC instants of the local midnights since the
-        earliest, by text comparison (bisect), instead of a time-zone conversion each."""
-        if not stored:
-            return []
-        day = self.local_day(min(stored))
-        midnights = []
-        while day <= self.as_of:
-            midnights.append(self.instant(day))
-            day += timedelta(days=1)
-        first = self.local_day(min(stored))
-        return [first + timedelta(days=bisect_right(midnights, s) - 1) for s in stored]
+    def utc_shifts(self, first: date) -> list[tuple[str, int]]:
+        """The shop's UTC offset in seconds from the start of `first` through the
+        as-of day: (stored UTC time, offset) at the start and at each change (summer
+        time), found to the second, so that SQL can turn stored times into local days."""
+        zone = ZoneInfo(self.timezone)
+
+        def offset(seconds: int) -> int:
+            moment = datetime.fromtimestamp(seconds, UTC).astimezone(zone)
+            shift = moment.utcoffset()
+            return 0 if shift is None else int(shift.total_seconds())
+
+        def stamp(day: date) -> int:
+            return int(datetime.combine(day, time(), zone).timestamp())
+
+        moment, end = stamp(first), stamp(self.as_of + timedelta(days=1))
+        shifts = [(moment, offset(moment))]
+        while moment < end:
+            step = min(moment + 86400, end)
+            if offset(step) != shifts[-1][1]:
+                low, high = moment, step  # the change is in (low, high]
+                while high - low > 1:
+                    middle = (low + high) // 2
+                    low, high = (low, middle) if offset(middle) != shifts[-1][1] else (middle, high)
+                shifts.append((high, offset(high)))
+            moment = step
+        return [(format_utc(datetime.fromtimestamp(t, UTC)), o) for t, o in shifts]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -624,28 +636,6 @@ SEGMENTS = (
 )
 
 
-def quintiles(values: Sequence[int], higher_is_better: bool = True) -> list[int]:
-    """A score of 1 to 5 for each value: its quintile among all the values, by mid-rank.
-
-    With n values, `below` of them worse than v and `equal` of them equal to it
-    (v included), v's mid-rank percentile is p = (below + equal / 2) / n, and its
-    score is 1 + floor(5 p), in integers: 1 + 5 (2 below + equal) // (2 n). Equal
-    values get equal scores; better values never get lower ones; distinct values
-    fill the five scores within one of n / 5 each. Alone, or all equal, a value
-    scores 3."""
-    n = len(values)
-    ordered = sorted(values)
-    score_of: dict[int, int] = {}
-    low = 0
-    while low < n:  # each run of equal values, in ascending order
-        v = ordered[low]
-        high = bisect_right(ordered, v, low)
-        below = low if higher_is_better else n - high
-        score_of[v] = 1 + 5 * (2 * below + (high - low)) // (2 * n)
-        low = high
-    return [score_of[v] for v in values]
-
-
 def segment(r: int, f: int, m: int) -> str:
     """The RFM segment of recency, frequency and monetary scores (1-5, 5 best)."""
     if r >= 4 and f >= 4 and m >= 4:
@@ -751,25 +741,31 @@ class Segments:
 
 
 def segments(ledger: Ledger, shop: Shop, span: Period, only: str | None = None) -> Segments:
-    """RFM over the customers with a purchase by the end of the as-of day. Only the
-    customers of the segment asked for (--segment) become rows; the others are
-    counted."""
-    rows = ledger.report_rfm(span.until)
-    last = span.local_days([row[2] for row in rows])
-    days = [(span.as_of - day).days for day in last]
-    r = quintiles(days, higher_is_better=False)
-    f = quintiles([row[3] for row in rows])
-    m = quintiles([row[4] for row in rows])
-    names = [segment(*rfm) for rfm in zip(r, f, m, strict=True)]
+    """RFM over the customers with a purchase by the end of the as-of day, scored
+    in SQL (see `Ledger._rfm_scored`). Only the customers of the segment asked for
+    (--segment) become rows; the others are counted by score."""
     counts = dict.fromkeys(SEGMENTS, 0)
-    for name in names:
-        counts[name] += 1
-    scored = [
-        Scored(cid, name, last[i], days[i], count, cents, r[i], f[i], m[i], names[i])
-        for i, (cid, name, _, count, cents) in enumerate(rows)
-        if names[i] == only
-    ]
-    scored.sort(key=lambda s: (-s.r - s.f - s.m, s.customer_id))
+    first = ledger.report_first_activity()
+    if first is None:
+        return Segments(span, shop, [], only, counts)
+    shifts = span.utc_shifts(min(span.local_day(first), span.as_of))
+    for r, f, m, n in ledger.report_rfm_counts(span.until, shifts):
+        counts[segment(r, f, m)] += n
+    scored = []
+    if only is not None:
+        scores = [
+            r * 100 + f * 10 + m
+            for r in range(1, 6)
+            for f in range(1, 6)
+            for m in range(1, 6)
+            if segment(r, f, m) == only
+        ]
+        for cid, name, day, count, cents, r, f, m in ledger.report_rfm_members(
+            span.until, shifts, scores
+        ):
+            last = date.fromisoformat(day)
+            recency = (span.as_of - last).days
+            scored.append(Scored(cid, name, last, recency, count, cents, r, f, m, only))
     return Segments(span, shop, scored, only, counts)
 
 

@@ -378,7 +378,9 @@ def test_liability_report(built: tuple[Shop, Model]) -> None:
 
 
 def test_segments_report(built: tuple[Shop, Model]) -> None:
-    from loyalty_cli.reports import quintiles, segment
+    from loyalty_cli.reports import segment
+
+    from .reference import quintiles
 
     shop, m = built
     as_of = date(2024, 12, 31)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from hypothesis import given
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty_cli.reports import SEGMENTS, buckets, quintiles, segment, write_csv
+from loyalty_cli.ledger import Customer, Ledger, NewOperation
+from loyalty_cli.reports import SEGMENTS, Period, buckets, segment, write_csv
+
+from .reference import quintiles
 
 values = st.lists(st.integers(min_value=-1000, max_value=1000), min_size=1, max_size=200)
 
@@ -98,3 +103,70 @@ def test_csv_round_trips_and_no_cell_starts_a_formula(rows: list[list[object]]) 
                 assert cell == ""
             else:
                 assert cell == str(value)
+
+
+# --- the SQL scoring against the reference ---------------------------------------
+
+LONDON = ZoneInfo("Europe/London")
+# Seconds in 2024 around which times cluster: the two summer-time changes and a
+# few local midnights, where a stored UTC time and the shop's day disagree.
+EDGES = [
+    int(datetime(2024, 3, 31, 1, tzinfo=UTC).timestamp()),
+    int(datetime(2024, 10, 27, 1, tzinfo=UTC).timestamp()),
+    int(datetime(2024, 7, 1, tzinfo=LONDON).timestamp()),
+    int(datetime(2024, 12, 31, tzinfo=LONDON).timestamp()),
+]
+moment = st.one_of(
+    st.builds(lambda edge, d: edge + d, st.sampled_from(EDGES), st.integers(-7200, 7200)),
+    st.integers(
+        int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()),
+        int(datetime(2024, 12, 31, 22, tzinfo=UTC).timestamp()),
+    ),
+)
+purchase = st.tuples(moment, st.integers(1, 50_000))  # (UTC seconds, cents)
+customers = st.lists(st.lists(purchase, min_size=1, max_size=4), min_size=1, max_size=25)
+
+
+@settings(max_examples=40, deadline=None)
+@given(customers)
+def test_sql_rfm_scores_and_local_days_equal_the_reference(
+    tmp_path_factory: pytest.TempPathFactory, bought: list[list[tuple[int, int]]]
+) -> None:
+    as_of = date(2024, 12, 31)
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    path = tmp_path_factory.mktemp("rfm") / "ledger.db"
+    with Ledger.open(path) as ledger, ledger.transaction():
+        for n, purchases in enumerate(bought):
+            cid = f"C{n:02d}"
+            ledger.add_customer(Customer(cid, "2024-01-01T00:00:00Z"), now)
+            for seconds, cents in purchases:
+                at = datetime.fromtimestamp(seconds, UTC)
+                request = {"customer_id": cid, "amount": cents}
+                ledger.append(
+                    NewOperation("purchase", cid, at, amount_cents=cents, request=request), [], now
+                )
+    span = Period(date(2024, 1, 1), as_of, as_of, "Europe/London")
+    with Ledger.open(path) as ledger:
+        shifts = span.utc_shifts(date(2024, 1, 1))
+        every_score = [
+            r * 100 + f * 10 + m for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)
+        ]
+        found = {
+            cid: (day, count, cents, (r, f, m))
+            for cid, _, day, count, cents, r, f, m in ledger.report_rfm_members(
+                span.until, shifts, every_score
+            )
+        }
+    ids = [f"C{n:02d}" for n in range(len(bought))]
+    last = [
+        max(datetime.fromtimestamp(s, UTC).astimezone(LONDON).date() for s, _ in p) for p in bought
+    ]
+    spend = [sum(c for _, c in p) for p in bought]
+    r = quintiles([(as_of - day).days for day in last], higher_is_better=False)
+    f = quintiles([len(p) for p in bought])
+    m = quintiles(spend)
+    expected = {
+        cid: (last[i].isoformat(), len(bought[i]), spend[i], (r[i], f[i], m[i]))
+        for i, cid in enumerate(ids)
+    }
+    assert found == expected
