@@ -32,6 +32,7 @@ from .operations import (
     EarnRequest,
     EnrollRequest,
     RefundRequest,
+    already_recorded,
     check_event,
     earn,
     enroll,
@@ -457,23 +458,16 @@ def _apply(
                 f"refund_of {row.refund_of!r} is a purchase of customer "
                 f"{purchase.customer_id!r}, not {row.customer_id!r}"
             )
-        request = RefundRequest(row.refund_of, amount=row.amount, txn=row.txn, at=row.at)
-        refunded = refund(ledger, ruleset, request, now)
+        giving_back = RefundRequest(row.refund_of, amount=row.amount, txn=row.txn, at=row.at)
+        refunded = refund(ledger, ruleset, giving_back, now)
         return refunded.points, refunded.duplicate
-    if ledger.customer(row.customer_id) is None and ledger.operation(row.txn) is None:
-        if not enroll_unknown:
-            raise Refused(
-                f"unknown customer {row.customer_id!r} "
-                "(enroll them first, or pass --enroll-unknown)"
-            )
-        enroll(ledger, ruleset, EnrollRequest(row.customer_id, at=row.at, exist_ok=True), now)
     if row.kind == "event":
         assert row.event is not None
-        event = check_event(ruleset, row.event)
-        request_event = EarnRequest(row.customer_id, event, txn=row.txn, at=row.at)
-        result = earn(ledger, ruleset, request_event, now)
+        request = EarnRequest(
+            row.customer_id, check_event(ruleset, row.event), txn=row.txn, at=row.at
+        )
     else:
-        purchase_request = EarnRequest(
+        request = EarnRequest(
             row.customer_id,
             "purchase",
             amount=row.amount,
@@ -483,5 +477,16 @@ def _apply(
             txn=row.txn,
             at=row.at,
         )
-        result = earn(ledger, ruleset, purchase_request, now)
+    # A re-run's rows are mostly duplicates: known by their key alone, without the
+    # award and balance that `earn` would read back for a result the import drops.
+    if already_recorded(ledger, request):
+        return 0, True
+    if ledger.customer(row.customer_id) is None:
+        if not enroll_unknown:
+            raise Refused(
+                f"unknown customer {row.customer_id!r} "
+                "(enroll them first, or pass --enroll-unknown)"
+            )
+        enroll(ledger, ruleset, EnrollRequest(row.customer_id, at=row.at, exist_ok=True), now)
+    result = earn(ledger, ruleset, request, now)
     return result.award.points, result.duplicate

@@ -269,6 +269,12 @@ def _earlier(
     return earlier
 
 
+def already_recorded(ledger: Ledger, request: EarnRequest) -> bool:
+    """Whether `earn` would find this request recorded before under its txn; a
+    conflict if the txn was used for something else."""
+    return _earlier(ledger, request.txn, request.content(), request.at) is not None
+
+
 def _award_from_entries(entries: list[Entry]) -> Award:
     lines = tuple(AwardLine(e.rule or e.kind, e.points, e.detail or "", e.reward) for e in entries)
     return Award(points=sum(e.points for e in entries), lines=lines)
