@@ -484,6 +484,7 @@ class Ledger:
         # any rollback, so they never outlive what they describe.
         self._tips: dict[str, tuple[int, str]] = {}
         self._memo: dict[str, dict[str, object]] = {}  # customer -> what -> value
+        self._operations: dict[str, Operation | None] = {}  # by txn
 
     # opening ----------------------------------------------------------------
 
@@ -651,6 +652,7 @@ class Ledger:
     def _forget(self) -> None:
         self._tips.clear()
         self._memo.clear()
+        self._operations.clear()
 
     def _remembered(self, what: str, customer_id: str, read: Callable[[], T]) -> T:
         """`read()`, remembered until this customer is written to, while in a
@@ -885,11 +887,16 @@ class Ledger:
         return [str(cid) for (cid,) in self.conn.execute("SELECT id FROM customers ORDER BY id")]
 
     def operation(self, txn: str) -> Operation | None:
+        if txn in self._operations:
+            return self._operations[txn]
         row = self.conn.execute(
             "SELECT id, txn, kind, customer_id, occurred_at, request FROM operations WHERE txn = ?",
             (txn,),
         ).fetchone()
-        return Operation(*row) if row else None
+        found = Operation(*row) if row else None
+        if self._depth:  # remembered, like a customer's reads, until written or rolled back
+            self._operations[txn] = found
+        return found
 
     def entries_of(self, op_id: int) -> list[Entry]:
         rows = self.conn.execute(
@@ -1060,6 +1067,8 @@ class Ledger:
             (*op_row, op_hash),
         )
         self._moved("operations", op_id, op_hash)
+        if op.txn is not None:
+            self._operations.pop(op.txn, None)
         self._touched(op.customer_id, tier=op.kind == "tier")
         entry_id, previous = self._tip("entries")
         rows = []

@@ -64,13 +64,20 @@ def standing(ledger: Ledger, ruleset: Ruleset, customer_id: str, today: date) ->
 
 
 def record_change(
-    ledger: Ledger, ruleset: Ruleset, customer_id: str, at: datetime, now: datetime, cause: str
+    ledger: Ledger,
+    ruleset: Ruleset,
+    customer_id: str,
+    at: datetime,
+    now: datetime,
+    cause: str,
+    current: TierStatus | None = None,
 ) -> TierStatus | None:
-    """Write a `tier` entry (0 points) if the customer's tier as of `today` is not
-    the one last recorded. The first tier needs no entry: no entry means the
-    first level."""
+    """Write a `tier` entry (0 points) if the customer's tier as of `today` (their
+    standing, `current` if the caller knows it) is not the one last recorded. The
+    first tier needs no entry: no entry means the first level."""
     today = at.astimezone(shop_zone(ruleset)).date()
-    current = standing(ledger, ruleset, customer_id, today)
+    if current is None:
+        current = standing(ledger, ruleset, customer_id, today)
     if current is None:
         return None
     policy = ruleset.tiers

@@ -33,6 +33,7 @@ from .ledger import (
     canonical_request,
 )
 from .models import Activity, Award, AwardLine, CustomerState, Reward, Ruleset, RuleUsage
+from .tiers import TierStatus
 from .values import format_utc, from_cents, parse_utc, to_cents
 
 # Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
@@ -351,11 +352,17 @@ def expire_due(
 
 
 def _state(
-    ledger: Ledger, ruleset: Ruleset, customer: Customer, activity: Activity
+    ledger: Ledger,
+    ruleset: Ruleset,
+    customer: Customer,
+    activity: Activity,
+    standing: TierStatus | None = None,
 ) -> CustomerState:
-    """What the evaluator may know about the customer before this activity."""
+    """What the evaluator may know about the customer before this activity (their
+    tier `standing` on the day, if the caller has it already)."""
     today = _today(ruleset, activity.at)
-    standing = membership.standing(ledger, ruleset, customer.id, today)
+    if standing is None:
+        standing = membership.standing(ledger, ruleset, customer.id, today)
     purchases, spend = ledger.purchase_totals(customer.id)
     usage = {
         rule: RuleUsage(*ledger.rule_usage(customer.id, rule, start, end))
@@ -525,7 +532,8 @@ def earn(
             sku=request.sku,
             quantity=request.quantity,
         )
-        state = _state(ledger, ruleset, customer, activity)
+        standing = membership.standing(ledger, ruleset, customer.id, _today(ruleset, at))
+        state = _state(ledger, ruleset, customer, activity, standing)
         award = evaluate(ruleset, activity, state)
         # Exact, written or not: the new lots count from today (pending or not) and
         # expire months later, and a tier change carries no points.
@@ -550,7 +558,13 @@ def earn(
                 now,
             )
             cause = f"{request.event} {request.txn or ''}".strip()
-            membership.record_change(ledger, ruleset, customer.id, at, now, cause)
+            # A purchase counts toward tiers only once its return window is over, so
+            # on its own day the tier is the one worked out before it: no need to
+            # work it out again from the whole history.
+            unchanged = request.event == "purchase" and ruleset.points.pending_days > 0
+            membership.record_change(
+                ledger, ruleset, customer.id, at, now, cause, standing if unchanged else None
+            )
         return AwardResult(
             customer.id,
             request.event,
