@@ -170,3 +170,14 @@ def test_sql_rfm_scores_and_local_days_equal_the_reference(
         for i, cid in enumerate(ids)
     }
     assert found == expected
+
+
+def test_utc_shifts_are_the_shops_summer_time_changes_to_the_second() -> None:
+    span = Period(date(2024, 1, 1), date(2024, 12, 31), date(2024, 12, 31), "Europe/London")
+    assert span.utc_shifts(date(2024, 1, 1)) == [
+        ("2024-01-01T00:00:00Z", 0),
+        ("2024-03-31T01:00:00Z", 3600),
+        ("2024-10-27T01:00:00Z", 0),
+    ]
+    tokyo = Period(date(2024, 1, 1), date(2024, 12, 31), date(2024, 12, 31), "Asia/Tokyo")
+    assert tokyo.utc_shifts(date(2024, 6, 1)) == [("2024-05-31T15:00:00Z", 32400)]
