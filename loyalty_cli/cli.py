@@ -967,57 +967,21 @@ def report(
     """
     from . import reports
 
-    if name not in reports.REPORTS:
-        import difflib
-
-        match = difflib.get_close_matches(name, reports.REPORTS, n=1)
-        hint = f" (did you mean '{match[0]}'?)" if match else ""
-        raise BadArgument(f"unknown report '{name}'{hint}; reports: {', '.join(reports.REPORTS)}")
     if as_csv and as_json:
         raise BadArgument("--csv and --json are two outputs; give one")
-    for option, value, owner in (
-        ("--by", by, "activity"),
-        ("--sort", sort, "customers"),
-        ("--top", top, "customers"),
-        ("--segment", segment, "segments"),
-    ):
-        if value is not None and name != owner:
-            raise BadArgument(f"{option} goes with the {owner} report, not {name}")
-    if name in ("customers", "segments", "liability") and (from_ or to):
-        raise BadArgument(f"the {name} report is as of one day: use --as-of, not --from/--to")
+    request = reports.Request(name, bool(from_ or to), by, sort, top, segment)
+    request.check()
     first = _report_date(from_, "--from")
     last = _report_date(to, "--to")
     day = _report_date(as_of, "--as-of")
-    only = None if segment is None else reports.segment_name(segment)
     ruleset = _report_rules(rules)
     with open_ledger(db, create=False) as ledger:
-        zone = ruleset.program.timezone if ruleset else ledger.shop_timezone() or "UTC"
-        program = ruleset.program if ruleset else None
-        shop = reports.Shop(
-            timezone=zone,
-            currency=program.currency if program else None,
-            point_value=program.point_value if program else None,
-            tiers=ruleset.tiers if ruleset else None,
-        )
+        shop = reports.Shop.of(ruleset, ledger.shop_timezone())
         from zoneinfo import ZoneInfo
 
-        today = now().astimezone(ZoneInfo(zone)).date()
-        span = reports.period(ledger, zone, today, first, last, day)
-        result: Any
-        if name == "summary":
-            result = reports.summary(ledger, shop, span)
-        elif name == "customers":
-            result = reports.customers(ledger, shop, span, sort or "spend", top)
-        elif name == "activity":
-            result = reports.activity(ledger, shop, span, by or "month")
-        elif name == "rules":
-            result = reports.rules(ledger, shop, span)
-        elif name == "tiers":
-            result = reports.tiers(ledger, shop, span)
-        elif name == "segments":
-            result = reports.segments(ledger, shop, span, only)
-        else:
-            result = reports.liability(ledger, shop, span)
+        today = now().astimezone(ZoneInfo(shop.timezone)).date()
+        span = reports.period(ledger, shop.timezone, today, first, last, day)
+        result = reports.build(request, ledger, shop, span)
     if as_csv:
         table = result.table()
         reports.write_csv(table.header, table.rows, sys.stdout)

@@ -28,7 +28,7 @@ from .ledger import Ledger
 from .values import CENTS, format_utc, from_cents, parse_utc
 
 if TYPE_CHECKING:  # models is 30 dataclasses: not worth loading for a type
-    from .models import TierPolicy
+    from .models import Ruleset, TierPolicy
 
 REPORTS = ("summary", "customers", "activity", "rules", "tiers", "segments", "liability")
 BUCKETS = ("day", "week", "month")
@@ -47,6 +47,15 @@ class Shop:
     currency: str | None = None
     point_value: Decimal | None = None
     tiers: TierPolicy | None = None
+
+    @classmethod
+    def of(cls, ruleset: Ruleset | None, stored_timezone: str | None) -> Shop:
+        """From the rules file; without one, the time zone of the rules that last
+        wrote to the ledger (UTC for a ledger no rules wrote to)."""
+        if ruleset is None:
+            return cls(stored_timezone or "UTC")
+        program = ruleset.program
+        return cls(program.timezone, program.currency, program.point_value, ruleset.tiers)
 
 
 @dataclass(frozen=True)
@@ -833,3 +842,63 @@ def liability(ledger: Ledger, shop: Shop, span: Period) -> Liability:
         overdue = ledger.report_overdue(span.until, span.as_of)
         lots = ledger.report_lots(span.until, span.as_of)
     return Liability(span, shop, lots, held, overdue)
+
+
+# --- choosing a report ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """A report as asked for on the command line, its options checked together."""
+
+    name: str = "summary"
+    ranged: bool = False  # --from or --to given
+    by: str | None = None
+    sort: str | None = None
+    top: int | None = None
+    segment: str | None = None  # as typed
+
+    def check(self) -> None:
+        """Refuse an unknown report, and options that belong to another one."""
+        if self.name not in REPORTS:
+            import difflib
+
+            match = difflib.get_close_matches(self.name, REPORTS, n=1)
+            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            raise BadArgument(f"unknown report '{self.name}'{hint}; reports: {', '.join(REPORTS)}")
+        for option, value, owner in (
+            ("--by", self.by, "activity"),
+            ("--sort", self.sort, "customers"),
+            ("--top", self.top, "customers"),
+            ("--segment", self.segment, "segments"),
+        ):
+            if value is not None and self.name != owner:
+                raise BadArgument(f"{option} goes with the {owner} report, not {self.name}")
+        if self.name in ("customers", "segments", "liability") and self.ranged:
+            raise BadArgument(
+                f"the {self.name} report is as of one day: use --as-of, not --from/--to"
+            )
+        if self.segment is not None:
+            segment_name(self.segment)
+
+
+Report = Summary | Customers | Activity | Rules | Tiers | Segments | Liability
+
+
+def build(request: Request, ledger: Ledger, shop: Shop, span: Period) -> Report:
+    """The report asked for, over `span`."""
+    name = request.name
+    if name == "summary":
+        return summary(ledger, shop, span)
+    if name == "customers":
+        return customers(ledger, shop, span, request.sort or "spend", request.top)
+    if name == "activity":
+        return activity(ledger, shop, span, request.by or "month")
+    if name == "rules":
+        return rules(ledger, shop, span)
+    if name == "tiers":
+        return tiers(ledger, shop, span)
+    if name == "segments":
+        only = None if request.segment is None else segment_name(request.segment)
+        return segments(ledger, shop, span, only)
+    return liability(ledger, shop, span)
