@@ -347,6 +347,7 @@ def _date(text: str, options: Options, shop_tz: tzinfo) -> datetime:
 # Rows per committed transaction: small enough that a till's `earn`, waiting
 # for the write lock, waits a fraction of a second, not the whole import.
 CHUNK = 500
+CHUNK_SECONDS = 0.25  # or fewer rows, on a machine slow enough to take longer than this
 CHUNK_PAUSE = 0.01  # seconds without the lock between chunks (writers poll every 2 ms)
 
 
@@ -386,9 +387,10 @@ def import_sources(
     on_row: Callable[[], None] = lambda: None,
 ) -> ImportSummary:
     """Import every row of every source through the same use cases as `earn` and
-    `refund`, committing every CHUNK rows. Headers are all checked before anything
-    is written. Each row is keyed (its txn_id, or the file's hash and its line),
-    so a killed import re-run from the start finishes the job without duplicates."""
+    `refund`, committing every CHUNK rows, or fewer if they take over CHUNK_SECONDS.
+    Headers are all checked before anything is written. Each row is keyed (its
+    txn_id, or the file's hash and its line), so a killed import re-run from the
+    start finishes the job without duplicates."""
     import time as clock
 
     started = clock.monotonic()
@@ -400,28 +402,39 @@ def import_sources(
     if not dry_run:
         with ledger.transaction():
             ledger.add_run("import-started", None, now, now, json.dumps({"files": files}))
-    for source, _columns, _header, data in prepared:
-        for number, chunk in enumerate(_chunks(data, CHUNK)):
-            if number and not dry_run:
-                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
+
+    def carry_out(source: Source, row: Row) -> None:
+        summary.rows += 1
+        on_row()
+        try:
+            parsed = parse_row(row, source, options, tz)
             with ledger.transaction():
-                for row in chunk:
-                    summary.rows += 1
-                    on_row()
-                    try:
-                        parsed = parse_row(row, source, options, tz)
-                        with ledger.transaction():
-                            points, duplicate = _apply(ledger, ruleset, parsed, now, enroll_unknown)
-                    except LoyaltyError as error:
-                        summary.rejected += 1
-                        on_reject(Rejection(source.name, row.line, error.message, row.raw))
-                        continue
-                    if duplicate:
-                        summary.duplicates += 1
-                    else:
-                        summary.imported += 1
-                        summary.points += points
-                        touched.add(parsed.customer_id)
+                points, duplicate = _apply(ledger, ruleset, parsed, now, enroll_unknown)
+        except LoyaltyError as error:
+            summary.rejected += 1
+            on_reject(Rejection(source.name, row.line, error.message, row.raw))
+            return
+        if duplicate:
+            summary.duplicates += 1
+        else:
+            summary.imported += 1
+            summary.points += points
+            touched.add(parsed.customer_id)
+
+    for source, _columns, _header, data in prepared:
+        left = iter(data)
+        first, more = True, True
+        while more:
+            if not first and not dry_run:
+                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
+            first, more = False, False
+            with ledger.transaction():
+                deadline = clock.monotonic() + CHUNK_SECONDS
+                for taken, row in enumerate(left, 1):
+                    carry_out(source, row)
+                    if taken == CHUNK or clock.monotonic() > deadline:
+                        more = True
+                        break
     summary.customers = len(touched)
     summary.seconds = round(clock.monotonic() - started, 3)
     if not dry_run:
@@ -433,17 +446,6 @@ def import_sources(
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _chunks(items: Iterator[Row], size: int) -> Iterator[list[Row]]:
-    chunk: list[Row] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _apply(

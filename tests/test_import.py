@@ -361,3 +361,31 @@ def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_pat
     kinds = {e["kind"] for cid in "ABCD" for e in imported_shop.ok("history", cid)["entries"]}
     assert {"earn", "expire", "refund", "tier"} <= kinds, kinds
     assert ledger(imported_shop) == ledger(typed_shop)
+
+
+@pytest.mark.parametrize(("chunk", "seconds"), [(2, 60.0), (500, 0.0)])
+def test_rows_are_neither_lost_nor_doubled_between_chunks(
+    till: Shop, monkeypatch: pytest.MonkeyPatch, chunk: int, seconds: float
+) -> None:
+    """Chunks end after CHUNK rows or CHUNK_SECONDS, whichever comes first; a chunk
+    may end on a rejected row."""
+    from loyalty_cli import importer
+
+    monkeypatch.setattr(importer, "CHUNK", chunk)
+    monkeypatch.setattr(importer, "CHUNK_SECONDS", seconds)
+    monkeypatch.setattr(importer, "CHUNK_PAUSE", 0.0)
+    path = write(
+        till,
+        "txn_id,customer_id,amount,date\n"
+        + "".join(f"R{n},C{1 + n % 2},{n}.00,2026-11-20\n" for n in range(1, 6))
+        + "R6,C1,abc,2026-11-20\nR7,C2,7.00,2026-11-20\n",
+    )
+    result = till.run("import-csv", path, "--json")
+    assert result.exit_code == 65, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["rows"], doc["imported"], doc["rejected"]) == (7, 6, 1)
+    assert doc["points"] == 1 + 2 + 3 + 4 + 5 + 7
+    earned = sorted(
+        e["txn"] for cid in ("C1", "C2") for e in till.ok("history", cid)["entries"] if e["txn"]
+    )
+    assert earned == ["R1", "R2", "R3", "R4", "R5", "R7"]
