@@ -423,11 +423,9 @@ def import_sources(
 
     for source, _columns, _header, data in prepared:
         left = iter(data)
-        first, more = True, True
+        more = True
         while more:
-            if not first and not dry_run:
-                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
-            first, more = False, False
+            more = False
             with ledger.transaction():
                 deadline = clock.monotonic() + CHUNK_SECONDS
                 for taken, row in enumerate(left, 1):
@@ -435,6 +433,8 @@ def import_sources(
                     if taken == CHUNK or clock.monotonic() > deadline:
                         more = True
                         break
+            if more and not dry_run:
+                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
     summary.customers = len(touched)
     summary.seconds = round(clock.monotonic() - started, 3)
     if not dry_run:

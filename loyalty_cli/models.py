@@ -156,10 +156,10 @@ class Ruleset:
     def rules_by_event(self) -> dict[str, tuple[Rule, ...]]:
         """The rules for each kind of activity, in evaluation order: priority,
         highest first, then file order. Worked out once: an import asks per row."""
-        by_event: dict[str, tuple[Rule, ...]] = {}
+        by_event: dict[str, list[Rule]] = {}
         for rule in sorted(self.rules, key=lambda r: (-r.priority, r.order)):
-            by_event[rule.on] = (*by_event.get(rule.on, ()), rule)
-        return by_event
+            by_event.setdefault(rule.on, []).append(rule)
+        return {event: tuple(rules) for event, rules in by_event.items()}
 
     @property
     def events(self) -> frozenset[str]:
