@@ -93,16 +93,27 @@ def period_bounds(per: Period, at: datetime, tz: tzinfo) -> tuple[datetime | Non
     return (datetime.combine(start, time(), tz), datetime.combine(end, time(), tz))
 
 
-def usage_windows(
-    ruleset: Ruleset, activity: Activity
-) -> dict[str, tuple[datetime | None, datetime | None]]:
-    """For each capped rule this activity could fire, the window its cap counts."""
+def limited_rules(ruleset: Ruleset, activity: Activity, state: CustomerState) -> tuple[Rule, ...]:
+    """The capped or budgeted rules whose other conditions this activity meets:
+    the only ones whose usage `evaluate` reads, so the only ones worth counting.
+    `state` needs no usage or budget figures yet: no other condition reads them."""
     tz = shop_zone(ruleset)
-    return {
-        rule.id: period_bounds(rule.cap.per, activity.at, tz)
+    facts = _facts(activity, state, tz)
+    local_day = activity.at.astimezone(tz).date()
+    return tuple(
+        rule
         for rule in rules_for(ruleset, activity.event)
-        if rule.cap is not None
-    }
+        if (rule.cap is not None or rule.budget is not None)
+        and _why_not(rule, activity, facts, local_day, None) is None
+    )
+
+
+def usage_window(
+    rule: Rule, activity: Activity, tz: tzinfo
+) -> tuple[datetime | None, datetime | None]:
+    """The window a capped rule's cap counts for this activity."""
+    assert rule.cap is not None
+    return period_bounds(rule.cap.per, activity.at, tz)
 
 
 def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Award:

@@ -485,6 +485,8 @@ class Ledger:
         self._tips: dict[str, tuple[int, str]] = {}
         self._memo: dict[str, dict[str, object]] = {}  # customer -> what -> value
         self._operations: dict[str, Operation | None] = {}  # by txn
+        self._rule_totals: dict[str, int] = {}  # kept up to date by append
+        self._rulesets: set[str] = set()  # versions known to be stored
 
     # opening ----------------------------------------------------------------
 
@@ -653,6 +655,8 @@ class Ledger:
         self._tips.clear()
         self._memo.clear()
         self._operations.clear()
+        self._rule_totals.clear()
+        self._rulesets.clear()
 
     def _remembered(self, what: str, customer_id: str, read: Callable[[], T]) -> T:
         """`read()`, remembered until this customer is written to, while in a
@@ -752,9 +756,15 @@ class Ledger:
 
     def rule_total(self, rule: str) -> int:
         """Points a rule has given to everyone, ever: what its budget counts."""
+        if rule in self._rule_totals:
+            return self._rule_totals[rule]
         row = self.conn.execute(
             "SELECT COALESCE(SUM(points), 0) FROM entries WHERE rule = ?", (rule,)
         ).fetchone()
+        if self._depth:
+            # Every customer's rows count, so no customer's write invalidates it:
+            # append adds each new entry's points instead.
+            self._rule_totals[rule] = int(row[0])
         return int(row[0])
 
     def lots(self, customer_id: str, until: str | None = None) -> list[Lot]:
@@ -919,6 +929,8 @@ class Ledger:
 
     def remember_ruleset(self, ruleset: Ruleset, at: datetime) -> None:
         """Keep each distinct rules text once, so any entry can be re-explained."""
+        if ruleset.version in self._rulesets:
+            return
         self.conn.execute(
             "INSERT INTO rulesets (version, source, text, first_used_at, timezone) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (version) DO NOTHING",
@@ -930,6 +942,8 @@ class Ledger:
                 ruleset.program.timezone,
             ),
         )
+        if self._depth:
+            self._rulesets.add(ruleset.version)
 
     def add_customer(self, customer: Customer, recorded_at: datetime) -> None:
         self._memo.pop(customer.id, None)
@@ -1094,6 +1108,8 @@ class Ledger:
             )
             previous = chain_hash(previous, row)
             rows.append((*row, previous))
+            if entry.rule in self._rule_totals:
+                self._rule_totals[entry.rule] += entry.points
             if entry.lot is not None:
                 terms = entry.lot
                 lots.append(

@@ -14,14 +14,14 @@ import difflib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from . import lots, membership
 from .accounts import Holdings, customer_or_refuse, holdings
 from .errors import BadArgument, Refused
-from .evaluator import evaluate, period_bounds, rules_for, shop_zone, usage_windows
+from .evaluator import evaluate, limited_rules, period_bounds, shop_zone, usage_window
 from .ledger import (
     Customer,
     Entry,
@@ -364,16 +364,7 @@ def _state(
     if standing is None:
         standing = membership.standing(ledger, ruleset, customer.id, today)
     purchases, spend = ledger.purchase_totals(customer.id)
-    usage = {
-        rule: RuleUsage(*ledger.rule_usage(customer.id, rule, start, end))
-        for rule, (start, end) in usage_windows(ruleset, activity).items()
-    }
-    budget_used = {
-        rule.id: ledger.rule_total(rule.id)
-        for rule in rules_for(ruleset, activity.event)
-        if rule.budget is not None
-    }
-    return CustomerState(
+    state = CustomerState(
         customer_id=customer.id,
         enrolled_at=parse_utc(customer.enrolled_at),
         balance=holdings(ledger, customer.id, today).balance,
@@ -381,8 +372,23 @@ def _state(
         spend=from_cents(spend),
         referred_by=customer.referred_by,
         tier=None if standing is None else standing.level,
-        usage=usage,
-        budget_used=budget_used,
+    )
+    limited = limited_rules(ruleset, activity, state)
+    if not limited:
+        return state
+    tz = shop_zone(ruleset)
+    return replace(
+        state,
+        usage={
+            rule.id: RuleUsage(
+                *ledger.rule_usage(customer.id, rule.id, *usage_window(rule, activity, tz))
+            )
+            for rule in limited
+            if rule.cap is not None
+        },
+        budget_used={
+            rule.id: ledger.rule_total(rule.id) for rule in limited if rule.budget is not None
+        },
     )
 
 
