@@ -293,7 +293,7 @@ def test_other_encodings_are_named_with_encoding_and_refused_otherwise(till: Sho
 def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_path: Path) -> None:
     """The import remembers reads while a chunk's transaction is open; a year of
     mixed rows for a few customers in one chunk (with expiry, tier changes, capped
-    reviews, refunds, and bad rows rolled back in between) must leave exactly what
+    reviews, refunds, and rejected rows in between) must leave exactly what
     typing the same rows one by one leaves."""
     import random
 
@@ -317,7 +317,7 @@ def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_pat
         cid = pick.choice("ABCD")
         txn = f"T{n}"
         roll = pick.random()
-        if n == 40:  # enrolls E, then fails on the event: E's enrollment is rolled back
+        if n == 40:  # rejected (no rule rewards the event) before E is enrolled
             lines.append(f"{txn},E,,{at},,no-such-event,")
         elif n == 41:
             lines.append(f"{txn},E,10.00,{at},,,")
@@ -389,3 +389,40 @@ def test_rows_are_neither_lost_nor_doubled_between_chunks(
         e["txn"] for cid in ("C1", "C2") for e in till.ok("history", cid)["entries"] if e["txn"]
     )
     assert earned == ["R1", "R2", "R3", "R4", "R5", "R7"]
+
+
+def test_a_budget_runs_out_mid_chunk_at_the_row_that_reaches_it(shop: Shop) -> None:
+    """A rule's total is remembered while a chunk is open and kept up to date as
+    each row adds to it, so the row that reaches the budget gets what is left
+    and the next gets nothing, as typed earns would."""
+    shop.write_rules(
+        """\
+        program: {name: Test Shop, currency: USD, timezone: Europe/London}
+        earn:
+          - {id: base, on: purchase, points_per_unit: 1}
+          - {id: launch, on: purchase, points: 50, budget: 120}
+          - {id: welcome, on: enroll, points: 40, budget: 100}
+        """
+    )
+    path = write(
+        shop,
+        "txn_id,customer_id,amount,date\n"
+        "T1,G,10.00,2026-11-20 09:01\n"
+        "T2,H,abc,2026-11-20 09:02\n"  # rejected in between
+        "T3,H,10.00,2026-11-20 09:02\n"
+        "T4,I,10.00,2026-11-20 09:03\n"
+        "T5,J,10.00,2026-11-20 09:04\n",
+    )
+    result = shop.run("import-csv", path, "--enroll-unknown", "--json")
+    assert result.exit_code == 65, result.output
+    assert json.loads(result.stdout)["rejected"] == 1
+
+    def award(cid: str) -> dict[str, int]:
+        return {e["rule"]: e["points"] for e in shop.ok("history", cid)["entries"]}
+
+    assert award("G") == {"welcome": 40, "base": 10, "launch": 50}
+    assert award("H") == {"welcome": 40, "base": 10, "launch": 50}
+    assert award("I") == {"welcome": 20, "base": 10, "launch": 20}
+    assert award("J") == {"base": 10}
+    explained = shop.ok("earn", "J", "--amount", "1.00", "--dry-run", "--explain")
+    assert "budget of 120 points used up" in json.dumps(explained)

@@ -94,3 +94,45 @@ def test_a_read_only_database_is_a_clear_error_not_a_traceback(shop: Shop) -> No
         request = AdjustRequest("C1", 5, "test")
         with pytest.raises(InputMissing, match="read-only"):
             adjust(ledger, load_rules(shop.rules), request, parse_utc("2026-11-22T10:00:00Z"))
+
+
+def test_a_savepoint_rolled_back_leaves_no_remembered_read_behind(tmp_path: Path) -> None:
+    """Inside a transaction the ledger remembers a rule's total and the rules text
+    it stored; a row that fails after writing is rolled back to its savepoint, and
+    what it added must be forgotten with it."""
+    from datetime import UTC, datetime
+
+    from loyalty_cli.ledger import NewEntry, NewOperation
+    from loyalty_cli.rules import parse_rules
+
+    ruleset = parse_rules(
+        "program: {name: T, currency: USD, timezone: UTC}\n"
+        "earn:\n  - {id: launch, on: purchase, points: 5}\n"
+    )
+    now = datetime(2026, 11, 20, 9, tzinfo=UTC)
+
+    def award(ledger: Ledger, points: int) -> None:
+        ledger.remember_ruleset(ruleset, now)
+        ledger.append(
+            NewOperation(kind="purchase", customer_id="C1", occurred_at=now, request={}),
+            [NewEntry(kind="earn", points=points, rule="launch")],
+            now,
+        )
+
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        with ledger.transaction():
+            ledger.conn.execute(
+                "INSERT INTO customers (id, enrolled_at, recorded_at) VALUES ('C1', ?, ?)",
+                ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+            )
+            with pytest.raises(RuntimeError), ledger.transaction():
+                award(ledger, 7)  # the first row to store the rules text
+                assert ledger.rule_total("launch") == 7
+                raise RuntimeError("the row fails after writing")
+            assert ledger.rule_total("launch") == 0
+            award(ledger, 10)
+            assert ledger.rule_total("launch") == 10
+            award(ledger, 1)
+            assert ledger.rule_total("launch") == 11
+        stored = ledger.conn.execute("SELECT count(*) FROM rulesets").fetchone()[0]
+        assert (ledger.rule_total("launch"), stored) == (11, 1)
