@@ -108,14 +108,6 @@ def limited_rules(ruleset: Ruleset, activity: Activity, state: CustomerState) ->
     )
 
 
-def usage_window(
-    rule: Rule, activity: Activity, tz: tzinfo
-) -> tuple[datetime | None, datetime | None]:
-    """The window a capped rule's cap counts for this activity."""
-    assert rule.cap is not None
-    return period_bounds(rule.cap.per, activity.at, tz)
-
-
 def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Award:
     """Apply the rules to one activity. Pure: no clock, no I/O."""
     tz = shop_zone(ruleset)

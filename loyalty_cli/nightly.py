@@ -17,6 +17,7 @@ waiting for long.
 
 from __future__ import annotations
 
+import calendar
 import json
 import time as clock
 from dataclasses import asdict, dataclass
@@ -59,13 +60,9 @@ class NightlySummary:
 def _birthday_days(day: date) -> tuple[str, ...]:
     """The MM-DD birthdays celebrated on `day`."""
     days: tuple[str, ...] = (day.strftime("%m-%d"),)
-    if day.month == 2 and day.day == 28 and not _leap(day.year):
+    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
         days += ("02-29",)
     return days
-
-
-def _leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def run_nightly(ledger: Ledger, ruleset: Ruleset, as_of: date, now: datetime) -> NightlySummary:

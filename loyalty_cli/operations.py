@@ -21,7 +21,7 @@ from decimal import Decimal
 from . import lots, membership
 from .accounts import Holdings, customer_or_refuse, holdings
 from .errors import BadArgument, Refused
-from .evaluator import evaluate, limited_rules, period_bounds, shop_zone, usage_window
+from .evaluator import evaluate, limited_rules, period_bounds, shop_zone
 from .ledger import (
     Customer,
     Entry,
@@ -381,7 +381,9 @@ def _state(
         state,
         usage={
             rule.id: RuleUsage(
-                *ledger.rule_usage(customer.id, rule.id, *usage_window(rule, activity, tz))
+                *ledger.rule_usage(
+                    customer.id, rule.id, *period_bounds(rule.cap.per, activity.at, tz)
+                )
             )
             for rule in limited
             if rule.cap is not None
