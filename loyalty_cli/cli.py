@@ -13,6 +13,7 @@ neither.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,12 +23,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
-from .errors import EXIT_CODES_HELP, BadArgument, DataRejected, InputMissing, LoyaltyError
+from .errors import EXIT_CODES_HELP, BadArgument, DataRejected, LoyaltyError
 from .ledger import DEFAULT_TIMEOUT, Ledger
-from .values import check_customer_id, parse_amount, parse_at, parse_date
+from .values import (
+    CUSTOMER_ID_MAX,
+    MAX_QUANTITY,
+    MAX_ROWS,
+    TEXT_MAX,
+    check_customer_id,
+    check_points,
+    check_text,
+    latest_write,
+    parse_amount,
+    parse_at,
+    parse_date,
+)
 
 if TYPE_CHECKING:
     from .models import Ruleset
@@ -45,6 +58,18 @@ class LoyaltyGroup(TyperGroup):
             for line in error.lines():
                 print(f"error: {line}", file=sys.stderr)
             raise typer.Exit(error.exit_code) from None
+
+
+class LoyaltyCommand(TyperCommand):
+    """A customer id may look like a negative number ('-1'), and so may adjust's
+    POINTS: read such words as values, not as unknown options. (Other unknown
+    options then end as "unexpected extra argument", still exit 2.)"""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if any(len(a) > 1 and a[0] == "-" and a[1].isdigit() for a in args):
+            ctx.ignore_unknown_options = True
+        result: list[str] = super().parse_args(ctx, args)
+        return result
 
 
 app = typer.Typer(
@@ -85,6 +110,9 @@ def default_rules() -> Path:
     return _home_dir("rules file", "XDG_CONFIG_HOME", ".config") / "rules.yaml"
 
 
+MAX_TIMEOUT = 3600.0
+
+
 def _timeout() -> float:
     raw = os.environ.get("LOYALTY_BUSY_TIMEOUT")
     if not raw:
@@ -92,21 +120,41 @@ def _timeout() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadArgument(f"LOYALTY_BUSY_TIMEOUT '{raw}' is not a number of seconds") from None
-    return max(value, 0.0)
+        value = math.nan
+    if not 0 <= value <= MAX_TIMEOUT:  # nan and infinities fail this too
+        raise BadArgument(
+            f"LOYALTY_BUSY_TIMEOUT {raw[:40]!r} must be a number of seconds from 0 to "
+            f"{MAX_TIMEOUT:.0f}"
+        )
+    return value
+
+
+def _not_blank(variable: str) -> None:
+    """cron and scripts set variables from other variables: an empty one is a
+    mistake, not a request for the default."""
+    if os.environ.get(variable) == "":
+        raise BadArgument(f"{variable} is set but empty; give it a path, or unset it")
+
+
+def _db_path(db: Path | None) -> Path:
+    if db is None:
+        _not_blank("LOYALTY_DB")
+        return default_db()
+    return db
 
 
 def open_ledger(db: Path | None, *, create: bool = True) -> Ledger:
-    if db is None:
-        db = default_db()
-        if create:
-            db.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger.open(db, create=create, timeout=_timeout())
+    path = _db_path(db)
+    if db is None and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return Ledger.open(path, create=create, timeout=_timeout())
 
 
 def load(rules: Path | None) -> Ruleset:
     from .rules import load_rules
 
+    if rules is None:
+        _not_blank("LOYALTY_RULES")
     return load_rules(rules or default_rules())
 
 
@@ -114,21 +162,34 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _at(text: str | None, ruleset: Ruleset) -> datetime | None:
+def _at(text: str | None, ruleset: Ruleset, *, write: bool = True) -> datetime | None:
+    """--at in the shop's time zone; a write may not be dated later than a day from now."""
     if text is None:
         return None
     from zoneinfo import ZoneInfo
 
-    return parse_at(text, ZoneInfo(ruleset.program.timezone))
+    latest = latest_write(now()) if write else None
+    return parse_at(text, ZoneInfo(ruleset.program.timezone), latest=latest)
+
+
+def _today(ruleset: Ruleset) -> date:
+    from zoneinfo import ZoneInfo
+
+    return now().astimezone(ZoneInfo(ruleset.program.timezone)).date()
 
 
 def _text(value: str | None, what: str) -> str | None:
     """Optional free text: empty means absent, so a retry compares equal."""
     if value is None or not value.strip():
         return None
-    if len(value) > 1000:
-        raise BadArgument(f"{what} is longer than 1000 characters")
-    return value
+    return check_text(value, what, TEXT_MAX, lines=True)
+
+
+def _code(value: str | None, what: str) -> str | None:
+    """An optional key or code (--txn, --category, --sku): one short line."""
+    if value is None or not value.strip():
+        return None
+    return check_text(value, what, CUSTOMER_ID_MAX)
 
 
 # --- output --------------------------------------------------------------------
@@ -139,7 +200,11 @@ def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
     if as_json is None:
         as_json = not sys.stdout.isatty()
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:  # a file name that is not UTF-8: escape it
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     from . import render
 
@@ -214,7 +279,11 @@ BirthdayOption = Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD."
 
 
 def _profile(
-    name: str | None, email: str | None, phone: str | None, birthday: str | None
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+    birthday: str | None,
+    today: date,
 ) -> dict[str, str | None]:
     """The profile fields given on the command line, checked; empty text clears one."""
     fields: dict[str, str | None] = {}
@@ -222,7 +291,7 @@ def _profile(
         if value is not None:
             fields[field] = _text(value, f"--{field}")
     if birthday is not None:
-        fields["birthday"] = parse_date(birthday).isoformat()
+        fields["birthday"] = parse_date(birthday, latest=today).isoformat()
     return fields
 
 
@@ -233,7 +302,7 @@ CustomerArg = Annotated[
 
 def command(name: str | None = None, **settings: Any) -> Callable[[Command], Command]:
     """app.command, with the exit codes in every command's --help."""
-    return app.command(name, epilog=EXIT_CODES_HELP, **settings)
+    return app.command(name, cls=LoyaltyCommand, epilog=EXIT_CODES_HELP, **settings)
 
 
 # --- commands ------------------------------------------------------------------
@@ -283,7 +352,7 @@ def enroll(
     from .operations import EnrollRequest, enroll
 
     ruleset = load(rules)
-    profile = _profile(name, email, phone, birthday)
+    profile = _profile(name, email, phone, birthday, _today(ruleset))
     request = EnrollRequest(
         customer_id=check_customer_id(customer_id),
         name=profile.get("name"),
@@ -318,7 +387,7 @@ def update(
     from .operations import update_profile
 
     ruleset = load(rules)
-    changes = _profile(name, email, phone, birthday)
+    changes = _profile(name, email, phone, birthday, _today(ruleset))
     with open_ledger(db) as ledger:
         result = update_profile(
             ledger, ruleset, check_customer_id(customer_id), changes, _at(at, ruleset), now()
@@ -337,7 +406,9 @@ def earn(
     ] = None,
     category: Annotated[str | None, typer.Option(help="Product category of the purchase.")] = None,
     sku: Annotated[str | None, typer.Option(help="Product code of the purchase.")] = None,
-    quantity: Annotated[int | None, typer.Option(help="Number of items.", min=1)] = None,
+    quantity: Annotated[
+        int | None, typer.Option(help="Number of items.", min=1, max=MAX_QUANTITY)
+    ] = None,
     txn: TxnOption = None,
     at: AtOption = None,
     dry_run: Annotated[
@@ -365,10 +436,10 @@ def earn(
         customer_id=check_customer_id(customer_id),
         event="purchase" if event is None else check_event(ruleset, event),
         amount=None if amount is None else parse_amount(amount),
-        category=_text(category, "--category"),
-        sku=_text(sku, "--sku"),
+        category=_code(category, "--category"),
+        sku=_code(sku, "--sku"),
         quantity=quantity,
-        txn=_text(txn, "--txn"),
+        txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
     )
     _record(db, earn, ruleset, request, "earn", as_json, dry_run=dry_run, explain=explain)
@@ -395,16 +466,16 @@ def redeem(
     ruleset = load(rules)
     request = RedeemRequest(
         customer_id=check_customer_id(customer_id),
-        points=points,
+        points=None if points is None else check_points(points, "--points"),
         reward=reward,
         reason=_text(reason, "--reason"),
-        txn=_text(txn, "--txn"),
+        txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
     )
     _record(db, redeem, ruleset, request, "points", as_json)
 
 
-@command(context_settings={"ignore_unknown_options": True})
+@command()
 def adjust(
     customer_id: CustomerArg,
     points: Annotated[int, typer.Argument(help="Points to add, or take away when negative.")],
@@ -424,9 +495,9 @@ def adjust(
     ruleset = load(rules)
     request = AdjustRequest(
         customer_id=check_customer_id(customer_id),
-        points=points,
-        reason=reason,
-        txn=_text(txn, "--txn"),
+        points=check_points(points, "POINTS"),
+        reason=check_text(reason, "--reason", lines=True),
+        txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
     )
     _record(db, adjust, ruleset, request, "points", as_json)
@@ -455,10 +526,10 @@ def refund(
 
     ruleset = load(rules)
     request = RefundRequest(
-        refund_of=refund_of,
+        refund_of=check_text(refund_of, "TXN", CUSTOMER_ID_MAX),
         amount=None if amount is None else parse_amount(amount),
         reason=_text(reason, "--reason"),
-        txn=_text(txn, "--txn"),
+        txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
     )
     _record(db, refund, ruleset, request, "refund", as_json)
@@ -490,7 +561,7 @@ def tier(
     from .accounts import customer_or_refuse
 
     ruleset = load(rules)
-    moment = _at(at, ruleset) or now()
+    moment = _at(at, ruleset, write=set_to is not None) or now()
     from zoneinfo import ZoneInfo
 
     today = moment.astimezone(ZoneInfo(ruleset.program.timezone)).date()
@@ -515,7 +586,14 @@ def tier(
             customer_or_refuse(ledger, cid)
             ledger.remember_ruleset(ruleset, now())
             result = membership.set_tier(
-                ledger, ruleset, cid, set_to, reason, floor_until, moment, now()
+                ledger,
+                ruleset,
+                cid,
+                set_to,
+                check_text(reason, "--reason", lines=True),
+                floor_until,
+                moment,
+                now(),
             )
     show(result.to_json(), "tier", as_json)
 
@@ -538,7 +616,7 @@ def rewards(
     from .operations import rewards_for
 
     ruleset = load(rules)
-    moment = _at(at, ruleset) or now()
+    moment = _at(at, ruleset, write=False) or now()
     if customer_id is None:
         result = rewards_for(None, ruleset, None, moment)
     else:
@@ -592,7 +670,10 @@ def import_csv(
     ] = None,
     rejects: Annotated[
         Path | None,
-        typer.Option(help="Write rejected rows here (CSV: file, line, reason, the row)."),
+        typer.Option(
+            help="Write rejected rows here: CSV with rejected_file, rejected_line, "
+            "rejected_reason, then the input's own columns (fix it and import it again)."
+        ),
     ] = None,
     enroll_unknown: Annotated[
         bool, typer.Option("--enroll-unknown", help="Enroll customers the ledger does not know.")
@@ -639,39 +720,56 @@ def import_csv(
     if files.count("-") > 1:
         raise BadArgument("'-' (standard input) can be given only once")
     ruleset = load(rules)
-    shown: list[importer.Rejection] = []
-    with _RejectsFile(rejects) as rejected, tempfile.TemporaryDirectory() as scratch:
-        spool = Path(scratch) / "stdin.csv"
-        sources = [importer.read_source(name, encoding, sys.stdin.buffer, spool) for name in files]
+    db_path = _db_path(db)
+    inputs = [Path(name) for name in files if name != "-"]
+    rejected = (
+        None
+        if rejects is None
+        else importer.RejectsFile(rejects, [db_path, Path(ruleset.source), *inputs])
+    )
+    shown = 0
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            spool = Path(scratch) / "stdin.csv"
+            sources = [
+                importer.read_source(name, encoding, sys.stdin.buffer, spool) for name in files
+            ]
 
-        def on_reject(rejection: importer.Rejection) -> None:
-            rejected.write(rejection)
-            if len(shown) < 20:
-                print(
-                    f"rejected: {rejection.source}:{rejection.line}: {rejection.reason}",
-                    file=sys.stderr,
-                )
-            shown.append(rejection)
+            def on_reject(rejection: importer.Rejection) -> None:
+                nonlocal shown
+                if shown < 20:
+                    print(
+                        f"rejected: {rejection.source}:{rejection.line}: {rejection.reason}",
+                        file=sys.stderr,
+                    )
+                shown += 1
 
-        with open_ledger(db, create=not dry_run) as real, _progress(sources, quiet) as tick:
-            ledger = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
-            try:
-                summary = importer.import_sources(
-                    ledger,
-                    ruleset,
-                    sources,
-                    options,
-                    now(),
-                    enroll_unknown=enroll_unknown,
-                    dry_run=dry_run,
-                    on_reject=on_reject,
-                    on_row=tick,
-                )
-            finally:
-                if dry_run:
-                    ledger.close()
-    if len(shown) > 20:
-        print(f"rejected: ... and {len(shown) - 20} more rows", file=sys.stderr)
+            with open_ledger(db, create=not dry_run) as real, _progress(sources, quiet) as tick:
+                ledger = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
+                try:
+                    summary = importer.import_sources(
+                        ledger,
+                        ruleset,
+                        sources,
+                        options,
+                        now(),
+                        enroll_unknown=enroll_unknown,
+                        dry_run=dry_run,
+                        on_reject=on_reject,
+                        on_row=tick,
+                        rejects=rejected,
+                    )
+                finally:
+                    if dry_run:
+                        ledger.close()
+    except BaseException:
+        if rejected is not None:
+            rejected.discard()
+        raise
+    if rejected is not None:
+        rejected.commit()
+    if shown > 20:
+        print(f"rejected: ... and {shown - 20} more rows", file=sys.stderr)
     doc = summary.to_json()
     if as_json or (as_json is None and not sys.stdout.isatty() and not quiet):
         show(doc, "import", True)
@@ -713,37 +811,6 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-class _RejectsFile:
-    """The --rejects CSV, written as rows are rejected (nothing when not asked for)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.file: Any = None
-        self.writer: Any = None
-
-    def __enter__(self) -> _RejectsFile:
-        if self.path is not None:
-            import csv
-
-            try:
-                self.file = self.path.open("w", newline="", encoding="utf-8")
-            except OSError as exc:
-                raise InputMissing(f"--rejects {self.path}: cannot write: {exc.strerror}") from None
-            self.writer = csv.writer(self.file)
-            self.writer.writerow(["file", "line", "reason", "row"])
-        return self
-
-    def write(self, rejection: Any) -> None:
-        if self.writer is not None:
-            self.writer.writerow(
-                [rejection.source, rejection.line, rejection.reason, *rejection.raw]
-            )
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
 AsOfOption = Annotated[
     str | None,
     typer.Option(
@@ -783,7 +850,7 @@ def balance(
 def history(
     customer_id: CustomerArg,
     limit: Annotated[
-        int | None, typer.Option(help="Show only the newest N entries.", min=1)
+        int | None, typer.Option(help="Show only the newest N entries.", min=1, max=MAX_ROWS)
     ] = None,
     at: AsOfOption = None,
     db: DbOption = None,
@@ -949,7 +1016,7 @@ def report(
         ),
     ] = None,
     top: Annotated[
-        int | None, typer.Option(help="customers: only the first N rows.", min=1)
+        int | None, typer.Option(help="customers: only the first N rows.", min=1, max=MAX_ROWS)
     ] = None,
     segment: Annotated[
         str | None, typer.Option(help="segments: list the customers in this segment.")
@@ -984,7 +1051,9 @@ def report(
         result = reports.build(request, ledger, shop, span)
     if as_csv:
         table = result.table()
-        reports.write_csv(table.header, table.rows, sys.stdout)
+        from .exports import write_csv
+
+        write_csv(table.header, table.rows, sys.stdout)
         return
     show(result.to_json(), f"report_{name}", as_json)
 

@@ -26,6 +26,7 @@ from typing import IO, NamedTuple
 
 from .errors import BadArgument, DataRejected, InputMissing, LoyaltyError, Refused
 from .evaluator import shop_zone
+from .exports import CsvWriter, OutputFile
 from .ledger import Ledger
 from .models import Ruleset
 from .operations import (
@@ -38,7 +39,15 @@ from .operations import (
     enroll,
     refund,
 )
-from .values import check_customer_id, parse_amount, parse_at
+from .values import (
+    CUSTOMER_ID_MAX,
+    MAX_QUANTITY,
+    check_customer_id,
+    check_text,
+    latest_write,
+    parse_amount,
+    parse_at,
+)
 
 FIELDS = (
     "txn_id",
@@ -128,11 +137,14 @@ class Options:
 
 
 class Row(NamedTuple):
-    """One data row, located, with its values by field (None when absent or empty)."""
+    """One data row, located, with its values by field (None when absent or empty).
+    `error` says why the row could not even be read as CSV (bad quoting, a field
+    beyond FIELD_MAX); such a row is rejected like any other bad row."""
 
     line: int
     values: dict[str, str | None]
     raw: list[str]
+    error: str | None = None
 
 
 class Parsed(NamedTuple):
@@ -209,20 +221,30 @@ def _scan(
     return digest.hexdigest(), lines
 
 
+# A field longer than this is not something a till wrote (the csv module's own
+# limit, 128 KiB, raised an error that stopped the whole import): it is
+# rejected, and so is an unclosed quote, which would otherwise swallow every
+# later row into one field.
+FIELD_MAX = 65536
+
+
 def rows(source: Source, options: Options) -> tuple[dict[str, int], list[str], Iterator[Row]]:
     """(column index by field, the header as written, the data rows, streamed).
     Raises DataRejected, naming file:1, when a required column is missing."""
+    csv.field_size_limit(FIELD_MAX)
     handle = source.path.open(encoding=options.encoding, newline="")
-    first_line = handle.readline()
+    first_line = handle.readline(FIELD_MAX)
     handle.seek(0)
     delimiter = options.delimiter or max(DELIMITERS, key=first_line.count)
-    reader = csv.reader(handle, delimiter=delimiter)
-    header = next(reader, None)
-    if header is None:
-        handle.close()
-        raise DataRejected(f"{source.name}:1: the file is empty (expected a header row)")
+    reader = csv.reader(handle, delimiter=delimiter, strict=True)
     try:
+        header = next(reader, None)
+        if header is None:
+            raise DataRejected(f"{source.name}:1: the file is empty (expected a header row)")
         columns = _columns(source.name, header, options.mapping)
+    except csv.Error as exc:
+        handle.close()
+        raise DataRejected(f"{source.name}:1: the header row cannot be read: {exc}") from None
     except DataRejected:
         handle.close()
         raise
@@ -230,8 +252,17 @@ def rows(source: Source, options: Options) -> tuple[dict[str, int], list[str], I
     def data() -> Iterator[Row]:
         with handle:
             line = reader.line_num + 1
-            for record in reader:
-                start, line = line, reader.line_num + 1
+            while True:
+                start = line
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    line = reader.line_num + 1
+                    yield Row(start, {}, [], _unreadable(str(exc), start, line - 1))
+                    continue
+                line = reader.line_num + 1
                 if not record or not any(cell.strip() for cell in record):
                     continue
                 values = {
@@ -243,14 +274,38 @@ def rows(source: Source, options: Options) -> tuple[dict[str, int], list[str], I
     return columns, header, data()
 
 
+def _unreadable(error: str, first: int, last: int) -> str:
+    span = f"lines {first}-{last} were read as one row" if last > first else "the row"
+    if "field larger than field limit" in error:
+        return (
+            f"a field is longer than {FIELD_MAX:,} characters, or a quote is never closed "
+            f"({span}); nothing of it was imported"
+        )
+    if "unexpected end of data" in error:
+        return (
+            f"a quote opened in this row is never closed ({span}, to the end of the "
+            "file); close the quote and import again"
+        )
+    return f"the row is not valid CSV ({error}; {span}); fix its quoting"
+
+
 def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> dict[str, int]:
     squashed = [_squash(column) for column in header]
     found: dict[str, int] = {}
     for fld in FIELDS:
         wanted = [mapping[fld]] if fld in mapping else list(ALIASES[fld])
         for alias in wanted:
-            if _squash(alias) in squashed:
-                found[fld] = squashed.index(_squash(alias))
+            key = _squash(alias)
+            if key in squashed:
+                index = squashed.index(key)
+                if squashed.count(key) > 1:
+                    again = squashed.index(key, index + 1)
+                    raise DataRejected(
+                        f"{name}:1: columns {index + 1} and {again + 1} are both named "
+                        f"'{header[index]}', so which one is the {fld} is not clear; "
+                        "rename one"
+                    )
+                found[fld] = index
                 break
         else:
             if fld in mapping:
@@ -268,21 +323,23 @@ def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> di
     return found
 
 
-def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo) -> Parsed:
+def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo, now: datetime) -> Parsed:
     """A row into a purchase, an event or a refund; BadArgument says what is wrong."""
+    if row.error is not None:
+        raise BadArgument(row.error)
     v = row.values
     customer = v.get("customer_id")
     if customer is None:
         raise BadArgument("customer_id is empty")
-    customer_id = check_customer_id(customer)
+    customer_id = check_customer_id(customer, what="customer_id")
     when = v.get("date")
     if when is None:
         raise BadArgument("date is empty")
-    at = _date(when, options, shop_tz)
+    at = _date(when, options, shop_tz, latest_write(now))
     # Without a txn_id, the key is the file's content hash and the line: re-importing
     # the same file is safe; an edited file is a new file.
-    txn = v.get("txn_id") or f"csv:{source.sha256[:16]}:{row.line}"
-    event, refund_of = v.get("event"), v.get("refund_of")
+    txn = _field(v, "txn_id") or f"csv:{source.sha256[:16]}:{row.line}"
+    event, refund_of = _field(v, "event"), _field(v, "refund_of")
     if event is not None:
         return Parsed("event", customer_id, at, None, txn, event=event)
     raw_amount = v.get("amount")
@@ -293,22 +350,31 @@ def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo) -> Pa
         return Parsed("refund", customer_id, at, amount, txn, refund_of=refund_of)
     quantity = None
     if v.get("quantity") is not None:
-        try:
-            quantity = int(str(v["quantity"]))
-        except ValueError:
-            raise BadArgument(f"quantity '{v['quantity']}' is not a whole number") from None
-        if quantity < 1:
-            raise BadArgument(f"quantity '{v['quantity']}' must be at least 1")
+        text = str(v["quantity"])
+        if not _WHOLE.fullmatch(text):
+            raise BadArgument(f"quantity {text[:40]!r} is not a whole number")
+        quantity = int(text)
+        if not 1 <= quantity <= MAX_QUANTITY:
+            raise BadArgument(f"quantity {text[:40]} must be from 1 to {MAX_QUANTITY:,}")
     return Parsed(
         "purchase",
         customer_id,
         at,
         amount,
         txn,
-        category=v.get("category"),
-        sku=v.get("sku"),
+        category=_field(v, "category"),
+        sku=_field(v, "sku"),
         quantity=quantity,
     )
+
+
+_WHOLE = re.compile(r"[0-9]{1,12}", re.ASCII)
+
+
+def _field(values: Mapping[str, str | None], name: str) -> str | None:
+    """A text field, checked like the same option on the command line."""
+    value = values.get(name)
+    return None if value is None else check_text(value, name, CUSTOMER_ID_MAX)
 
 
 def _amount(text: str, options: Options) -> Decimal:
@@ -328,18 +394,17 @@ def _amount(text: str, options: Options) -> Decimal:
         raise BadArgument(error.message.replace(f"'{cleaned}'", f"'{text}'") + hint) from None
 
 
-def _date(text: str, options: Options, shop_tz: tzinfo) -> datetime:
+def _date(text: str, options: Options, shop_tz: tzinfo, latest: datetime) -> datetime:
     if options.date_format is None:
-        return parse_at(text, shop_tz, what="date")
+        return parse_at(text, shop_tz, what="date", latest=latest)
     try:
         moment = datetime.strptime(text, options.date_format)
     except ValueError:
         raise BadArgument(
-            f"date '{text}' does not match --date-format {options.date_format}"
+            f"date {text[:60]!r} does not match --date-format {options.date_format}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=shop_tz)
-    return parse_at(moment.isoformat(), shop_tz, what="date")
+    # An aware moment keeps its offset; a naive one is read as shop-local.
+    return parse_at(moment.isoformat(), shop_tz, what="date", latest=latest)
 
 
 # --- importing -------------------------------------------------------------------
@@ -374,6 +439,68 @@ class Rejection(NamedTuple):
     raw: list[str]
 
 
+# Columns a rejects file adds in front of the input's own: names no till uses,
+# so a fixed rejects file imports as it is (the import ignores them).
+REJECT_COLUMNS = ("rejected_file", "rejected_line", "rejected_reason")
+
+
+class RejectsFile:
+    """`--rejects PATH`: the rejected rows, as a CSV that can be fixed in a
+    spreadsheet and imported again. Its columns are REJECT_COLUMNS, then the
+    input's own header (all inputs' columns by name, when their headers differ).
+    Written to a temporary file and renamed into place by `commit()`; never the
+    ledger or an input (see exports.OutputFile)."""
+
+    def __init__(self, path: Path, protected: Sequence[Path]) -> None:
+        self.path = path
+        self._out = OutputFile(path, "--rejects", protected)
+        self._writer = CsvWriter(self._out.file)
+        self._layouts: dict[str, list[int | None]] = {}  # source -> input index per column
+        self._widths: dict[str, int] = {}
+        self._same = True
+
+    def start(self, headers: Mapping[str, Sequence[str]]) -> None:
+        """Lay out the columns from every input's header, and write the header row."""
+        kept = {name: _without_rejects(header) for name, header in headers.items()}
+        shapes = {tuple(headers[name][i] for i in indices) for name, indices in kept.items()}
+        self._same = len(shapes) <= 1
+        self._widths = {name: len(header) for name, header in headers.items()}
+        if self._same:
+            columns = list(next(iter(shapes), ()))
+            self._layouts = {name: list(indices) for name, indices in kept.items()}
+        else:
+            columns = list(
+                dict.fromkeys(headers[n][i] for n, indices in kept.items() for i in indices)
+            )
+            self._layouts = {
+                name: [next((i for i in indices if headers[name][i] == c), None) for c in columns]
+                for name, indices in kept.items()
+            }
+        self._writer.row([*REJECT_COLUMNS, *columns])
+
+    def write(self, rejection: Rejection) -> None:
+        raw = rejection.raw
+        layout = self._layouts.get(rejection.source, [])
+        cells: list[object] = [
+            "" if index is None or index >= len(raw) else raw[index] for index in layout
+        ]
+        if self._same:  # a ragged row's extra cells, after the header's columns
+            cells += raw[self._widths.get(rejection.source, len(raw)) :]
+        self._writer.row([rejection.source, rejection.line, rejection.reason, *cells])
+
+    def commit(self) -> None:
+        self._out.commit()
+
+    def discard(self) -> None:
+        self._out.discard()
+
+
+def _without_rejects(header: Sequence[str]) -> list[int]:
+    """The indices of a header's columns, less those of an earlier rejects file."""
+    ours = {_squash(column) for column in REJECT_COLUMNS}
+    return [i for i, column in enumerate(header) if _squash(column) not in ours]
+
+
 def import_sources(
     ledger: Ledger,
     ruleset: Ruleset,
@@ -385,6 +512,7 @@ def import_sources(
     dry_run: bool = False,
     on_reject: Callable[[Rejection], None] = lambda _: None,
     on_row: Callable[[], None] = lambda: None,
+    rejects: RejectsFile | None = None,
 ) -> ImportSummary:
     """Import every row of every source through the same use cases as `earn` and
     `refund`, committing every CHUNK rows, or fewer if they take over CHUNK_SECONDS.
@@ -396,6 +524,8 @@ def import_sources(
     started = clock.monotonic()
     tz = shop_zone(ruleset)
     prepared = [(source, *rows(source, options)) for source in sources]
+    if rejects is not None:
+        rejects.start({source.name: header for source, _, header, _ in prepared})
     summary = ImportSummary([s.name for s in sources], dry_run=dry_run)
     touched: set[str] = set()
     files = [{"name": s.name, "sha256": s.sha256} for s in sources]
@@ -407,12 +537,15 @@ def import_sources(
         summary.rows += 1
         on_row()
         try:
-            parsed = parse_row(row, source, options, tz)
+            parsed = parse_row(row, source, options, tz, now)
             with ledger.transaction():
                 points, duplicate = _apply(ledger, ruleset, parsed, now, enroll_unknown)
         except LoyaltyError as error:
             summary.rejected += 1
-            on_reject(Rejection(source.name, row.line, error.message, row.raw))
+            rejection = Rejection(source.name, row.line, error.message, row.raw)
+            if rejects is not None:
+                rejects.write(rejection)
+            on_reject(rejection)
             return
         if duplicate:
             summary.duplicates += 1

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -470,6 +470,10 @@ def canonical_request(request: dict[str, object]) -> str:
 # --- the ledger ----------------------------------------------------------------
 
 
+class _CannotOpen(Exception):
+    """SQLite could not open the file read-write where it lies (a read-only folder)."""
+
+
 class Ledger:
     def __init__(
         self, conn: sqlite3.Connection, path: Path, timeout: float = DEFAULT_TIMEOUT
@@ -477,6 +481,7 @@ class Ledger:
         self.conn = conn
         self.path = path
         self.timeout = timeout
+        self.read_only = False  # opened immutable: its folder cannot be written
         self._depth = 0  # transactions open, counting savepoints
         # Remembered while one write transaction holds the lock, so nobody else can
         # change them under us: each chained table's last (id, hash), and reads a
@@ -496,6 +501,11 @@ class Ledger:
 
         Every refusal happens before anything is written, so a file that is
         not ours, or is newer than us, is left exactly as it was."""
+        if path.is_symlink() and not path.exists():
+            raise InputMissing(
+                f"database {path} is a link to {os.readlink(path)}, which does not exist; "
+                "pass the ledger's real path with --db"
+            )
         exists = path.exists()
         if path.is_dir():
             raise InputMissing(f"database {path} is a directory; pass a file path with --db")
@@ -514,17 +524,44 @@ class Ledger:
                 )
         elif not os.access(path, os.R_OK):
             raise InputMissing(f"cannot read database {path}: permission denied")
+        writable = not exists or os.access(path, os.W_OK)
         try:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputMissing(f"cannot open database {path}: {exc}") from None
         ledger = cls(conn, path, timeout)
         try:
-            ledger._prepare(writable=(exists and os.access(path, os.W_OK)) or not exists)
+            try:
+                ledger._prepare(writable)
+            except _CannotOpen:
+                # A WAL ledger in a folder we may not write to: SQLite cannot make
+                # its shared-memory file there. Nobody can write to it there either,
+                # so reading the file as it stands is exact (unless a crash left
+                # writes in its -wal file, which only a writable folder can apply).
+                conn.close()
+                conn = ledger._open_immutable()
+                ledger.conn = conn
+                ledger.read_only = True
+                ledger._prepare(writable=False)
         except BaseException:
             conn.close()
             raise
         return ledger
+
+    def _open_immutable(self) -> sqlite3.Connection:
+        wal = Path(f"{self.path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise InputMissing(
+                f"cannot open database {self.path}: its folder is read-only and {wal} holds "
+                "writes not yet in the file; open it once where its folder is writable"
+            )
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(self.path.resolve()))}?immutable=1"
+        try:
+            return sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise InputMissing(f"cannot open database {self.path}: {exc}") from None
 
     def _prepare(self, writable: bool) -> None:
         path = self.path
@@ -537,9 +574,19 @@ class Ledger:
                 " (SELECT user_version FROM pragma_user_version),"
                 " (SELECT count(*) FROM sqlite_master)"
             ).fetchall()
-        except sqlite3.DatabaseError:
-            raise InputMissing(f"{path} is not a loyalty ledger (not an SQLite database)") from None
-        if app_id != APPLICATION_ID and not (app_id == 0 and tables == 0):
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "")
+            if name.startswith("SQLITE_CANTOPEN") and not self.read_only:
+                raise _CannotOpen() from None
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise self._busy() from None
+            if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+                raise InputMissing(
+                    f"{path} is not a loyalty ledger (not an SQLite database, or a damaged one)"
+                ) from None
+            raise InputMissing(f"cannot read database {path}: {exc}") from None
+        empty = app_id == 0 and tables == 0
+        if app_id != APPLICATION_ID and not (empty and version == 0):
             raise InputMissing(
                 f"{path} is not a loyalty ledger (an SQLite file with other contents); "
                 "pass another --db"
@@ -552,7 +599,7 @@ class Ledger:
         self.conn.execute("PRAGMA recursive_triggers = ON")
         if version == SCHEMA_VERSION:
             return
-        if not writable:
+        if not writable or self.read_only:
             raise InputMissing(f"database {path} needs upgrading but is not writable")
         with self._translate_busy():
             if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -576,25 +623,41 @@ class Ledger:
 
     # transactions -----------------------------------------------------------
 
+    def _busy(self) -> Busy:
+        return Busy(
+            f"database {self.path} is busy: another loyalty command held it too long; "
+            "try again in a moment"
+        )
+
     @contextmanager
     def _translate_busy(self) -> Iterator[None]:
-        """SQLite's operational failures, as errors a user can act on."""
+        """SQLite's failures, as errors a user can act on, told apart by SQLite's
+        own error name (the message text is not an interface)."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" in text or "busy" in text:
-                raise Busy(
-                    f"database {self.path} is busy: another loyalty command held it too long; "
-                    "try again in a moment"
-                ) from None
-            if "readonly" in text or "read-only" in text:
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise self._busy() from None
+            if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
                 raise InputMissing(
                     f"cannot write to database {self.path}: it is read-only (check its "
-                    "permissions, and those of its folder)"
+                    "permissions, and those of its folder); nothing was written"
                 ) from None
-            if "disk is full" in text or "disk I/O error" in text:
-                raise InputMissing(f"cannot write to database {self.path}: {text}") from None
+            if name == "SQLITE_FULL":
+                raise InputMissing(
+                    f"cannot write to database {self.path}: the disk is full; free some "
+                    "space and run the command again (this command wrote nothing)"
+                ) from None
+            if name.startswith("SQLITE_IOERR"):
+                raise InputMissing(
+                    f"cannot write to database {self.path}: {exc} (the disk may be full or "
+                    "failing); this command wrote nothing"
+                ) from None
+            if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                raise InputMissing(
+                    f"database {self.path} is damaged ({exc}); restore it from a backup"
+                ) from None
             raise
 
     def _begin_immediate(self) -> None:
@@ -603,6 +666,11 @@ class Ledger:
         SQLite's own busy handler backs off to 100 ms sleeps, so a till waiting
         behind an import (which commits a chunk, pauses briefly and goes on)
         would keep missing the gaps and give up. Polling often catches them."""
+        if self.read_only:
+            raise InputMissing(
+                f"cannot write to database {self.path}: its folder is read-only (check the "
+                "permissions of the folder and the file); nothing was written"
+            )
         deadline = time.monotonic() + self.timeout
         self.conn.execute("PRAGMA busy_timeout = 0")
         try:
@@ -611,7 +679,9 @@ class Ledger:
                     self.conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    name = getattr(exc, "sqlite_errorname", "")
+                    busy = name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+                    if not busy or time.monotonic() >= deadline:
                         raise
                     time.sleep(0.002)
         finally:
@@ -622,7 +692,10 @@ class Ledger:
         """A write transaction that holds the write lock from its first statement.
 
         Inside another one it is a savepoint: an import commits rows in chunks,
-        and a row that fails rolls back alone, through the very same use cases."""
+        and a row that fails rolls back alone, through the very same use cases.
+        SQLite rolls a whole transaction back by itself on some failures (a full
+        disk, an I/O error): then there is nothing left to roll back, and the
+        original error is the one to report."""
         if self._depth:
             name = f"row{self._depth}"
             self.conn.execute(f"SAVEPOINT {name}")
@@ -630,26 +703,33 @@ class Ledger:
             try:
                 yield
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
+                if self.conn.in_transaction:
+                    self.conn.execute(f"ROLLBACK TO {name}")
                 self._forget()
                 raise
             finally:
                 self._depth -= 1
-                self.conn.execute(f"RELEASE {name}")
+                if self.conn.in_transaction:
+                    self.conn.execute(f"RELEASE {name}")
             return
         with self._translate_busy():
             self._begin_immediate()
             self._depth = 1
             try:
                 yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
             finally:
                 self._depth = 0
                 self._forget()
+
+    def _rollback(self) -> None:
+        """Roll back what is still open, keeping the error that got us here."""
+        if self.conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
     def _forget(self) -> None:
         self._tips.clear()
@@ -973,16 +1053,21 @@ class Ledger:
         )
 
     def birthday_set_at(self, customer_id: str) -> str | None:
-        """When the birthday was last set: its last profile change, else enrollment."""
+        """When the birthday was last set: its last profile change, else enrollment.
+        A change dated in the past (`--at`) counts from when it was recorded, if
+        that is later: backdating must not get round the notice a birthday needs."""
         row = self.conn.execute(
-            "SELECT occurred_at FROM operations WHERE customer_id = ? AND kind = 'profile' "
-            "AND json_extract(request, '$.birthday') IS NOT NULL ORDER BY id DESC LIMIT 1",
+            "SELECT MAX(occurred_at, recorded_at) FROM operations WHERE customer_id = ? "
+            "AND kind = 'profile' AND json_extract(request, '$.birthday') IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
             (customer_id,),
         ).fetchone()
         if row is not None:
             return str(row[0])
-        customer = self.customer(customer_id)
-        return None if customer is None else customer.enrolled_at
+        row = self.conn.execute(
+            "SELECT MAX(enrolled_at, recorded_at) FROM customers WHERE id = ?", (customer_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def birthdays_on(self, month_day: tuple[str, ...]) -> list[Customer]:
         """Customers whose birthday falls on one of these MM-DD days."""

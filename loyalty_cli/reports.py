@@ -15,12 +15,10 @@ time zone. "As of" a day means the ledger as it stood at the end of that day.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .errors import BadArgument
@@ -173,24 +171,6 @@ def value_of(points: int, point_value: Decimal | None) -> str | None:
 
 
 # --- CSV -----------------------------------------------------------------------------
-
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(cell: object) -> object:
-    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first)
-    gets a leading apostrophe. Numbers are left alone: -40 is data, not a formula."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA):
-        return "'" + cell
-    return cell
-
-
-def write_csv(header: Sequence[str], rows: Iterable[Sequence[object]], out: IO[str]) -> None:
-    """RFC 4180: comma-separated, CRLF line ends, fields quoted when they need it."""
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if cell is None else neutralise(cell) for cell in row])
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from loyalty_cli import cli
 from loyalty_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,17 @@ class Shop:
         self.rules = tmp_path / "rules.yaml"
         self.rules.write_text(BASIC_RULES)
         self.runner = CliRunner()
+        self.now: datetime | None = None
+
+    def clock(self, moment: str | None) -> None:
+        """Set what the CLI reads as now (ISO 8601, UTC; a bare date is noon UTC),
+        so a test can let time pass: writes may not be dated after now. None: the
+        real clock."""
+        if moment is None:
+            self.now = None
+            return
+        text = f"{moment}T12:00:00" if len(moment) == 10 else moment
+        self.now = datetime.fromisoformat(text).replace(tzinfo=UTC)
 
     def write_rules(self, text: str) -> Path:
         self.rules.write_text(textwrap.dedent(text))
@@ -61,7 +74,15 @@ class Shop:
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
         base = {"LOYALTY_DB": str(self.db), "LOYALTY_RULES": str(self.rules)}
-        return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+        if self.now is None:
+            return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+        frozen = self.now
+        real = cli.now
+        cli.now = lambda: frozen
+        try:
+            return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+        finally:
+            cli.now = real
 
     def ok(self, *args: str) -> dict[str, Any]:
         """Run with --json, assert success, and return the parsed document."""

@@ -20,10 +20,13 @@ def snapshot(db: Path) -> tuple[object, ...]:
         return ("no ledger",)
     conn = sqlite3.connect(db)
     try:
-        return tuple(
-            tuple(conn.execute(f"SELECT * FROM {table} ORDER BY 1"))
-            for table in ("customers", "operations", "entries", "rulesets")
-        )
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return tuple(tuple(conn.execute(f"SELECT * FROM {table} ORDER BY 1")) for table in tables)
     finally:
         conn.close()
 
@@ -44,7 +47,38 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("thousands separator", ["earn", "C1", "--amount", "1,234.50"], 2, "is not a number"),
     ("NaN amount", ["earn", "C1", "--amount", "NaN"], 2, "not a finite number"),
     ("Infinity amount", ["earn", "C1", "--amount", "Infinity"], 2, "not a finite number"),
-    ("absurd amount", ["earn", "C1", "--amount", "1e12"], 2, "larger than the maximum"),
+    ("absurd amount", ["earn", "C1", "--amount", "1000000000.01"], 2, "larger than the maximum"),
+    ("exponent amount", ["earn", "C1", "--amount", "1e3"], 2, "is not a number"),
+    ("underscored amount", ["earn", "C1", "--amount", "1_000"], 2, "is not a number"),
+    ("non-ASCII digits", ["earn", "C1", "--amount", "١٢"], 2, "is not a number"),
+    ("year 1", ["earn", "C1", "--amount", "5", "--at", "0001-01-01"], 2, "out of range"),
+    ("year 9999", ["earn", "C1", "--amount", "5", "--at", "9999-12-31T23:00"], 2, "out of range"),
+    ("balance in year 9999", ["balance", "C1", "--at", "9999-12-31"], 2, "out of range"),
+    ("dated in 2100", ["earn", "C1", "--amount", "5", "--at", "2100-01-01"], 2, "in the future"),
+    (
+        "a local time the clocks skipped",
+        ["earn", "C1", "--amount", "5", "--at", "2026-03-29T01:30"],
+        2,
+        "clocks went forward",
+    ),
+    (
+        "adjust beyond 64 bits",
+        ["adjust", "C1", "9223372036854775807", "--reason", "x"],
+        2,
+        "beyond the limit of 1,000,000,000",
+    ),
+    ("redeem a trillion", ["redeem", "C1", "--points", "10" + "0" * 11], 2, "beyond the limit"),
+    ("birthday in the future", ["enroll", "C2", "--birthday", "2999-01-01"], 2, "in the future"),
+    ("birthday in year 1", ["enroll", "C2", "--birthday", "0001-01-01"], 2, "out of range"),
+    ("id that is not UTF-8", ["enroll", "C\udcff"], 2, "not valid UTF-8"),
+    ("txn too long", ["earn", "C1", "--amount", "5", "--txn", "x" * 201], 2, "longer than 200"),
+    (
+        "category with a newline",
+        ["earn", "C1", "--amount", "5", "--category", "a\nb"],
+        2,
+        "control",
+    ),
+    ("report day out of range", ["report", "--as-of", "0999-01-01"], 2, "out of range"),
     ("fractional cents", ["earn", "C1", "--amount", "10.123"], 2, "more than two decimal"),
     ("malformed --at", ["earn", "C1", "--amount", "5", "--at", "yesterday"], 2, "not an ISO 8601"),
     ("impossible date", ["earn", "C1", "--amount", "5", "--at", "2026-02-30"], 2, "ISO 8601"),

@@ -88,7 +88,7 @@ def test_till_formats(till: Shop, text: str, extra: list[str], bom: bool) -> Non
 
 
 def test_quoted_fields_may_hold_newlines(till: Shop) -> None:
-    text = 'txn_id,customer_id,amount,date,category\nR1,C1,5.00,2026-11-20,"shoes\nand socks"\n'
+    text = 'txn_id,customer_id,amount,date,notes\nR1,C1,5.00,2026-11-20,"gift wrap,\nno card"\n'
     assert imported(till, write(till, text))["imported"] == 1
 
 
@@ -155,7 +155,10 @@ def test_bad_rows_are_rejected_with_their_line_and_never_stop_the_good_ones(till
     ]
     assert result.stderr.splitlines()[-1] == f"error: 8 of 9 rows rejected; see {rejects}"
     lines = rejects.read_text().splitlines()
-    assert lines[0] == "file,line,reason,row"
+    assert (
+        lines[0]
+        == "rejected_file,rejected_line,rejected_reason,txn_id,customer_id,amount,date,category"
+    )
     assert lines[1].startswith(f"{path},3,") and lines[1].endswith(",R2,C1,abc,2026-11-20,")
 
 

@@ -49,36 +49,61 @@ def kinds(shop: Shop, customer: str) -> list[tuple[str, int, str]]:
 
 
 def test_birthday_points_once_a_year_on_the_birthday(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-01-01")
+    night.clock("2022-01-01")
+    night.ok("enroll", "C1", "--birthday", "1990-03-15")
+    night.clock("2022-03-15")
     assert night.ok("nightly", "--as-of", "2022-03-14")["birthdays"] == 0
     doc = night.ok("nightly", "--as-of", "2022-03-15")
     assert (doc["birthdays"], doc["birthday_points"]) == (1, 200)
     again = night.ok("nightly", "--as-of", "2022-03-15")
     assert again["birthdays"] == 0
     assert ("earn", 200, "2022-03-15") in kinds(night, "C1")
+    night.clock("2023-03-15")
     assert night.ok("nightly", "--as-of", "2023-03-15")["birthdays"] == 1
 
 
 def test_a_birthday_set_less_than_30_days_before_earns_nothing_that_year(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-03-01")
+    night.clock("2022-03-01")
+    night.ok("enroll", "C1", "--birthday", "1990-03-15")
+    night.clock("2022-03-15")
     doc = night.ok("nightly", "--as-of", "2022-03-15")
     assert (doc["birthdays"], doc["birthdays_refused"]) == (0, 1)
     night.ok("enroll", "C2", "--at", "2021-01-01")
-    night.ok("update", "C2", "--birthday", "1985-06-10", "--at", "2022-05-20")
+    night.clock("2022-05-20")
+    night.ok("update", "C2", "--birthday", "1985-06-10")
+    night.clock("2022-06-10")
     assert night.ok("nightly", "--as-of", "2022-06-10")["birthdays_refused"] == 1
     # A year later both are due: C2 on 10 June, and C1's 15 March, caught up on.
+    night.clock("2023-06-10")
     assert night.ok("nightly", "--as-of", "2023-06-10")["birthdays"] == 2
 
 
+def test_a_birthday_change_dated_in_the_past_counts_from_when_it_was_recorded(
+    night: Shop,
+) -> None:
+    # Typing the change in today but dating it a year back must not get round
+    # the 30 days' notice (issue 10, item 6); nor may enrolling dated back.
+    night.clock("2022-06-10")
+    night.ok("enroll", "C1", "--at", "2021-01-01")
+    night.ok("update", "C1", "--birthday", "1985-06-10", "--at", "2021-06-01")
+    night.ok("enroll", "C2", "--birthday", "1985-06-10", "--at", "2021-01-01")
+    doc = night.ok("nightly", "--as-of", "2022-06-10")
+    assert (doc["birthdays"], doc["birthdays_refused"]) == (0, 2)
+
+
 def test_29_february_birthdays_are_kept_on_28_february_in_other_years(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "2000-02-29", "--at", "2021-01-01")
+    night.clock("2021-01-01")
+    night.ok("enroll", "C1", "--birthday", "2000-02-29")
+    night.clock("2024-03-01")
     assert night.ok("nightly", "--as-of", "2023-02-28")["birthdays"] == 1
     assert night.ok("nightly", "--as-of", "2024-02-28")["birthdays"] == 0  # 2024 has a 29th
     assert night.ok("nightly", "--as-of", "2024-02-29")["birthdays"] == 1
 
 
 def test_a_late_run_catches_up_on_the_birthdays_it_missed(night: Shop) -> None:
-    night.ok("enroll", "C1", "--birthday", "1990-03-15", "--at", "2022-01-01")
+    night.clock("2022-01-01")
+    night.ok("enroll", "C1", "--birthday", "1990-03-15")
+    night.clock("2022-03-20")
     night.ok("nightly", "--as-of", "2022-03-10")
     doc = night.ok("nightly", "--as-of", "2022-03-20")  # a week of missed nights
     assert (doc["days_from"], doc["days_to"], doc["birthdays"]) == ("2022-03-11", "2022-03-20", 1)

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loyalty_cli.exports import write_csv
 from loyalty_cli.ledger import Customer, Ledger, NewOperation
-from loyalty_cli.reports import SEGMENTS, Period, buckets, segment, write_csv
+from loyalty_cli.reports import SEGMENTS, Period, buckets, segment
 
 from .reference import quintiles
 

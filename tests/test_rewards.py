@@ -48,6 +48,7 @@ def test_a_tier_reward_needs_the_tier(catalogue: Shop) -> None:
 
 
 def test_a_seasonal_reward_is_only_offered_in_its_window(catalogue: Shop) -> None:
+    catalogue.clock("2027-01-01")
     assert "offered from 2026-12-01" in catalogue.fails(
         1, "redeem", "C1", "--reward", "xmas", "--at", "2026-11-30"
     )
