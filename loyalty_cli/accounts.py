@@ -1,60 +1,51 @@
-"""A customer's account, read side: what they hold, and their history. No rules, no writes.
+"""A customer's account, read side: what they hold, and their history. No rules
+are needed (the shop's time zone is kept with the rules that wrote), and no
+writes.
 
 Kept apart from the write-side use cases so that `balance` and `history`, the
-commands a till calls most, load nothing they do not use.
+commands a till calls most, load nothing they do not use: the rules and the
+evaluator are loaded only to explain an award line in `history`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 from . import lots
-from .errors import Refused
-from .ledger import Customer, Entry, Ledger
-from .values import format_utc, from_cents
+from .account import Holdings
+from .clock import iso, shop_day, stamp, zone
+from .errors import LoyaltyError, Refused
+from .store import Store, queries
+from .store.queries import HistoryRow
+from .values import from_cents
 
 
-def customer_or_refuse(ledger: Ledger, customer_id: str, what: str = "customer") -> Customer:
-    customer = ledger.customer(customer_id)
-    if customer is None:
-        raise Refused(f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)")
-    return customer
+def refuse_unknown(customer_id: str) -> Refused:
+    return Refused(f"unknown customer {customer_id!r} (enroll them first: loyalty enroll ID)")
 
 
-def shop_today(ledger: Ledger, now: datetime) -> date:
+def shop_today(store: Store, now: datetime) -> date:
     """Today in the shop, by the time zone of the rules that last wrote to the ledger."""
-    name = ledger.shop_timezone()
-    return now.astimezone(ZoneInfo(name) if name else UTC).date()
+    name = queries.shop_timezone(store.conn)
+    return shop_day(now, zone(name) if name else UTC)
 
 
-class Holdings(NamedTuple):
-    """A customer's points on a given day, from their lots. Points past their
-    expiry never count, whether or not an expiry entry was written for them yet."""
-
-    available: int  # spendable now; negative only when a refund left a debt
-    pending: int  # held for the return window
-    expiring: tuple[tuple[date, int], ...]  # available points gone within 30 days, by date
-
-    @property
-    def balance(self) -> int:
-        return self.available + self.pending
-
-
-def holdings(ledger: Ledger, customer_id: str, today: date, until: str | None = None) -> Holdings:
-    held = ledger.lots(customer_id, until)
+def holdings(store: Store, customer_id: str, today: date, until: int | None) -> Holdings:
+    """What the customer held on `today`, from the ledger as it stood at `until`."""
+    held = queries.lots(store.conn, customer_id, until)
+    net = sum(queries.points_by_kind(store.conn, customer_id, until).values())
     split = lots.split(held, today)
     # Points taken without a lot to take them from (a refund allowed to go
     # negative) are a debt against what is available.
-    debt = sum(lot.remaining for lot in held) - ledger.balance(customer_id, until)
+    debt = sum(lot.remaining for lot in held) - net
     return Holdings(split.available - debt, split.pending, split.expiring)
 
 
 @dataclass(frozen=True)
 class BalanceResult:
-    customer: Customer
+    customer_id: str
+    name: str | None
     held: Holdings
     earned: int
     redeemed: int
@@ -69,8 +60,8 @@ class BalanceResult:
     def to_json(self) -> dict[str, object]:
         held = self.held
         return {
-            "customer_id": self.customer.id,
-            "name": self.customer.name,
+            "customer_id": self.customer_id,
+            "name": self.name,
             "balance": held.balance,
             "available": held.available,
             "pending": held.pending,
@@ -85,47 +76,25 @@ class BalanceResult:
         }
 
 
-def entry_json(entry: Entry) -> dict[str, object]:
-    return {
-        "id": entry.id,
-        "occurred_at": entry.occurred_at,
-        "kind": entry.kind,
-        "points": entry.points,
-        "rule": entry.rule,
-        "reward": entry.reward,
-        "reason": entry.reason,
-        "detail": entry.detail,
-        "amount": None if entry.amount_cents is None else str(from_cents(entry.amount_cents)),
-        "txn": entry.txn,
-        "rules_version": entry.ruleset,
-    }
-
-
-@dataclass(frozen=True)
-class HistoryResult:
-    customer_id: str
-    balance: int
-    entries: list[Entry]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "customer_id": self.customer_id,
-            "balance": self.balance,
-            "entries": [entry_json(e) for e in self.entries],
-        }
-
-
 def balance(
-    ledger: Ledger, customer_id: str, now: datetime, as_of: datetime | None = None
+    store: Store, customer_id: str, now: datetime, as_of: datetime | None = None
 ) -> BalanceResult:
     """The customer's points now, or as the ledger stood `as_of` (entries after it
     left out, expiry and pending judged on that day)."""
-    customer = customer_or_refuse(ledger, customer_id)
-    until = None if as_of is None else format_utc(as_of)
-    by_kind = ledger.points_by_kind(customer_id, until)
+    with store.snapshot():
+        name = queries.exists(store.conn, customer_id)
+        if name is None:
+            raise refuse_unknown(customer_id)
+        until = None if as_of is None else stamp(as_of)
+        by_kind = queries.points_by_kind(store.conn, customer_id, until)
+        held = queries.lots(store.conn, customer_id, until)
+        today = shop_today(store, as_of or now)
+    split = lots.split(held, today)
+    debt = sum(lot.remaining for lot in held) - sum(by_kind.values())
     return BalanceResult(
-        customer=customer,
-        held=holdings(ledger, customer_id, shop_today(ledger, as_of or now), until),
+        customer_id=customer_id,
+        name=name or None,
+        held=Holdings(split.available - debt, split.pending, split.expiring),
         earned=by_kind.get("enroll", 0) + by_kind.get("earn", 0),
         redeemed=-by_kind.get("redeem", 0),
         adjusted=by_kind.get("adjust", 0),
@@ -134,14 +103,83 @@ def balance(
     )
 
 
+def entry_json(row: HistoryRow, detail: str | None) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "occurred_at": iso(row.occurred),
+        "kind": row.kind,
+        "points": row.points,
+        "rule": row.rule,
+        "reward": row.reward,
+        "reason": row.reason,
+        "detail": detail,
+        "amount": None if row.amount_cents is None else str(from_cents(row.amount_cents)),
+        "txn": row.txn,
+        "rules_version": None if row.version is None else bytes(row.version).hex(),
+    }
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    customer_id: str
+    balance: int
+    entries: list[dict[str, object]]
+
+    def to_json(self) -> dict[str, object]:
+        return {"customer_id": self.customer_id, "balance": self.balance, "entries": self.entries}
+
+
 def history(
-    ledger: Ledger,
+    store: Store,
     customer_id: str,
     now: datetime,
     limit: int | None = None,
     as_of: datetime | None = None,
 ) -> HistoryResult:
-    customer_or_refuse(ledger, customer_id)
-    until = None if as_of is None else format_utc(as_of)
-    held = holdings(ledger, customer_id, shop_today(ledger, as_of or now), until)
-    return HistoryResult(customer_id, held.balance, ledger.history(customer_id, limit, until))
+    until = None if as_of is None else stamp(as_of)
+    with store.snapshot():
+        if queries.exists(store.conn, customer_id) is None:
+            raise refuse_unknown(customer_id)
+        held = holdings(store, customer_id, shop_today(store, as_of or now), until)
+        rows = queries.history(store.conn, customer_id, limit, until)
+        details = explain(store, rows)
+    return HistoryResult(
+        customer_id, held.balance, [entry_json(row, details[row.id]) for row in rows]
+    )
+
+
+def explain(store: Store, rows: list[HistoryRow]) -> dict[int, str | None]:
+    """Each entry's detail: as stored, or rebuilt from the rules that made it (the
+    ledger keeps the words only of lines a cap or a budget cut short)."""
+    out: dict[int, str | None] = {row.id: row.detail for row in rows}
+    missing = [r for r in rows if r.detail is None and r.rule is not None and r.kind != "tier"]
+    if not missing:
+        return out
+    from .evaluator import base_of, line_detail
+    from .models import Ruleset
+    from .rules import parse_rules
+
+    versions = {bytes(r.version).hex() for r in missing if r.version is not None}
+    parsed: dict[str, Ruleset | None] = {}
+    for version, (source, text) in queries.rules_texts(store.conn, sorted(versions)).items():
+        try:
+            parsed[version] = parse_rules(text, source)
+        except LoyaltyError:  # a text no longer valid under today's checks: no words
+            parsed[version] = None
+    # A multiplier's words need the sum of its operation's point lines: read the
+    # whole of each operation concerned, whatever the page cut off.
+    siblings: dict[int, list[HistoryRow]] = {}
+    for row in queries.entries_of(store.conn, sorted({r.op_id for r in missing})):
+        siblings.setdefault(row.op_id, []).append(row)
+    for row in missing:
+        rules = None if row.version is None else parsed.get(bytes(row.version).hex())
+        if rules is None or row.rule is None:
+            continue
+        mine = [
+            (s.rule, s.points)
+            for s in siblings.get(row.op_id, [])
+            if s.customer_id == row.customer_id
+        ]
+        amount = None if row.amount_cents is None else from_cents(row.amount_cents)
+        out[row.id] = line_detail(rules, row.rule, row.points, amount, base_of(rules, mine))
+    return out

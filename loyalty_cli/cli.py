@@ -27,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .errors import EXIT_CODES_HELP, BadArgument, DataRejected, LoyaltyError
-from .ledger import DEFAULT_TIMEOUT, Ledger
+from .store import DEFAULT_TIMEOUT, Store
 from .values import (
     CUSTOMER_ID_MAX,
     MAX_QUANTITY,
@@ -143,11 +143,11 @@ def _db_path(db: Path | None) -> Path:
     return db
 
 
-def open_ledger(db: Path | None, *, create: bool = True) -> Ledger:
+def open_ledger(db: Path | None, *, create: bool = True) -> Store:
     path = _db_path(db)
     if db is None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger.open(path, create=create, timeout=_timeout())
+    return Store.open(path, create=create, timeout=_timeout())
 
 
 def load(rules: Path | None) -> Ruleset:
@@ -224,8 +224,8 @@ def _record(
     """The shape of every write command: one use case on the ledger, then the output."""
     if dry_run:
         options["dry_run"] = True
-    with open_ledger(db, create=not dry_run) as ledger:
-        result = use_case(ledger, ruleset, request, now(), **options)
+    with open_ledger(db, create=not dry_run) as store:
+        result = use_case(store, ruleset, request, now(), **options)
     show(result.to_json(), view, as_json)
 
 
@@ -384,14 +384,13 @@ def update(
 
     Example: loyalty update C1001 --email ada@example.com --birthday 1990-04-17
     """
-    from .operations import update_profile
+    from .operations import ProfileRequest, update_profile
 
     ruleset = load(rules)
     changes = _profile(name, email, phone, birthday, _today(ruleset))
-    with open_ledger(db) as ledger:
-        result = update_profile(
-            ledger, ruleset, check_customer_id(customer_id), changes, _at(at, ruleset), now()
-        )
+    request = ProfileRequest(check_customer_id(customer_id), changes, _at(at, ruleset))
+    with open_ledger(db) as store:
+        result = update_profile(store, ruleset, request, now())
     show(result.to_json(), "profile", as_json)
 
 
@@ -425,7 +424,8 @@ def earn(
 
     Example: loyalty earn C1001 --amount 42.50 --category shoes --txn R-5521
     """
-    from .operations import EarnRequest, check_event, earn
+    from .engine.awards import check_event
+    from .operations import EarnRequest, earn
 
     if (amount is None) == (event is None):
         raise BadArgument("give either --amount (a purchase) or --event (an action)")
@@ -557,44 +557,32 @@ def tier(
 
     Example: loyalty tier C1001 --set gold --reason "opening-week VIP" --until 2027-06-30
     """
-    from . import membership
-    from .accounts import customer_or_refuse
+    from . import operations
+    from .engine.requests import TierRequest
 
     ruleset = load(rules)
     moment = _at(at, ruleset, write=set_to is not None) or now()
-    from zoneinfo import ZoneInfo
-
-    today = moment.astimezone(ZoneInfo(ruleset.program.timezone)).date()
     if customer_id is None:
         if set_to is not None:
             raise BadArgument("--set needs a CUSTOMER_ID")
-        with open_ledger(db, create=False) as ledger:
-            show(membership.distribution(ledger, ruleset, today).to_json(), "tiers", as_json)
+        with open_ledger(db, create=False) as store:
+            show(operations.distribution(store, ruleset, moment).to_json(), "tiers", as_json)
         return
     cid = check_customer_id(customer_id)
     if set_to is None:
         if reason is not None or until is not None:
             raise BadArgument("--reason and --until go with --set")
-        with open_ledger(db, create=False) as ledger:
-            customer_or_refuse(ledger, cid)
-            result = membership.tier_of(ledger, ruleset, cid, today)
+        with open_ledger(db, create=False) as store:
+            result = operations.tier_of(store, ruleset, cid, moment)
     else:
         if reason is None:
             raise BadArgument("--set needs --reason (it is kept in the ledger)")
         floor_until = None if until is None else parse_date(until, what="--until")
-        with open_ledger(db) as ledger, ledger.transaction():
-            customer_or_refuse(ledger, cid)
-            ledger.remember_ruleset(ruleset, now())
-            result = membership.set_tier(
-                ledger,
-                ruleset,
-                cid,
-                set_to,
-                check_text(reason, "--reason", lines=True),
-                floor_until,
-                moment,
-                now(),
-            )
+        request = TierRequest(
+            cid, set_to, check_text(reason, "--reason", lines=True), floor_until, moment
+        )
+        with open_ledger(db) as store:
+            result = operations.set_tier(store, ruleset, request, now())
     show(result.to_json(), "tier", as_json)
 
 
@@ -620,8 +608,8 @@ def rewards(
     if customer_id is None:
         result = rewards_for(None, ruleset, None, moment)
     else:
-        with open_ledger(db, create=False) as ledger:
-            result = rewards_for(ledger, ruleset, check_customer_id(customer_id), moment)
+        with open_ledger(db, create=False) as store:
+            result = rewards_for(store, ruleset, check_customer_id(customer_id), moment)
     show(result.to_json(), "rewards", as_json)
 
 
@@ -651,8 +639,8 @@ def nightly(
     day = today if as_of is None else parse_date(as_of, what="--as-of")
     if day > today:
         raise BadArgument(f"--as-of {day} is in the future (today is {today} in the shop)")
-    with open_ledger(db) as ledger:
-        summary = run_nightly(ledger, ruleset, day, now())
+    with open_ledger(db) as store:
+        summary = run_nightly(store, ruleset, day, now())
     if not quiet:
         show(summary.to_json(), "nightly", as_json)
 
@@ -745,10 +733,10 @@ def import_csv(
                 shown += 1
 
             with open_ledger(db, create=not dry_run) as real, _progress(sources, quiet) as tick:
-                ledger = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
+                store = real.copy_to(Path(scratch) / "dry-run.db") if dry_run else real
                 try:
                     summary = importer.import_sources(
-                        ledger,
+                        store,
                         ruleset,
                         sources,
                         options,
@@ -761,7 +749,7 @@ def import_csv(
                     )
                 finally:
                     if dry_run:
-                        ledger.close()
+                        store.close()
     except BaseException:
         if rejected is not None:
             rejected.discard()
@@ -821,13 +809,15 @@ AsOfOption = Annotated[
 ]
 
 
-def _as_of(ledger: Ledger, text: str | None) -> datetime | None:
+def _as_of(store: Store, text: str | None) -> datetime | None:
     """--at on a read: shop-local by the time zone the ledger's rules last used."""
     if text is None:
         return None
     from zoneinfo import ZoneInfo
 
-    name = ledger.shop_timezone()
+    from .store.queries import shop_timezone
+
+    name = shop_timezone(store.conn)
     return parse_at(text, ZoneInfo(name) if name else UTC)
 
 
@@ -841,8 +831,8 @@ def balance(
     """
     from .accounts import balance
 
-    with open_ledger(db, create=False) as ledger:
-        result = balance(ledger, check_customer_id(customer_id), now(), _as_of(ledger, at))
+    with open_ledger(db, create=False) as store:
+        result = balance(store, check_customer_id(customer_id), now(), _as_of(store, at))
     show(result.to_json(), "balance", as_json)
 
 
@@ -862,8 +852,8 @@ def history(
     """
     from .accounts import history
 
-    with open_ledger(db, create=False) as ledger:
-        result = history(ledger, check_customer_id(customer_id), now(), limit, _as_of(ledger, at))
+    with open_ledger(db, create=False) as store:
+        result = history(store, check_customer_id(customer_id), now(), limit, _as_of(store, at))
     show(result.to_json(), "history", as_json)
 
 
@@ -875,8 +865,8 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
     """
     from .errors import TamperDetected
 
-    with open_ledger(db, create=False) as ledger:
-        report = ledger.verify()
+    with open_ledger(db, create=False) as store:
+        report = store.verify(now())
     show(report.to_json(), "verify", as_json)
     if not report.ok:
         raise TamperDetected(report.problems)
@@ -951,8 +941,8 @@ def demo(
     ruleset = load(rules or bundled_rules())
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
-    with open_ledger(target) as ledger:
-        steps = run_demo(ledger, ruleset)
+    with open_ledger(target) as store:
+        steps = run_demo(store, ruleset)
     doc = {"db": str(target), "rules": ruleset.source, "steps": steps}
     show(doc, "demo", as_json)
 
@@ -1042,13 +1032,15 @@ def report(
     last = _report_date(to, "--to")
     day = _report_date(as_of, "--as-of")
     ruleset = _report_rules(rules)
-    with open_ledger(db, create=False) as ledger:
-        shop = reports.Shop.of(ruleset, ledger.shop_timezone())
+    with open_ledger(db, create=False) as store:
+        from .store.queries import shop_timezone
+
+        shop = reports.Shop.of(ruleset, shop_timezone(store.conn))
         from zoneinfo import ZoneInfo
 
         today = now().astimezone(ZoneInfo(shop.timezone)).date()
-        span = reports.period(ledger, shop.timezone, today, first, last, day)
-        result = reports.build(request, ledger, shop, span)
+        span = reports.period(store, shop.timezone, today, first, last, day)
+        result = reports.build(request, store, shop, span)
     if as_csv:
         table = result.table()
         from .exports import write_csv

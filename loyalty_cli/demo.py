@@ -16,8 +16,6 @@ from zoneinfo import ZoneInfo
 
 from . import reports
 from .accounts import balance
-from .ledger import Ledger
-from .membership import tier_of
 from .models import Ruleset
 from .nightly import run_nightly
 from .operations import (
@@ -29,7 +27,9 @@ from .operations import (
     enroll,
     redeem,
     refund,
+    tier_of,
 )
+from .store import Store
 
 
 def bundled_rules() -> Path:
@@ -40,7 +40,7 @@ def bundled_rules() -> Path:
     return Path(__file__).resolve().parent.parent / "rules.example.yaml"
 
 
-def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
+def run_demo(store: Store, ruleset: Ruleset) -> list[dict[str, object]]:
     tz = ZoneInfo(ruleset.program.timezone)
 
     def at(day: int, hour: int) -> datetime:
@@ -57,7 +57,7 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
     step(
         'loyalty enroll linus --name "Linus Torvalds" --at 2025-10-01T09:00',
         enroll(
-            ledger, ruleset, EnrollRequest("linus", name="Linus Torvalds", at=joined), now
+            store, ruleset, EnrollRequest("linus", name="Linus Torvalds", at=joined), now
         ).to_json(),
     )
     for cid, name, referrer, day in (
@@ -69,7 +69,7 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
         extra = f" --referred-by {referrer}" if referrer else ""
         step(
             f'loyalty enroll {cid} --name "{name}"{extra}',
-            enroll(ledger, ruleset, joining, now).to_json(),
+            enroll(store, ruleset, joining, now).to_json(),
         )
     purchases = (
         ("ada", "42.50", "shoes", 24, "R-1001"),  # a Tuesday, but ada is not yet a regular
@@ -87,41 +87,41 @@ def run_demo(ledger: Ledger, ruleset: Ruleset) -> list[dict[str, object]]:
         step(
             f"loyalty earn {cid} --amount {amount}{shown} --txn {txn}"
             + (" --explain" if explain else ""),
-            earn(ledger, ruleset, request, now, explain=explain).to_json(),
+            earn(store, ruleset, request, now, explain=explain).to_json(),
         )
     retry = EarnRequest("ada", "purchase", amount=Decimal("42.50"), category="shoes", txn="R-1001")
     step(
         "loyalty earn ada --amount 42.50 --category shoes --txn R-1001   # a retry: no change",
-        earn(ledger, ruleset, retry, now).to_json(),
+        earn(store, ruleset, retry, now).to_json(),
     )
     for day in (25, 26):  # the review rule is capped at once a month
         request = EarnRequest("grace", "review", at=at(day, 11))
         step(
             "loyalty earn grace --event review --explain",
-            earn(ledger, ruleset, request, now, explain=True).to_json(),
+            earn(store, ruleset, request, now, explain=True).to_json(),
         )
     spend = RedeemRequest("ada", reward="coffee", at=at(29, 10))
-    step("loyalty redeem ada --reward coffee", redeem(ledger, ruleset, spend, now).to_json())
+    step("loyalty redeem ada --reward coffee", redeem(store, ruleset, spend, now).to_json())
     # Alan brings one bag back inside the return window: its pending points go.
     back = RefundRequest("R-1003", amount=Decimal("40.00"), txn="RF-1003", at=at(30, 12))
     step(
         "loyalty refund R-1003 --amount 40.00 --txn RF-1003",
-        refund(ledger, ruleset, back, now).to_json(),
+        refund(store, ruleset, back, now).to_json(),
     )
     # Two weeks on, the nightly step: grace's purchase has cleared its return window
     # (Silver), and linus's points reached their expiry.
     night = date(2026, 12, 13)
     step(
         "loyalty nightly --as-of 2026-12-13",
-        run_nightly(ledger, ruleset, night, now).to_json(),
+        run_nightly(store, ruleset, night, now).to_json(),
     )
-    step("loyalty tier grace --at 2026-12-13", tier_of(ledger, ruleset, "grace", night).to_json())
     as_of = datetime.combine(night, time(12), tz)
+    step("loyalty tier grace --at 2026-12-13", tier_of(store, ruleset, "grace", as_of).to_json())
     for cid in ("ada", "grace", "alan", "linus"):
-        step(f"loyalty balance {cid} --at 2026-12-13", balance(ledger, cid, now, as_of).to_json())
+        step(f"loyalty balance {cid} --at 2026-12-13", balance(store, cid, now, as_of).to_json())
     # And the owner's view of it all: the summary report, as of that night.
     program = ruleset.program
     shop = reports.Shop(program.timezone, program.currency, program.point_value, ruleset.tiers)
-    span = reports.period(ledger, program.timezone, night)
-    step("loyalty report --as-of 2026-12-13", reports.summary(ledger, shop, span).to_json())
+    span = reports.period(store, program.timezone, night)
+    step("loyalty report --as-of 2026-12-13", reports.summary(store, shop, span).to_json())
     return steps

@@ -17,12 +17,13 @@ Stacking, stated once (the README repeats it):
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta, tzinfo
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+from .clock import zone
 from .models import (
     Activity,
     All,
@@ -33,13 +34,15 @@ from .models import (
     Condition,
     CustomerState,
     Not,
-    Period,
     Rounding,
     Rule,
     Ruleset,
     RuleUsage,
     Skip,
+    TierLevel,
 )
+
+_NOON = datetime(2000, 1, 1, 12, tzinfo=UTC)  # a placeholder time for rebuilt details
 
 _ROUNDING = {"floor": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -61,7 +64,7 @@ def round_points(exact: Decimal, rounding: Rounding) -> int:
 
 
 def shop_zone(ruleset: Ruleset) -> ZoneInfo:
-    return ZoneInfo(ruleset.program.timezone)
+    return zone(ruleset.program.timezone)
 
 
 def rules_for(ruleset: Ruleset, event: str) -> tuple[Rule, ...]:
@@ -69,47 +72,11 @@ def rules_for(ruleset: Ruleset, event: str) -> tuple[Rule, ...]:
     return ruleset.rules_by_event.get(event, ())
 
 
-def period_bounds(per: Period, at: datetime, tz: tzinfo) -> tuple[datetime | None, datetime | None]:
-    """The calendar period containing `at`, judged on the shop's local date, as
-    aware [start, end) bounds; (None, None) for lifetime. Weeks start on Monday."""
-    if per == "lifetime":
-        return (None, None)
-    local = at.astimezone(tz).date()
-    start: date
-    end: date
-    if per == "day":
-        start, end = local, local + timedelta(days=1)
-    elif per == "week":
-        start = local - timedelta(days=local.weekday())
-        end = start + timedelta(days=7)
-    elif per == "month":
-        start = local.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-    else:
-        start, end = (
-            local.replace(month=1, day=1),
-            local.replace(year=local.year + 1, month=1, day=1),
-        )
-    return (datetime.combine(start, time(), tz), datetime.combine(end, time(), tz))
-
-
-def limited_rules(ruleset: Ruleset, activity: Activity, state: CustomerState) -> tuple[Rule, ...]:
-    """The capped or budgeted rules whose other conditions this activity meets:
-    the only ones whose usage `evaluate` reads, so the only ones worth counting.
-    `state` needs no usage or budget figures yet: no other condition reads them."""
-    tz = shop_zone(ruleset)
-    facts = _facts(activity, state, tz)
-    local_day = activity.at.astimezone(tz).date()
-    return tuple(
-        rule
-        for rule in rules_for(ruleset, activity.event)
-        if (rule.cap is not None or rule.budget is not None)
-        and _why_not(rule, activity, facts, local_day, None) is None
-    )
-
-
-def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Award:
-    """Apply the rules to one activity. Pure: no clock, no I/O."""
+def evaluate(
+    ruleset: Ruleset, activity: Activity, state: CustomerState, *, explain: bool = True
+) -> Award:
+    """Apply the rules to one activity. Pure: no clock, no I/O. `explain`: also say
+    why each other rule did not fire (words nobody reads during an import)."""
     tz = shop_zone(ruleset)
     rounding = ruleset.program.rounding
     facts = _facts(activity, state, tz)
@@ -120,11 +87,13 @@ def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Awar
     stopped_by: str | None = None
     for rule in rules_for(ruleset, activity.event):
         if stopped_by is not None:
-            skipped.append(Skip(rule.id, f"not reached: rule '{stopped_by}' has stop: true"))
+            if explain:
+                skipped.append(Skip(rule.id, f"not reached: rule '{stopped_by}' has stop: true"))
             continue
-        reason = _why_not(rule, activity, facts, local_day, state.usage.get(rule.id))
+        reason = _why_not(rule, activity, facts, local_day, state.usage.get(rule.id), explain)
         if reason is not None:
-            skipped.append(Skip(rule.id, reason))
+            if explain:
+                skipped.append(Skip(rule.id, reason))
             continue
         if rule.is_multiplier:
             multipliers.append(rule)
@@ -135,27 +104,61 @@ def evaluate(ruleset: Ruleset, activity: Activity, state: CustomerState) -> Awar
     base = sum(line.points for line in lines)
     for rule in multipliers:
         assert rule.multiply is not None
-        exact = base * (rule.multiply - 1)
-        points = round_points(exact, rounding)
-        detail = f"x{_num(rule.multiply)} on {base} base points: +{_num(exact)}"
-        _add(lines, skipped, rule, points, _rounded(detail, exact, points, rounding), state)
+        points, detail = _multiplied(rule.multiply, base, rounding)
+        _add(lines, skipped, rule, points, detail, state)
     tier = state.tier
     if tier is not None and tier.multiplier != 1 and activity.event == "purchase" and base:
         # The tier's multiplier is a line of its own, after the campaigns, on the same base.
-        exact = base * (tier.multiplier - 1)
-        points = round_points(exact, rounding)
-        detail = f"{tier.name} tier x{_num(tier.multiplier)} on {base} base points: +{_num(exact)}"
+        points, detail = _tier_line(tier, base, rounding)
         if points:
-            lines.append(
-                AwardLine(
-                    rule=f"tier:{tier.id}",
-                    points=points,
-                    detail=_rounded(detail, exact, points, rounding),
-                )
-            )
+            lines.append(AwardLine(rule=f"tier:{tier.id}", points=points, detail=detail))
     return Award(
         points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skipped)
     )
+
+
+def _multiplied(multiply: Decimal, base: int, rounding: Rounding) -> tuple[int, str]:
+    exact = base * (multiply - 1)
+    points = round_points(exact, rounding)
+    detail = f"x{_num(multiply)} on {base} base points: +{_num(exact)}"
+    return points, _rounded(detail, exact, points, rounding)
+
+
+def _tier_line(tier: TierLevel, base: int, rounding: Rounding) -> tuple[int, str]:
+    exact = base * (tier.multiplier - 1)
+    points = round_points(exact, rounding)
+    detail = f"{tier.name} tier x{_num(tier.multiplier)} on {base} base points: +{_num(exact)}"
+    return points, _rounded(detail, exact, points, rounding)
+
+
+def base_of(ruleset: Ruleset, lines: Iterable[tuple[str | None, int]]) -> int:
+    """The base of an award, from its lines (rule, points): the sum of its point
+    lines, which multipliers and the tier's multiplier multiply."""
+    point_rules = {r.id for r in ruleset.rules if r.multiply is None}
+    return sum(points for rule, points in lines if rule in point_rules)
+
+
+def line_detail(
+    ruleset: Ruleset, rule_id: str, points: int, amount: Decimal | None, base: int
+) -> str | None:
+    """How an award line was computed, rebuilt from the rules that made it: the
+    ledger keeps the words only for a line a cap or a budget cut short. `base`
+    is the sum of the activity's point lines (what multipliers multiply). None
+    when the rules do not know the line."""
+    rounding = ruleset.program.rounding
+    if rule_id.startswith("tier:"):
+        if ruleset.tiers is None:
+            return None
+        level = next((lv for lv in ruleset.tiers.levels if lv.id == rule_id[5:]), None)
+        return None if level is None else _tier_line(level, base, rounding)[1]
+    rule = next((r for r in ruleset.rules if r.id == rule_id), None)
+    if rule is None:
+        return None
+    if rule.multiply is not None:
+        return _multiplied(rule.multiply, base, rounding)[1]
+    if rule.points_per_unit is not None and amount is None:
+        return None
+    return _base_line(rule, Activity("", "", _NOON, amount=amount), ruleset, rounding)[1]
 
 
 def _add(
@@ -166,8 +169,10 @@ def _add(
     detail: str,
     state: CustomerState,
 ) -> None:
-    """Append a line after applying the rule's points cap and budget."""
+    """Append a line after applying the rule's points cap and budget. A line they
+    cut short is `trimmed`: its words cannot be rebuilt from the rules alone."""
     usage = state.usage.get(rule.id, RuleUsage())
+    trimmed = False
     if rule.cap is not None and rule.cap.points is not None:
         room = rule.cap.points - usage.points
         if room <= 0:
@@ -175,6 +180,7 @@ def _add(
             return
         if points > room:
             points, detail = room, f"{detail}; capped at {rule.cap.points} points {_per(rule)}"
+            trimmed = True
     if rule.budget is not None:
         room = rule.budget - state.budget_used.get(rule.id, 0)
         if room <= 0:
@@ -182,11 +188,14 @@ def _add(
             return
         if points > room:
             points, detail = room, f"{detail}; limited by the budget of {rule.budget} points"
+            trimmed = True
     if points == 0 and rule.reward is None:
         how = "" if rule.points is not None else f" ({detail})"
         skipped.append(Skip(rule.id, f"fired, but gives 0 points{how}"))
         return
-    lines.append(AwardLine(rule=rule.id, points=points, detail=detail, reward=rule.reward))
+    lines.append(
+        AwardLine(rule=rule.id, points=points, detail=detail, reward=rule.reward, trimmed=trimmed)
+    )
 
 
 def _base_line(
@@ -207,26 +216,37 @@ def _rounded(detail: str, exact: Decimal, points: int, rounding: Rounding) -> st
     return detail if exact == points else f"{detail}, {rounding} -> {points}"
 
 
+_NO = "no"  # a rule that does not fire, when nobody asked why
+
+
 def _why_not(
     rule: Rule,
     activity: Activity,
     facts: Mapping[str, object],
     local_day: date,
     usage: RuleUsage | None,
+    explain: bool = True,
 ) -> str | None:
+    """None if the rule fires; else why not (in words only when `explain`)."""
     if rule.window_from is not None and local_day < rule.window_from:
-        return f"window starts {rule.window_from}"
+        return f"window starts {rule.window_from}" if explain else _NO
     if rule.window_to is not None and local_day > rule.window_to:
-        return f"window ended {rule.window_to}"
+        return f"window ended {rule.window_to}" if explain else _NO
     if rule.weekdays is not None and local_day.weekday() not in rule.weekdays:
+        if not explain:
+            return _NO
         days = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(rule.weekdays))
         return f"only on {days}; {local_day} is a {_WEEKDAY_NAMES[local_day.weekday()]}"
     if rule.min_amount is not None and (activity.amount or 0) < rule.min_amount:
+        if not explain:
+            return _NO
         return f"amount {activity.amount} is below min_amount {_num(rule.min_amount)}"
     if rule.when is not None and not matches(rule.when, facts):
-        return f"condition not met: {describe(rule.when)}"
+        return f"condition not met: {describe(rule.when)}" if explain else _NO
     cap = rule.cap
     if cap is not None and cap.count is not None and usage and usage.count >= cap.count:
+        if not explain:
+            return _NO
         return f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
     return None
 

@@ -16,6 +16,7 @@ import codecs
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,21 +25,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from .engine import awards, refunds
+from .engine.book import Book
+from .engine.requests import EarnRequest, EnrollRequest, RefundRequest
 from .errors import BadArgument, DataRejected, InputMissing, LoyaltyError, Refused
 from .evaluator import shop_zone
 from .exports import CsvWriter, OutputFile
-from .ledger import Ledger
 from .models import Ruleset
-from .operations import (
-    EarnRequest,
-    EnrollRequest,
-    RefundRequest,
-    already_recorded,
-    check_event,
-    earn,
-    enroll,
-    refund,
-)
+from .store import Store, queries
 from .values import (
     CUSTOMER_ID_MAX,
     MAX_QUANTITY,
@@ -502,7 +496,7 @@ def _without_rejects(header: Sequence[str]) -> list[int]:
 
 
 def import_sources(
-    ledger: Ledger,
+    store: Store,
     ruleset: Ruleset,
     sources: Sequence[Source],
     options: Options,
@@ -514,8 +508,10 @@ def import_sources(
     on_row: Callable[[], None] = lambda: None,
     rejects: RejectsFile | None = None,
 ) -> ImportSummary:
-    """Import every row of every source through the same use cases as `earn` and
-    `refund`, committing every CHUNK rows, or fewer if they take over CHUNK_SECONDS.
+    """Import every row of every source through the same decisions as `earn` and
+    `refund`, a chunk at a time: the chunk's rows are read and parsed, then its
+    accounts and txns are read in one go under the write lock, every row is
+    decided on them in order, and what was decided is appended and committed.
     Headers are all checked before anything is written. Each row is keyed (its
     txn_id, or the file's hash and its line), so a killed import re-run from the
     start finishes the job without duplicates."""
@@ -530,50 +526,66 @@ def import_sources(
     touched: set[str] = set()
     files = [{"name": s.name, "sha256": s.sha256} for s in sources]
     if not dry_run:
-        with ledger.transaction():
-            ledger.add_run("import-started", None, now, now, json.dumps({"files": files}))
+        with store.transaction():
+            queries.add_run(
+                store.conn, "import-started", None, now, now, json.dumps({"files": files})
+            )
 
-    def carry_out(source: Source, row: Row) -> None:
-        summary.rows += 1
-        on_row()
-        try:
-            parsed = parse_row(row, source, options, tz, now)
-            with ledger.transaction():
-                points, duplicate = _apply(ledger, ruleset, parsed, now, enroll_unknown)
-        except LoyaltyError as error:
-            summary.rejected += 1
-            rejection = Rejection(source.name, row.line, error.message, row.raw)
-            if rejects is not None:
-                rejects.write(rejection)
-            on_reject(rejection)
-            return
-        if duplicate:
-            summary.duplicates += 1
-        else:
-            summary.imported += 1
-            summary.points += points
-            touched.add(parsed.customer_id)
+    def reject(source: Source, row: Row, error: LoyaltyError) -> None:
+        summary.rejected += 1
+        rejection = Rejection(source.name, row.line, error.message, row.raw)
+        if rejects is not None:
+            rejects.write(rejection)
+        on_reject(rejection)
 
+    size = CHUNK
     for source, _columns, _header, data in prepared:
         left = iter(data)
-        more = True
-        while more:
-            more = False
-            with ledger.transaction():
-                deadline = clock.monotonic() + CHUNK_SECONDS
-                for taken, row in enumerate(left, 1):
-                    carry_out(source, row)
-                    if taken == CHUNK or clock.monotonic() > deadline:
-                        more = True
-                        break
-            if more and not dry_run:
+        exhausted = False
+        while not exhausted:
+            chunk: list[tuple[Row, Parsed | LoyaltyError]] = []
+            exhausted = True
+            for row in left:
+                summary.rows += 1
+                on_row()
+                try:
+                    chunk.append((row, parse_row(row, source, options, tz, now)))
+                except LoyaltyError as error:
+                    chunk.append((row, error))
+                if len(chunk) >= size:
+                    exhausted = False
+                    break
+            if not chunk:
+                break
+            locked = clock.monotonic()
+            outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
+            # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
+            # fewer rows at a time, so a till waits no longer.
+            held = clock.monotonic() - locked
+            fits = int(len(chunk) * CHUNK_SECONDS / held) if held > 0 else CHUNK
+            size = max(1, min(CHUNK, fits, size * 2))
+            for (row, parsed), outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, LoyaltyError):
+                    reject(source, row, outcome)
+                    continue
+                assert isinstance(parsed, Parsed)
+                points, duplicate = outcome
+                if duplicate:
+                    summary.duplicates += 1
+                else:
+                    summary.imported += 1
+                    summary.points += points
+                    touched.add(parsed.customer_id)
+            if not exhausted and not dry_run:
                 clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
     summary.customers = len(touched)
     summary.seconds = round(clock.monotonic() - started, 3)
     if not dry_run:
-        with ledger.transaction():
+        with store.transaction():
             record = {**summary.to_json(), "files": files}
-            ledger.add_run("import", None, now, _now(), json.dumps(record, sort_keys=True))
+            queries.add_run(
+                store.conn, "import", None, now, _now(), json.dumps(record, sort_keys=True)
+            )
     return summary
 
 
@@ -581,25 +593,60 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _apply(
-    ledger: Ledger, ruleset: Ruleset, row: Parsed, now: datetime, enroll_unknown: bool
-) -> tuple[int, bool]:
+Outcome = tuple[int, bool] | LoyaltyError
+
+
+def _chunk(
+    store: Store,
+    ruleset: Ruleset,
+    now: datetime,
+    chunk: Sequence[tuple[Row, Parsed | LoyaltyError]],
+    enroll_unknown: bool,
+) -> list[Outcome]:
+    """Decide a chunk's rows on one Book and append them in one transaction:
+    (points, already imported) per row, or why it was rejected."""
+    parsed = [p for _, p in chunk if isinstance(p, Parsed)]
+    keys = {p.txn for p in parsed}
+    refunded = {p.refund_of for p in parsed if p.refund_of is not None}
+
+    def customers(recorded: Mapping[str, object]) -> list[str]:
+        # Rows already imported need no account: a re-run reads only their keys.
+        return [p.customer_id for p in parsed if p.txn not in recorded]
+
+    outcomes: list[Outcome] = []
+    with store.writing(
+        ruleset, now, customers, [*keys, *refunded], lines_for=sorted(refunded)
+    ) as book:
+        for _, row in chunk:
+            if isinstance(row, LoyaltyError):
+                outcomes.append(row)
+                continue
+            try:
+                with book.row():
+                    outcomes.append(_apply(book, row, enroll_unknown))
+            except LoyaltyError as error:
+                outcomes.append(error)
+    return outcomes
+
+
+def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
     """Carry out one row: (points it moved, whether it was already imported)."""
+    ruleset = book.ruleset
     if row.kind == "refund":
         assert row.refund_of is not None
-        purchase = ledger.operation(row.refund_of)
+        purchase = book.recorded.get(row.refund_of)
         if purchase is not None and purchase.customer_id != row.customer_id:
             raise Refused(
                 f"refund_of {row.refund_of!r} is a purchase of customer "
                 f"{purchase.customer_id!r}, not {row.customer_id!r}"
             )
         giving_back = RefundRequest(row.refund_of, amount=row.amount, txn=row.txn, at=row.at)
-        refunded = refund(ledger, ruleset, giving_back, now)
+        refunded = refunds.refund(book, giving_back)
         return refunded.points, refunded.duplicate
     if row.kind == "event":
         assert row.event is not None
         request = EarnRequest(
-            row.customer_id, check_event(ruleset, row.event), txn=row.txn, at=row.at
+            row.customer_id, awards.check_event(ruleset, row.event), txn=row.txn, at=row.at
         )
     else:
         request = EarnRequest(
@@ -613,15 +660,15 @@ def _apply(
             at=row.at,
         )
     # A re-run's rows are mostly duplicates: known by their key alone, without the
-    # award and balance that `earn` would read back for a result the import drops.
-    if already_recorded(ledger, request):
+    # award and balance that `earn` would work out for a result the import drops.
+    if awards.earlier(book, request.txn, request.content(), request.at) is not None:
         return 0, True
-    if ledger.customer(row.customer_id) is None:
+    if book.account(row.customer_id) is None:
         if not enroll_unknown:
             raise Refused(
                 f"unknown customer {row.customer_id!r} "
                 "(enroll them first, or pass --enroll-unknown)"
             )
-        enroll(ledger, ruleset, EnrollRequest(row.customer_id, at=row.at, exist_ok=True), now)
-    result = earn(ledger, ruleset, request, now)
+        awards.enroll(book, EnrollRequest(row.customer_id, at=row.at, salt=os.urandom(16)))
+    result = awards.earn(book, request)
     return result.award.points, result.duplicate

@@ -20,6 +20,14 @@ from datetime import date, timedelta
 from typing import NamedTuple
 
 
+class LotTerms(NamedTuple):
+    """The dates of a new credit's lot."""
+
+    earned_on: date
+    available_on: date
+    expires_on: date | None
+
+
 class Lot(NamedTuple):
     id: int  # the credit entry's id
     earned_on: date

@@ -13,12 +13,12 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 
+from .clock import Period
 from .errors import Location
 
 # --- rules -----------------------------------------------------------------
 
 Rounding = Literal["floor", "nearest", "ceil"]
-Period = Literal["day", "week", "month", "year", "lifetime"]
 ExpireAt = Literal["end_of_month", "same_day"]
 Shortfall = Literal["within_balance", "allow_negative"]
 TierMetric = Literal["spend", "points"]
@@ -161,6 +161,20 @@ class Ruleset:
             by_event.setdefault(rule.on, []).append(rule)
         return {event: tuple(rules) for event, rules in by_event.items()}
 
+    @cached_property
+    def limited_by_event(self) -> dict[str, tuple[Rule, ...]]:
+        """Per kind of activity, its rules with a cap or a budget: the only ones
+        whose usage a decision needs to count."""
+        return {
+            event: tuple(r for r in rules if r.cap is not None or r.budget is not None)
+            for event, rules in self.rules_by_event.items()
+        }
+
+    @cached_property
+    def capped_rules(self) -> frozenset[str]:
+        """Rules with a per-customer cap: their award lines are an account's usage."""
+        return frozenset(r.id for r in self.rules if r.cap is not None)
+
     @property
     def events(self) -> frozenset[str]:
         """Event names that at least one rule rewards (purchase excluded)."""
@@ -213,6 +227,7 @@ class AwardLine:
     points: int
     detail: str
     reward: str | None = None
+    trimmed: bool = False  # a cap or a budget cut it short: its detail must be kept
 
 
 @dataclass(frozen=True)

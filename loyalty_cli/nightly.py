@@ -11,30 +11,26 @@
 It is safe to run twice and to skip days: birthdays carry an idempotency key per
 customer and year, expiry and tier changes are written only when due, and a run
 catches up on the birthdays of the days since the last run (up to a year).
-Each customer is handled in a transaction of its own, so a till is never kept
-waiting for long.
+Customers are read and written a few hundred at a time, each batch in one
+transaction, so a till is never kept waiting for long.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 import time as clock
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
-from . import membership
+from .engine import awards
+from .engine.nightly import TooLate, birthday, birthday_days, night
 from .errors import Refused
-from .evaluator import rules_for, shop_zone
-from .ledger import Ledger
+from .evaluator import rules_for
 from .models import Ruleset
-from .operations import EarnRequest, earn, expire_due
-from .values import parse_utc
+from .store import Store, queries
 
-# Birthdays set or changed less than this long before they fall earn nothing
-# that year (Smile's rule against setting one's birthday to today).
-BIRTHDAY_NOTICE = timedelta(days=30)
 CATCH_UP = timedelta(days=366)
+BATCH = 500  # customers per transaction
 
 
 @dataclass
@@ -57,75 +53,74 @@ class NightlySummary:
         return asdict(self)
 
 
-def _birthday_days(day: date) -> tuple[str, ...]:
-    """The MM-DD birthdays celebrated on `day`."""
-    days: tuple[str, ...] = (day.strftime("%m-%d"),)
-    if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
-        days += ("02-29",)
-    return days
-
-
-def run_nightly(ledger: Ledger, ruleset: Ruleset, as_of: date, now: datetime) -> NightlySummary:
+def run_nightly(store: Store, ruleset: Ruleset, as_of: date, now: datetime) -> NightlySummary:
     started = clock.monotonic()
-    tz = shop_zone(ruleset)
-    last = ledger.last_run("nightly")
+    conn = store.conn
+    last = queries.last_run(conn, "nightly")
     first = as_of
     if last is not None and date.fromisoformat(last) < as_of:
         first = max(date.fromisoformat(last) + timedelta(days=1), as_of - CATCH_UP)
     summary = NightlySummary(as_of.isoformat(), first.isoformat(), as_of.isoformat())
-    if any(True for _ in rules_for(ruleset, "birthday")):
+    celebrations: dict[str, list[date]] = {}
+    if rules_for(ruleset, "birthday"):
         day = first
         while day <= as_of:
-            _birthdays(ledger, ruleset, day, now, summary)
+            for cid in queries.birthdays_on(conn, birthday_days(day)):
+                celebrations.setdefault(cid, []).append(day)
             day += timedelta(days=1)
-    start_of_day = datetime.combine(as_of, time(), tz)
-    for customer_id in ledger.customer_ids():
-        summary.customers += 1
-        with ledger.transaction():
-            expired = expire_due(ledger, ruleset, customer_id, as_of, now)
-            before = ledger.last_tier(customer_id)
-            membership.record_change(
-                ledger, ruleset, customer_id, start_of_day, now, f"nightly {as_of}"
-            )
-            after = ledger.last_tier(customer_id)
-        if expired:
-            summary.expired_customers += 1
-            summary.expired_points += expired
-        if after != before and ruleset.tiers is not None:
-            rank = [level.id for level in ruleset.tiers.levels]
-            was = rank.index(before) if before else 0
-            if after is not None and rank.index(after) > was:
-                summary.tier_upgrades += 1
-            else:
-                summary.tier_downgrades += 1
-    summary.became_available = ledger.points_released(first, as_of)
+    ranks = [] if ruleset.tiers is None else [level.id for level in ruleset.tiers.levels]
+    everyone = queries.customer_ids(conn)
+    for start in range(0, len(everyone), BATCH):
+        batch = everyone[start : start + BATCH]
+        txns = [f"birthday:{cid}:{day.year}" for cid in batch for day in celebrations.get(cid, [])]
+        with store.writing(ruleset, now, batch, txns) as book:
+            for cid in batch:
+                for day in celebrations.get(cid, []):
+                    _birthday(book, cid, day, summary)
+                account = book.account(cid)
+                assert account is not None
+                expired, before, after = night(book, account, as_of)
+                summary.customers += 1
+                if expired:
+                    summary.expired_customers += 1
+                    summary.expired_points += expired
+                if after != before and ranks:
+                    was = ranks.index(before) if before else 0
+                    if after is not None and ranks.index(after) > was:
+                        summary.tier_upgrades += 1
+                    else:
+                        summary.tier_downgrades += 1
+    summary.became_available = queries.points_released(conn, first, as_of)
     summary.seconds = round(clock.monotonic() - started, 3)
-    with ledger.transaction():
-        ledger.add_run(
-            "nightly", as_of.isoformat(), now, now, json.dumps(summary.to_json(), sort_keys=True)
+    with store.transaction():
+        queries.add_run(
+            conn,
+            "nightly",
+            as_of.isoformat(),
+            now,
+            now,
+            json.dumps(summary.to_json(), sort_keys=True),
         )
     return summary
 
 
-def _birthdays(
-    ledger: Ledger, ruleset: Ruleset, day: date, now: datetime, summary: NightlySummary
-) -> None:
-    tz = shop_zone(ruleset)
-    at = datetime.combine(day, time(), tz)
-    for customer in ledger.birthdays_on(_birthday_days(day)):
-        if parse_utc(customer.enrolled_at).astimezone(tz).date() > day:
-            continue
-        set_at = ledger.birthday_set_at(customer.id)
-        if set_at is not None and day - parse_utc(set_at).astimezone(tz).date() < BIRTHDAY_NOTICE:
-            summary.birthdays_refused += 1
-            continue
-        request = EarnRequest(
-            customer.id, "birthday", txn=f"birthday:{customer.id}:{day.year}", at=at
-        )
-        try:
-            result = earn(ledger, ruleset, request, now)
-        except Refused:  # the key was used with other content: already handled
-            continue
-        if not result.duplicate:
-            summary.birthdays += 1
-            summary.birthday_points += result.award.points
+def _birthday(book: object, cid: str, day: date, summary: NightlySummary) -> None:
+    from .engine.book import Book
+
+    assert isinstance(book, Book)
+    account = book.account(cid)
+    assert account is not None
+    try:
+        request = birthday(account, book.ruleset, day)
+    except TooLate:
+        summary.birthdays_refused += 1
+        return
+    if request is None:
+        return
+    try:
+        result = awards.earn(book, request)
+    except Refused:  # the key was used with other content: already handled
+        return
+    if not result.duplicate:
+        summary.birthdays += 1
+        summary.birthday_points += result.award.points

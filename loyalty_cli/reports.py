@@ -1,9 +1,9 @@
 """Reports for the owner and the accountant: summary, customers, activity, rules,
 tiers, RFM segments and the points liability.
 
-Every figure comes from an aggregate query in ledger.py (the `# --- reports ---`
-block): a handful of numbers, or one row per customer, rule, tier or time
-bucket, never the entries themselves. This module turns those rows into plain
+Every figure comes from an aggregate query in store/reports.py: a handful of
+numbers, or one row per customer, rule, tier or time bucket, never the entries
+themselves. This module turns those rows into plain
 results, each with one JSON shape (`to_json`) and one CSV table (`table`), and
 holds the pure arithmetic: periods, time buckets, rates, RFM scores and segments.
 Nothing here reads the clock: the as-of day comes from the caller.
@@ -16,14 +16,15 @@ time zone. "As of" a day means the ledger as it stood at the end of that day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
+from .clock import day_start, from_stamp, shop_day, stamp, zone
 from .errors import BadArgument
-from .ledger import Ledger
-from .values import CENTS, format_utc, from_cents, parse_utc
+from .store import Store
+from .store import reports as sql
+from .values import CENTS, from_cents
 
 if TYPE_CHECKING:  # models is 30 dataclasses: not worth loading for a type
     from .models import Ruleset, TierPolicy
@@ -65,40 +66,36 @@ class Period:
     as_of: date
     timezone: str
 
-    def instant(self, day: date) -> str:
-        """The start of a shop-local day, as stored UTC text."""
-        return format_utc(datetime.combine(day, time(), ZoneInfo(self.timezone)))
+    def instant(self, day: date) -> int:
+        """The start of a shop-local day, as a stored time."""
+        return stamp(day_start(day, zone(self.timezone)))
 
     @property
-    def start(self) -> str:
+    def start(self) -> int:
         return self.instant(self.first)
 
     @property
-    def end(self) -> str:
+    def end(self) -> int:
         return self.instant(self.last + timedelta(days=1))
 
     @property
-    def until(self) -> str:
+    def until(self) -> int:
         return self.instant(self.as_of + timedelta(days=1))
 
-    def local_day(self, stored: str) -> date:
-        return parse_utc(stored).astimezone(ZoneInfo(self.timezone)).date()
+    def local_day(self, stored: int) -> date:
+        return shop_day(from_stamp(stored), zone(self.timezone))
 
-    def utc_shifts(self, first: date) -> list[tuple[str, int]]:
+    def utc_shifts(self, first: date) -> list[tuple[int, int]]:
         """The shop's UTC offset in seconds from the start of `first` through the
         as-of day: (stored UTC time, offset) at the start and at each change (summer
         time), found to the second, so that SQL can turn stored times into local days."""
-        zone = ZoneInfo(self.timezone)
+        tz = zone(self.timezone)
 
         def offset(seconds: int) -> int:
-            moment = datetime.fromtimestamp(seconds, UTC).astimezone(zone)
-            shift = moment.utcoffset()
+            shift = from_stamp(seconds).astimezone(tz).utcoffset()
             return 0 if shift is None else int(shift.total_seconds())
 
-        def stamp(day: date) -> int:
-            return int(datetime.combine(day, time(), zone).timestamp())
-
-        moment, end = stamp(first), stamp(self.as_of + timedelta(days=1))
+        moment, end = self.instant(first), self.instant(self.as_of + timedelta(days=1))
         shifts = [(moment, offset(moment))]
         while moment < end:
             step = min(moment + 86400, end)
@@ -109,7 +106,7 @@ class Period:
                     low, high = (low, middle) if offset(middle) != shifts[-1][1] else (middle, high)
                 shifts.append((high, offset(high)))
             moment = step
-        return [(format_utc(datetime.fromtimestamp(t, UTC)), o) for t, o in shifts]
+        return shifts
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,7 +118,7 @@ class Period:
 
 
 def period(
-    ledger: Ledger,
+    store: Store,
     timezone: str,
     today: date,
     first: date | None = None,
@@ -134,7 +131,7 @@ def period(
     as_of = as_of or last or today
     last = last or as_of
     if first is None:
-        earliest = ledger.report_first_activity()
+        earliest = sql.first_activity(store.conn)
         first = (
             as_of if earliest is None else Period(as_of, as_of, as_of, timezone).local_day(earliest)
         )
@@ -233,25 +230,26 @@ class Summary:
         return Table(("metric", "value"), [[k, v] for k, v in self.to_json().items()])
 
 
-def points_held(ledger: Ledger, span: Period, period_points: dict[str, int]) -> int:
+def points_held(store: Store, span: Period, period_points: dict[str, int]) -> int:
     """The sum of every entry before the end of the as-of day, from the period's
     sums and the ranges around it: the default period runs from the first entry
     to the as-of day, so this reads almost nothing more."""
     start, end, until = span.start, span.end, span.until
-    held = sum(period_points.values()) + sum(ledger.report_points("", start).values())
+    held = sum(period_points.values()) + sum(sql.points(store.conn, None, start).values())
     if until >= end:
-        return held + sum(ledger.report_points(end, until).values())
-    return held - sum(ledger.report_points(until, end).values())
+        return held + sum(sql.points(store.conn, end, until).values())
+    return held - sum(sql.points(store.conn, until, end).values())
 
 
-def summary(ledger: Ledger, shop: Shop, span: Period) -> Summary:
+def summary(store: Store, shop: Shop, span: Period) -> Summary:
     start, end, until = span.start, span.end, span.until
-    with ledger.report_snapshot():
-        members, new = ledger.report_members(start, end, until)
-        active, buyers, repeat, purchases, revenue = ledger.report_purchasers(start, end)
-        refunds, refunded = ledger.report_refunds(start, end)
-        points = ledger.report_points(start, end)
-        outstanding = points_held(ledger, span, points) - ledger.report_overdue(until, span.as_of)
+    conn = store.conn
+    with store.snapshot():
+        members, new = sql.members(conn, start, end, until)
+        active, buyers, repeat, purchases, revenue = sql.purchasers(conn, start, end)
+        refunds, refunded = sql.refunds(conn, start, end)
+        points = sql.points(conn, start, end)
+        outstanding = points_held(store, span, points) - sql.overdue(conn, until, span.as_of)
     return Summary(
         period=span,
         shop=shop,
@@ -361,13 +359,13 @@ def _sort_key(field: str, descending: bool) -> Any:
 
 
 def customers(
-    ledger: Ledger, shop: Shop, span: Period, sort: str = "spend", top: int | None = None
+    store: Store, shop: Shop, span: Period, sort: str = "spend", top: int | None = None
 ) -> Customers:
     if sort not in CUSTOMER_SORTS:
         raise BadArgument(f"--sort '{sort}' is not one of: {', '.join(CUSTOMER_SORTS)}")
     first_tier = shop.tiers.levels[0].id if shop.tiers else None
     rows = []
-    for c in ledger.report_customers(span.until, span.as_of):
+    for c in sql.customers(store.conn, span.until, span.as_of):
         first, last = c.first_purchase, c.last_purchase
         rows.append(
             CustomerRow(
@@ -484,10 +482,10 @@ class Activity:
         return Table(ACTIVITY_COLUMNS, [list(r.to_json().values()) for r in self.rows])
 
 
-def activity(ledger: Ledger, shop: Shop, span: Period, by: str = "month") -> Activity:
+def activity(store: Store, shop: Shop, span: Period, by: str = "month") -> Activity:
     spans = buckets(span.first, span.last, by)
     bounds = [(span.instant(lo), span.instant(hi + timedelta(days=1))) for _, lo, hi in spans]
-    sales, points = ledger.report_activity(bounds)
+    sales, points = sql.activity(store.conn, bounds)
     rows = []
     for i, (label, lo, hi) in enumerate(spans):
         count, cents = sales.get(i, (0, 0))
@@ -540,8 +538,8 @@ class Rules:
         return Table(("rule", "awards", "customers", "points", "share", "revenue"), rows)
 
 
-def rules(ledger: Ledger, shop: Shop, span: Period) -> Rules:
-    return Rules(span, shop, ledger.report_rules(span.start, span.end))
+def rules(store: Store, shop: Shop, span: Period) -> Rules:
+    return Rules(span, shop, sql.rules(store.conn, span.start, span.end))
 
 
 # --- tiers ---------------------------------------------------------------------------
@@ -597,7 +595,7 @@ class Tiers:
         return Table(tuple(tiers[0]) if tiers else (), [list(t.values()) for t in tiers])
 
 
-def tiers(ledger: Ledger, shop: Shop, span: Period) -> Tiers:
+def tiers(store: Store, shop: Shop, span: Period) -> Tiers:
     if shop.tiers is None:
         raise BadArgument(
             "the tiers report needs a rules file with a tiers: section (pass --rules)"
@@ -605,8 +603,8 @@ def tiers(ledger: Ledger, shop: Shop, span: Period) -> Tiers:
     return Tiers(
         span,
         shop.tiers,
-        ledger.report_tier_counts(span.until),
-        ledger.report_tier_moves(span.start, span.end),
+        sql.tier_counts(store.conn, span.until),
+        sql.tier_moves(store.conn, span.start, span.end),
     )
 
 
@@ -729,16 +727,16 @@ class Segments:
         return Table(SCORED_COLUMNS, [list(m.values()) for m in members])
 
 
-def segments(ledger: Ledger, shop: Shop, span: Period, only: str | None = None) -> Segments:
+def segments(store: Store, shop: Shop, span: Period, only: str | None = None) -> Segments:
     """RFM over the customers with a purchase by the end of the as-of day, scored
     in SQL (see `Ledger._rfm_scored`). Only the customers of the segment asked for
     (--segment) become rows; the others are counted by score."""
     counts = dict.fromkeys(SEGMENTS, 0)
-    first = ledger.report_first_activity()
+    first = sql.first_activity(store.conn)
     if first is None:
         return Segments(span, shop, [], only, counts)
     shifts = span.utc_shifts(min(span.local_day(first), span.as_of))
-    for r, f, m, n in ledger.report_rfm_counts(span.until, shifts):
+    for r, f, m, n in sql.rfm_counts(store.conn, span.until, shifts):
         counts[segment(r, f, m)] += n
     scored = []
     if only is not None:
@@ -749,8 +747,8 @@ def segments(ledger: Ledger, shop: Shop, span: Period, only: str | None = None) 
             for m in range(1, 6)
             if segment(r, f, m) == only
         ]
-        for cid, name, day, count, cents, r, f, m in ledger.report_rfm_members(
-            span.until, shifts, scores
+        for cid, name, day, count, cents, r, f, m in sql.rfm_members(
+            store.conn, span.until, shifts, scores
         ):
             last = date.fromisoformat(day)
             recency = (span.as_of - last).days
@@ -816,11 +814,11 @@ class Liability:
         return Table(("section", "month", "points", "value"), rows)
 
 
-def liability(ledger: Ledger, shop: Shop, span: Period) -> Liability:
-    with ledger.report_snapshot():
-        held = sum(ledger.report_points("", span.until).values())
-        overdue = ledger.report_overdue(span.until, span.as_of)
-        lots = ledger.report_lots(span.until, span.as_of)
+def liability(store: Store, shop: Shop, span: Period) -> Liability:
+    with store.snapshot():
+        held = sum(sql.points(store.conn, None, span.until).values())
+        overdue = sql.overdue(store.conn, span.until, span.as_of)
+        lots = sql.lots(store.conn, span.until, span.as_of)
     return Liability(span, shop, lots, held, overdue)
 
 
@@ -865,20 +863,20 @@ class Request:
 Report = Summary | Customers | Activity | Rules | Tiers | Segments | Liability
 
 
-def build(request: Request, ledger: Ledger, shop: Shop, span: Period) -> Report:
+def build(request: Request, store: Store, shop: Shop, span: Period) -> Report:
     """The report asked for, over `span`."""
     name = request.name
     if name == "summary":
-        return summary(ledger, shop, span)
+        return summary(store, shop, span)
     if name == "customers":
-        return customers(ledger, shop, span, request.sort or "spend", request.top)
+        return customers(store, shop, span, request.sort or "spend", request.top)
     if name == "activity":
-        return activity(ledger, shop, span, request.by or "month")
+        return activity(store, shop, span, request.by or "month")
     if name == "rules":
-        return rules(ledger, shop, span)
+        return rules(store, shop, span)
     if name == "tiers":
-        return tiers(ledger, shop, span)
+        return tiers(store, shop, span)
     if name == "segments":
         only = None if request.segment is None else segment_name(request.segment)
-        return segments(ledger, shop, span, only)
-    return liability(ledger, shop, span)
+        return segments(store, shop, span, only)
+    return liability(store, shop, span)

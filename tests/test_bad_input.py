@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loyalty_cli.ledger import SCHEMA_VERSION
+from loyalty_cli.store.schema import SCHEMA_VERSION
 
 from .conftest import Shop
 

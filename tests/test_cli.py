@@ -196,7 +196,12 @@ def test_every_entry_is_stamped_with_its_rules_text_kept_once(shop: Shop) -> Non
     shop.ok("earn", "C1", "--amount", "5")
     conn = sqlite3.connect(shop.db)
     versions = conn.execute("SELECT version, text FROM rulesets").fetchall()
-    stamped = {v for (v,) in conn.execute("SELECT DISTINCT ruleset FROM entries")}
+    stamped = {
+        v
+        for (v,) in conn.execute(
+            "SELECT DISTINCT r.version FROM operations o JOIN rulesets r ON r.id = o.ruleset"
+        )
+    }
     assert len(versions) == 2
     assert stamped == {v for v, _ in versions}
     assert any(text.endswith("# edited\n") for _, text in versions)

@@ -15,13 +15,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loyalty_cli import ledger as ledger_module
-from loyalty_cli.ledger import Ledger
+from loyalty_cli.store import Store
+from loyalty_cli.store import connection as ledger_module
 
 from .conftest import Shop, loyalty_command
 
@@ -284,8 +285,8 @@ def test_opening_a_new_ledger_while_another_process_creates_it_is_not_mistaken_f
 
     monkeypatch.setattr(sqlite3, "connect", connect)  # the module the ledger uses
     assert not till.db.exists()
-    with Ledger.open(till.db) as ledger:
+    with Store.open(till.db) as store:
         assert other, "the other process never ran: the race was not set up"
         assert other[0].returncode == 0, other[0].stderr
-        assert ledger.customer("C0") is not None
-        assert ledger.verify().ok
+        assert "C0" in store.accounts(None, ["C0"])
+        assert store.verify(datetime.now(UTC)).ok

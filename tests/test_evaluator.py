@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from loyalty_cli.evaluator import evaluate, limited_rules, matches, period_bounds, round_points
+from loyalty_cli.clock import period_bounds
+from loyalty_cli.evaluator import evaluate, matches, round_points
 from loyalty_cli.models import Activity, Compare, CustomerState, RuleUsage
 from loyalty_cli.rules import parse_rules
 
@@ -156,42 +157,6 @@ def test_budget_limits_a_rule_across_all_customers() -> None:
     rs = rules("  - {id: launch, on: purchase, points: 50, budget: 120}\n")
     assert award_of(rs, buy("5.00"), state(budget_used={"launch": 100})) == {"launch": 20}
     assert award_of(rs, buy("5.00"), state(budget_used={"launch": 120})) == {}
-
-
-def test_only_limited_rules_whose_other_conditions_hold_need_their_usage_counted() -> None:
-    """The use case counts a capped or budgeted rule's usage only if the activity
-    meets the rule's other conditions; any other limited rule is skipped for
-    those conditions whatever its usage, so counting it would change nothing."""
-    rs = rules(
-        "  - {id: base, on: purchase, points_per_unit: 1}\n"
-        "  - {id: tuesdays, on: purchase, points: 5, weekdays: [tue], budget: 100}\n"
-        "  - {id: big, on: purchase, points: 9, min_amount: 50, cap: {count: 1, per: week}}\n"
-        "  - {id: regulars, on: purchase, points: 3, when: {purchases: {gte: 5}}, budget: 10}\n"
-        "  - {id: review, on: review, points: 50, cap: {count: 1, per: month}}\n"
-    )
-    tuesday = datetime(2026, 11, 17, 12, 0, tzinfo=UTC)
-
-    def limited(activity: Activity, st: CustomerState) -> list[str]:
-        return [rule.id for rule in limited_rules(rs, activity, st)]  # type: ignore[arg-type]
-
-    assert limited(buy("10.00"), state()) == []
-    assert limited(buy("60.00", at=tuesday), state(purchases=5)) == ["tuesdays", "big", "regulars"]
-    assert limited(buy("60.00"), state(purchases=4)) == ["big"]
-    # A rule left out is skipped for its own conditions, with its usage known or not.
-    used_up = state(
-        purchases=4, usage={"big": RuleUsage(1, 9)}, budget_used={"tuesdays": 100, "regulars": 10}
-    )
-
-    def reasons(activity: Activity, st: CustomerState, ids: set[str]) -> dict[str, str]:
-        award = evaluate(rs, activity, st)  # type: ignore[arg-type]
-        return {skip.rule: skip.reason for skip in award.skipped if skip.rule in ids}
-
-    for activity in (buy("10.00"), buy("60.00")):
-        left_out = {"tuesdays", "big", "regulars"} - set(limited(activity, state(purchases=4)))
-        assert set(reasons(activity, state(purchases=4), left_out)) == left_out
-        assert reasons(activity, state(purchases=4), left_out) == reasons(
-            activity, used_up, left_out
-        )
 
 
 def test_reward_rules_give_a_zero_point_line_naming_the_reward() -> None:

@@ -17,8 +17,8 @@ import pytest
 
 from loyalty_cli.errors import InputMissing
 from loyalty_cli.importer import Options, import_sources, read_source
-from loyalty_cli.ledger import Ledger
 from loyalty_cli.rules import load_rules
+from loyalty_cli.store import Store
 
 from .conftest import Shop
 from .test_bad_input import snapshot
@@ -294,15 +294,15 @@ def test_a_full_ledger_mid_import_is_exit_66_and_leaves_it_intact(
     lines = [HEADER] + [f"R{n},C1,{n % 90 + 1}.00,2026-11-{n % 28 + 1:02d}," for n in range(3000)]
     sales = write(shop, "\n".join(lines) + "\n")
     ruleset = load_rules(shop.rules)
-    ledger = Ledger.open(shop.db)
+    store = Store.open(shop.db)
     try:
-        pages = ledger.conn.execute("PRAGMA page_count").fetchone()[0]
-        ledger.conn.execute(f"PRAGMA max_page_count = {pages + 5}")
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 5}")
         source = read_source(str(sales), "utf-8-sig")
         with pytest.raises(InputMissing, match="the disk is full"):
-            import_sources(ledger, ruleset, [source], Options(), datetime(2026, 12, 1, tzinfo=UTC))
+            import_sources(store, ruleset, [source], Options(), datetime(2026, 12, 1, tzinfo=UTC))
     finally:
-        ledger.close()
+        store.close()
     conn = sqlite3.connect(shop.db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
@@ -337,3 +337,20 @@ def test_a_ledger_in_a_read_only_folder_reads_and_refuses_writes_clearly(
     shop.ok("report", "--db", db)
     message = shop.fails(66, "earn", "C1", "--amount", "5", "--db", db)
     assert "read-only" in message and "not an SQLite database" not in message
+
+
+def test_an_award_beyond_the_limit_is_refused_and_writes_nothing(shop: Shop) -> None:
+    shop.write_rules(
+        """\
+        program: {name: Shop, timezone: Europe/London}
+        earn:
+          - {id: base, on: purchase, points_per_unit: 1000}
+        """
+    )
+    shop.ok("enroll", "C1")
+    before = snapshot(shop.db)
+    message = shop.fails(1, "earn", "C1", "--amount", "1000000000")
+    assert "beyond the limit of 1,000,000,000" in message
+    assert snapshot(shop.db) == before
+    shop.ok("earn", "C1", "--amount", "1000000")  # a billion points exactly: allowed
+    everything_still_works(shop)

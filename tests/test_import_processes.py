@@ -49,8 +49,8 @@ def ledger_facts(db: Path) -> list[tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         return sorted(
             conn.execute(
-                "SELECT e.txn, e.customer_id, e.kind, e.points, e.rule, e.occurred_at "
-                "FROM entries e"
+                "SELECT o.txn, e.customer_id, e.kind, e.points, e.rule, e.occurred "
+                "FROM entries e JOIN operations o ON o.id = e.op_id"
             ).fetchall(),
             key=repr,
         )

@@ -37,7 +37,7 @@ def ledger_rows(db: Path) -> tuple[object, ...]:
     try:
         return tuple(
             tuple(conn.execute(f"SELECT * FROM {table} ORDER BY 1"))
-            for table in ("customers", "operations", "entries", "lots", "draws")
+            for table in ("customers", "operations", "entries", "draws")
         )
     finally:
         conn.close()

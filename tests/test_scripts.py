@@ -52,8 +52,8 @@ def test_the_import_floor_copies_a_ledger_row_for_row(shop: Shop) -> None:
 
     def dump(db: Path) -> dict[str, list[tuple[object, ...]]]:
         with sqlite3.connect(db) as conn:
-            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in counts}
+            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in counts}
 
     assert dump(copy) == dump(shop.db)
-    assert counts["entries"] > 9 and counts["lots"] > 0
+    assert counts["entries"] > 9 and counts["customers"] == 3
     assert shop.ok("verify", "--db", str(copy))["ok"] is True

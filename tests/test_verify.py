@@ -1,5 +1,7 @@
 """Tamper evidence: the append-only triggers refuse edits made with plain SQL,
-and `loyalty verify` catches the edits made by someone who removes them.
+and `loyalty verify` catches the edits made by someone who removes them, of
+every kind of row: operations, entries, lots (a credit entry's dates), draws,
+profiles, rules texts and runs.
 
 The ledger built by `shop_with_history` has these rows (BASIC_RULES):
 
@@ -7,7 +9,7 @@ The ledger built by `shop_with_history` has these rows (BASIC_RULES):
     op 2 earn C1 20.00        entry 2  C1 base       +20
     op 3 earn C1 30.00 shoes  entry 3  C1 base       +30
                               entry 4  C1 shoes      +60
-    op 4 redeem C1 50         entry 5  C1 redeem     -50
+    op 4 redeem C1 50         entry 5  C1 redeem     -50  (draw 1: 50 from lot 1)
     op 5 enroll C2 (ref C1)   entry 6  C2 welcome   +100
                               entry 7  C1 referral  +500
 """
@@ -23,12 +25,11 @@ from typing import Any
 
 import pytest
 
+from loyalty_cli.store.chain import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS, op_hash
+
 from .conftest import Shop
 
-ENTRY_COLUMNS = (
-    "id, op_id, customer_id, kind, points, amount_cents, occurred_at, recorded_at, "
-    "rule, reward, reason, txn, ruleset, detail, hash"
-)
+CHANGED = "was changed, inserted or removed outside loyalty"
 
 
 @pytest.fixture
@@ -59,6 +60,36 @@ def drop_triggers(conn: sqlite3.Connection) -> dict[str, str]:
     return triggers
 
 
+@contextmanager
+def behind_loyaltys_back(db: Path) -> Iterator[sqlite3.Connection]:
+    """Drop the triggers, let the caller edit, and put the triggers back."""
+    with raw(db) as conn:
+        triggers = drop_triggers(conn)
+        yield conn
+        for sql in triggers.values():
+            conn.execute(sql)
+
+
+def rechain(conn: sqlite3.Connection) -> None:
+    """Recompute every operation's hash, as a forger who knows the format would."""
+    versions = {rid: bytes(v).hex() for rid, v in conn.execute("SELECT id, version FROM rulesets")}
+    previous, after = b"", 0
+    for row in conn.execute(f"SELECT {OP_FIELDS} FROM operations ORDER BY id").fetchall():
+        last = row[6]
+        entries = conn.execute(
+            f"SELECT {ENTRY_FIELDS} FROM entries WHERE id > ? AND id <= ? ORDER BY id",
+            (after, last),
+        ).fetchall()
+        draws = conn.execute(
+            f"SELECT {DRAW_FIELDS} FROM draws WHERE entry_id > ? AND entry_id <= ? ORDER BY id",
+            (after, last),
+        ).fetchall()
+        hashed = (*row[:5], None if row[5] is None else versions[row[5]], *row[6:])
+        previous = op_hash(previous, hashed, entries, draws)
+        conn.execute("UPDATE operations SET hash = ? WHERE id = ?", (previous, row[0]))
+        after = last
+
+
 def verify_fails(shop: Shop) -> tuple[dict[str, Any], str]:
     """Run `verify --json` on a broken ledger: exit 1, the report on stdout,
     exactly one `error:` line on stderr. Returns (report, error line)."""
@@ -81,6 +112,14 @@ def entry_points(shop: Shop, entry_id: int) -> int:
     return points
 
 
+def bad_operation(op_id: int, entries: str = "") -> str:
+    named = f" (entries {entries})" if entries else ""
+    return (
+        f"operation #{op_id}{named} does not match the hash chain: it, one of its entries, "
+        f"lots or draws, or the operation before it {CHANGED}"
+    )
+
+
 # --- a clean ledger ----------------------------------------------------------------
 
 
@@ -89,26 +128,25 @@ def test_a_clean_ledger_verifies_ok_and_counts_its_entries_operations_and_custom
 ) -> None:
     doc = shop_with_history.ok("verify")
     with raw(shop_with_history.db) as conn:
-        heads = [
-            conn.execute(f"SELECT hash FROM {table} ORDER BY id DESC LIMIT 1").fetchone()[0]
-            for table in ("entries", "operations")
-        ]
+        head = bytes(
+            conn.execute("SELECT hash FROM operations ORDER BY id DESC LIMIT 1").fetchone()[0]
+        ).hex()
     assert doc == {
         "ok": True,
         "entries": 7,
         "operations": 5,
         "customers": 2,
         "first_bad_entry": None,
-        "entries_head": heads[0],
-        "operations_head": heads[1],
+        "entries_head": head,  # the newest entry is in the newest operation
+        "operations_head": head,
         "problems": [],
     }
 
 
 def test_an_empty_ledger_verifies_with_no_heads(shop: Shop) -> None:
-    from loyalty_cli.ledger import Ledger
+    from loyalty_cli.store import Store
 
-    Ledger.open(shop.db).close()
+    Store.open(shop.db).close()
     doc = shop.ok("verify")
     assert (doc["ok"], doc["entries"], doc["entries_head"], doc["operations_head"]) == (
         True,
@@ -124,6 +162,13 @@ def test_verify_without_a_ledger_file_says_so_and_does_not_create_one(shop: Shop
     assert not shop.db.exists()
 
 
+def test_verify_remembers_the_head_beside_the_ledger(shop_with_history: Shop) -> None:
+    doc = shop_with_history.ok("verify")
+    heads = Path(f"{shop_with_history.db}.heads").read_text().splitlines()
+    assert json.loads(heads[-1])["hash"] == doc["operations_head"]
+    assert json.loads(heads[-1])["operation"] == 5
+
+
 # --- the triggers refuse plain SQL edits ----------------------------------------------
 
 
@@ -134,10 +179,13 @@ def test_verify_without_a_ledger_file_says_so_and_does_not_create_one(shop: Shop
         ("DELETE FROM entries WHERE id = 5", "entries are append-only"),
         ("UPDATE operations SET amount_cents = 999900 WHERE id = 2", "operations are append-only"),
         ("DELETE FROM operations WHERE id = 4", "operations are append-only"),
+        ("UPDATE draws SET points = 1", "draws are append-only"),
         ("UPDATE rulesets SET text = 'earn: []'", "rulesets are append-only"),
         ("DELETE FROM rulesets", "rulesets are append-only"),
+        ("DELETE FROM draws", "draws are append-only"),
         ("DELETE FROM customers WHERE id = 'C2'", "customers are never deleted"),
         ("UPDATE customers SET referred_by = NULL WHERE id = 'C2'", "never change"),
+        ("UPDATE customers SET salt = x'00' WHERE id = 'C2'", "never change"),
     ],
 )
 def test_plain_sql_updates_and_deletes_are_refused_by_the_append_only_triggers(
@@ -150,23 +198,16 @@ def test_plain_sql_updates_and_deletes_are_refused_by_the_append_only_triggers(
     assert shop_with_history.ok("verify")["ok"] is True
 
 
-def test_a_customers_contact_details_may_still_be_corrected(shop_with_history: Shop) -> None:
-    # Only identity, enrollment time and referrer are frozen; the rest is not ledger data.
-    with raw(shop_with_history.db) as conn:
-        conn.execute("UPDATE customers SET email = 'ada@example.com' WHERE id = 'C1'")
-    assert shop_with_history.ok("verify")["ok"] is True
-
-
 def _replace_entry_points(conn: sqlite3.Connection, entry_id: int, points: int) -> None:
-    """INSERT OR REPLACE a copy of an entry with other points (and its old hash)."""
-    row = conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
-    columns = [c.strip() for c in ENTRY_COLUMNS.split(",")]
+    """INSERT OR REPLACE a copy of an entry with other points."""
+    row = conn.execute(f"SELECT {ENTRY_FIELDS} FROM entries WHERE id = ?", (entry_id,)).fetchone()
+    columns = [c.strip() for c in ENTRY_FIELDS.split(",")]
     changed = [
         points if name == "points" else value for name, value in zip(columns, row, strict=True)
     ]
     placeholders = ", ".join("?" for _ in columns)
     conn.execute(
-        f"INSERT OR REPLACE INTO entries ({ENTRY_COLUMNS}) VALUES ({placeholders})", changed
+        f"INSERT OR REPLACE INTO entries ({ENTRY_FIELDS}) VALUES ({placeholders})", changed
     )
 
 
@@ -196,112 +237,93 @@ def test_insert_or_replace_with_recursive_triggers_off_slips_past_the_triggers_b
     doc, error = verify_fails(shop_with_history)
     assert doc["first_bad_entry"] == 2
     assert doc["entries"] == 7
-    assert error.startswith("error: entry #2 does not match the hash chain")
+    assert error == f"error: {bad_operation(2, '#2')}"
 
 
 # --- tampering with the triggers removed -----------------------------------------------
 
 
-def test_editing_an_entrys_points_after_dropping_the_triggers_fails_verify_naming_the_entry(
+def test_editing_an_entrys_points_after_dropping_the_triggers_fails_verify_naming_it(
     shop_with_history: Shop,
 ) -> None:
     with raw(shop_with_history.db) as conn:
         drop_triggers(conn)
         conn.execute("UPDATE entries SET points = 5000 WHERE id = 3")
     assert shop_with_history.ok("balance", "C1")["balance"] == 660 - 30 + 5000
-    doc, _error = verify_fails(shop_with_history)
+    doc, error = verify_fails(shop_with_history)
     assert doc["first_bad_entry"] == 3
-    assert any(p.startswith("entry #3 does not match the hash chain") for p in doc["problems"])
+    assert doc["problems"][0] == bad_operation(3, "#3-#4")
+    assert "entries #3-#4" in error
     (missing,) = [p for p in doc["problems"] if p.startswith("the append-only protection")]
-    # 7 append-only tables x update/delete, and 2 on customers, named in one problem
-    assert missing.count("_no_") + missing.count("keep_identity") == 16
-    assert "entries_no_update" in missing
-    # The operations chain is intact; the operation's recorded total no longer matches.
-    assert not any("operation #" in p and "hash chain" in p for p in doc["problems"])
-    assert any(p.startswith("operation #") and " wrote " in p for p in doc["problems"])
+    # 5 append-only tables x update/delete, and 2 on customers, named in one problem
+    assert missing.count("_no_") + missing.count("keep_identity") == 12
 
 
-def test_the_verify_error_line_names_the_edited_entry_even_when_the_triggers_were_dropped(
+def test_editing_an_entry_and_restoring_the_triggers_is_still_caught(
     shop_with_history: Shop,
 ) -> None:
-    with raw(shop_with_history.db) as conn:
-        drop_triggers(conn)
-        conn.execute("UPDATE entries SET points = 5000 WHERE id = 3")
-    result = shop_with_history.run("verify", "--json")
-    assert result.exit_code == 1, result.output
-    assert "entry #3" in result.stderr, result.stderr
-
-
-def test_editing_an_entry_and_restoring_the_triggers_is_still_caught_by_the_hash_chain(
-    shop_with_history: Shop,
-) -> None:
-    with raw(shop_with_history.db) as conn:
-        triggers = drop_triggers(conn)
+    with behind_loyaltys_back(shop_with_history.db) as conn:
         conn.execute("UPDATE entries SET points = 0 WHERE id = 5")  # undo the redemption
-        for sql in triggers.values():
-            conn.execute(sql)
     doc, error = verify_fails(shop_with_history)
     assert doc["first_bad_entry"] == 5
     assert doc["problems"] == [
-        "entry #5 does not match the hash chain: it, or the one before it, was changed, "
-        "inserted or removed outside loyalty",
-        "operation #4 wrote 1 entries worth -50 points, but the ledger holds 1 worth 0: "
-        "entries were removed or added",
+        bad_operation(4, "#5"),
+        "entry #5 takes 0 points but draws 50 from lots",
     ]
     assert error == f"error: {doc['problems'][0]} (+1 more problem: loyalty verify --json)"
 
 
-def test_deleting_an_entry_in_the_middle_is_detected_at_the_entry_that_follows_it(
+def test_deleting_an_entry_in_the_middle_is_detected_at_its_operation(
     shop_with_history: Shop,
 ) -> None:
-    with raw(shop_with_history.db) as conn:
-        triggers = drop_triggers(conn)
+    with behind_loyaltys_back(shop_with_history.db) as conn:
         conn.execute("DELETE FROM entries WHERE id = 5")  # the redemption
-        for sql in triggers.values():
-            conn.execute(sql)
-    doc, error = verify_fails(shop_with_history)
+    doc, _ = verify_fails(shop_with_history)
     assert doc["entries"] == 6
-    assert doc["first_bad_entry"] == 6
-    assert error.startswith("error: entry #6 does not match the hash chain")
+    assert doc["problems"][0] == bad_operation(4)
+    assert "draws row 1 refers to a missing entries row" in doc["problems"]
 
 
 def test_deleting_the_newest_entry_is_detected(shop: Shop) -> None:
     shop.ok("enroll", "C1")
     shop.ok("earn", "C1", "--amount", "80")
     shop.ok("redeem", "C1", "--points", "150")
-    with raw(shop.db) as conn:
-        triggers = drop_triggers(conn)
+    with behind_loyaltys_back(shop.db) as conn:
         conn.execute("DELETE FROM entries WHERE id = (SELECT max(id) FROM entries)")
-        for sql in triggers.values():
-            conn.execute(sql)
     assert shop.ok("balance", "C1")["balance"] == 180  # the 150 points are back
-    result = shop.run("verify", "--json")
-    assert result.exit_code == 1, result.output
-    problems = json.loads(result.stdout)["problems"]
-    assert problems[0] == (
-        "operation #3 wrote 1 entries worth -150 points, but the ledger holds 0 worth 0: "
-        "entries were removed or added"
-    )
-    # The redemption's draws on the lots now point at an entry that is gone.
-    assert "draws row 1 refers to a missing entries row" in problems
+    doc, _ = verify_fails(shop)
+    assert doc["problems"][0] == bad_operation(3)
+    assert "draws row 1 refers to a missing entries row" in doc["problems"]
 
 
-def test_editing_an_operation_row_is_detected_by_the_operations_chain(
-    shop_with_history: Shop,
-) -> None:
-    with raw(shop_with_history.db) as conn:
-        triggers = drop_triggers(conn)
+def test_editing_an_operation_row_is_detected_by_the_chain(shop_with_history: Shop) -> None:
+    with behind_loyaltys_back(shop_with_history.db) as conn:
         conn.execute("UPDATE operations SET amount_cents = 200000 WHERE id = 2")
-        for sql in triggers.values():
-            conn.execute(sql)
     doc, error = verify_fails(shop_with_history)
-    assert doc["problems"] == [
-        "operation #2 does not match the hash chain: it, or the one before it, was changed, "
-        "inserted or removed outside loyalty"
-    ]
-    assert doc["first_bad_entry"] is None  # the entries themselves are intact
+    assert doc["problems"] == [bad_operation(2, "#2")]
     assert doc["operations"] == 5
     assert error == f"error: {doc['problems'][0]}"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE draws SET points = 40 WHERE id = 1",  # a debit takes less from its lot
+        "UPDATE draws SET lot_id = 2 WHERE id = 1",  # ... or from another lot
+        "UPDATE entries SET expires_on = 1 WHERE id = 2",  # a lot's expiry moved
+        "UPDATE entries SET available_on = 99999 WHERE id = 6",  # a lot held back
+        "UPDATE entries SET customer_id = 'C2' WHERE id = 7",  # points moved to another customer
+        "UPDATE entries SET rule = 'base' WHERE id = 4",  # a line credited to another rule
+        "UPDATE operations SET txn = 'R-9' WHERE id = 2",  # a receipt renamed
+        "UPDATE operations SET ruleset = NULL WHERE id = 3",  # the rules version unstamped
+    ],
+)
+def test_every_kind_of_row_is_covered_by_the_chain(shop_with_history: Shop, edit: str) -> None:
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute(edit)
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"][0].startswith("operation #")
+    assert "does not match the hash chain" in doc["problems"][0]
 
 
 def test_dropping_the_triggers_alone_fails_verify_and_names_each_missing_trigger(
@@ -315,3 +337,105 @@ def test_dropping_the_triggers_alone_fails_verify_and_names_each_missing_trigger
     ]
     assert doc["first_bad_entry"] is None
     assert error == f"error: {doc['problems'][0]}"
+
+
+# --- profiles, rules texts and runs (issue 10, item 5) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "customer"),
+    [
+        ("UPDATE customers SET birthday = '1990-12-01' WHERE id = 'C1'", "C1"),
+        ("UPDATE customers SET email = 'eve@example.com' WHERE id = 'C2'", "C2"),
+        ("UPDATE customers SET name = 'Mallory' WHERE id = 'C1'", "C1"),
+        ("UPDATE customers SET referred_by = NULL WHERE id = 'C2'", "C2"),
+        ("UPDATE customers SET birthday_set = 0 WHERE id = 'C1'", "C1"),
+    ],
+)
+def test_a_profile_edited_behind_loyaltys_back_fails_verify(
+    shop_with_history: Shop, edit: str, customer: str
+) -> None:
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute(edit)
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"] == [
+        f"customer {customer!r}'s profile is not the one loyalty last recorded: it {CHANGED}"
+    ]
+
+
+def test_a_profile_changed_through_loyalty_verifies(shop_with_history: Shop) -> None:
+    shop_with_history.ok("update", "C1", "--email", "ada@example.com", "--birthday", "1990-12-01")
+    assert shop_with_history.ok("verify")["ok"] is True
+
+
+def test_a_customer_added_behind_loyaltys_back_fails_verify(shop_with_history: Shop) -> None:
+    with raw(shop_with_history.db) as conn:
+        conn.execute(
+            "INSERT INTO customers (id, enrolled, recorded, salt) VALUES ('M1', 0, 0, x'00')"
+        )
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"] == [
+        f"customer 'M1' has no enrollment in the chain: the customer {CHANGED}"
+    ]
+
+
+def test_an_edited_rules_text_fails_verify(shop_with_history: Shop) -> None:
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute(
+            "UPDATE rulesets SET text = replace(text, 'points_per_unit: 2', 'points_per_unit: 9')"
+        )
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"][0].startswith("rules text #1 is not the text its version")
+
+
+def test_an_edited_run_fails_verify(shop_with_history: Shop) -> None:
+    shop_with_history.ok("nightly")
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute("UPDATE runs SET as_of = '2099-01-01'")
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"][0].startswith("run #1 does not match the runs' hash chain")
+
+
+# --- what only a remembered head can show --------------------------------------------------
+
+
+def test_a_forged_operation_with_every_hash_recomputed_is_caught_by_the_remembered_head(
+    shop_with_history: Shop,
+) -> None:
+    shop_with_history.ok("verify")  # remembers operation #5's hash
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        # Give C1 an extra 1,000 points in operation #2's entry, and rewrite every
+        # hash from there on so that the chain itself is consistent again.
+        conn.execute("UPDATE entries SET points = 1020 WHERE id = 2")
+        rechain(conn)
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"] == [
+        doc["problems"][0]  # the one problem: the remembered head no longer matches
+    ]
+    assert doc["problems"][0].startswith("operation #5, verified on ")
+    assert (
+        "is not the same: the newest rows were cut off or the chain rewritten"
+        in (doc["problems"][0])
+    )
+
+
+def test_the_newest_operation_cut_off_is_caught_by_the_remembered_head(
+    shop_with_history: Shop,
+) -> None:
+    shop_with_history.ok("verify")
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute("DELETE FROM entries WHERE op_id = 5")
+        conn.execute("DELETE FROM operations WHERE id = 5")
+        conn.execute("DELETE FROM customers WHERE id = 'C2'")
+    doc, _ = verify_fails(shop_with_history)
+    assert doc["problems"][0].startswith("operation #5, verified on ")
+    assert " is gone:" in doc["problems"][0]
+
+
+def test_without_a_remembered_head_a_cut_off_tail_is_not_detected(shop_with_history: Shop) -> None:
+    """The limit, stated as a test: what verify cannot prove on its own."""
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        conn.execute("DELETE FROM entries WHERE op_id = 5")
+        conn.execute("DELETE FROM operations WHERE id = 5")
+        conn.execute("DELETE FROM customers WHERE id = 'C2'")
+    assert shop_with_history.ok("verify")["ok"] is True

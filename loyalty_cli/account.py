@@ -1,0 +1,180 @@
+"""A customer's account as one snapshot: everything a decision needs to know about
+them, read at once under the write lock, or built in memory by a replay.
+
+Pure data and pure arithmetic: what they hold on a day (lots, pending, debt),
+their purchases and net spend, their tier inputs, and the usage that caps and
+reward limits count. Decisions (engine) read an Account and return a new one;
+nothing here touches the store.
+
+Two words are defined here, once:
+- **balance**: every point the customer holds that has not expired, spendable or
+  pending (`Holdings.balance`). Points past their expiry never count, whether or
+  not the nightly step has written their expiry yet.
+- **spend**: what the customer's purchases came to, less what was refunded on
+  them. Rule conditions and tiers both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import NamedTuple
+
+from . import lots
+from .clock import Period, period_bounds, shop_day
+from .lots import Lot
+from .tiers import Override, Qualifying
+from .values import from_cents
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who the customer is. `birthday_set_at` is when the birthday was last set
+    or changed, counted from when it was recorded if that is later: a change
+    dated in the past must not get round the notice a birthday needs."""
+
+    id: str
+    enrolled_at: datetime
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birthday: str | None = None  # YYYY-MM-DD
+    referred_by: str | None = None
+    birthday_set_at: datetime | None = None
+    salt: bytes = b""  # keys the profile digest that verify checks (see store.chain)
+
+
+class PurchaseRecord(NamedTuple):
+    """A past purchase, with what refunds took back from it so far."""
+
+    op_id: int
+    at: datetime
+    cents: int
+    refunded_cents: int = 0
+    refund_points: int = 0  # points its refunds took back (<= 0)
+
+
+class Use(NamedTuple):
+    """A past award line of a capped rule, or a redemption of a reward."""
+
+    key: str  # the rule id, or "reward:" + the reward id
+    at: datetime
+    points: int
+
+
+class Credit(NamedTuple):
+    """Points the rules awarded, by the day they started to count (points tiers)."""
+
+    day: date
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    profile: Profile
+    lots: tuple[Lot, ...] = ()  # credits that still hold points
+    net: int = 0  # the sum of every entry: the lots' points less any refund debt
+    purchases: tuple[PurchaseRecord, ...] = ()
+    credits: tuple[Credit, ...] = ()
+    tier: str | None = None  # the tier last recorded (None: the first)
+    override: Override | None = None
+    uses: tuple[Use, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.profile.id
+
+    def with_(self, **changes: object) -> Account:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class Holdings(NamedTuple):
+    """A customer's points on a given day, from their lots."""
+
+    available: int  # spendable now; negative only when a refund left a debt
+    pending: int  # held for the return window
+    expiring: tuple[tuple[date, int], ...]  # available points gone within 30 days, by date
+
+    @property
+    def balance(self) -> int:
+        return self.available + self.pending
+
+
+def debt(account: Account) -> int:
+    """Points taken without a lot to take them from (a refund allowed to go
+    negative): a debt against what is available, repaid by later points."""
+    return sum(lot.remaining for lot in account.lots) - account.net
+
+
+def holdings(account: Account, today: date) -> Holdings:
+    split = lots.split(account.lots, today)
+    return Holdings(split.available - debt(account), split.pending, split.expiring)
+
+
+def balance(account: Account, today: date) -> int:
+    return holdings(account, today).balance
+
+
+def purchase_count(account: Account) -> int:
+    """Purchases so far (a refund does not undo the count)."""
+    return len(account.purchases)
+
+
+def spend_cents(account: Account) -> int:
+    return sum(p.cents - p.refunded_cents for p in account.purchases)
+
+
+def spend(account: Account) -> Decimal:
+    return from_cents(spend_cents(account))
+
+
+def qualifying(account: Account, metric: str, pending_days: int, tz: tzinfo) -> list[Qualifying]:
+    """The customer's dated qualifying amounts for tiers. Purchases count from the
+    end of their return window; a refund counts against its purchase on the
+    purchase's own day, so a returned purchase never qualified."""
+    held = timedelta(days=pending_days)
+    if metric == "points":
+        out = [Qualifying(c.day, Decimal(c.points)) for c in account.credits]
+        out += [
+            Qualifying(shop_day(p.at, tz) + held, Decimal(p.refund_points))
+            for p in account.purchases
+            if p.refund_points
+        ]
+        return out
+    return [
+        Qualifying(shop_day(p.at, tz) + held, from_cents(p.cents - p.refunded_cents))
+        for p in account.purchases
+    ]
+
+
+def usage(account: Account, key: str, per: Period, at: datetime, tz: tzinfo) -> tuple[int, int]:
+    """(lines, points) a rule gave (or times a reward was redeemed, with
+    key "reward:ID") in the calendar period containing `at`."""
+    start, end = period_bounds(per, at, tz)
+    count = points = 0
+    for use in account.uses:
+        if use.key != key:
+            continue
+        if (start is not None and use.at < start) or (end is not None and use.at >= end):
+            continue
+        count += 1
+        points += use.points
+    return count, points
+
+
+@dataclass
+class Budgets:
+    """Points each budgeted rule has given to everyone, ever: a programme-wide
+    figure, read once per transaction and added to as awards are decided."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def used(self, rule: str) -> int:
+        return self.totals.get(rule, 0)
+
+    def add(self, lines: Iterable[tuple[str, int]]) -> None:
+        for rule, points in lines:
+            if rule in self.totals:
+                self.totals[rule] += points

@@ -1,0 +1,417 @@
+"""Earning as decisions: a purchase or an event, and an enrollment with its
+referral. Each reads the accounts in a Book, applies the rules (evaluator.py),
+and records one operation with an entry per award line and a lot per credit,
+after writing off what expired and before recording a tier change."""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+
+from .. import account as accounts
+from ..account import Account, Credit, Profile, PurchaseRecord, Use
+from ..clock import zone
+from ..errors import BadArgument, Refused
+from ..evaluator import base_of, evaluate, line_detail
+from ..kinds import EntryKind, OpKind
+from ..lots import LotTerms
+from ..models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsage, TierLevel
+from ..values import MAX_POINTS, format_utc, from_cents, to_cents
+from .book import Book, Ids, Outcome
+from .lifecycle import add_lots, expire_due, lot_terms, today_of
+from .records import NewEntry, NewOperation, Recorded, RecordedLine, content_digest
+from .requests import SYSTEM_EVENTS, EarnRequest, EnrollRequest
+from .results import AwardResult, EnrollResult
+from .tiering import standing, tier_change
+
+
+def check_event(ruleset: Ruleset, event: str) -> str:
+    """An event typed at the CLI must be one the rules reward: a typo would
+    otherwise record an action that silently earns nothing."""
+    if event == "purchase":
+        raise BadArgument("record a purchase with --amount, not --event purchase")
+    if event in SYSTEM_EVENTS:
+        raise BadArgument(f"'{event}' points are given by {SYSTEM_EVENTS[event]}")
+    known = sorted(ruleset.events - set(SYSTEM_EVENTS))
+    if event not in known:
+        match = difflib.get_close_matches(event, known, n=1)
+        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        raise BadArgument(
+            f"no rule in {ruleset.source} rewards the event '{event}'{hint}; "
+            f"events with rules: {', '.join(known) or 'none'}"
+        )
+    return event
+
+
+def refuse_unknown(customer_id: str, what: str = "customer") -> Refused:
+    return Refused(f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)")
+
+
+def conflict(txn: str, earlier: Recorded) -> Refused:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(earlier.shown().items()) if v is not None)
+    return Refused(
+        f"txn {txn!r} was already used for a different operation ({shown}, "
+        f"at {format_utc(earlier.occurred_at)}); use a new --txn"
+    )
+
+
+def earlier(
+    book: Book, txn: str | None, content: dict[str, object], at: datetime | None
+) -> Recorded | None:
+    """The operation already recorded under `txn`, if its content is the same;
+    a conflict if it is not. A retry may leave out --at."""
+    if txn is None:
+        return None
+    found = book.recorded.get(txn)
+    if found is None:
+        return None
+    if found.content != content_digest(content) or (
+        at is not None and at.replace(microsecond=0) != found.occurred_at
+    ):
+        raise conflict(txn, found)
+    return found
+
+
+def bounded(award: Award, what: str) -> Award:
+    """An award beyond MAX_POINTS is refused: the rules' rates times an amount can
+    reach numbers that would overflow the ledger's sums."""
+    if award.points > MAX_POINTS:
+        raise Refused(
+            f"the rules would award {award.points:,} points for this {what}, beyond the limit "
+            f"of {MAX_POINTS:,} for one operation; check the rates in the rules file"
+        )
+    return award
+
+
+def customer_state(
+    book: Book, account: Account, activity: Activity, tier: TierLevel | None
+) -> CustomerState:
+    """What the evaluator may know about the customer before this activity."""
+    ruleset = book.ruleset
+    tz = zone(ruleset.program.timezone)
+    usage: dict[str, RuleUsage] = {}
+    budget_used: dict[str, int] = {}
+    for rule in ruleset.limited_by_event.get(activity.event, ()):
+        if rule.cap is not None:
+            usage[rule.id] = RuleUsage(
+                *accounts.usage(account, rule.id, rule.cap.per, activity.at, tz)
+            )
+        if rule.budget is not None:
+            budget_used[rule.id] = book.budgets.used(rule.id)
+    return CustomerState(
+        customer_id=account.id,
+        enrolled_at=account.profile.enrolled_at,
+        balance=accounts.balance(account, today_of(ruleset, activity.at)),
+        purchases=accounts.purchase_count(account),
+        spend=accounts.spend(account),
+        referred_by=account.profile.referred_by,
+        tier=tier,
+        usage=usage,
+        budget_used=budget_used,
+    )
+
+
+def award_entries(
+    award: Award, kind: EntryKind, terms: LotTerms, customer_id: str, ids: Ids
+) -> tuple[NewEntry, ...]:
+    """One entry per award line; each credit opens a lot on `terms`. A line's
+    words are kept only when a cap or a budget cut it short: the others are
+    rebuilt from the rules when shown."""
+    return tuple(
+        NewEntry(
+            id=ids.entry(),
+            customer_id=customer_id,
+            kind=EntryKind.GIFT if line.reward is not None and line.points == 0 else kind,
+            points=line.points,
+            rule=line.rule,
+            reward=line.reward,
+            detail=line.detail if line.trimmed else None,
+            lot=terms if line.points > 0 else None,
+        )
+        for line in award.lines
+    )
+
+
+def credited(
+    account: Account, ruleset: Ruleset, entries: tuple[NewEntry, ...], at: datetime
+) -> Account:
+    """The account after the credits and award lines among `entries` (its own)."""
+    mine = [e for e in entries if e.customer_id == account.id]
+    if not mine:
+        return account
+    capped = ruleset.capped_rules
+    uses = tuple(Use(e.rule, at, e.points) for e in mine if e.rule in capped)
+    credits = tuple(
+        Credit(e.lot.available_on, e.points)
+        for e in mine
+        if e.lot is not None and e.kind in (EntryKind.EARN, EntryKind.ENROLL)
+    )
+    return account.with_(
+        lots=add_lots(account, entries),
+        net=account.net + sum(e.points for e in mine),
+        uses=account.uses + uses if uses else account.uses,
+        credits=account.credits + credits if credits else account.credits,
+    )
+
+
+def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Award:
+    """What a recorded operation awarded, its lines explained as when it was made."""
+    rules = book.rules_of(found.ruleset)
+    amount = None if amount_cents is None else from_cents(amount_cents)
+    mine = [line for line in found.lines if line.customer_id == found.customer_id]
+    base = 0 if rules is None else base_of(rules, [(line.rule, line.points) for line in mine])
+    lines = []
+    for line in mine:
+        detail = line.detail
+        if detail is None and rules is not None and line.rule is not None:
+            detail = line_detail(rules, line.rule, line.points, amount, base)
+        lines.append(AwardLine(line.rule or line.kind, line.points, detail or "", line.reward))
+    return Award(points=sum(line.points for line in lines), lines=tuple(lines))
+
+
+def as_recorded(op: NewOperation, **extra: object) -> Recorded:
+    """A new operation as a retry in the same transaction would find it."""
+    assert op.txn is not None
+    return Recorded(
+        id=op.id,
+        txn=op.txn,
+        kind=op.kind,
+        customer_id=op.customer_id,
+        occurred_at=op.occurred_at.replace(microsecond=0),
+        content=op.content,
+        ruleset=op.ruleset,
+        lines=tuple(
+            RecordedLine(e.id, e.customer_id, e.kind, e.points, e.rule, e.reward, e.detail)
+            for e in op.entries
+        ),
+        event=op.event,
+        amount_cents=op.amount_cents,
+        category=op.category,
+        sku=op.sku,
+        quantity=op.quantity,
+        reward=op.reward,
+        reason=op.reason,
+        clawback=op.clawback,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+# --- earn ---------------------------------------------------------------------------
+
+
+def earn(
+    book: Book,
+    request: EarnRequest,
+    *,
+    dry_run: bool = False,
+    explain: bool = False,
+) -> AwardResult:
+    """Record a purchase or an event and award its points."""
+    ruleset, now = book.ruleset, book.now
+    at = request.at or now
+    content = request.content()
+    found = earlier(book, request.txn, content, request.at)
+    if found is not None:
+        account = book.account(request.customer_id)
+        return AwardResult(
+            request.customer_id,
+            request.event,
+            format_utc(found.occurred_at),
+            request.amount,
+            request.txn,
+            recorded_award(book, found, found.amount_cents),
+            0 if account is None else accounts.balance(account, today_of(ruleset, now)),
+            duplicate=True,
+            dry_run=dry_run,
+        )
+    account = book.account(request.customer_id)
+    if account is None:
+        raise refuse_unknown(request.customer_id)
+    today = today_of(ruleset, at)
+    ids = book.ids()
+    ops: list[NewOperation] = []
+    if not dry_run:
+        ops, account, _ = expire_due(account, ruleset, today, now, ids)
+    activity = Activity(
+        customer_id=account.id,
+        event=request.event,
+        at=at,
+        amount=request.amount,
+        category=request.category,
+        sku=request.sku,
+        quantity=request.quantity,
+    )
+    current = standing(account, ruleset, today)
+    state = customer_state(book, account, activity, None if current is None else current.level)
+    award = bounded(evaluate(ruleset, activity, state, explain=explain), request.event)
+    result = AwardResult(
+        account.id,
+        request.event,
+        format_utc(at),
+        request.amount,
+        request.txn,
+        award,
+        # Exact, written or not: the new lots count from today (pending or not) and
+        # expire months later, and a tier change carries no points.
+        state.balance + award.points,
+        dry_run=dry_run,
+        explain=explain,
+    )
+    if dry_run:
+        return result
+    purchase = request.event == "purchase"
+    cents = None if request.amount is None else to_cents(request.amount)
+    op = NewOperation(
+        id=ids.op(),
+        kind=OpKind.PURCHASE if purchase else OpKind.EVENT,
+        customer_id=account.id,
+        occurred_at=at,
+        ruleset=ruleset.version,
+        entries=award_entries(
+            award, EntryKind.EARN, lot_terms(ruleset, at, purchase=purchase), account.id, ids
+        ),
+        txn=request.txn,
+        content=None if request.txn is None else content_digest(content),
+        event=request.event,
+        amount_cents=cents,
+        category=request.category,
+        sku=request.sku,
+        quantity=request.quantity,
+    )
+    ops.append(op)
+    account = credited(account, ruleset, op.entries, at)
+    if purchase:
+        assert cents is not None
+        account = account.with_(purchases=(*account.purchases, PurchaseRecord(op.id, at, cents)))
+    # A purchase counts toward tiers only once its return window is over, so on
+    # its own day the tier is the one worked out before it.
+    unchanged = purchase and ruleset.points.pending_days > 0
+    cause = f"{request.event} {request.txn or ''}".strip()
+    change, account, _ = tier_change(
+        account, ruleset, at, cause, ids, current if unchanged else None
+    )
+    if change is not None:
+        ops.append(change)
+    recorded = () if request.txn is None else (as_recorded(op),)
+    book.apply(Outcome(tuple(ops), (account,), recorded))
+    return result
+
+
+# --- enroll -------------------------------------------------------------------------
+
+
+def enroll(book: Book, request: EnrollRequest) -> EnrollResult:
+    """Enroll a customer; pay the enroll rules to them and the referral rules to
+    their referrer (once per referred customer, since a customer enrolls once)."""
+    ruleset, now = book.ruleset, book.now
+    at = request.at or now
+    today = today_of(ruleset, at)
+    existing = book.account(request.customer_id)
+    if existing is not None:
+        if not request.exist_ok:
+            raise Refused(
+                f"customer {request.customer_id!r} is already enrolled "
+                "(add --exist-ok to make enroll a no-op for existing customers)"
+            )
+        award = AwardResult(
+            existing.id,
+            "enroll",
+            format_utc(existing.profile.enrolled_at),
+            None,
+            None,
+            Award(0, ()),
+            accounts.balance(existing, today),
+        )
+        return EnrollResult(existing.profile, created=False, award=award, referral=None)
+    referrer: Account | None = None
+    if request.referred_by is not None:
+        if request.referred_by == request.customer_id:
+            raise Refused(f"customer {request.customer_id!r} cannot refer themselves")
+        referrer = book.account(request.referred_by)
+        if referrer is None:
+            raise refuse_unknown(request.referred_by, "referrer")
+    profile = Profile(
+        id=request.customer_id,
+        enrolled_at=at,
+        name=request.name,
+        email=request.email,
+        phone=request.phone,
+        birthday=request.birthday,
+        referred_by=request.referred_by,
+        # Backdating an enrollment must not get round a birthday's notice.
+        birthday_set_at=max(at, now),
+        salt=request.salt,
+    )
+    account = Account(profile)
+    ids = book.ids()
+    activity = Activity(account.id, "enroll", at)
+    first = standing(account, ruleset, today)
+    welcome = bounded(
+        evaluate(
+            ruleset,
+            activity,
+            customer_state(book, account, activity, None if first is None else first.level),
+            explain=False,
+        ),
+        "enroll",
+    )
+    terms = lot_terms(ruleset, at, purchase=False)
+    ops: list[NewOperation] = []
+    entries = award_entries(welcome, EntryKind.ENROLL, terms, account.id, ids)
+    referral: Award | None = None
+    if referrer is not None:
+        expired, referrer, _ = expire_due(referrer, ruleset, today, now, ids)
+        ops += expired
+        ref_activity = Activity(referrer.id, "referral", at, referred=account.id)
+        theirs = standing(referrer, ruleset, today)
+        referral = bounded(
+            evaluate(
+                ruleset,
+                ref_activity,
+                customer_state(
+                    book, referrer, ref_activity, None if theirs is None else theirs.level
+                ),
+                explain=False,
+            ),
+            "referral",
+        )
+        entries += award_entries(referral, EntryKind.EARN, terms, referrer.id, ids)
+    op = NewOperation(
+        id=ids.op(),
+        kind=OpKind.ENROLL,
+        customer_id=account.id,
+        occurred_at=at,
+        ruleset=ruleset.version,
+        entries=entries,
+        event="enroll",
+        profile=profile,
+    )
+    ops.append(op)
+    account = credited(account, ruleset, entries, at)
+    change, account, _ = tier_change(account, ruleset, at, "enrolled", ids)
+    if change is not None:
+        ops.append(change)
+    changed = [account]
+    if referrer is not None:
+        referrer = credited(referrer, ruleset, entries, at)
+        change, referrer, _ = tier_change(referrer, ruleset, at, f"referred {account.id}", ids)
+        if change is not None:
+            ops.append(change)
+        changed.append(referrer)
+    book.apply(Outcome(tuple(ops), tuple(changed)))
+    occurred = format_utc(at)
+    result = AwardResult(
+        account.id, "enroll", occurred, None, None, welcome, accounts.balance(account, today)
+    )
+    referred = None
+    if referrer is not None and referral is not None:
+        referred = AwardResult(
+            referrer.id,
+            "referral",
+            occurred,
+            None,
+            None,
+            referral,
+            accounts.balance(referrer, today),
+        )
+    return EnrollResult(profile, created=True, award=result, referral=referred)

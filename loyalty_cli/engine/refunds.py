@@ -1,0 +1,161 @@
+"""A refund as a decision: take back a purchase's points in proportion to the
+amount refunded, computed from the purchase's original award."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import account as accounts
+from .. import lots
+from ..errors import Refused
+from ..kinds import EntryKind, OpKind
+from ..values import format_utc, from_cents, to_cents
+from .awards import as_recorded, earlier, refuse_unknown
+from .book import Book, Outcome
+from .lifecycle import expire_due, take_from_lots, today_of
+from .records import NewEntry, NewOperation, content_digest
+from .requests import RefundRequest
+from .results import RefundResult
+from .tiering import tier_change
+
+
+def refund(book: Book, request: RefundRequest) -> RefundResult:
+    """Take back the points of a purchase, in proportion to the amount refunded.
+
+    The clawback is computed from the purchase's original award entries, never
+    from today's rules: over all refunds of a purchase it is
+    floor(points earned x amount refunded / purchase amount), so it never takes
+    back more than was earned, and a full refund takes back exactly that. It draws
+    first on the purchase's own lots (cancelling points still pending), then on
+    the customer's other spendable points. If those fall short, `refund_shortfall`
+    decides: `within_balance` takes what is there and records the shortfall;
+    `allow_negative` takes it all, leaving a debt."""
+    ruleset, now = book.ruleset, book.now
+    at = request.at or now
+    today = today_of(ruleset, at)
+    content = request.content()
+    found = earlier(book, request.txn, content, request.at)
+    purchase = book.recorded.get(request.refund_of)
+    if purchase is None:
+        raise Refused(f"unknown transaction {request.refund_of!r}: no purchase has that txn")
+    if purchase.kind != OpKind.PURCHASE:
+        if purchase.kind == OpKind.REFUND:
+            raise Refused(f"{request.refund_of!r} is itself a refund; refund the purchase")
+        raise Refused(f"{request.refund_of!r} is a {purchase.kind}, not a purchase")
+    total_cents = purchase.amount_cents
+    assert total_cents is not None
+    customer_id = purchase.customer_id
+    account = book.account(customer_id)
+    if found is not None:
+        assert found.amount_cents is not None and found.clawback is not None
+        return RefundResult(
+            customer_id,
+            purchase.txn,
+            from_cents(found.amount_cents),
+            from_cents(total_cents),
+            from_cents(purchase.refunded_cents),
+            found.clawback,
+            found.points,
+            found.clawback + found.points,
+            0 if account is None else accounts.balance(account, today_of(ruleset, now)),
+            format_utc(found.occurred_at),
+            found.txn,
+            duplicate=True,
+        )
+    if account is None:
+        raise refuse_unknown(customer_id)
+    refunded_cents, due_before = purchase.refunded_cents, purchase.due_back
+    left = total_cents - refunded_cents
+    if left <= 0:
+        raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
+    cents = left if request.amount is None else to_cents(request.amount)
+    if cents > left:
+        raise Refused(
+            f"refund of {from_cents(cents)} is more than the {from_cents(left)} left to "
+            f"refund on {request.refund_of!r} (a purchase of {from_cents(total_cents)})"
+        )
+    own = {
+        line.id: line.points
+        for line in purchase.lines
+        if line.points > 0 and line.customer_id == customer_id
+    }
+    earned = sum(own.values())
+    due_after = earned * (refunded_cents + cents) // total_cents
+    clawback = due_after - due_before
+    ids = book.ids()
+    ops, account, _ = expire_due(account, ruleset, today, now, ids)
+    own_lots = [
+        lot
+        for lot in lots.spending_order(account.lots)
+        if lot.id in own and lots.is_live(lot, today)
+    ]
+    others = [lot for lot in lots.spendable(account.lots, today) if lot.id not in own]
+    # What the customer holds beyond any earlier debt is all a refund may take.
+    room = max(0, accounts.balance(account, today))
+    draws = tuple(lots.draw(own_lots + others, min(clawback, room)))
+    taken = sum(points for _, points in draws)
+    if ruleset.points.refund_shortfall == "allow_negative":
+        taken = clawback
+    shortfall = clawback - taken
+    reason = f"refund of {from_cents(cents)} on {request.refund_of}" + (
+        f"; {shortfall} points could not be taken back" if shortfall else ""
+    )
+    entries: tuple[NewEntry, ...] = ()
+    if taken:
+        entries = (
+            NewEntry(
+                id=ids.entry(),
+                customer_id=customer_id,
+                kind=EntryKind.REFUND,
+                points=-taken,
+                reason=reason,
+                draws=draws,
+            ),
+        )
+    op = NewOperation(
+        id=ids.op(),
+        kind=OpKind.REFUND,
+        customer_id=customer_id,
+        occurred_at=at,
+        ruleset=ruleset.version,
+        entries=entries,
+        txn=request.txn,
+        content=None if request.txn is None else content_digest(content),
+        amount_cents=cents,
+        reason=request.reason or reason,
+        refund_of=purchase.id,
+        clawback=clawback,
+    )
+    ops.append(op)
+    account = account.with_(
+        lots=take_from_lots(account.lots, draws),
+        net=account.net - taken,
+        purchases=tuple(
+            p._replace(
+                refunded_cents=p.refunded_cents + cents, refund_points=p.refund_points - taken
+            )
+            if p.op_id == purchase.id
+            else p
+            for p in account.purchases
+        ),
+    )
+    change, account, _ = tier_change(account, ruleset, at, reason, ids)
+    if change is not None:
+        ops.append(change)
+    recorded = [replace(purchase, refunded_cents=refunded_cents + cents, due_back=due_after)]
+    if request.txn is not None:
+        recorded.append(as_recorded(op, refund_of_txn=purchase.txn))
+    book.apply(Outcome(tuple(ops), (account,), tuple(recorded)))
+    return RefundResult(
+        customer_id,
+        request.refund_of,
+        from_cents(cents),
+        from_cents(total_cents),
+        from_cents(refunded_cents + cents),
+        clawback,
+        -taken,
+        shortfall,
+        accounts.balance(account, today),
+        format_utc(at),
+        request.txn,
+    )

@@ -1,0 +1,100 @@
+"""What a use case is asked to do: one request per kind of write, as the command
+line, the importer and the nightly step build them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+# Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
+SYSTEM_EVENTS = {
+    "enroll": "'loyalty enroll'",
+    "referral": "'loyalty enroll --referred-by'",
+    "birthday": "'loyalty nightly', on the birthday",
+}
+
+
+@dataclass(frozen=True)
+class EnrollRequest:
+    customer_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    birthday: str | None = None
+    referred_by: str | None = None
+    at: datetime | None = None
+    exist_ok: bool = False
+    salt: bytes = b""  # random, from the caller: keys the profile digest
+
+
+@dataclass(frozen=True)
+class EarnRequest:
+    customer_id: str
+    event: str  # "purchase" or an event name
+    amount: Decimal | None = None
+    category: str | None = None
+    sku: str | None = None
+    quantity: int | None = None
+    txn: str | None = None
+    at: datetime | None = None  # None: now, and a retry need not repeat it
+
+    def content(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "event": self.event,
+            "amount": None if self.amount is None else str(self.amount),
+            "category": self.category,
+            "sku": self.sku,
+            "quantity": self.quantity,
+        }
+
+
+@dataclass(frozen=True)
+class RedeemRequest:
+    customer_id: str
+    points: int | None = None
+    reward: str | None = None
+    reason: str | None = None
+    txn: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AdjustRequest:
+    customer_id: str
+    points: int
+    reason: str
+    txn: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    refund_of: str  # the purchase's txn
+    amount: Decimal | None = None  # None: whatever is left to refund
+    reason: str | None = None
+    txn: str | None = None  # the refund's own idempotency key
+    at: datetime | None = None
+
+    def content(self) -> dict[str, object]:
+        return {
+            "refund_of": self.refund_of,
+            "amount": None if self.amount is None else str(self.amount),
+        }
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    customer_id: str
+    changes: dict[str, str | None]  # name, email, phone, birthday: the new values
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TierRequest:
+    customer_id: str
+    tier: str
+    reason: str
+    until: date | None = None
+    at: datetime | None = None

@@ -1,0 +1,255 @@
+"""What the write use cases answer, each with its documented JSON shape."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from ..account import Profile
+from ..models import Award, AwardLine, Reward, TierPolicy
+from ..tiers import TierStatus
+from ..values import format_utc
+
+
+def line_json(line: AwardLine) -> dict[str, object]:
+    out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
+    if line.reward is not None:
+        out["reward"] = line.reward
+    return out
+
+
+@dataclass(frozen=True)
+class AwardResult:
+    """The outcome of earn (and of the enroll and referral parts of enroll)."""
+
+    customer_id: str
+    event: str
+    occurred_at: str
+    amount: Decimal | None
+    txn: str | None
+    award: Award
+    balance: int
+    duplicate: bool = False
+    dry_run: bool = False
+    explain: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "customer_id": self.customer_id,
+            "event": self.event,
+            "amount": None if self.amount is None else str(self.amount),
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "points": self.award.points,
+            "balance": self.balance,
+            "lines": [line_json(line) for line in self.award.lines],
+            "duplicate": self.duplicate,
+            "dry_run": self.dry_run,
+        }
+        if self.explain:
+            out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in self.award.skipped]
+        return out
+
+
+def contact(profile: Profile) -> dict[str, object]:
+    """The profile fields a customer's JSON shows, in their documented order."""
+    return {
+        "name": profile.name,
+        "email": profile.email,
+        "phone": profile.phone,
+        "birthday": profile.birthday,
+    }
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    customer: Profile
+    created: bool
+    award: AwardResult
+    referral: AwardResult | None
+
+    def to_json(self) -> dict[str, object]:
+        c = self.customer
+        return {
+            "customer_id": c.id,
+            "created": self.created,
+            **contact(c),
+            "referred_by": c.referred_by,
+            "enrolled_at": format_utc(c.enrolled_at),
+            "points": self.award.award.points,
+            "balance": self.award.balance,
+            "lines": [line_json(line) for line in self.award.award.lines],
+            "referral": None if self.referral is None else self.referral.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class PointsResult:
+    """The outcome of a redemption or an adjustment."""
+
+    kind: str  # redeem or adjust
+    customer_id: str
+    points: int  # signed: what this operation did to the balance
+    balance: int
+    occurred_at: str
+    txn: str | None
+    reward: str | None
+    reason: str | None
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "kind": self.kind,
+            "points": self.points,
+            "balance": self.balance,
+            "reward": self.reward,
+            "reason": self.reason,
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    customer_id: str
+    refund_of: str
+    amount: Decimal
+    purchase_amount: Decimal
+    refunded: Decimal  # all refunds of the purchase so far, this one included
+    clawback: int  # points this refund was due to take back
+    points: int  # what it took (negative); beyond the balance only with allow_negative
+    shortfall: int  # due but not taken, because the balance was too small
+    balance: int
+    occurred_at: str
+    txn: str | None
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer_id,
+            "refund_of": self.refund_of,
+            "amount": str(self.amount),
+            "purchase_amount": str(self.purchase_amount),
+            "refunded": str(self.refunded),
+            "clawback": self.clawback,
+            "points": self.points,
+            "shortfall": self.shortfall,
+            "balance": self.balance,
+            "occurred_at": self.occurred_at,
+            "txn": self.txn,
+            "duplicate": self.duplicate,
+        }
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    customer: Profile
+    changed: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "customer_id": self.customer.id,
+            **contact(self.customer),
+            "changed": list(self.changed),
+        }
+
+
+@dataclass(frozen=True)
+class RewardsResult:
+    """The catalogue, and for a customer what each reward would take now."""
+
+    rewards: list[Reward]
+    customer_id: str | None = None
+    available: int | None = None
+    refusals: dict[str, str | None] | None = None
+
+    def to_json(self) -> dict[str, object]:
+        rows: list[dict[str, object]] = []
+        for reward in self.rewards:
+            row: dict[str, object] = {
+                "id": reward.id,
+                "name": reward.name,
+                "cost": reward.cost,
+                "tiers": None if reward.tiers is None else sorted(reward.tiers),
+                "limit": None
+                if reward.limit is None
+                else {"count": reward.limit.count, "per": reward.limit.per},
+                "available_from": None
+                if reward.available_from is None
+                else reward.available_from.isoformat(),
+                "available_to": None
+                if reward.available_to is None
+                else reward.available_to.isoformat(),
+            }
+            if self.refusals is not None and self.available is not None:
+                refusal = self.refusals[reward.id]
+                if refusal is None and reward.cost > self.available:
+                    refusal = f"needs {reward.cost - self.available} more points"
+                row["can_redeem"] = refusal is None
+                row["why_not"] = refusal
+            rows.append(row)
+        return {"customer_id": self.customer_id, "available": self.available, "rewards": rows}
+
+
+@dataclass(frozen=True)
+class TierResult:
+    customer_id: str
+    policy: TierPolicy
+    status: TierStatus
+    today: date
+    changed: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        st, policy = self.status, self.policy
+
+        def shown(value: Decimal | None) -> object:
+            if value is None:
+                return None
+            return f"{value:.2f}" if policy.metric == "spend" else int(value)
+
+        return {
+            "customer_id": self.customer_id,
+            "as_of": self.today.isoformat(),
+            "tier": st.level.id,
+            "name": st.level.name,
+            "multiplier": str(st.level.multiplier),
+            "perks": st.level.perks,
+            "metric": policy.metric,
+            "window": policy.window,
+            "downgrade": policy.downgrade,
+            "window_start": None if st.window_start is None else st.window_start.isoformat(),
+            "qualifying": shown(st.value),
+            "next_tier": None if st.next_level is None else st.next_level.id,
+            "to_next": shown(st.to_next),
+            "tier_until": None if st.until is None else st.until.isoformat(),
+            "to_keep": shown(st.to_keep),
+            "override": None
+            if st.override is None
+            else {
+                "tier": st.override.tier,
+                "until": None if st.override.until is None else st.override.until.isoformat(),
+                "reason": st.override.reason,
+            },
+            "changed": self.changed,
+        }
+
+
+@dataclass(frozen=True)
+class Distribution:
+    policy: TierPolicy
+    counts: Counter[str]
+    today: date
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "as_of": self.today.isoformat(),
+            "tiers": [
+                {"tier": level.id, "name": level.name, "customers": self.counts.get(level.id, 0)}
+                for level in self.policy.levels
+            ],
+            "customers": sum(self.counts.values()),
+        }

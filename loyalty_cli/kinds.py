@@ -1,0 +1,37 @@
+"""The kinds of operations and entries: one word each, defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OpKind(StrEnum):
+    """What happened: one operation per fact, whatever it did to points."""
+
+    ENROLL = "enroll"
+    PURCHASE = "purchase"
+    EVENT = "event"  # a named action (review, birthday, ...)
+    REDEEM = "redeem"
+    ADJUST = "adjust"
+    REFUND = "refund"
+    EXPIRE = "expire"
+    TIER = "tier"  # a tier change (event 'change') or a manual floor ('override')
+    PROFILE = "profile"
+    MIGRATE = "migrate"  # the store was rewritten; names the old chain heads
+
+
+class EntryKind(StrEnum):
+    """What a line of points is: the documented `kind` of a history entry."""
+
+    ENROLL = "enroll"  # the enroll rules' awards
+    EARN = "earn"  # purchases, events, referrals, birthdays
+    REDEEM = "redeem"
+    ADJUST = "adjust"
+    GIFT = "gift"  # a free reward, 0 points
+    EXPIRE = "expire"
+    REFUND = "refund"
+    TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
+
+
+# Entries that are the rules' awards: what "points earned" counts.
+AWARDS = (EntryKind.ENROLL, EntryKind.EARN)

@@ -1,0 +1,124 @@
+"""The ledger: an append-only SQLite file, the only place that touches sqlite3.
+
+- connection.py: opening the file, transactions, SQLite's errors as a user's;
+- schema.py: the tables and indexes, and the migrations to them (legacy.py:
+  the ledgers before the lean store);
+- chain.py: the hash chain and the profile digests;
+- snapshots.py: what decisions need, read in two statements;
+- append.py: what they decided, written in one batch;
+- queries.py: the read side (balance, history, nightly's questions, runs);
+- reports.py: the report aggregates; verify.py: the checks.
+
+A write is `with store.writing(...) as book:` decisions on the book `...`: the
+Book is read under the write lock when the block starts, and what the
+decisions recorded in it is appended, in one batch, when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from ..account import Account
+from ..engine.book import Book
+from ..models import Ruleset
+from . import append, snapshots
+from . import verify as checks
+from .connection import DEFAULT_TIMEOUT, Connection
+
+__all__ = ["DEFAULT_TIMEOUT", "Store"]
+
+
+class Store:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.conn = connection.conn
+        self.path = connection.path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:
+        return cls(Connection.open(path, create=create, timeout=timeout))
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def read_only(self) -> bool:
+        return self.connection.read_only
+
+    @contextmanager
+    def writing(
+        self,
+        ruleset: Ruleset,
+        now: datetime,
+        customers: snapshots.Customers = (),
+        txns: Iterable[str | None] = (),
+        lines_for: Iterable[str] | None = None,
+    ) -> Iterator[Book]:
+        """One write transaction: a Book of these customers' accounts and these
+        txns' operations (see snapshots.load), read under the write lock; what
+        the decisions record in it is appended when the block ends, or nothing if
+        it raises."""
+        with self.connection.transaction():
+            book, tip = snapshots.load(
+                self.conn, ruleset, now, customers, [t for t in txns if t is not None], lines_for
+            )
+            yield book
+            append.append(self.conn, book.take(), ruleset, now, tip)
+
+    def reading(
+        self,
+        ruleset: Ruleset,
+        now: datetime,
+        customers: Iterable[str] = (),
+        txns: Iterable[str | None] = (),
+    ) -> Book:
+        """A Book read without the write lock, for a decision that writes nothing
+        (a dry run): consistent, since it is read in one transaction."""
+        with self.connection.snapshot():
+            book, _ = snapshots.load(
+                self.conn, ruleset, now, customers, [t for t in txns if t is not None]
+            )
+        return book
+
+    def accounts(self, ruleset: Ruleset | None, customers: Iterable[str]) -> dict[str, Account]:
+        with self.connection.translate():
+            return snapshots.accounts(self.conn, ruleset, customers)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self.connection.snapshot():
+            yield
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.connection.transaction():
+            yield
+
+    def verify(self, now: datetime) -> checks.VerifyReport:
+        """Every check (verify.py), and the heads earlier verifies remembered; a
+        ledger that passes has its head remembered beside it."""
+        with self.connection.snapshot():
+            report = checks.verify(self.conn)
+            checks.remembered(self.conn, self.path, report)
+        if not self.read_only:
+            checks.remember(self.path, report, now)
+        return report
+
+    def copy_to(self, path: Path) -> Store:
+        """A private copy of the ledger, for a dry run that must see its own writes."""
+        import sqlite3
+
+        target = sqlite3.connect(path, isolation_level=None)
+        with self.connection.translate():
+            self.conn.backup(target)
+        target.close()
+        return Store.open(path, timeout=self.connection.timeout)

@@ -1,0 +1,155 @@
+"""Appending what decisions decided: operations with their entries, lots and
+draws, new customers and profile changes, chained, one executemany per table
+for a whole batch (one operation at a till, a chunk of an import)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..account import Profile
+from ..clock import day_number, stamp
+from ..engine.records import NewOperation
+from ..models import Ruleset
+from .chain import op_hash, profile_digest
+from .schema import insert_many, insert_rows
+from .snapshots import Tip
+
+
+def profile_fields(profile: Profile) -> tuple[object, ...]:
+    """A profile as its digest covers it (chain.PROFILE_FIELDS)."""
+    return (
+        profile.id,
+        profile.name,
+        profile.email,
+        profile.phone,
+        profile.birthday,
+        profile.referred_by,
+        stamp(profile.enrolled_at),
+        None if profile.birthday_set_at is None else stamp(profile.birthday_set_at),
+    )
+
+
+def ensure_ruleset(conn: sqlite3.Connection, ruleset: Ruleset, now: datetime, tip: Tip) -> int:
+    """The rules text's id, storing it the first time it is used."""
+    if tip.ruleset is None:
+        cursor = conn.execute(
+            "INSERT INTO rulesets (version, source, text, timezone, first_used) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                bytes.fromhex(ruleset.version),
+                ruleset.source,
+                ruleset.text,
+                ruleset.program.timezone,
+                stamp(now),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        tip.ruleset = cursor.lastrowid
+    return tip.ruleset
+
+
+def append(
+    conn: sqlite3.Connection,
+    ops: Sequence[NewOperation],
+    ruleset: Ruleset,
+    now: datetime,
+    tip: Tip,
+) -> None:
+    """Write `ops` (decided on `tip`'s ids, in order), extending the chain."""
+    if not ops:
+        return
+    ruleset_id = ensure_ruleset(conn, ruleset, now, tip)
+    version = ruleset.version
+    recorded = stamp(now)
+    previous, last_entry, draw_id = tip.hash, tip.entry, tip.draw
+    op_rows: list[tuple[object, ...]] = []
+    entry_rows: list[tuple[object, ...]] = []
+    draw_rows: list[tuple[object, ...]] = []
+    new_customers: list[tuple[object, ...]] = []
+    changed: list[tuple[object, ...]] = []
+    for op in ops:
+        assert op.ruleset == version, "a batch is decided under one rules version"
+        occurred = stamp(op.occurred_at)
+        entries = []
+        draws = []
+        for e in op.entries:
+            lot = e.lot
+            entries.append(
+                (
+                    e.id,
+                    op.id,
+                    e.customer_id,
+                    str(e.kind),
+                    e.points,
+                    occurred,
+                    e.rule,
+                    e.reward,
+                    e.reason,
+                    e.detail,
+                    None if lot is None else day_number(lot.earned_on),
+                    None if lot is None else day_number(lot.available_on),
+                    None if lot is None or lot.expires_on is None else day_number(lot.expires_on),
+                )
+            )
+            for lot_id, points in e.draws:
+                draw_id += 1
+                draws.append((draw_id, e.id, lot_id, points))
+        if op.entries:
+            last_entry = op.entries[-1].id
+        digest = None
+        if op.profile is not None:
+            fields = profile_fields(op.profile)
+            digest = profile_digest(op.profile.salt, fields)
+            cid, name, email, phone, birthday, referred_by, enrolled, birthday_set = fields
+            if op.kind == "enroll":
+                new_customers.append(
+                    (cid, name, email, phone, birthday, referred_by, enrolled, recorded,
+                     birthday_set, op.profile.salt)
+                )  # fmt: skip
+            else:
+                changed.append((name, email, phone, birthday, birthday_set, cid))
+        values = (
+            op.id,
+            str(op.kind),
+            op.customer_id,
+            occurred,
+            recorded,
+            ruleset_id,
+            last_entry,
+            op.txn,
+            op.content,
+            op.amount_cents,
+            op.event,
+            op.category,
+            op.sku,
+            op.quantity,
+            op.reward,
+            op.reason,
+            op.tier,
+            op.tier_from,
+            None if op.until is None else day_number(op.until),
+            op.refund_of,
+            op.clawback,
+            digest,
+        )
+        hashed = (*values[:5], version, *values[6:])
+        previous = op_hash(previous, hashed, entries, draws)
+        op_rows.append((*values, previous))
+        entry_rows += entries
+        draw_rows += draws
+    insert_many(
+        conn,
+        "customers",
+        "id, name, email, phone, birthday, referred_by, enrolled, recorded, birthday_set, salt",
+        new_customers,
+    )
+    if changed:
+        conn.executemany(
+            "UPDATE customers SET name = ?, email = ?, phone = ?, birthday = ?, "
+            "birthday_set = ? WHERE id = ?",
+            changed,
+        )
+    insert_rows(conn, op_rows, entry_rows, draw_rows)
+    tip.op, tip.hash, tip.entry, tip.draw = ops[-1].id, previous, last_entry, draw_id

@@ -1,0 +1,174 @@
+"""Read-side questions the commands ask of the ledger: a customer's points as of
+a time, their history, the shop's time zone, customers by birthday, the runs
+table. Reports have their own module (reports.py here)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import NamedTuple
+
+from ..clock import day_number, from_day_number, stamp
+from ..lots import Lot
+from .chain import run_hash
+
+_FAR = 1 << 62  # after every stored time
+
+
+class HistoryRow(NamedTuple):
+    """One entry as `history` shows it, with what it needs from its operation."""
+
+    id: int
+    op_id: int
+    occurred: int
+    kind: str
+    points: int
+    rule: str | None
+    reward: str | None
+    reason: str | None
+    detail: str | None
+    amount_cents: int | None
+    txn: str | None
+    version: bytes | None  # the rules version of its operation
+    customer_id: str
+
+
+def exists(conn: sqlite3.Connection, customer_id: str) -> str | None:
+    """The customer's name, "" if they have none; None if they are not enrolled."""
+    row = conn.execute("SELECT name FROM customers WHERE id = ?", (customer_id,)).fetchone()
+    return None if row is None else (row[0] or "")
+
+
+def points_by_kind(conn: sqlite3.Connection, customer_id: str, until: int | None) -> dict[str, int]:
+    """Points by entry kind, of entries that occurred by `until` (None: all)."""
+    rows = conn.execute(
+        "SELECT kind, SUM(points) FROM entries WHERE customer_id = ? AND occurred <= ? "
+        "GROUP BY kind",
+        (customer_id, _FAR if until is None else until),
+    )
+    return {str(kind): int(total) for kind, total in rows}
+
+
+def lots(conn: sqlite3.Connection, customer_id: str, until: int | None) -> list[Lot]:
+    """The customer's lots as they stood at `until`, with what was left in each."""
+    limit = _FAR if until is None else until
+    rows = conn.execute(
+        "SELECT e.id, e.earned_on, e.available_on, e.expires_on, e.points - "
+        "COALESCE((SELECT SUM(d.points) FROM draws d JOIN entries de ON de.id = d.entry_id "
+        "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) FROM entries e "
+        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0 "
+        "AND e.occurred <= ?1 ORDER BY e.id",
+        (limit, customer_id),
+    )
+    return [
+        Lot(
+            lot_id,
+            from_day_number(earned),
+            from_day_number(available),
+            None if expires is None else from_day_number(expires),
+            left,
+        )
+        for lot_id, earned, available, expires, left in rows
+        if left
+    ]
+
+
+_HISTORY = (
+    "SELECT e.id, e.op_id, e.occurred, e.kind, e.points, e.rule, e.reward, e.reason, e.detail, "
+    "o.amount_cents, o.txn, (SELECT version FROM rulesets WHERE id = o.ruleset), e.customer_id "
+    "FROM entries e JOIN operations o ON o.id = e.op_id "
+)
+
+
+def history(
+    conn: sqlite3.Connection, customer_id: str, limit: int | None, until: int | None
+) -> list[HistoryRow]:
+    rows = conn.execute(
+        _HISTORY + "WHERE e.customer_id = ? AND e.occurred <= ? ORDER BY e.id DESC LIMIT ?",
+        (customer_id, _FAR if until is None else until, -1 if limit is None else limit),
+    )
+    return [HistoryRow(*row) for row in rows]
+
+
+def entries_of(conn: sqlite3.Connection, op_ids: Sequence[int]) -> list[HistoryRow]:
+    """Every entry of these operations (each operation's entries are the ids after
+    the previous operation's last_entry)."""
+    rows = conn.execute(
+        _HISTORY + "JOIN (SELECT value AS id FROM json_each(?)) w ON w.id = o.id "
+        "WHERE e.id > COALESCE((SELECT p.last_entry FROM operations p WHERE p.id < o.id "
+        "ORDER BY p.id DESC LIMIT 1), 0) AND e.id <= o.last_entry ORDER BY e.id",
+        (json.dumps(list(op_ids)),),
+    )
+    return [HistoryRow(*row) for row in rows]
+
+
+def rules_texts(conn: sqlite3.Connection, versions: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(source, text) of each rules version asked for (as hex)."""
+    rows = conn.execute(
+        "SELECT lower(hex(version)), source, text FROM rulesets "
+        "WHERE lower(hex(version)) IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(versions)),),
+    )
+    return {str(v): (str(s), str(t)) for v, s, t in rows}
+
+
+def shop_timezone(conn: sqlite3.Connection) -> str | None:
+    """The time zone of the rules that wrote last: how `balance`, which reads no
+    rules, knows which day it is in the shop."""
+    row = conn.execute(
+        "SELECT timezone FROM rulesets ORDER BY first_used DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def customer_ids(conn: sqlite3.Connection) -> list[str]:
+    return [str(cid) for (cid,) in conn.execute("SELECT id FROM customers ORDER BY id")]
+
+
+def birthdays_on(conn: sqlite3.Connection, month_days: Sequence[str]) -> list[str]:
+    """Customers whose birthday falls on one of these MM-DD days."""
+    marks = ", ".join("?" for _ in month_days)
+    rows = conn.execute(
+        f"SELECT id FROM customers WHERE substr(birthday, 6, 5) IN ({marks}) ORDER BY id",
+        tuple(month_days),
+    )
+    return [str(cid) for (cid,) in rows]
+
+
+def points_released(conn: sqlite3.Connection, first: date, last: date) -> int:
+    """Points that stopped being pending on a day in [first, last]."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(points), 0) FROM entries INDEXED BY entries_lots "
+        "WHERE earned_on IS NOT NULL AND available_on > earned_on AND available_on BETWEEN ? AND ?",
+        (day_number(first), day_number(last)),
+    ).fetchone()
+    return int(row[0])
+
+
+def last_run(conn: sqlite3.Connection, command: str) -> str | None:
+    row = conn.execute(
+        "SELECT as_of FROM runs WHERE command = ? ORDER BY as_of DESC, id DESC LIMIT 1",
+        (command,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def add_run(
+    conn: sqlite3.Connection,
+    command: str,
+    as_of: str | None,
+    started_at: datetime,
+    finished_at: datetime,
+    summary: str,
+) -> None:
+    """Record an unattended run, extending the runs' own chain."""
+    last = conn.execute("SELECT id, hash FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    run_id, previous = (1, b"") if last is None else (last[0] + 1, last[1])
+    run = (run_id, command, as_of, stamp(started_at), stamp(finished_at), summary)
+    conn.execute(
+        "INSERT INTO runs (id, command, as_of, started, finished, summary, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (*run, run_hash(previous, run)),
+    )

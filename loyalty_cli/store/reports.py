@@ -1,0 +1,307 @@
+"""Read-only aggregates for `loyalty report` (loyalty_cli/reports.py shapes them).
+
+Bounds are stored times (seconds since 1970, UTC): `start` inclusive, `end`
+exclusive; `until` (exclusive) is the end of the as-of day, so "as of" means
+the ledger as it stood then. Every query returns either a few numbers or one
+row per customer, rule, tier or time bucket, never entries, and each is served
+by an index (schema.py says which).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import NamedTuple
+
+from ..clock import day_number
+from ..kinds import EntryKind
+
+_KINDS = tuple(str(kind) for kind in EntryKind)
+
+
+class CustomerFigures(NamedTuple):
+    """One customer's row in the customers report, as of a day."""
+
+    id: str
+    name: str | None
+    balance: int  # net of points in lots past their expiry, as `balance` shows
+    earned: int  # enroll and earn entries
+    redeemed: int
+    purchases: int
+    spend_cents: int  # purchases less refunds
+    first_purchase: int | None  # occurred
+    last_purchase: int | None
+    tier: str | None  # the last tier entry's tier; None: no tier entry yet
+
+
+def first_activity(conn: sqlite3.Connection) -> int | None:
+    """The earliest business time of any entry or purchase (one index seek per kind)."""
+    parts = ["SELECT MIN(occurred) AS m FROM entries WHERE kind = ?" for _ in _KINDS]
+    parts.append("SELECT MIN(occurred) AS m FROM operations WHERE kind = 'purchase'")
+    row = conn.execute(f"SELECT MIN(m) FROM ({' UNION ALL '.join(parts)})", _KINDS).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
+def members(conn: sqlite3.Connection, start: int, end: int, until: int) -> tuple[int, int]:
+    """(customers enrolled by `until`, customers enrolled in [start, end))."""
+    total, new = conn.execute(
+        "SELECT COALESCE(SUM(enrolled < ?), 0), "
+        "COALESCE(SUM(enrolled >= ? AND enrolled < ?), 0) FROM customers",
+        (until, start, end),
+    ).fetchone()
+    return int(total), int(new)
+
+
+def purchasers(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int, int, int, int]:
+    """In [start, end): (active customers: with a purchase, an event or a
+    redemption; purchasing customers; customers with 2 or more purchases;
+    purchases; their amount in cents). One pass over the index by customer."""
+    row = conn.execute(
+        "SELECT COUNT(*), SUM(n > 0), SUM(n > 1), SUM(n), SUM(cents) FROM "
+        "(SELECT SUM(kind = 'purchase') AS n, "
+        "SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS cents "
+        "FROM operations INDEXED BY operations_customer "
+        "WHERE kind IN ('event', 'purchase', 'redeem') "
+        "AND occurred >= ? AND occurred < ? GROUP BY customer_id)",
+        (start, end),
+    ).fetchone()
+    active, buyers, repeat, purchases, cents = (int(v or 0) for v in row)
+    return active, buyers, repeat, purchases, cents
+
+
+def refunds(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int]:
+    """(refunds, cents refunded) with business time in [start, end)."""
+    count, cents = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
+        "WHERE kind = 'refund' AND occurred >= ? AND occurred < ?",
+        (start, end),
+    ).fetchone()
+    return int(count), int(cents)
+
+
+def points(conn: sqlite3.Connection, start: int | None, end: int) -> dict[str, int]:
+    """Points by entry kind with business time in [start, end) (None: from the
+    beginning). A range of the kind-and-time index per kind."""
+    marks = ", ".join("?" for _ in _KINDS)
+    rows = conn.execute(
+        "SELECT kind, SUM(points) FROM entries "
+        f"WHERE kind IN ({marks}) AND occurred >= ? AND occurred < ? GROUP BY kind",
+        (*_KINDS, -(1 << 62) if start is None else start, end),
+    )
+    return {str(kind): int(total) for kind, total in rows}
+
+
+def overdue(conn: sqlite3.Connection, until: int, as_of: date) -> int:
+    """Points still held at `until` in lots that expired on or before `as_of`. A
+    ledger's sum less these is what all the customers' `balance` add up to:
+    overdue points count for no one, whether or not the nightly step has
+    written their expiry yet."""
+    return sum(left for _, left in _overdue(conn, until, as_of))
+
+
+def _overdue(conn: sqlite3.Connection, until: int, as_of: date) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        "SELECT e.customer_id, e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
+        "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = e.id "
+        "AND de.occurred < ?1), 0) FROM entries e "
+        "WHERE e.earned_on IS NOT NULL AND e.expires_on <= ?2 AND e.occurred < ?1",
+        (until, day_number(as_of)),
+    )
+    return [(str(cid), int(left)) for cid, left in rows if left > 0]
+
+
+def customers(conn: sqlite3.Connection, until: int, as_of: date) -> Iterator[CustomerFigures]:
+    """One row per customer enrolled before `until`, by id. Balance is net of
+    overdue lots."""
+    late: dict[str, int] = {}
+    for cid, left in _overdue(conn, until, as_of):
+        late[cid] = late.get(cid, 0) + left
+    rows = conn.execute(
+        "SELECT c.id, c.name, "
+        "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
+        "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier "
+        "FROM customers c "
+        "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
+        "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
+        "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
+        "FROM entries WHERE occurred < ?1 GROUP BY customer_id) e ON e.customer_id = c.id "
+        "LEFT JOIN (SELECT customer_id, SUM(kind = 'purchase') AS purchases, "
+        "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
+        "MIN(CASE WHEN kind = 'purchase' THEN occurred END) AS first, "
+        "MAX(CASE WHEN kind = 'purchase' THEN occurred END) AS last "
+        "FROM operations INDEXED BY operations_customer "
+        "WHERE kind IN ('purchase', 'refund') AND occurred < ?1 GROUP BY customer_id) p "
+        "ON p.customer_id = c.id "
+        "LEFT JOIN (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
+        "WHERE kind = 'tier' AND occurred < ?1 GROUP BY customer_id) t "
+        "ON t.customer_id = c.id "
+        "WHERE c.enrolled < ?1 ORDER BY c.id",
+        (until,),
+    )
+    for cid, name, bal, earned, redeemed, buys, spend, first, last, tier in rows:
+        yield CustomerFigures(
+            cid, name, bal - late.get(cid, 0), earned, redeemed, buys, spend, first, last, tier
+        )
+
+
+def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]]:
+    """A `WITH` clause ending in `scored(customer_id, day, n, spend, r, f, m)`: one
+    row per customer with a purchase before `until`, their last purchase's
+    shop-local day, their purchases and net spend (less refunds) in cents, and
+    their recency, frequency and monetary scores, 1 to 5.
+
+    A score is the quintile of the customer's mid-rank among all the purchasing
+    customers: with n of them, `below` worse and `equal` alike (the customer
+    included), 1 + 5 (2 below + equal) // (2 n). Equal values score alike; alone,
+    or all equal, a customer scores 3. SQLite's window functions do the ranking,
+    so memory does not grow with the number of customers.
+
+    `shifts` are (stored time, seconds): the shop's UTC offset from that time on,
+    ascending; they turn the stored time into the shop's local day."""
+    cases = " ".join("WHEN last >= ? THEN ?" for _ in shifts[1:][::-1])
+    zone: list[object] = []
+    for start, seconds in shifts[1:][::-1]:
+        zone += [start, seconds]
+    first = shifts[0][1] if shifts else 0
+    shift = f"CASE {cases} ELSE ? END" if cases else "?"
+    sql = (
+        # Purchases and refunds apart: plain MAX/COUNT/SUM over the purchases
+        # run twice as fast as CASE expressions over both, and refunds are few.
+        "WITH p AS (SELECT customer_id, MAX(occurred) AS last, COUNT(*) AS n, "
+        "SUM(amount_cents) AS spend FROM operations INDEXED BY operations_customer "
+        "WHERE kind = 'purchase' AND occurred < ? GROUP BY customer_id), "
+        "back AS (SELECT customer_id, SUM(amount_cents) AS cents FROM operations "
+        "WHERE kind = 'refund' AND occurred < ? GROUP BY customer_id), "
+        f"d AS (SELECT p.customer_id, date(last + ({shift}), 'unixepoch') AS day, n, "
+        "spend - COALESCE(back.cents, 0) AS spend "
+        "FROM p LEFT JOIN back ON back.customer_id = p.customer_id), "
+        # 2 below + equal = (RANK() - 1) + COUNT(*): with ORDER BY, a window's
+        # frame runs to the current row's last peer, so COUNT(*) is below + equal.
+        # One sort per measure serves both.
+        "scored AS (SELECT customer_id, day, n, spend, "
+        "1 + 5 * (RANK() OVER byday - 1 + COUNT(*) OVER byday) / (2 * COUNT(*) OVER ()) AS r, "
+        "1 + 5 * (RANK() OVER byn - 1 + COUNT(*) OVER byn) / (2 * COUNT(*) OVER ()) AS f, "
+        "1 + 5 * (RANK() OVER byspend - 1 + COUNT(*) OVER byspend) / (2 * COUNT(*) OVER ()) "
+        "AS m FROM d WINDOW byday AS (ORDER BY day), byn AS (ORDER BY n), "
+        "byspend AS (ORDER BY spend)) "
+    )
+    return sql, [until, until, *zone, first]
+
+
+def rfm_counts(
+    conn: sqlite3.Connection, until: int, shifts: Sequence[tuple[int, int]]
+) -> list[tuple[int, int, int, int]]:
+    """Customers per (r, f, m) score: at most 125 rows, whatever the ledger."""
+    sql, params = _rfm_scored(until, shifts)
+    rows = conn.execute(sql + "SELECT r, f, m, COUNT(*) FROM scored GROUP BY r, f, m", params)
+    return [(int(r), int(f), int(m), int(n)) for r, f, m, n in rows]
+
+
+def rfm_members(
+    conn: sqlite3.Connection, until: int, shifts: Sequence[tuple[int, int]], scores: Sequence[int]
+) -> Iterator[tuple[str, str | None, str, int, int, int, int, int]]:
+    """The customers whose scores, as r * 100 + f * 10 + m, are among `scores`:
+    (id, name, last purchase's local day, purchases, net spend in cents, r, f, m),
+    best total score first, then by id."""
+    sql, params = _rfm_scored(until, shifts)
+    yield from conn.execute(
+        sql + "SELECT s.customer_id, c.name, s.day, s.n, s.spend, s.r, s.f, s.m "
+        "FROM scored s JOIN customers c ON c.id = s.customer_id "
+        "WHERE s.r * 100 + s.f * 10 + s.m IN (SELECT value FROM json_each(?)) "
+        "ORDER BY s.r + s.f + s.m DESC, s.customer_id",
+        [*params, json.dumps(list(scores))],
+    )
+
+
+def activity(
+    conn: sqlite3.Connection, bounds: Sequence[tuple[int, int]]
+) -> tuple[dict[int, tuple[int, int]], dict[tuple[int, str], int]]:
+    """Per time bucket i, given as [start, end) pairs: {i: (purchases, cents)} and
+    {(i, kind): points}. Each bucket is a range seek on the kind-and-time indexes."""
+    buckets = json.dumps(list(bounds))
+    spans = (
+        "WITH b(i, lo, hi) AS (SELECT key, json_extract(value, '$[0]'), "
+        "json_extract(value, '$[1]') FROM json_each(?)) "
+    )
+    sales = {
+        int(i): (int(count), int(cents))
+        for i, count, cents in conn.execute(
+            spans + "SELECT b.i, COUNT(*), COALESCE(SUM(o.amount_cents), 0) FROM b "
+            "JOIN operations o ON o.kind = 'purchase' "
+            "AND o.occurred >= b.lo AND o.occurred < b.hi GROUP BY b.i",
+            (buckets,),
+        )
+    }
+    by_kind = {
+        (int(i), str(kind)): int(total)
+        for i, kind, total in conn.execute(
+            spans + "SELECT b.i, k.kind, SUM(e.points) FROM b "
+            "CROSS JOIN (SELECT 'enroll' AS kind UNION ALL SELECT 'earn' "
+            "UNION ALL SELECT 'redeem' UNION ALL SELECT 'expire') k "
+            "JOIN entries e ON e.kind = k.kind "
+            "AND e.occurred >= b.lo AND e.occurred < b.hi GROUP BY b.i, k.kind",
+            (buckets,),
+        )
+    }
+    return sales, by_kind
+
+
+def rules(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
+    """Per rule, over its award entries (earn, enroll, gift) in [start, end):
+    (rule, awards, customers reached, points, cents of the purchases it fired on)."""
+    rows = conn.execute(
+        "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
+        "COALESCE(SUM(o.amount_cents), 0) FROM entries e JOIN operations o ON o.id = e.op_id "
+        "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ? AND e.occurred < ? "
+        "AND e.rule IS NOT NULL GROUP BY e.rule ORDER BY SUM(e.points) DESC, e.rule",
+        (start, end),
+    )
+    return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
+
+
+def tier_counts(conn: sqlite3.Connection, until: int) -> dict[str | None, int]:
+    """Customers enrolled before `until` by the tier their last tier entry before
+    then recorded; None counts those without one (still in the first tier)."""
+    rows = conn.execute(
+        "SELECT t.tier, COUNT(*) FROM customers c LEFT JOIN "
+        "(SELECT customer_id, rule AS tier, MAX(id) FROM entries "
+        "WHERE kind = 'tier' AND occurred < ? GROUP BY customer_id) t "
+        "ON t.customer_id = c.id WHERE c.enrolled < ? GROUP BY t.tier",
+        (until, until),
+    )
+    return {None if tier is None else str(tier): int(count) for tier, count in rows}
+
+
+def tier_moves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, str, int, int]]:
+    """Tier changes in [start, end): (from, to, changes, customers)."""
+    rows = conn.execute(
+        "SELECT tier_from, tier, COUNT(*), COUNT(DISTINCT customer_id) FROM operations "
+        "WHERE kind = 'tier' AND event = 'change' AND occurred >= ? AND occurred < ? "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+        (start, end),
+    )
+    return [(str(a), str(b), int(n), int(c)) for a, b, n, c in rows]
+
+
+def lots(
+    conn: sqlite3.Connection, until: int, as_of: date
+) -> list[tuple[str, str | None, bool, int]]:
+    """What the lots held at the end of `as_of`, by (earn month, the month of the
+    last day they can be spent or None, pending then, points). Lots past their
+    expiry are left out: they are gone, written off or not."""
+    day = day_number(as_of)
+    rows = conn.execute(
+        "SELECT strftime('%Y-%m', e.earned_on * 86400, 'unixepoch'), "
+        "strftime('%Y-%m', (e.expires_on - 1) * 86400, 'unixepoch'), e.available_on > ?1, "
+        "SUM(e.points - COALESCE(d.drawn, 0)) FROM entries e "
+        "LEFT JOIN (SELECT dr.lot_id, SUM(dr.points) AS drawn FROM draws dr "
+        "JOIN entries de ON de.id = dr.entry_id WHERE de.occurred < ?2 "
+        "GROUP BY dr.lot_id) d ON d.lot_id = e.id "
+        "WHERE e.earned_on IS NOT NULL AND e.occurred < ?2 "
+        "AND (e.expires_on IS NULL OR e.expires_on > ?1) "
+        "GROUP BY 1, 2, 3 HAVING SUM(e.points - COALESCE(d.drawn, 0)) != 0 ORDER BY 1, 2, 3",
+        (day, until),
+    )
+    return [(str(m), None if x is None else str(x), bool(p), int(n)) for m, x, p, n in rows]

@@ -1,0 +1,312 @@
+"""The ledger file itself: created at the current schema, older ones migrated on
+open (schema 4, the release before the lean store, from a fixture it wrote),
+append-only in the database, WAL for concurrent readers; a write's statements
+counted; every query a snapshot or a report runs served by an index."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from loyalty_cli import operations as ops
+from loyalty_cli.engine import awards
+from loyalty_cli.engine.book import Book
+from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
+from loyalty_cli.errors import InputMissing, Refused, TamperDetected
+from loyalty_cli.rules import load_rules, parse_rules
+from loyalty_cli.store import Store, snapshots
+from loyalty_cli.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, TRIGGERS
+
+from .conftest import EXAMPLE_RULES, Shop
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ledger-v4.db"
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+def test_opening_a_new_path_creates_a_current_wal_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(MIGRATIONS)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    triggers = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert triggers == TRIGGERS
+
+
+def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    Store.open(path).close()
+    schema = sqlite3.connect(path).execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    Store.open(path).close()
+    assert (
+        sqlite3.connect(path).execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+        == schema
+    )
+
+
+def test_a_marked_but_empty_file_is_created_at_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.close()
+    with Store.open(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_reading_a_missing_ledger_does_not_create_it(tmp_path: Path) -> None:
+    with pytest.raises(InputMissing):
+        Store.open(tmp_path / "absent.db", create=False)
+    assert not (tmp_path / "absent.db").exists()
+
+
+@pytest.mark.parametrize("table", ["entries", "operations", "rulesets", "draws"])
+def test_raw_update_and_delete_are_refused_by_the_database(shop: Shop, table: str) -> None:
+    shop.ok("enroll", "C1")
+    shop.ok("earn", "C1", "--amount", "5")
+    shop.ok("redeem", "C1", "--points", "5")
+    conn = sqlite3.connect(shop.db)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(f"UPDATE {table} SET id = id")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(f"DELETE FROM {table}")
+
+
+def test_customers_cannot_be_deleted_or_renamed(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    conn = sqlite3.connect(shop.db)
+    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
+        conn.execute("DELETE FROM customers")
+    with pytest.raises(sqlite3.IntegrityError, match="never change"):
+        conn.execute("UPDATE customers SET id = 'C2'")
+
+
+def test_the_ledgers_own_connection_refuses_insert_or_replace(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    with Store.open(shop.db) as store, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        store.conn.execute("INSERT OR REPLACE INTO entries SELECT * FROM entries WHERE id = 1")
+
+
+def test_a_read_only_database_is_a_clear_error_not_a_traceback(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    with Store.open(shop.db) as store:
+        # What a ledger file without write permission looks like to SQLite
+        # (root, who runs CI here, cannot be refused by file modes).
+        store.conn.close()
+        store.connection.conn = sqlite3.connect(
+            f"file:{shop.db}?mode=ro", uri=True, isolation_level=None
+        )
+        store.conn = store.connection.conn
+        request = ops.AdjustRequest("C1", 5, "test")
+        with pytest.raises(InputMissing, match="read-only"):
+            ops.adjust(store, load_rules(shop.rules), request, NOW)
+
+
+# --- the engine on a Book with no database --------------------------------------------
+
+RULES = parse_rules(
+    "program: {name: T, currency: USD, timezone: Europe/London}\n"
+    "earn:\n"
+    "  - {id: base, on: purchase, points_per_unit: 1}\n"
+    "  - {id: welcome, on: enroll, points: 100, budget: 150}\n"
+    "  - {id: big, on: purchase, points: 10, min_amount: 50, cap: {count: 1, per: week}}\n"
+)
+
+
+def test_decisions_run_on_an_in_memory_book_with_no_database() -> None:
+    book = Book(RULES, NOW)
+    awards.enroll(book, EnrollRequest("C1", at=NOW, salt=b"s"))
+    first = awards.earn(book, EarnRequest("C1", "purchase", amount=Decimal("60"), txn="R1"))
+    second = awards.earn(book, EarnRequest("C1", "purchase", amount=Decimal("60"), txn="R2"))
+    again = awards.earn(book, EarnRequest("C1", "purchase", amount=Decimal("60"), txn="R1"))
+    assert [line.rule for line in first.award.lines] == ["base", "big"]
+    assert [line.rule for line in second.award.lines] == ["base"]  # capped: once a week
+    assert again.duplicate and again.award.points == first.award.points
+    assert (first.balance, second.balance) == (170, 230)
+    assert [op.kind for op in book.take()] == ["enroll", "purchase", "purchase"]
+
+
+def test_a_failed_row_leaves_the_book_as_it_was() -> None:
+    """An import row that enrolls its customer and then fails must leave no
+    enrollment, no ids used, and no budget spent behind."""
+    book = Book(RULES, NOW)
+    awards.enroll(book, EnrollRequest("C1", at=NOW, salt=b"s"))
+    ids, used = (book.next_op, book.next_entry), book.budgets.used("welcome")
+    with pytest.raises(Refused), book.row():
+        awards.enroll(book, EnrollRequest("C2", at=NOW, salt=b"s"))
+        awards.earn(book, EarnRequest("C9", "purchase", amount=Decimal("5")))  # unknown
+    assert book.account("C2") is None
+    assert (book.next_op, book.next_entry) == ids
+    assert book.budgets.used("welcome") == used
+    awards.enroll(book, EnrollRequest("C2", at=NOW, salt=b"s"))
+    # The budget of 150 runs out on the second welcome, as it would have anyway.
+    assert book.budgets.used("welcome") == 150
+
+
+# --- statements a write sends ---------------------------------------------------------------
+
+
+@contextmanager
+def counted(store: Store) -> Iterator[list[str]]:
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        yield statements
+    finally:
+        store.conn.set_trace_callback(None)
+
+
+def test_a_purchase_with_a_txn_runs_at_most_8_statements(tmp_path: Path) -> None:
+    ruleset = load_rules(EXAMPLE_RULES)
+    with Store.open(tmp_path / "l.db") as store:
+        ops.enroll(store, ruleset, EnrollRequest("C1", at=NOW), NOW)
+        for n in range(3):  # a customer with some history
+            request = EarnRequest("C1", "purchase", amount=Decimal("12.50"), txn=f"R{n}")
+            ops.earn(store, ruleset, request, NOW)
+        with counted(store) as statements:
+            request = EarnRequest(
+                "C1", "purchase", amount=Decimal("120.00"), category="shoes", txn="R9"
+            )
+            ops.earn(store, ruleset, request, NOW)
+    assert len(statements) <= 8, statements
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+
+
+def test_enrolling_with_a_referrer_runs_at_most_12_statements(tmp_path: Path) -> None:
+    ruleset = load_rules(EXAMPLE_RULES)
+    with Store.open(tmp_path / "l.db") as store:
+        ops.enroll(store, ruleset, EnrollRequest("ann", at=NOW), NOW)
+        with counted(store) as statements:
+            ops.enroll(store, ruleset, EnrollRequest("bob", referred_by="ann", at=NOW), NOW)
+    assert len(statements) <= 12, statements
+
+
+def test_an_import_chunk_reads_in_two_statements_whatever_its_size(shop: Shop) -> None:
+    from loyalty_cli import importer
+
+    shop.rules.write_text(EXAMPLE_RULES.read_text())
+    sales = shop.dir / "sales.csv"
+    sales.write_text(
+        "txn_id,customer_id,amount,date\n"
+        + "".join(f"R{n},C{n % 40},{n % 90 + 1}.00,2026-11-{n % 28 + 1:02d}\n" for n in range(400))
+    )
+    ruleset = load_rules(shop.rules)
+    with Store.open(shop.db) as store, counted(store) as statements:
+        source = importer.read_source(str(sales), "utf-8-sig")
+        importer.import_sources(
+            store, ruleset, [source], importer.Options(), NOW, enroll_unknown=True
+        )
+    selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    # One chunk (400 rows): context and accounts; runs twice (start, end).
+    assert len(selects) <= 2 + 2, selects
+    assert len(inserts) <= 6, inserts  # ruleset, customers, operations, entries, 2 runs
+
+
+# --- every query uses an index ----------------------------------------------------------------
+
+
+# What a plan may scan row by row: the customers table (a report has a row for
+# each), and the small tables a query makes for itself (CTEs, subqueries, lists).
+_MAY_SCAN = ("SCAN c", "SCAN ids", "SCAN p", "SCAN scored", "SCAN k", "SCAN (subquery")
+
+
+def _full_scans(lines: list[str]) -> list[str]:
+    """Plan lines that read a ledger table row by row without an index."""
+    return [
+        line
+        for line in lines
+        if line.startswith("SCAN")
+        and "USING" not in line
+        and "CONSTANT ROW" not in line
+        and "json_each" not in line
+        and not line.startswith(_MAY_SCAN)
+    ]
+
+
+def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
+    from loyalty_cli.store import queries
+    from loyalty_cli.store import reports as sql
+
+    shop.rules.write_text(EXAMPLE_RULES.read_text())
+    shop.ok("enroll", "C1")
+    with Store.open(shop.db) as store:
+        conn = store.conn
+        traced: list[str] = []
+        conn.set_trace_callback(traced.append)
+        ruleset = load_rules(shop.rules)
+        snapshots.load(conn, ruleset, NOW, ["C1"], ["R1"])
+        queries.history(conn, "C1", 10, None)
+        queries.lots(conn, "C1", None)
+        queries.points_by_kind(conn, "C1", None)
+        queries.points_released(conn, NOW.date(), NOW.date())
+        sql.first_activity(conn)
+        sql.members(conn, 0, 10**10, 10**10)
+        sql.purchasers(conn, 0, 10**10)
+        sql.refunds(conn, 0, 10**10)
+        sql.points(conn, 0, 10**10)
+        sql.overdue(conn, 10**10, NOW.date())
+        list(sql.customers(conn, 10**10, NOW.date()))
+        sql.rfm_counts(conn, 10**10, [(0, 0)])
+        sql.activity(conn, [(0, 10**10)])
+        sql.rules(conn, 0, 10**10)
+        sql.tier_counts(conn, 10**10)
+        sql.tier_moves(conn, 0, 10**10)
+        sql.lots(conn, 10**10, NOW.date())
+        conn.set_trace_callback(None)
+        checked = 0
+        for statement in traced:
+            if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                continue
+            lines = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+            assert not _full_scans(lines), (statement, lines)
+            checked += 1
+        assert checked >= 18
+
+
+# --- schema 4, the release before: migrated in place, history intact -------------------------
+
+
+def test_a_schema_4_ledger_is_upgraded_and_keeps_its_history(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURE, db)
+    expected = json.loads((FIXTURE.with_suffix(".expected.json")).read_text())
+    with Store.open(db) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        report = store.verify(NOW)
+        assert report.ok, report.problems
+        (note,) = store.conn.execute(
+            "SELECT reason FROM operations WHERE kind = 'migrate'"
+        ).fetchone()
+    # The upgrade's own operation names the heads of the old chains.
+    assert json.loads(note)["heads"] == expected["heads"]
+    assert (report.entries, report.customers) == (expected["entries"], expected["customers"])
+    shop = Shop(tmp_path)
+    shutil.copy(FIXTURE.parent.parent.parent / "rules.example.yaml", shop.rules)
+    shop.db = db
+    for name, doc in expected["commands"].items():
+        args = name.split()
+        assert shop.ok(*args) == doc, name
+
+
+def test_a_schema_4_ledger_that_fails_verify_is_not_upgraded(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURE, db)
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.execute("UPDATE entries SET points = 9999 WHERE id = 3")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    with pytest.raises(TamperDetected, match="fails verify, so it was not upgraded"):
+        Store.open(db)
+    assert db.read_bytes() == before
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 4
