@@ -7,19 +7,27 @@ no tag can construct an arbitrary object (`!!python/object` is refused); and
 YAML 1.1's surprises stay out (the key `on` would otherwise become `True`,
 and `0.1` would become a float). Every problem in the file is collected before
 failing, so the owner fixes them all in one pass.
+
+A rules file is bounded before any of that (see "Limits of a rules file" in the
+README): at most 1 MiB is read; an event scan, linear in the file's size,
+refuses anchors and aliases and deep nesting before anything is composed; and
+every count, text and number has a limit, chosen so that nothing a valid file
+says can overflow SQLite's 64-bit integers or the evaluator's Decimal arithmetic.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
+import stat
 import zoneinfo
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import yaml
 
@@ -39,6 +47,7 @@ from .models import (
     TierLevel,
     TierPolicy,
 )
+from .values import MAX_AMOUNT
 
 T = TypeVar("T")
 
@@ -49,6 +58,78 @@ _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+# Numbers as a person writes them. YAML 1.1 also reads 0x10, 0b11, 010 (octal 8),
+# 1_000 and 1:30 (sexagesimal 90) as integers, and 1.0e+3 as a float. We refuse
+# those forms: YAML 1.2 and other tools read 010 and 1:30 differently, so the
+# file would mean different things to different readers; and in a points file
+# they are far more often a slip (a pasted id, a time) than a wish for hex.
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)", re.ASCII)
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+_EXPONENT = re.compile(r"[-+]?(?:[0-9_]+(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+", re.ASCII)
+# What YAML allows in a file (its c-printable set); anything else is refused by
+# the parser with a message that has no line, so we find it first.
+_NOT_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+# --- limits of a rules file (the README's "Limits of a rules file") -----------
+# Far above what any real programme needs, and low enough that nothing a valid
+# file says can overflow SQLite's 64-bit integers (9.2 x 10^18) or Decimal's 28
+# digits, however the rules combine: see MAX_AWARD.
+MAX_BYTES = 1024 * 1024  # the whole file; at most this plus one byte is ever read
+MAX_DEPTH = 32  # mappings and lists inside each other; the example needs 7
+# Keys, values and lists in all (YAML nodes). Composing one costs ~0.5 KB and ~3 us,
+# so no file costs more than ~120 MB and ~2 s to refuse (the worst: 100,000 unknown
+# keys, each its own problem). 1,000 rules with every key take ~50,000 values; the
+# rest is room for long in: lists.
+MAX_VALUES = 200_000
+MAX_RULES = 1000
+MAX_REWARDS = 1000
+MAX_TIERS = 50
+MAX_ITEMS = 1000  # any other list: in/not_in values, all/any conditions, weekdays, tiers
+MAX_TEXT = 1000  # characters in a text value (names, descriptions, categories)
+MAX_ID = 64  # characters in a rule, reward or tier id and in an event name
+MAX_PLACES = 6  # decimal places in any number
+EARLIEST = date(1900, 1, 1)  # rule and reward windows
+LATEST = date(2999, 12, 31)
+# The most points one activity could ever earn, adding up every rule for its
+# kind as if all fired on a purchase of values.MAX_AMOUNT, multipliers and the
+# best tier included. One rule at its own limits (1,000,000 per unit) reaches it
+# exactly; 9,000 such awards still fit in a 64-bit balance.
+MAX_AWARD = 10**15
+
+
+class Bound(NamedTuple):
+    """The values a number in the rules file may take, both ends included
+    unless `above_low` (then it must be greater than `low`)."""
+
+    low: int
+    high: int
+    above_low: bool = False
+    hint: str = ""  # how to fix a value above `high`, when lowering it is not the whole story
+
+
+BILLION = 1_000_000_000
+TRILLION = 1_000_000_000_000
+BOUNDS: dict[str, Bound] = {
+    "points": Bound(0, BILLION),
+    "points_per_unit": Bound(0, 1_000_000, above_low=True),
+    "multiply": Bound(1, 100, hint="for a higher rate, raise points_per_unit instead"),
+    "multiplier": Bound(1, 100),
+    "cost": Bound(1, BILLION),
+    "cap count": Bound(1, BILLION),
+    "cap points": Bound(1, BILLION),
+    "limit count": Bound(1, BILLION),
+    "budget": Bound(1, TRILLION),
+    "pending_days": Bound(0, 365, hint="a return window of a year at most"),
+    "expire_after_months": Bound(
+        1, 1200, hint="100 years; leave expire_after_months out for points that never expire"
+    ),
+    "threshold": Bound(0, TRILLION),
+    "priority": Bound(-1_000_000, 1_000_000, hint="only the order of priorities matters"),
+    "min_amount": Bound(0, TRILLION, above_low=True),
+    "point_value": Bound(0, 1_000_000, above_low=True),
+    "decimal condition": Bound(0, TRILLION),  # amount, spend
+    "whole-number condition": Bound(-TRILLION, TRILLION),  # quantity, purchases, balance...
+}
 
 TOP_KEYS = ("program", "points", "tiers", "earn", "rewards")
 TIER_KEYS = ("metric", "window", "downgrade", "levels")
@@ -112,6 +193,15 @@ COMBINATORS = ("all", "any", "not")
 _KIND_WORDS = {"str": "text", "int": "a whole number", "decimal": "a number", "bool": "true/false"}
 
 
+class _Mark(Protocol):
+    """Where a node or event starts: PyYAML's Mark or libyaml's."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+
+
 class _Invalid(Exception):
     """A value that could not be read; its problem is already recorded."""
 
@@ -122,28 +212,113 @@ def rules_version(text: str) -> str:
 
 def load_rules(path: Path) -> Ruleset:
     """Read and validate a rules file. Raises InputMissing or RulesInvalid."""
+    data = _read(path, missing_ok=False)
+    assert data is not None
+    return _decode_and_parse(data, path)
+
+
+def load_rules_if_present(path: Path) -> Ruleset | None:
+    """The default rules file for a command that can do without one (reports):
+    None when nothing is there (no file, a dangling link, a parent that is not a
+    folder), else `load_rules`. A file that is there but cannot be read is an
+    error, never quietly skipped: the reports would use the wrong time zone."""
+    data = _read(path, missing_ok=True)
+    return None if data is None else _decode_and_parse(data, path)
+
+
+def _read(path: Path, *, missing_ok: bool) -> bytes | None:
+    """At most MAX_BYTES + 1 bytes of the file, so /dev/zero, a FIFO or a huge
+    file costs a bounded read. Every failure is one InputMissing line (exit 66)."""
+    # O_NONBLOCK: opening a FIFO that has no writer would otherwise wait forever.
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if missing_ok:
+            return None
+        if isinstance(exc, NotADirectoryError):
+            raise InputMissing(
+                f"rules file {path} cannot be read: a folder on its path is a file"
+            ) from None
+        if os.path.islink(path):
+            raise InputMissing(
+                f"rules file {path} is a symbolic link to {_link_target(path)}, which does not "
+                "exist; fix the link or pass --rules PATH"
+            ) from None
         raise InputMissing(
             f"rules file {path} not found (pass --rules PATH or set LOYALTY_RULES; "
             "rules.example.yaml is a starting point)"
         ) from None
-    except IsADirectoryError:
+    except IsADirectoryError:  # where opening a folder is refused (not Linux)
         raise InputMissing(f"rules file {path} is a directory, not a file") from None
     except OSError as exc:
-        raise InputMissing(f"rules file {path} cannot be read: {exc.strerror}") from None
+        raise InputMissing(f"rules file {path} cannot be read: {_reason(exc)}") from None
+    except ValueError:  # an embedded NUL byte: no file can have that name
+        raise InputMissing(
+            f"rules file {str(path)!r} cannot be read: a NUL byte in its name"
+        ) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):  # os.fdopen would refuse it with an exception of its own
+            raise InputMissing(f"rules file {path} is a directory, not a file")
+        regular = stat.S_ISREG(mode)
+        if not regular:
+            os.set_blocking(fd, True)  # a pipe with a writer: wait for its text
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputMissing(f"rules file {path} cannot be read: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+    if not data and not regular:
+        raise InputMissing(
+            f"rules file {path} is not a regular file and gave nothing to read "
+            "(a FIFO with no writer, or a device?)"
+        )
+    return data
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "a missing file"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _decode_and_parse(data: bytes, path: Path) -> Ruleset:
+    source = str(path)
+    if len(data) > MAX_BYTES:
+        raise RulesInvalid([_too_big(data, source)])
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise RulesInvalid(
-            [Problem(Location(str(path), line), "not valid UTF-8 text; save the file as UTF-8")]
+            [Problem(Location(source, line), "not valid UTF-8 text; save the file as UTF-8")]
         ) from None
-    return parse_rules(text, str(path))
+    return parse_rules(text, source)
+
+
+def _too_big(data: bytes, source: str) -> Problem:
+    """Located at the first byte past the limit."""
+    line = data.count(b"\n", 0, MAX_BYTES) + 1
+    col = MAX_BYTES - (data.rfind(b"\n", 0, MAX_BYTES) + 1) + 1
+    return Problem(
+        Location(source, line, col),
+        f"the rules file is larger than 1 MiB ({MAX_BYTES:,} bytes), the most a rules file "
+        "may be; check that this is the right file, or shorten descriptions and lists",
+    )
 
 
 def parse_rules(text: str, source: str = "rules.yaml") -> Ruleset:
+    if len(text) > MAX_BYTES // 4:  # a character is at most 4 bytes: short texts pass at once
+        data = text.encode("utf-8", "replace")
+        if len(data) > MAX_BYTES:
+            raise RulesInvalid([_too_big(data, source)])
     reader = _Reader(source)
     ruleset = reader.read(text)
     if reader.problems or ruleset is None:
@@ -152,6 +327,11 @@ def parse_rules(text: str, source: str = "rules.yaml") -> Ruleset:
         )
         raise RulesInvalid(problems or [Problem(Location(source, 1), "file is empty")])
     return ruleset
+
+
+def _show(value: str, limit: int = 40) -> str:
+    """A value from the file, cut short for a message."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
 def _suggest(word: str, known: tuple[str, ...] | list[str]) -> str:
@@ -170,11 +350,15 @@ class _Reader:
     # --- locating and reporting --------------------------------------------
 
     def at(self, node: yaml.Node) -> Location:
-        mark = node.start_mark
-        return Location(self.source, mark.line + 1, mark.column + 1)
+        return self.at_mark(node.start_mark)
 
     def problem(self, node: yaml.Node, message: str) -> None:
         self.problems.append(Problem(self.at(node), message))
+
+    def suggest(self, word: str, known: tuple[str, ...] | list[str]) -> str:
+        """A "did you mean", while there are few problems: past a thousand the owner has
+        plenty to fix, and difflib on each of 100,000 more unknown keys takes seconds."""
+        return _suggest(word, known) if len(self.problems) < 1000 else ""
 
     def fail(self, node: yaml.Node, message: str) -> _Invalid:
         self.problem(node, message)
@@ -183,16 +367,12 @@ class _Reader:
     # --- structure ---------------------------------------------------------
 
     def read(self, text: str) -> Ruleset | None:
+        if not self.scan(text):
+            return None
         try:
             root = yaml.compose(text, Loader=_LOADER)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line, col = (mark.line + 1, mark.column + 1) if mark else (1, None)
-            what = exc.problem or exc.context or "invalid YAML"
-            self.problems.append(Problem(Location(self.source, line, col), f"YAML syntax: {what}"))
-            return None
         except yaml.YAMLError as exc:
-            self.problems.append(Problem(Location(self.source, 1), f"YAML: {exc}"))
+            self.yaml_error(exc)
             return None
         if root is None:
             self.problems.append(Problem(Location(self.source, 1), "file is empty"))
@@ -216,6 +396,7 @@ class _Reader:
         tiers = self.optional(top, "tiers", self.tiers)
         rewards = self.optional(top, "rewards", self.rewards) or {}
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
+        self.check_worst_award(rules, tiers)
         if program is None or self.problems:
             return None
         return Ruleset(
@@ -228,6 +409,121 @@ class _Reader:
             points=policy,
             tiers=tiers,
         )
+
+    def check_worst_award(self, rules: tuple[Rule, ...], tiers: TierPolicy | None) -> None:
+        """Each number has its limit, but a thousand rules at their limits could still
+        add up past a 64-bit integer in one earn. Refuse rules whose worst case for one
+        activity is over MAX_AWARD, at the rule (in file order) that takes it past."""
+        best_tier = max((level.multiplier for level in tiers.levels), default=1) if tiers else 1
+        by_event: dict[str, list[Rule]] = {}
+        for rule in rules:
+            by_event.setdefault(rule.on, []).append(rule)
+        for event, group in by_event.items():
+            tier_extra = Decimal(best_tier - 1 if event == "purchase" else 0)
+            worst = _worst_award(group, tier_extra)
+            if worst <= MAX_AWARD:
+                continue
+            low, high = 1, len(group)  # the shortest prefix over the limit: worst grows with it
+            while low < high:
+                mid = (low + high) // 2
+                if _worst_award(group[:mid], tier_extra) > MAX_AWARD:
+                    high = mid
+                else:
+                    low = mid + 1
+            what = f"a purchase of {MAX_AMOUNT:,.2f}" if event == "purchase" else "one activity"
+            self.problems.append(
+                Problem(
+                    group[low - 1].location,
+                    f"the rules on '{event}' up to this one could give {what} up to {worst:,} "
+                    f"points, more than the {MAX_AWARD:,} one activity may earn; lower "
+                    "points, points_per_unit or multiply, or add a cap on points",
+                )
+            )
+
+    def yaml_error(self, exc: yaml.YAMLError) -> None:
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, None)
+            what = exc.problem or exc.context or "invalid YAML"
+            self.problems.append(Problem(Location(self.source, line, col), f"YAML syntax: {what}"))
+            return
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.problems.append(Problem(Location(self.source, 1), f"YAML: {first}"))
+
+    def scan(self, text: str) -> bool:
+        """The file's shape, from the parser's events, before anything is composed:
+        no anchors or aliases (so no alias bomb or self-reference is ever expanded
+        or walked), at most MAX_DEPTH levels of nesting (so the composer's and our
+        own recursion stay shallow) and MAX_VALUES nodes (so composing stays cheap).
+        One pass, linear in the file's size.
+        False if the file must not be composed; the problems are recorded."""
+        bad = _NOT_PRINTABLE.search(text)
+        if bad is not None:
+            at = bad.start()
+            line = text.count("\n", 0, at) + 1
+            col = at - (text.rfind("\n", 0, at) + 1) + 1
+            self.problems.append(
+                Problem(
+                    Location(self.source, line, col),
+                    f"character U+{ord(bad.group()):04X} is not allowed in a YAML file "
+                    "(control characters are not text); remove it",
+                )
+            )
+            return False
+        depth = nodes = anchors = 0
+        first_anchor: yaml.Event | None = None
+        too_deep: yaml.Event | None = None
+        too_many: yaml.Event | None = None
+        try:
+            for event in yaml.parse(text, Loader=_LOADER):
+                if isinstance(event, yaml.NodeEvent):  # a scalar, a collection or an alias
+                    nodes += 1
+                    if nodes > MAX_VALUES:
+                        too_many = event
+                        break
+                    if event.anchor is not None:  # an alias's anchor is the name it uses
+                        anchors += 1
+                        first_anchor = first_anchor or event
+                    if isinstance(event, yaml.CollectionStartEvent):
+                        depth += 1
+                        if depth > MAX_DEPTH and too_deep is None:
+                            too_deep = event
+                elif isinstance(event, yaml.CollectionEndEvent):
+                    depth -= 1
+        except yaml.YAMLError as exc:
+            self.yaml_error(exc)
+            return False
+        if first_anchor is not None:
+            more = f" ({anchors} in this file)" if anchors > 1 else ""
+            self.problems.append(
+                Problem(
+                    self.at_mark(first_anchor.start_mark),
+                    "YAML anchors and aliases (&a, *a) are not supported; write the values out"
+                    + more,
+                )
+            )
+        if too_deep is not None:
+            self.problems.append(
+                Problem(
+                    self.at_mark(too_deep.start_mark),
+                    f"nested more than {MAX_DEPTH} levels deep, the most a rules file may be; "
+                    "flatten it (a condition rarely needs more than three levels)",
+                )
+            )
+        if too_many is not None:
+            self.problems.append(
+                Problem(
+                    self.at_mark(too_many.start_mark),
+                    f"more than {MAX_VALUES:,} values (keys, values and lists) in the file, the "
+                    "most a rules file may have; check that this is the right file",
+                )
+            )
+        return first_anchor is None and too_deep is None and too_many is None
+
+    def at_mark(self, mark: _Mark | None) -> Location:
+        if mark is None:
+            return Location(self.source, 1)
+        return Location(self.source, mark.line + 1, mark.column + 1)
 
     def check_tags(self, node: yaml.Node) -> None:
         """Refuse explicit tags (`!!python/object`, `!custom`) and merge keys."""
@@ -263,18 +559,37 @@ class _Reader:
             name = key.value
             if name in out:
                 first = out[name][0].start_mark.line + 1
-                self.problem(key, f"duplicate key '{name}' in {what} (first given at line {first})")
+                self.problem(
+                    key, f"duplicate key '{_show(name)}' in {what} (first given at line {first})"
+                )
                 continue
             if known and name not in known:
-                self.problem(key, f"unknown key '{name}' in {what}{_suggest(name, known)}")
+                self.problem(
+                    key, f"unknown key '{_show(name)}' in {what}{self.suggest(name, known)}"
+                )
                 continue
             out[name] = (key, value)
         return out
 
-    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
+    def sequence(
+        self,
+        node: yaml.Node,
+        what: str,
+        limit: int = MAX_ITEMS,
+        fix: str = "",
+        noun: str = "items",
+    ) -> list[yaml.Node]:
+        """The list's items; past `limit`, one problem at the first item too many,
+        and only the first `limit` items are read."""
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, f"{what} must be a list (items starting with '- ')")
-        return list(node.value)
+        if len(node.value) > limit:
+            self.problem(
+                node.value[limit],
+                f"{what} has {len(node.value):,} {noun}, more than the {limit:,} allowed"
+                + (f"; {fix}" if fix else ""),
+            )
+        return list(node.value[:limit])
 
     def optional(
         self,
@@ -326,10 +641,21 @@ class _Reader:
         value = self.scalar(node, "text").value
         if not value.strip():
             raise self.fail(node, "expected text, got an empty string")
+        if len(value) > MAX_TEXT:
+            raise self.fail(
+                node,
+                f"text of {len(value):,} characters is longer than the {MAX_TEXT:,} "
+                "a value may have; shorten it",
+            )
         return str(value)
 
     def identifier(self, node: yaml.Node, what: str) -> str:
         value = self.text(node)
+        if len(value) > MAX_ID:
+            raise self.fail(
+                node,
+                f"{what} '{_show(value)}' is longer than {MAX_ID} characters; shorten it",
+            )
         if not _ID.match(value):
             raise self.fail(
                 node,
@@ -338,46 +664,101 @@ class _Reader:
             )
         return value
 
-    def integer(self, node: yaml.Node, what: str, *, minimum: int | None = None) -> int:
+    def integer(self, node: yaml.Node, what: str, bound: Bound) -> int:
         scalar = self.scalar(node, f"a whole number for {what}")
+        raw = scalar.value
         if scalar.tag != _TAG + "int":
-            raise self.fail(node, f"{what} must be a whole number, got '{scalar.value}'")
-        try:
-            value = int(scalar.value.replace("_", ""), 0)
-        except ValueError:
-            raise self.fail(node, f"{what} must be a whole number, got '{scalar.value}'") from None
-        if minimum is not None and value < minimum:
-            if minimum == 0:
-                raise self.fail(node, f"{what} must not be negative, got {value}")
-            raise self.fail(node, f"{what} must be at least {minimum}, got {value}")
+            if _EXPONENT.fullmatch(raw):
+                raise self.fail(
+                    node, f"{what} must be written out without an exponent, like 1000, got '{raw}'"
+                )
+            raise self.fail(node, f"{what} must be a whole number, got '{_show(raw)}'")
+        if not _PLAIN_INT.fullmatch(raw):
+            raise self.fail(
+                node,
+                f"{what} must be a plain whole number like 1000 (no '_', 0x, 0b, ':' or "
+                f"leading zero), got '{_show(raw)}'",
+            )
+        if len(raw.lstrip("+-")) > 19:  # past any bound; int() would refuse 4,300 digits
+            value = (bound.low - 1) if raw.startswith("-") else (bound.high + 1)
+        else:
+            value = int(raw)
+        self.check_bound(node, what, value, raw, bound)
         return value
 
-    def decimal(self, node: yaml.Node, what: str) -> Decimal:
+    def decimal(self, node: yaml.Node, what: str, bound: Bound | None) -> Decimal:
+        """A plain number with at most MAX_PLACES places, within `bound` (None: the
+        caller checks it)."""
         scalar = self.scalar(node, f"a number for {what}")
+        raw = scalar.value
         if scalar.tag not in (_TAG + "int", _TAG + "float"):
-            raise self.fail(node, f"{what} must be a number, got '{scalar.value}'")
-        try:
-            value = Decimal(scalar.value.replace("_", ""))
-        except InvalidOperation:
-            raise self.fail(node, f"{what} must be a plain number, got '{scalar.value}'") from None
-        if not value.is_finite():
-            raise self.fail(node, f"{what} must be a finite number, got '{scalar.value}'")
+            if _EXPONENT.fullmatch(raw):
+                raise self.fail(
+                    node,
+                    f"{what} must be written out without an exponent, like 1000 or 0.25, "
+                    f"got '{raw}'",
+                )
+            raise self.fail(node, f"{what} must be a number, got '{_show(raw)}'")
+        if raw.lower().lstrip("+-") in (".inf", ".nan"):
+            raise self.fail(node, f"{what} must be a finite number, got '{raw}'")
+        if _EXPONENT.fullmatch(raw):
+            raise self.fail(
+                node,
+                f"{what} must be written out without an exponent, like 1000 or 0.25, got '{raw}'",
+            )
+        if not _PLAIN_DECIMAL.fullmatch(raw):
+            raise self.fail(
+                node,
+                f"{what} must be a plain number like 12.5 (no '_', ':', 0x or leading zero), "
+                f"got '{_show(raw)}'",
+            )
+        whole, _, places = raw.partition(".")
+        if len(places) > MAX_PLACES:
+            raise self.fail(
+                node, f"{what} has more than {MAX_PLACES} decimal places, got {_show(raw)}"
+            )
+        if len(whole.lstrip("+-")) <= 19:
+            value = Decimal(raw)
+        else:  # past any bound: no need to carry all its digits
+            value = Decimal("-1e20" if raw.startswith("-") else "1e20")
+        if bound is not None:
+            self.check_bound(node, what, value, raw, bound)
         return value
+
+    def check_bound(
+        self, node: yaml.Node, what: str, value: int | Decimal, raw: str, bound: Bound
+    ) -> None:
+        shown = _show(raw)
+        if bound.above_low and value <= bound.low:
+            low = "zero" if bound.low == 0 else f"{bound.low:,}"
+            raise self.fail(node, f"{what} must be greater than {low}, got {shown}")
+        if value < bound.low:
+            if bound.low == 0:
+                raise self.fail(node, f"{what} must not be negative, got {shown}")
+            raise self.fail(node, f"{what} must be at least {bound.low:,}, got {shown}")
+        if value > bound.high:
+            hint = f" ({bound.hint})" if bound.hint else ""
+            raise self.fail(node, f"{what} must be at most {bound.high:,}{hint}, got {shown}")
 
     def boolean(self, node: yaml.Node, what: str) -> bool:
         scalar = self.scalar(node, f"true or false for {what}")
         if scalar.tag != _TAG + "bool":
-            raise self.fail(node, f"{what} must be true or false, got '{scalar.value}'")
+            raise self.fail(node, f"{what} must be true or false, got '{_show(scalar.value)}'")
         return scalar.value.lower() in ("true", "yes", "on", "y")
 
     def day(self, node: yaml.Node, what: str) -> date:
         scalar = self.scalar(node, f"a date for {what}")
         try:
-            return date.fromisoformat(scalar.value)
+            value = date.fromisoformat(scalar.value)
         except ValueError:
             raise self.fail(
-                node, f"{what} must be a date like 2026-11-27, got '{scalar.value}'"
+                node, f"{what} must be a date like 2026-11-27, got '{_show(scalar.value)}'"
             ) from None
+        if not EARLIEST <= value <= LATEST:
+            raise self.fail(
+                node, f"{what} must be between {EARLIEST} and {LATEST}, got {scalar.value}"
+            )
+        return value
 
     def choice(self, node: yaml.Node, what: str, options: tuple[str, ...]) -> str:
         value = self.text(node)
@@ -385,7 +766,7 @@ class _Reader:
             raise self.fail(
                 node,
                 f"{what} must be one of {', '.join(options)}, got '{value}'"
-                f"{_suggest(value, options)}",
+                f"{self.suggest(value, options)}",
             )
         return value
 
@@ -400,7 +781,7 @@ class _Reader:
             fields, "rounding", lambda n: self.choice(n, "rounding", ROUNDINGS)
         )
         point_value = self.optional(
-            fields, "point_value", lambda n: self.positive(n, "point_value")
+            fields, "point_value", lambda n: self.decimal(n, "point_value", BOUNDS["point_value"])
         )
         if name is None or tz is None:
             return None
@@ -415,10 +796,12 @@ class _Reader:
     def points_policy(self, node: yaml.Node) -> PointsPolicy:
         f = self.mapping(node, POINTS_KEYS, "points")
         pending = self.optional(
-            f, "pending_days", lambda n: self.integer(n, "pending_days", minimum=0)
+            f, "pending_days", lambda n: self.integer(n, "pending_days", BOUNDS["pending_days"])
         )
         months = self.optional(
-            f, "expire_after_months", lambda n: self.integer(n, "expire_after_months", minimum=1)
+            f,
+            "expire_after_months",
+            lambda n: self.integer(n, "expire_after_months", BOUNDS["expire_after_months"]),
         )
         at = self.optional(f, "expire_at", lambda n: self.choice(n, "expire_at", EXPIRE_AT))
         shortfall = self.optional(
@@ -457,7 +840,9 @@ class _Reader:
         out: list[TierLevel] = []
         seen: dict[str, int] = {}
         previous: tuple[TierLevel, yaml.Node] | None = None
-        items = self.sequence(node, "levels")
+        items = self.sequence(
+            node, "levels", MAX_TIERS, "a programme needs a handful of tiers", "tiers"
+        )
         if not items:
             raise self.fail(node, "levels must list at least one tier")
         for item in items:
@@ -468,9 +853,13 @@ class _Reader:
             tid = self.required(f, "id", lambda n: self.identifier(n, "tier id"), item, "a tier")
             name = self.required(f, "name", self.text, item, f"tier '{tid}'")
             threshold = self.required(
-                f, "threshold", lambda n: self.decimal(n, "threshold"), item, f"tier '{tid}'"
+                f,
+                "threshold",
+                lambda n: self.decimal(n, "threshold", BOUNDS["threshold"]),
+                item,
+                f"tier '{tid}'",
             )
-            multiplier = self.optional(f, "multiplier", self.multiplier)
+            multiplier = self.optional(f, "multiplier", lambda n: self.multiplier(n, "multiplier"))
             perks = self.optional(f, "perks", self.text)
             if tid is None or name is None or threshold is None:
                 continue
@@ -512,7 +901,9 @@ class _Reader:
     def rewards(self, node: yaml.Node) -> dict[str, Reward]:
         out: dict[str, Reward] = {}
         first: dict[str, int] = {}
-        for item in self.sequence(node, "rewards"):
+        for item in self.sequence(
+            node, "rewards", MAX_REWARDS, "remove the rewards no longer offered", "rewards"
+        ):
             try:
                 fields = self.mapping(item, REWARD_KEYS, "a reward")
             except _Invalid:
@@ -524,7 +915,7 @@ class _Reader:
             cost = self.required(
                 fields,
                 "cost",
-                lambda n: self.integer(n, "cost", minimum=1),
+                lambda n: self.integer(n, "cost", BOUNDS["cost"]),
                 item,
                 f"reward '{rid}'",
             )
@@ -551,7 +942,15 @@ class _Reader:
     def rules(self, node: yaml.Node, rewards: dict[str, Reward]) -> tuple[Rule, ...]:
         out: list[Rule] = []
         first: dict[str, int] = {}
-        for order, item in enumerate(self.sequence(node, "earn")):
+        items = self.sequence(
+            node,
+            "earn",
+            MAX_RULES,
+            "combine rules that differ only in a value into one with a condition such as "
+            "sku: {in: [...]}",
+            "rules",
+        )
+        for order, item in enumerate(items):
             rule = self.rule(item, order, rewards)
             if rule is None:
                 continue
@@ -575,11 +974,13 @@ class _Reader:
                 f"{what} needs exactly one of points, points_per_unit, multiply or reward"
                 + (f" (it has {', '.join(awards)})" if awards else ""),
             )
-        points = self.optional(f, "points", lambda n: self.integer(n, "points", minimum=0))
+        points = self.optional(f, "points", lambda n: self.integer(n, "points", BOUNDS["points"]))
         per_unit = self.optional(
-            f, "points_per_unit", lambda n: self.positive(n, "points_per_unit")
+            f,
+            "points_per_unit",
+            lambda n: self.decimal(n, "points_per_unit", BOUNDS["points_per_unit"]),
         )
-        multiply = self.optional(f, "multiply", self.multiplier)
+        multiply = self.optional(f, "multiply", lambda n: self.multiplier(n, "multiply"))
         reward = self.optional(f, "reward", lambda n: self.reward_ref(n, rewards))
         purchase_only = [k for k in ("points_per_unit", "min_amount") if k in f]
         if on and on != "purchase" and purchase_only:
@@ -590,11 +991,15 @@ class _Reader:
         when = self.optional(f, "when", lambda n: self.condition(n, on == "purchase"))
         window = self.optional(f, "window", self.window)
         weekdays = self.optional(f, "weekdays", self.weekdays)
-        min_amount = self.optional(f, "min_amount", lambda n: self.positive(n, "min_amount"))
-        priority = self.optional(f, "priority", lambda n: self.integer(n, "priority"))
+        min_amount = self.optional(
+            f, "min_amount", lambda n: self.decimal(n, "min_amount", BOUNDS["min_amount"])
+        )
+        priority = self.optional(
+            f, "priority", lambda n: self.integer(n, "priority", BOUNDS["priority"])
+        )
         stop = self.optional(f, "stop", lambda n: self.boolean(n, "stop"))
         cap = self.optional(f, "cap", self.cap)
-        budget = self.optional(f, "budget", lambda n: self.integer(n, "budget", minimum=1))
+        budget = self.optional(f, "budget", lambda n: self.integer(n, "budget", BOUNDS["budget"]))
         description = self.optional(f, "description", self.text)
         if rid is None or on is None or len(awards) != 1:
             return None
@@ -619,20 +1024,19 @@ class _Reader:
             description=description,
         )
 
-    def positive(self, node: yaml.Node, what: str) -> Decimal:
-        value = self.decimal(node, what)
-        if value <= 0:
-            raise self.fail(node, f"{what} must be greater than zero, got {value}")
-        return value
-
-    def multiplier(self, node: yaml.Node) -> Decimal:
-        value = self.decimal(node, "multiply")
-        if value < 1:
-            raise self.fail(
-                node,
-                f"multiply must be at least 1, got {value} (for fewer points, use a lower "
-                "points_per_unit with a higher priority and stop: true)",
+    def multiplier(self, node: yaml.Node, what: str) -> Decimal:
+        """A rule's `multiply` or a tier's `multiplier`: 1 to 100."""
+        bound = BOUNDS[what]
+        value = self.decimal(node, what, None)
+        if value < bound.low:
+            hint = (
+                " (for fewer points, use a lower points_per_unit with a higher priority and "
+                "stop: true)"
+                if what == "multiply"
+                else ""
             )
+            raise self.fail(node, f"{what} must be at least 1, got {_show(node.value)}{hint}")
+        self.check_bound(node, what, value, node.value, bound)
         return value
 
     def reward_ref(self, node: yaml.Node, rewards: dict[str, Reward]) -> str:
@@ -641,7 +1045,7 @@ class _Reader:
             known = sorted(rewards)
             raise self.fail(
                 node,
-                f"unknown reward '{value}'{_suggest(value, known)}; rewards are: "
+                f"unknown reward '{value}'{self.suggest(value, known)}; rewards are: "
                 + (", ".join(known) or "none (add a rewards: section)"),
             )
         return value
@@ -661,7 +1065,11 @@ class _Reader:
     def limit(self, node: yaml.Node) -> Cap:
         f = self.mapping(node, LIMIT_KEYS, "limit")
         count = self.required(
-            f, "count", lambda n: self.integer(n, "limit count", minimum=1), node, "limit"
+            f,
+            "count",
+            lambda n: self.integer(n, "limit count", BOUNDS["limit count"]),
+            node,
+            "limit",
         )
         per = self.required(
             f, "per", lambda n: self.choice(n, "limit 'per'", PERIODS), node, "limit"
@@ -676,7 +1084,7 @@ class _Reader:
             known = list(self.tier_ids)
             raise self.fail(
                 node,
-                f"unknown tier '{value}'{_suggest(value, known)}; tiers are: "
+                f"unknown tier '{value}'{self.suggest(value, known)}; tiers are: "
                 + (", ".join(known) or "none (add a tiers: section)"),
             )
         return value
@@ -710,8 +1118,12 @@ class _Reader:
     def cap(self, node: yaml.Node) -> Cap:
         f = self.mapping(node, CAP_KEYS, "cap")
         per = self.required(f, "per", lambda n: self.choice(n, "cap 'per'", PERIODS), node, "cap")
-        count = self.optional(f, "count", lambda n: self.integer(n, "cap count", minimum=1))
-        points = self.optional(f, "points", lambda n: self.integer(n, "cap points", minimum=1))
+        count = self.optional(
+            f, "count", lambda n: self.integer(n, "cap count", BOUNDS["cap count"])
+        )
+        points = self.optional(
+            f, "points", lambda n: self.integer(n, "cap points", BOUNDS["cap points"])
+        )
         if "count" not in f and "points" not in f:
             raise self.fail(node, "cap needs 'count', 'points' or both")
         if per is None:
@@ -773,7 +1185,10 @@ class _Reader:
         if name == "tier":
             read = self.tier_ref
         if op in ("in", "not_in"):
-            values = [read(n) for n in self.sequence(node, f"'{op}' on '{name}'")]
+            items = self.sequence(
+                node, f"'{op}' on '{name}'", fix="test a category instead of listing every value"
+            )
+            values = [read(n) for n in items]
             if not values:
                 raise self.fail(node, f"'{op}' on '{name}' needs at least one value")
             return Compare(name, op, frozenset(values))
@@ -790,11 +1205,41 @@ class _Reader:
     def field_reader(self, kind: str, name: str) -> Callable[[yaml.Node], object]:
         readers: dict[str, Callable[[yaml.Node], object]] = {
             "str": lambda n: self.text(n).casefold(),  # conditions compare text without case
-            "int": lambda n: self.integer(n, f"'{name}'"),
-            "decimal": lambda n: self.decimal(n, f"'{name}'"),
+            "int": lambda n: self.integer(n, f"'{name}'", BOUNDS["whole-number condition"]),
+            "decimal": lambda n: self.decimal(n, f"'{name}'", BOUNDS["decimal condition"]),
             "bool": lambda n: self.boolean(n, f"'{name}'"),
         }
         return readers[kind]
+
+
+def _worst_award(rules: list[Rule], tier_extra: Decimal) -> int:
+    """The most these rules could give one activity, as if every one fired on a
+    purchase of MAX_AMOUNT and each line were rounded up (see evaluator.evaluate)."""
+    base = sum(_capped(rule, _base_most(rule)) for rule in rules if rule.multiply is None)
+    total = base
+    for rule in rules:
+        if rule.multiply is not None:
+            total += _capped(rule, _ceil(base * (rule.multiply - 1)))
+    return total + _ceil(base * tier_extra)
+
+
+def _base_most(rule: Rule) -> int:
+    if rule.points is not None:
+        return rule.points
+    if rule.points_per_unit is not None:
+        return _ceil(MAX_AMOUNT * rule.points_per_unit)
+    return 0  # a free reward
+
+
+def _capped(rule: Rule, points: int) -> int:
+    for most in (rule.cap.points if rule.cap else None, rule.budget):
+        if most is not None:
+            points = min(points, most)
+    return points
+
+
+def _ceil(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_CEILING))
 
 
 def _shape(node: yaml.Node) -> str:
