@@ -953,10 +953,13 @@ def demo(
 def _report_rules(rules: Path | None) -> Ruleset | None:
     """Reports read the rules only for the time zone, currency, point_value and
     tiers: an explicit --rules (or LOYALTY_RULES) must load, the default path is
-    used only if it exists."""
-    if rules is None and not default_rules().exists():
-        return None
-    return load(rules)
+    used only if there is something there (and then it must load too)."""
+    if rules is not None:
+        return load(rules)
+    _not_blank("LOYALTY_RULES")
+    from .rules import load_rules_if_present
+
+    return load_rules_if_present(default_rules())
 
 
 def _report_date(text: str | None, what: str) -> date | None:

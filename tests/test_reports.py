@@ -529,7 +529,7 @@ def test_without_a_rules_file_reports_use_the_ledgers_time_zone(
     built: tuple[Shop, Model],
 ) -> None:
     shop, m = built
-    result = shop.run("report", "--as-of", "2024-12-31", "--json", env={"LOYALTY_RULES": ""})
+    result = shop.run("report", "--as-of", "2024-12-31", "--json", env={"LOYALTY_RULES": None})  # type: ignore[dict-item]
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert (doc["timezone"], doc["currency"], doc["liability_value"]) == (

@@ -842,12 +842,6 @@ def test_the_default_rules_file_of_a_report_is_loaded_only_if_present(tmp_path: 
         assert caught.value.lines() == [f"rules file {path} {reason}"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._report_rules calls default_rules().exists(), which raises; the fix is for "
-    "it to call rules.load_rules_if_present (cli.py is being changed on main). Remove this "
-    "marker with that change.",
-)
 def test_a_report_with_an_unreadable_default_rules_file_is_one_line(
     shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
