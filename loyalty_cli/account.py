@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from . import lots
-from .clock import Period, period_bounds, shop_day
+from .clock import Period, period_bounds
 from .lots import Lot
 from .tiers import Override, Qualifying
 from .values import from_cents
@@ -46,16 +46,6 @@ class Profile:
     salt: bytes = b""  # keys the profile digest that verify checks (see store.chain)
 
 
-class PurchaseRecord(NamedTuple):
-    """A past purchase, with what refunds took back from it so far."""
-
-    op_id: int
-    at: datetime
-    cents: int
-    refunded_cents: int = 0
-    refund_points: int = 0  # points its refunds took back (<= 0)
-
-
 class Use(NamedTuple):
     """A past award line of a capped rule, or a redemption of a reward."""
 
@@ -64,20 +54,19 @@ class Use(NamedTuple):
     points: int
 
 
-class Credit(NamedTuple):
-    """Points the rules awarded, by the day they started to count (points tiers)."""
-
-    day: date
-    points: int
-
-
 @dataclass(frozen=True, slots=True)
 class Account:
     profile: Profile
-    lots: tuple[Lot, ...] = ()  # credits that still hold points
+    # Credits that still hold points, in spending order (lots.spending_order):
+    # the first is the soonest to expire, so what is overdue is found at the front.
+    lots: tuple[Lot, ...] = ()
     net: int = 0  # the sum of every entry: the lots' points less any refund debt
-    purchases: tuple[PurchaseRecord, ...] = ()
-    credits: tuple[Credit, ...] = ()
+    purchases: int = 0  # how many (a refund does not undo the count)
+    spend_cents: int = 0  # what they came to, less what was refunded on them
+    # What counts toward tiers, dated, in the rules' metric (money spent or points
+    # earned), sorted by day: kept as it is read and as decisions add to it, so a
+    # tier is worked out without going through the history again.
+    qualifying: tuple[Qualifying, ...] = ()
     tier: str | None = None  # the tier last recorded (None: the first)
     override: Override | None = None
     uses: tuple[Use, ...] = ()
@@ -117,36 +106,23 @@ def balance(account: Account, today: date) -> int:
     return holdings(account, today).balance
 
 
-def purchase_count(account: Account) -> int:
-    """Purchases so far (a refund does not undo the count)."""
-    return len(account.purchases)
-
-
-def spend_cents(account: Account) -> int:
-    return sum(p.cents - p.refunded_cents for p in account.purchases)
-
-
 def spend(account: Account) -> Decimal:
-    return from_cents(spend_cents(account))
+    return from_cents(account.spend_cents)
 
 
-def qualifying(account: Account, metric: str, pending_days: int, tz: tzinfo) -> list[Qualifying]:
-    """The customer's dated qualifying amounts for tiers. Purchases count from the
-    end of their return window; a refund counts against its purchase on the
-    purchase's own day, so a returned purchase never qualified."""
-    held = timedelta(days=pending_days)
-    if metric == "points":
-        out = [Qualifying(c.day, Decimal(c.points)) for c in account.credits]
-        out += [
-            Qualifying(shop_day(p.at, tz) + held, Decimal(p.refund_points))
-            for p in account.purchases
-            if p.refund_points
-        ]
-        return out
-    return [
-        Qualifying(shop_day(p.at, tz) + held, from_cents(p.cents - p.refunded_cents))
-        for p in account.purchases
-    ]
+def qualify(account: Account, day: date, amount: Decimal) -> tuple[Qualifying, ...]:
+    """The account's tier inputs with one more amount counting from `day`."""
+    added = Qualifying(day, amount)
+    held = account.qualifying
+    if not held or held[-1].day <= day:
+        return (*held, added)
+    return tuple(sorted((*held, added)))
+
+
+def counts_from(day: date, pending_days: int) -> date:
+    """The day a purchase made on `day` starts to count toward tiers: the end of
+    its return window."""
+    return day + timedelta(days=pending_days)
 
 
 def usage(account: Account, key: str, per: Period, at: datetime, tz: tzinfo) -> tuple[int, int]:

@@ -78,5 +78,7 @@ def day_number(day: date) -> int:
     return day.toordinal() - _EPOCH_DAY
 
 
+@lru_cache(maxsize=4096)
 def from_day_number(number: int) -> date:
+    # Cached: a ledger's lots share few days, and snapshots read many lots.
     return date.fromordinal(number + _EPOCH_DAY)

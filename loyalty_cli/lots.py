@@ -59,8 +59,13 @@ def expires_on(earned_on: date, months: int | None, at: str) -> date | None:
     return due + timedelta(days=1)
 
 
+def spending_key(lot: Lot) -> tuple[bool, date | None, int]:
+    """Soonest expiry first, lots that never expire last, ties to the oldest."""
+    return (lot.expires_on is None, lot.expires_on, lot.id)
+
+
 def spending_order(lots: Iterable[Lot]) -> list[Lot]:
-    return sorted(lots, key=lambda lot: (lot.expires_on is None, lot.expires_on, lot.id))
+    return sorted(lots, key=spending_key)
 
 
 def is_live(lot: Lot, today: date) -> bool:

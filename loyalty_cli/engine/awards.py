@@ -6,10 +6,11 @@ after writing off what expired and before recording a tier change."""
 from __future__ import annotations
 
 import difflib
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from .. import account as accounts
-from ..account import Account, Credit, Profile, PurchaseRecord, Use
+from ..account import Account, Profile, Use
 from ..clock import zone
 from ..errors import BadArgument, Refused
 from ..evaluator import base_of, evaluate, line_detail
@@ -102,7 +103,7 @@ def customer_state(
         customer_id=account.id,
         enrolled_at=account.profile.enrolled_at,
         balance=accounts.balance(account, today_of(ruleset, activity.at)),
-        purchases=accounts.purchase_count(account),
+        purchases=account.purchases,
         spend=accounts.spend(account),
         referred_by=account.profile.referred_by,
         tier=tier,
@@ -141,16 +142,31 @@ def credited(
         return account
     capped = ruleset.capped_rules
     uses = tuple(Use(e.rule, at, e.points) for e in mine if e.rule in capped)
-    credits = tuple(
-        Credit(e.lot.available_on, e.points)
-        for e in mine
-        if e.lot is not None and e.kind in (EntryKind.EARN, EntryKind.ENROLL)
-    )
+    qualifying = account.qualifying
+    if ruleset.tiers is not None and ruleset.tiers.metric == "points":
+        for e in mine:
+            if e.lot is not None and e.kind in (EntryKind.EARN, EntryKind.ENROLL):
+                qualifying = accounts.qualify(
+                    account.with_(qualifying=qualifying), e.lot.available_on, Decimal(e.points)
+                )
     return account.with_(
         lots=add_lots(account, entries),
         net=account.net + sum(e.points for e in mine),
         uses=account.uses + uses if uses else account.uses,
-        credits=account.credits + credits if credits else account.credits,
+        qualifying=qualifying,
+    )
+
+
+def bought(account: Account, ruleset: Ruleset, cents: int, day: date) -> Account:
+    """The account after a purchase of `cents` made on the shop day `day`."""
+    qualifying = account.qualifying
+    if ruleset.tiers is not None and ruleset.tiers.metric == "spend":
+        start = accounts.counts_from(day, ruleset.points.pending_days)
+        qualifying = accounts.qualify(account, start, from_cents(cents))
+    return account.with_(
+        purchases=account.purchases + 1,
+        spend_cents=account.spend_cents + cents,
+        qualifying=qualifying,
     )
 
 
@@ -282,7 +298,7 @@ def earn(
     account = credited(account, ruleset, op.entries, at)
     if purchase:
         assert cents is not None
-        account = account.with_(purchases=(*account.purchases, PurchaseRecord(op.id, at, cents)))
+        account = bought(account, ruleset, cents, today)
     # A purchase counts toward tiers only once its return window is over, so on
     # its own day the tier is the one worked out before it.
     unchanged = purchase and ruleset.points.pending_days > 0

@@ -3,6 +3,7 @@ the lots that are past their expiry."""
 
 from __future__ import annotations
 
+from bisect import insort
 from datetime import date, datetime, timedelta
 
 from .. import lots
@@ -38,9 +39,10 @@ def expire_due(
     expire points early, for good. Returns (operations, the account after them,
     points expired); nothing when nothing is due."""
     today = min(today, today_of(ruleset, now))
-    due = lots.overdue(account.lots, today)
-    if not due:
+    first = account.lots[0].expires_on if account.lots else None
+    if first is None or first > today:  # in spending order: the soonest first
         return [], account, 0
+    due = lots.overdue(account.lots, today)
     by_day: dict[date, list[lots.Lot]] = {}
     for lot in due:
         assert lot.expires_on is not None
@@ -76,13 +78,19 @@ def expire_due(
 
 
 def add_lots(account: Account, entries: tuple[NewEntry, ...]) -> tuple[lots.Lot, ...]:
-    """The account's lots with the credits among `entries` opened, for its owner."""
+    """The account's lots with the credits among `entries` opened, for its owner,
+    kept in spending order."""
     new = [
         lots.Lot(e.id, e.lot.earned_on, e.lot.available_on, e.lot.expires_on, e.points)
         for e in entries
         if e.lot is not None and e.customer_id == account.id and e.points > 0
     ]
-    return account.lots + tuple(new) if new else account.lots
+    if not new:
+        return account.lots
+    held = list(account.lots)
+    for lot in new:
+        insort(held, lot, key=lots.spending_key)
+    return tuple(held)
 
 
 def take_from_lots(

@@ -4,9 +4,11 @@ amount refunded, computed from the purchase's original award."""
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from .. import account as accounts
 from .. import lots
+from ..clock import shop_day, zone
 from ..errors import Refused
 from ..kinds import EntryKind, OpKind
 from ..values import format_utc, from_cents, to_cents
@@ -130,15 +132,19 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     account = account.with_(
         lots=take_from_lots(account.lots, draws),
         net=account.net - taken,
-        purchases=tuple(
-            p._replace(
-                refunded_cents=p.refunded_cents + cents, refund_points=p.refund_points - taken
-            )
-            if p.op_id == purchase.id
-            else p
-            for p in account.purchases
-        ),
+        spend_cents=account.spend_cents - cents,
     )
+    # A refund counts against its purchase's part in a tier, as of the purchase's
+    # own day: a returned purchase never qualified.
+    policy = ruleset.tiers
+    if policy is not None:
+        start = accounts.counts_from(
+            shop_day(purchase.occurred_at, zone(ruleset.program.timezone)),
+            ruleset.points.pending_days,
+        )
+        back = -from_cents(cents) if policy.metric == "spend" else Decimal(-taken)
+        if back:
+            account = account.with_(qualifying=accounts.qualify(account, start, back))
     change, account, _ = tier_change(account, ruleset, at, reason, ids)
     if change is not None:
         ops.append(change)

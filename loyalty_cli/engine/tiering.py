@@ -9,10 +9,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
-from .. import account as accounts
 from .. import tiers
 from ..account import Account
-from ..clock import zone
 from ..errors import BadArgument
 from ..kinds import EntryKind, OpKind
 from ..models import Ruleset, TierPolicy
@@ -29,10 +27,7 @@ def standing(account: Account, ruleset: Ruleset, today: date) -> TierStatus | No
     policy = ruleset.tiers
     if policy is None:
         return None
-    amounts = accounts.qualifying(
-        account, policy.metric, ruleset.points.pending_days, zone(ruleset.program.timezone)
-    )
-    return tiers.status(policy, amounts, today, account.override)
+    return tiers.status(policy, account.qualifying, today, account.override)
 
 
 def describe_value(policy: TierPolicy, value: Decimal) -> str:

@@ -36,6 +36,12 @@ class Store:
         self.connection = connection
         self.conn = connection.conn
         self.path = connection.path
+        self._kept: snapshots.Kept | None = None
+
+    def keep_accounts(self, limit: int) -> None:
+        """Keep up to `limit` accounts between write transactions (see
+        snapshots.Kept): for a writer that comes back to the same customers."""
+        self._kept = snapshots.Kept(limit)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:
@@ -69,10 +75,18 @@ class Store:
         it raises."""
         with self.connection.transaction():
             book, tip = snapshots.load(
-                self.conn, ruleset, now, customers, [t for t in txns if t is not None], lines_for
+                self.conn,
+                ruleset,
+                now,
+                customers,
+                [t for t in txns if t is not None],
+                lines_for,
+                self._kept,
             )
             yield book
             append.append(self.conn, book.take(), ruleset, now, tip)
+            if self._kept is not None:
+                self._kept.keep(tip, ruleset.version, book.accounts)
 
     def reading(
         self,

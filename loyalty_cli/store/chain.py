@@ -4,14 +4,15 @@ operation makes all of them tamper-evident. A customer's profile is covered by
 a salted digest kept in each enroll and profile operation: the chain proves the
 profile without holding its text, which a customer may ask to have erased.
 
-Rows are serialised length-prefixed, field by field, so no two different rows
-serialise alike.
+Rows are serialised as JSON arrays (ASCII, bytes as hex): unambiguous, and one
+C call for an operation with all its rows.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Sequence
 
 # The order of the fields each hash covers; verify reads them back in this order.
 OP_FIELDS = (
@@ -28,15 +29,10 @@ RUN_FIELDS = "id, command, as_of, started, finished, summary"
 PROFILE_FIELDS = "id, name, email, phone, birthday, referred_by, enrolled, birthday_set"
 
 
-def _field(value: object) -> str:
-    if value is None:
-        return "~"
-    text = value.hex() if isinstance(value, bytes) else str(value)
-    return f"{len(text)}:{text}"
-
-
-def canonical(row: Iterable[object]) -> str:
-    return "|".join(_field(value) for value in row)
+def canonical(row: Sequence[object]) -> str:
+    """A row as JSON (bytes as hex): one C call per row, and no two different
+    rows of the same kind serialise alike."""
+    return json.dumps(list(row), separators=(",", ":"), default=bytes.hex)
 
 
 def op_hash(
@@ -46,28 +42,20 @@ def op_hash(
     draws: Sequence[Sequence[object]],
 ) -> bytes:
     """sha256(previous hash, the operation, its entries (each with its lot's
-    dates) and its draws), counted so that a row cannot move between them.
-    `op` holds OP_FIELDS with the rules version as its hex text."""
-    text = "\n".join(
-        [
-            canonical(op),
-            f"{len(entries)} entries",
-            *(canonical(row) for row in entries),
-            f"{len(draws)} draws",
-            *(canonical(row) for row in draws),
-        ]
-    )
-    return hashlib.sha256(previous + text.encode("utf-8")).digest()
+    dates) and its draws), as one JSON array, so that a row cannot move between
+    them. `op` holds OP_FIELDS with the rules version as its hex text."""
+    text = json.dumps([op, entries, draws], separators=(",", ":"), default=bytes.hex)
+    return hashlib.sha256(previous + text.encode("ascii")).digest()
 
 
 def run_hash(previous: bytes, run: Sequence[object]) -> bytes:
-    return hashlib.sha256(previous + canonical(run).encode("utf-8")).digest()
+    return hashlib.sha256(previous + canonical(run).encode("ascii")).digest()
 
 
 def profile_digest(salt: bytes, profile: Sequence[object]) -> bytes:
     """A salted digest of a customer's profile (PROFILE_FIELDS): it proves the
     profile, and says nothing of it without the salt."""
-    return hashlib.sha256(salt + canonical(profile).encode("utf-8")).digest()
+    return hashlib.sha256(salt + canonical(profile).encode("ascii")).digest()
 
 
 def version_of(text: str) -> bytes:

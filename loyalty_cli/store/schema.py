@@ -386,25 +386,35 @@ def insert_rows(
         insert_many(conn, table, fields, rows)
 
 
-# SQLite's default limit on parameters in one statement (since 3.32).
-_MAX_PARAMETERS = 32766
+# Rows per INSERT statement in a batch: one prepared statement serves every full
+# batch (a statement of thousands of rows would be prepared, and cached, anew).
+_BATCH = 64
 
 
 def insert_many(
     conn: sqlite3.Connection, table: str, fields: str, rows: Sequence[Sequence[object]]
 ) -> None:
-    """INSERT rows in multi-row statements."""
+    """INSERT rows in multi-row statements: full batches of _BATCH rows through
+    one prepared statement, and the rest (a till's few lines) in one more."""
     if not rows:
         return
     width = fields.count(",") + 1
     row_marks = "(" + ", ".join("?" * width) + ")"
-    per = max(1, _MAX_PARAMETERS // width)
-    for start in range(0, len(rows), per):
-        batch = rows[start : start + per]
-        marks = ", ".join([row_marks] * len(batch))
+    full = len(rows) - len(rows) % _BATCH
+    if full:
+        marks = ", ".join([row_marks] * _BATCH)
+        conn.executemany(
+            f"INSERT INTO {table} ({fields}) VALUES {marks}",
+            (
+                [value for row in rows[start : start + _BATCH] for value in row]
+                for start in range(0, full, _BATCH)
+            ),
+        )
+    if full < len(rows):
+        marks = ", ".join([row_marks] * (len(rows) - full))
         conn.execute(
             f"INSERT INTO {table} ({fields}) VALUES {marks}",
-            [value for row in batch for value in row],
+            [value for row in rows[full:] for value in row],
         )
 
 

@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from ..account import Account, Budgets, Credit, Profile, PurchaseRecord, Use
-from ..clock import from_day_number, from_stamp
+from ..account import Account, Budgets, Profile, Use, counts_from
+from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedLine
-from ..lots import Lot
+from ..lots import Lot, spending_key
 from ..models import Ruleset
-from ..tiers import Override
+from ..tiers import Override, Qualifying
+from ..values import from_cents
 from .chain import version_of
 
 _WIDTH = 20
@@ -121,7 +124,8 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
         _part(
             "net",
             ["e.customer_id", "SUM(e.points)"],
-            "FROM ids JOIN entries e ON e.customer_id = ids.id GROUP BY e.customer_id",
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+            "ON e.customer_id = ids.id GROUP BY e.customer_id",
         ),
         # Credits are the lots: what each still holds is its points less its draws.
         _part(
@@ -136,33 +140,37 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
                 "e.available_on",
                 "e.expires_on",
             ],
-            "FROM ids JOIN entries e ON e.customer_id = ids.id "
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
             "WHERE e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0",
         ),
         _part(
             "purchase",
             ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"],
-            "FROM ids JOIN operations o ON o.customer_id = ids.id AND o.kind = 'purchase'",
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'purchase'",
         ),
         _part(
             "refund",
             ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
-            "FROM ids JOIN operations o ON o.customer_id = ids.id AND o.kind = 'refund'",
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'refund'",
         ),
         _part(
             "taken",
             ["e.customer_id", "e.op_id", "e.points"],
-            "FROM ids JOIN entries e ON e.customer_id = ids.id AND e.kind = 'refund'",
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+            "ON e.customer_id = ids.id AND e.kind = 'refund'",
         ),
         _part(
             "tier",
             ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason"],
-            "FROM ids JOIN operations o ON o.customer_id = ids.id AND o.kind = 'tier'",
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'tier'",
         ),
         _part(
             "use",
             ["e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points"],
-            "FROM ids JOIN entries e ON e.customer_id = ids.id "
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
             "WHERE (e.kind IN ('earn', 'enroll') AND e.rule IN "
             "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)",
         ),
@@ -184,6 +192,34 @@ class Tip:
 Customers = Iterable[str] | Callable[[dict[str, Recorded]], Iterable[str]]
 
 
+class Kept:
+    """Accounts a long writer (an import, the nightly step) keeps between its
+    transactions. They are exact as long as the ledger's newest operation is
+    still the one this writer appended last: then nobody else wrote, and what
+    the writer's own decisions left in its Book is what a fresh read would give.
+    When another process has written in between, they are all dropped. At most
+    `limit` are kept, the least recently used going first, so memory stays flat."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
+        self.accounts: OrderedDict[str, Account] = OrderedDict()
+
+    def valid(self, tip: Tip, version: str) -> bool:
+        if self.tip != (tip.op, tip.hash, version):
+            self.accounts.clear()
+            return False
+        return True
+
+    def keep(self, tip: Tip, version: str, accounts: dict[str, Account]) -> None:
+        self.tip = (tip.op, tip.hash, version)
+        for cid, account in accounts.items():
+            self.accounts[cid] = account
+            self.accounts.move_to_end(cid)
+        while len(self.accounts) > self.limit:
+            self.accounts.popitem(last=False)
+
+
 def load(
     conn: sqlite3.Connection,
     ruleset: Ruleset,
@@ -191,6 +227,7 @@ def load(
     customers: Customers,
     txns: Iterable[str],
     lines_for: Iterable[str] | None = None,
+    kept: Kept | None = None,
 ) -> tuple[Book, Tip]:
     """A Book holding the operations recorded under `txns` (with their lines when
     their txn is in `lines_for`; all of them by default), the budgets, and the
@@ -226,10 +263,14 @@ def load(
     for found in recorded.values():
         if lines_for is None or found.txn in detailed:
             people[found.customer_id] = None
+    known: dict[str, Account] = {}
+    if kept is not None and kept.valid(tip, ruleset.version):
+        known = {cid: kept.accounts[cid] for cid in people if cid in kept.accounts}
+    known.update(accounts(conn, ruleset, [cid for cid in people if cid not in known]))
     book = Book(
         ruleset=ruleset,
         now=now,
-        accounts=accounts(conn, ruleset, people),
+        accounts=known,
         recorded=recorded,
         budgets=budgets,
         next_op=tip.op + 1,
@@ -275,22 +316,28 @@ def accounts(
         return {}
     capped = sorted(ruleset.capped_rules) if ruleset is not None else []
     rows = conn.execute(_ACCOUNTS, (json.dumps(ids), json.dumps(capped))).fetchall()
-    return build(rows)
+    return build(rows, ruleset)
 
 
-def build(rows: Sequence[Sequence[Any]]) -> dict[str, Account]:
-    """Accounts from the rows of the accounts statement."""
+def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, Account]:
+    """Accounts from the rows of the accounts statement. Their tier inputs are
+    worked out here, once, in the metric of `ruleset`'s tiers."""
+    policy = None if ruleset is None else ruleset.tiers
+    by_points = policy is not None and policy.metric == "points"
+    by_spend = policy is not None and policy.metric == "spend"
+    pending = 0 if ruleset is None else ruleset.points.pending_days
+    tz = zone(ruleset.program.timezone if ruleset is not None else "UTC")
     profiles: dict[str, Profile] = {}
     net: dict[str, int] = {}
     held: dict[str, list[Lot]] = {}
-    credits: dict[str, list[Credit]] = {}
-    bought: dict[str, list[list[int]]] = {}
+    qualifying: dict[str, list[Qualifying]] = {}
+    bought: dict[str, list[tuple[int, int, int]]] = {}  # (op, occurred, cents)
     refunds: dict[int, tuple[int, int]] = {}  # refund op -> (purchase op, cents)
     taken: dict[int, int] = {}  # refund op -> points it took
     tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None]]] = {}
     uses: dict[str, list[Use]] = {}
     for row in rows:
-        tag, cid = row[0], str(row[1])
+        tag, cid = row[0], row[1]
         if tag == "customer":
             profiles[cid] = Profile(
                 id=cid,
@@ -304,11 +351,13 @@ def build(rows: Sequence[Sequence[Any]]) -> dict[str, Account]:
                 salt=row[9],
             )
         elif tag == "net":
-            net[cid] = int(row[2])
+            net[cid] = row[2]
         elif tag == "lot":
             _, _, lot_id, kind, left, points, earned, available, expires = row[:9]
-            if kind in ("earn", "enroll"):
-                credits.setdefault(cid, []).append(Credit(from_day_number(available), int(points)))
+            if by_points and kind in ("earn", "enroll"):
+                qualifying.setdefault(cid, []).append(
+                    Qualifying(from_day_number(available), Decimal(points))
+                )
             if left:
                 held.setdefault(cid, []).append(
                     Lot(
@@ -320,16 +369,16 @@ def build(rows: Sequence[Sequence[Any]]) -> dict[str, Account]:
                     )
                 )
         elif tag == "purchase":
-            bought.setdefault(cid, []).append([row[2], row[3], row[4]])
+            bought.setdefault(cid, []).append((row[2], row[3], row[4]))
         elif tag == "refund":
             refunds[row[2]] = (row[3], row[4])
         elif tag == "taken":
-            taken[row[2]] = taken.get(row[2], 0) + int(row[3])
+            taken[row[2]] = taken.get(row[2], 0) + row[3]
         elif tag == "tier":
             tiers.setdefault(cid, []).append(tuple(row[2:7]))
         else:
             key = f"reward:{row[4]}" if row[2] == "redeem" else str(row[3])
-            uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), int(row[6])))
+            uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), row[6]))
     refunded: dict[int, list[int]] = {}  # purchase op -> [cents, points taken]
     for refund_op, (purchase, cents) in refunds.items():
         sums = refunded.setdefault(purchase, [0, 0])
@@ -345,20 +394,27 @@ def build(rows: Sequence[Sequence[Any]]) -> dict[str, Account]:
             elif event == "override" and level is not None:
                 floor = None if until is None else from_day_number(until)
                 override = Override(level, floor, reason or "")
+        purchases = bought.get(cid, [])
+        spend = 0
+        amounts = qualifying.get(cid, [])
+        for op_id, occurred, cents in purchases:
+            back, points_back = refunded.get(op_id, (0, 0))
+            spend += cents - back
+            if by_spend or (by_points and points_back):
+                # A purchase counts from the end of its return window; its
+                # refunds count against it on the same day.
+                day = counts_from(shop_day(from_stamp(occurred), tz), pending)
+                if by_spend:
+                    amounts.append(Qualifying(day, from_cents(cents - back)))
+                else:
+                    amounts.append(Qualifying(day, Decimal(points_back)))
         out[cid] = Account(
             profile=profile,
-            lots=tuple(sorted(held.get(cid, []))),
+            lots=tuple(sorted(held.get(cid, []), key=spending_key)),
             net=net.get(cid, 0),
-            purchases=tuple(
-                PurchaseRecord(
-                    op_id,
-                    from_stamp(occurred),
-                    cents,
-                    *refunded.get(op_id, (0, 0)),
-                )
-                for op_id, occurred, cents in sorted(bought.get(cid, []))
-            ),
-            credits=tuple(credits.get(cid, ())),
+            purchases=len(purchases),
+            spend_cents=spend,
+            qualifying=tuple(sorted(amounts)),
             tier=tier,
             override=override,
             uses=tuple(uses.get(cid, ())),
