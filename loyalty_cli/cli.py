@@ -173,9 +173,9 @@ def _at(text: str | None, ruleset: Ruleset, *, write: bool = True) -> datetime |
 
 
 def _today(ruleset: Ruleset) -> date:
-    from zoneinfo import ZoneInfo
+    from .clock import shop_day, zone
 
-    return now().astimezone(ZoneInfo(ruleset.program.timezone)).date()
+    return shop_day(now(), zone(ruleset.program.timezone))
 
 
 def _text(value: str | None, what: str) -> str | None:
@@ -630,12 +630,11 @@ def nightly(
 
     Safe to run twice or to skip days. Example (crontab): 5 0 * * * loyalty nightly --quiet
     """
-    from zoneinfo import ZoneInfo
 
     from .nightly import run_nightly
 
     ruleset = load(rules)
-    today = now().astimezone(ZoneInfo(ruleset.program.timezone)).date()
+    today = _today(ruleset)
     day = today if as_of is None else parse_date(as_of, what="--as-of")
     if day > today:
         raise BadArgument(f"--as-of {day} is in the future (today is {today} in the shop)")
@@ -1039,9 +1038,10 @@ def report(
         from .store.queries import shop_timezone
 
         shop = reports.Shop.of(ruleset, shop_timezone(store.conn))
-        from zoneinfo import ZoneInfo
 
-        today = now().astimezone(ZoneInfo(shop.timezone)).date()
+        from .clock import shop_day, zone
+
+        today = shop_day(now(), zone(shop.timezone))
         span = reports.period(store, shop.timezone, today, first, last, day)
         result = reports.build(request, store, shop, span)
     if as_csv:

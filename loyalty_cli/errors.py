@@ -7,6 +7,7 @@ The codes follow sysexits(3) where one fits.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 OK = 0
@@ -23,6 +24,15 @@ EXIT_CODES_HELP = (
     "66 input file or database missing, unreadable or not a ledger; "
     "75 database busy, retry later; 78 rules file invalid."
 )
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """ " (did you mean 'x'?)" for the closest known word, or "": the one hint every
+    refusal of a misspelt name (a rule key, an event, a reward, a report) gives."""
+    import difflib
+
+    match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 class Location(NamedTuple):

@@ -23,7 +23,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from .clock import zone
+from .clock import shop_day, zone
 from .models import (
     Activity,
     All,
@@ -80,7 +80,7 @@ def evaluate(
     tz = shop_zone(ruleset)
     rounding = ruleset.program.rounding
     facts = _facts(activity, state, tz)
-    local_day = activity.at.astimezone(tz).date()
+    local_day = shop_day(activity.at, tz)
     lines: list[AwardLine] = []
     skipped: list[Skip] = []
     multipliers: list[Rule] = []
@@ -258,7 +258,7 @@ def _per(rule: Rule) -> str:
 
 def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, object]:
     """The values conditions may test, by field name (see rules.FIELDS)."""
-    enrolled = state.enrolled_at.astimezone(tz).date()
+    enrolled = shop_day(state.enrolled_at, tz)
     return {
         "amount": activity.amount,
         "category": activity.category,
@@ -268,7 +268,7 @@ def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, ob
         "purchases": state.purchases,
         "spend": state.spend,
         "balance": state.balance,
-        "enrolled_days": (activity.at.astimezone(tz).date() - enrolled).days,
+        "enrolled_days": (shop_day(activity.at, tz) - enrolled).days,
         "referred": state.referred_by is not None,
         "tier": None if state.tier is None else state.tier.id,
     }

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from .clock import day_start, from_stamp, shop_day, stamp, zone
-from .errors import BadArgument
+from .errors import BadArgument, did_you_mean
 from .store import Store
 from .store import reports as sql
 from .values import CENTS, from_cents
@@ -646,10 +646,7 @@ def segment_name(text: str) -> str:
     """A segment as typed (`can't lose`, `At-Risk`) -> its key (cant_lose, at_risk)."""
     key = text.strip().lower().replace("'", "").replace("-", "_").replace(" ", "_")
     if key not in SEGMENTS:
-        import difflib
-
-        match = difflib.get_close_matches(key, SEGMENTS, n=1)
-        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        hint = did_you_mean(key, SEGMENTS)
         raise BadArgument(
             f"--segment '{text}' is not a segment{hint}; segments: {', '.join(SEGMENTS)}"
         )
@@ -839,10 +836,7 @@ class Request:
     def check(self) -> None:
         """Refuse an unknown report, and options that belong to another one."""
         if self.name not in REPORTS:
-            import difflib
-
-            match = difflib.get_close_matches(self.name, REPORTS, n=1)
-            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            hint = did_you_mean(self.name, REPORTS)
             raise BadArgument(f"unknown report '{self.name}'{hint}; reports: {', '.join(REPORTS)}")
         for option, value, owner in (
             ("--by", self.by, "activity"),

@@ -17,7 +17,6 @@ says can overflow SQLite's 64-bit integers or the evaluator's Decimal arithmetic
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
@@ -31,7 +30,7 @@ from typing import NamedTuple, Protocol, TypeVar
 
 import yaml
 
-from .errors import InputMissing, Location, Problem, RulesInvalid
+from .errors import InputMissing, Location, Problem, RulesInvalid, did_you_mean
 from .models import (
     All,
     Any_,
@@ -334,11 +333,6 @@ def _show(value: str, limit: int = 40) -> str:
     return value if len(value) <= limit else f"{value[:limit]}... ({len(value):,} characters)"
 
 
-def _suggest(word: str, known: tuple[str, ...] | list[str]) -> str:
-    match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
 class _Reader:
     """Walks the YAML node tree, recording every problem instead of stopping."""
 
@@ -358,7 +352,7 @@ class _Reader:
     def suggest(self, word: str, known: tuple[str, ...] | list[str]) -> str:
         """A "did you mean", while there are few problems: past a thousand the owner has
         plenty to fix, and difflib on each of 100,000 more unknown keys takes seconds."""
-        return _suggest(word, known) if len(self.problems) < 1000 else ""
+        return did_you_mean(word, known) if len(self.problems) < 1000 else ""
 
     def fail(self, node: yaml.Node, message: str) -> _Invalid:
         self.problem(node, message)

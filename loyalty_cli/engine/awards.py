@@ -5,14 +5,13 @@ after writing off what expired and before recording a tier change."""
 
 from __future__ import annotations
 
-import difflib
 from datetime import date, datetime
 from decimal import Decimal
 
 from .. import account as accounts
 from ..account import Account, Profile, Use
 from ..clock import zone
-from ..errors import BadArgument, Refused
+from ..errors import BadArgument, Refused, did_you_mean
 from ..evaluator import base_of, evaluate, line_detail
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
@@ -35,8 +34,7 @@ def check_event(ruleset: Ruleset, event: str) -> str:
         raise BadArgument(f"'{event}' points are given by {SYSTEM_EVENTS[event]}")
     known = sorted(ruleset.events - set(SYSTEM_EVENTS))
     if event not in known:
-        match = difflib.get_close_matches(event, known, n=1)
-        hint = f" (did you mean '{match[0]}'?)" if match else ""
+        hint = did_you_mean(event, known)
         raise BadArgument(
             f"no rule in {ruleset.source} rewards the event '{event}'{hint}; "
             f"events with rules: {', '.join(known) or 'none'}"

@@ -3,7 +3,6 @@ reward), manual adjustments, and which rewards a customer may redeem."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -11,7 +10,7 @@ from .. import account as accounts
 from .. import lots
 from ..account import Account, Holdings, Use
 from ..clock import zone
-from ..errors import BadArgument, Refused
+from ..errors import BadArgument, Refused, did_you_mean
 from ..kinds import EntryKind, OpKind
 from ..models import Reward, Ruleset
 from ..values import format_utc
@@ -67,8 +66,7 @@ def redeem(book: Book, request: RedeemRequest) -> PointsResult:
         reward = ruleset.rewards.get(request.reward)
         if reward is None:
             known = sorted(ruleset.rewards)
-            match = difflib.get_close_matches(request.reward, known, n=1)
-            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            hint = did_you_mean(request.reward, known)
             raise Refused(
                 f"unknown reward '{request.reward}'{hint}; rewards: {', '.join(known) or 'none'}"
             )
