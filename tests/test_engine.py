@@ -23,6 +23,8 @@ from loyalty_cli.errors import Refused
 from loyalty_cli.kinds import EntryKind, OpKind
 from loyalty_cli.rules import parse_rules
 
+from .conftest import Shop
+
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)  # a Monday
 
 RULES = parse_rules(
@@ -80,6 +82,25 @@ def test_a_cap_counts_what_the_account_already_holds() -> None:
     again = awards.earn(b, EarnRequest("ann", "review", at=START + timedelta(days=2)))
     next_week = awards.earn(b, EarnRequest("ann", "review", at=START + timedelta(days=7)))
     assert (first.award.points, again.award.points, next_week.award.points) == (3, 0, 3)
+
+
+def test_a_capped_free_reward_counts_its_gifts(shop: Shop) -> None:
+    """A reward rule's lines are 0-point gifts, and a cap on it counts them, in a
+    Book and in the accounts a store reads back alike."""
+    shop.write_rules(
+        """\
+        program: {name: Shop, timezone: Europe/London}
+        earn:
+          - {id: thanks, on: review, reward: coffee, cap: {count: 1, per: month}}
+        rewards:
+          - {id: coffee, name: Coffee, cost: 10}
+        """
+    )
+    shop.ok("enroll", "C1")
+    first = shop.ok("earn", "C1", "--event", "review", "--at", "2026-03-02")
+    again = shop.ok("earn", "C1", "--event", "review", "--at", "2026-03-09")
+    assert [line["reward"] for line in first["lines"]] == ["coffee"]
+    assert again["lines"] == []
 
 
 def test_spend_is_net_of_refunds_for_conditions_and_tiers() -> None:

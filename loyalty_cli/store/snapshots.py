@@ -171,7 +171,7 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
             "use",
             ["e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points"],
             "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-            "WHERE (e.kind IN ('earn', 'enroll') AND e.rule IN "
+            "WHERE (e.kind IN ('earn', 'enroll', 'gift') AND e.rule IN "
             "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)",
         ),
     ]
