@@ -222,7 +222,10 @@ def test_an_import_chunk_reads_in_two_statements_whatever_its_size(shop: Shop) -
 
 # What a plan may scan row by row: the customers table (a report has a row for
 # each), and the small tables a query makes for itself (CTEs, subqueries, lists).
-_MAY_SCAN = ("SCAN c", "SCAN ids", "SCAN p", "SCAN scored", "SCAN k", "SCAN (subquery")
+_MAY_SCAN = (
+    *("SCAN c", "SCAN ids", "SCAN p", "SCAN scored", "SCAN k", "SCAN (subquery"),
+    "SCAN sqlite_master",  # the schema: is a budgeted rule's index there yet
+)
 
 
 def _full_scans(lines: list[str]) -> list[str]:
@@ -269,13 +272,17 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
         sql.lots(conn, 10**10, NOW.date())
         conn.set_trace_callback(None)
         checked = 0
+        every: list[str] = []
         for statement in traced:
             if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
             lines = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
             assert not _full_scans(lines), (statement, lines)
+            every += lines
             checked += 1
         assert checked >= 18
+        # The budgeted rule of the example (happy-tuesday) is summed on its own index.
+        assert any('entries_budget_happy-tuesday' in line for line in every), every
 
 
 # --- schema 4, the release before: migrated in place, history intact -------------------------

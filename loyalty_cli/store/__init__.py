@@ -99,7 +99,7 @@ class Store:
         (a dry run): consistent, since it is read in one transaction."""
         with self.connection.snapshot():
             book, _ = snapshots.load(
-                self.conn, ruleset, now, customers, [t for t in txns if t is not None]
+                self.conn, ruleset, now, customers, [t for t in txns if t is not None], write=False
             )
         return book
 

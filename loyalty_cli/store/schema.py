@@ -23,7 +23,8 @@ query (tests/test_store.py shows each plan):
 - entries_customer: balances and points by kind, an account's lots, capped
   rules' usage and redemptions;
 - entries_time: points by kind in a period (summary, activity, rules);
-- entries_rule: a budgeted rule's total across everyone;
+- entries_budget_RULE: a budgeted rule's lines, one small partial index per
+  budgeted rule, made the first time rules with that budget write (budget_index);
 - entries_lots: the lots (credit entries), by expiry date (overdue points,
   the liability, points released from pending);
 - draws_lot: what is left in a lot.
@@ -129,9 +130,8 @@ INDEXES = (
     "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)",
     "CREATE INDEX operations_time ON operations(kind, occurred, amount_cents)",
     "CREATE INDEX operations_refund ON operations(refund_of) WHERE refund_of IS NOT NULL",
-    "CREATE INDEX entries_customer ON entries(customer_id, kind, rule, points)",
+    "CREATE INDEX entries_customer ON entries(customer_id, kind, points)",
     "CREATE INDEX entries_time ON entries(kind, occurred, points)",
-    "CREATE INDEX entries_rule ON entries(rule, points) WHERE rule IS NOT NULL",
     "CREATE INDEX entries_lots ON entries(expires_on) WHERE earned_on IS NOT NULL",
     "CREATE INDEX draws_lot ON draws(lot_id, points)",
 )
@@ -153,6 +153,14 @@ def _triggers() -> list[str]:
         "END",
     ]
     return out
+
+
+def budget_index(rule: str) -> tuple[str, str]:
+    """(name, CREATE statement) of the partial index over a budgeted rule's lines:
+    its total across everyone is read on every write that could pay it, and an
+    index over every rule's lines would cost every write an index entry per line."""
+    name = f"entries_budget_{rule}"
+    return name, (f"CREATE INDEX IF NOT EXISTS \"{name}\" ON entries(points) WHERE rule = '{rule}'")
 
 
 TRIGGERS = frozenset(

@@ -16,11 +16,13 @@ reads all it needs in two round trips, as a till's earn does.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from ..account import Account, Budgets, Profile, Use, counts_from
@@ -32,6 +34,7 @@ from ..models import Ruleset
 from ..tiers import Override, Qualifying
 from ..values import from_cents
 from .chain import version_of
+from .schema import budget_index
 
 _WIDTH = 20
 
@@ -52,6 +55,8 @@ _CONTEXT = " UNION ALL ".join(
                 "(SELECT max(id) FROM entries)",
                 "(SELECT max(id) FROM draws)",
                 "(SELECT id FROM rulesets WHERE version = ?2)",
+                "(SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                "AND name IN (SELECT value FROM json_each(?3)))",
             ],
             "",
         ),
@@ -96,13 +101,29 @@ _CONTEXT = " UNION ALL ".join(
             "FROM operations p WHERE p.id < o.id ORDER BY p.id DESC LIMIT 1), 0) "
             "AND e.id <= o.last_entry WHERE o.txn IN (SELECT value FROM json_each(?4))",
         ),
-        _part(
-            "budget",
-            ["rule", "SUM(points)"],
-            "FROM entries WHERE rule IN (SELECT value FROM json_each(?3)) GROUP BY rule",
-        ),
     ]
 )
+
+
+@lru_cache(maxsize=8)
+def _context(budgeted: tuple[str, ...]) -> str:
+    """The context statement for rules with these budgeted rules: each rule's
+    total is summed over its own partial index (schema.budget_index), which
+    SQLite uses only when the rule is written into the query as it is in the
+    index (rule ids are [a-z0-9_.-]: nothing to escape)."""
+    parts = [
+        _part(
+            "budget",
+            [f"'{rule}'", f"(SELECT COALESCE(SUM(points), 0) FROM entries WHERE rule = '{rule}')"],
+            "",
+        )
+        for rule in budgeted
+        if _RULE_ID.fullmatch(rule)
+    ]
+    return " UNION ALL ".join([_CONTEXT, *parts])
+
+
+_RULE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
     [
@@ -228,6 +249,7 @@ def load(
     txns: Iterable[str],
     lines_for: Iterable[str] | None = None,
     kept: Kept | None = None,
+    write: bool = True,
 ) -> tuple[Book, Tip]:
     """A Book holding the operations recorded under `txns` (with their lines when
     their txn is in `lines_for`; all of them by default), the budgets, and the
@@ -236,11 +258,13 @@ def load(
     the rows that are not already recorded, and no others."""
     wanted = list(dict.fromkeys(txns))
     detailed = wanted if lines_for is None else list(dict.fromkeys(lines_for))
-    budgeted = [r.id for r in ruleset.rules if r.budget is not None]
+    budgeted = tuple(r.id for r in ruleset.rules if r.budget is not None)
+    indexes = [budget_index(rule)[0] for rule in budgeted]
     rows = conn.execute(
-        _CONTEXT,
-        (json.dumps(wanted), version_of(ruleset.text), json.dumps(budgeted), json.dumps(detailed)),
+        _context(budgeted),
+        (json.dumps(wanted), version_of(ruleset.text), json.dumps(indexes), json.dumps(detailed)),
     ).fetchall()
+    indexed = len(indexes)
     tip = Tip(0, b"", 0, 0, None)
     ops: dict[int, list[Any]] = {}
     lines: dict[int, list[RecordedLine]] = {}
@@ -249,12 +273,17 @@ def load(
         tag = row[0]
         if tag == "tip":
             tip = Tip(row[1] or 0, row[2] or b"", row[3] or 0, row[4] or 0, row[5])
+            indexed = row[6]
         elif tag == "op":
             ops[row[1]] = list(row[1:19])
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
         else:
             budgets.totals[row[1]] = int(row[2])
+    if indexed < len(indexes) and write:
+        # The first write under rules with a new budget indexes that rule's lines.
+        for rule in budgeted:
+            conn.execute(budget_index(rule)[1])
     recorded = {}
     for op_id, values in ops.items():
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
