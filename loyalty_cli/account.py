@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from . import lots
 from .clock import Period, period_bounds
-from .lots import Lot
+from .lots import Holdings, Lot
 from .tiers import Override, Qualifying
 from .values import from_cents
 
@@ -92,18 +92,6 @@ class Account:
         )
 
 
-class Holdings(NamedTuple):
-    """A customer's points on a given day, from their lots."""
-
-    available: int  # spendable now; negative only when a refund left a debt
-    pending: int  # held for the return window
-    expiring: tuple[tuple[date, int], ...]  # available points gone within 30 days, by date
-
-    @property
-    def balance(self) -> int:
-        return self.available + self.pending
-
-
 def debt(account: Account) -> int:
     """Points taken without a lot to take them from (a refund allowed to go
     negative): a debt against what is available, repaid by later points."""
@@ -135,9 +123,9 @@ def qualify(account: Account, day: date, amount: Decimal) -> tuple[Qualifying, .
     """The account's tier inputs with one more amount counting from `day`."""
     added = Qualifying(day, amount)
     held = account.qualifying
-    if not held or held[-1].day <= day:
+    if not held or held[-1] <= added:
         return (*held, added)
-    return tuple(sorted((*held, added)))
+    return tuple(sorted((*held, added)))  # as a fresh read orders them
 
 
 def counts_from(day: date, pending_days: int) -> date:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from . import lots
-from .account import Holdings
 from .clock import iso, shop_day, stamp, zone
 from .errors import LoyaltyError, Refused
+from .lots import Holdings
 from .store import Store, queries
 from .store.queries import HistoryRow
 from .values import from_cents

@@ -100,6 +100,18 @@ def overdue(lots: Iterable[Lot], today: date) -> list[Lot]:
     ]
 
 
+class Holdings(NamedTuple):
+    """A customer's points on a given day, from their lots."""
+
+    available: int  # spendable now; negative only when a refund left a debt
+    pending: int  # held for the return window
+    expiring: tuple[tuple[date, int], ...]  # available points gone within 30 days, by date
+
+    @property
+    def balance(self) -> int:
+        return self.available + self.pending
+
+
 class Split(NamedTuple):
     available: int
     pending: int

@@ -188,3 +188,24 @@ def test_an_account_is_plain_data() -> None:
     account = Account(profile)
     assert account.with_(net=5).net == 5 and account.net == 0
     assert accounts.holdings(account, START.date()).balance == 0
+
+
+def test_an_enrollment_writes_off_the_referrers_overdue_points_first(shop: Shop) -> None:
+    """Reported by the benchmark's generator: the referrer's expiry got the lower
+    operation id but the higher entry ids, and the chain no longer verified."""
+    shop.write_rules(
+        """\
+        program: {name: Shop, timezone: Europe/London}
+        points: {expire_after_months: 1}
+        earn:
+          - {id: base, on: purchase, points_per_unit: 1}
+          - {id: welcome, on: enroll, points: 10}
+          - {id: referral, on: referral, points: 20}
+        """
+    )
+    shop.ok("enroll", "A", "--at", "2025-01-01")
+    shop.ok("earn", "A", "--amount", "20", "--at", "2025-01-02")
+    shop.ok("enroll", "B", "--referred-by", "A", "--at", "2026-06-01")
+    assert shop.ok("verify")["ok"] is True
+    kinds = [e["kind"] for e in reversed(shop.ok("history", "A")["entries"])]
+    assert kinds == ["enroll", "earn", "expire", "expire", "earn"]

@@ -357,7 +357,13 @@ def enroll(book: Book, request: EnrollRequest) -> EnrollResult:
         salt=request.salt,
     )
     account = Account(profile)
+    # Ids in the order the operations are appended: the referrer's overdue points
+    # are written off first, so their expiry's entries come before the enrollment's.
     ids = book.ids()
+    ops: list[NewOperation] = []
+    if referrer is not None:
+        expired, referrer, _ = expire_due(referrer, ruleset, today, now, ids)
+        ops += expired
     activity = Activity(account.id, "enroll", at)
     first = standing(account, ruleset, today)
     welcome = bounded(
@@ -370,12 +376,9 @@ def enroll(book: Book, request: EnrollRequest) -> EnrollResult:
         "enroll",
     )
     terms = lot_terms(ruleset, at, purchase=False)
-    ops: list[NewOperation] = []
     entries = award_entries(welcome, EntryKind.ENROLL, terms, account.id, ids)
     referral: Award | None = None
     if referrer is not None:
-        expired, referrer, _ = expire_due(referrer, ruleset, today, now, ids)
-        ops += expired
         ref_activity = Activity(referrer.id, "referral", at, referred=account.id)
         theirs = standing(referrer, ruleset, today)
         referral = bounded(

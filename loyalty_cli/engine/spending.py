@@ -8,10 +8,11 @@ from datetime import datetime
 
 from .. import account as accounts
 from .. import lots
-from ..account import Account, Holdings, Use
+from ..account import Account, Use
 from ..clock import zone
 from ..errors import BadArgument, Refused, did_you_mean
 from ..kinds import EntryKind, OpKind
+from ..lots import Holdings
 from ..models import Reward, Ruleset
 from ..values import format_utc
 from .awards import as_recorded, earlier, refuse_unknown

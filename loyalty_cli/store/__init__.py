@@ -16,17 +16,22 @@ decisions recorded in it is appended, in one batch, when it ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..account import Account
-from ..engine.book import Book
-from ..models import Ruleset
-from . import append, snapshots
-from . import verify as checks
 from .connection import DEFAULT_TIMEOUT, Connection
+
+if TYPE_CHECKING:  # the write side's modules load only when a write happens:
+    # `balance` and `history`, the commands a till calls most, start faster.
+    from ..account import Account
+    from ..engine.book import Book
+    from ..engine.records import Recorded
+    from ..models import Ruleset
+    from . import snapshots
+    from . import verify as checks
 
 __all__ = ["DEFAULT_TIMEOUT", "Store"]
 
@@ -41,6 +46,8 @@ class Store:
     def keep_accounts(self, limit: int) -> None:
         """Keep up to `limit` accounts between write transactions (see
         snapshots.Kept): for a writer that comes back to the same customers."""
+        from . import snapshots
+
         self._kept = snapshots.Kept(limit)
 
     @classmethod
@@ -65,7 +72,7 @@ class Store:
         self,
         ruleset: Ruleset,
         now: datetime,
-        customers: snapshots.Customers = (),
+        customers: Iterable[str] | Callable[[dict[str, Recorded]], Iterable[str]] = (),
         txns: Iterable[str | None] = (),
         lines_for: Iterable[str] | None = None,
     ) -> Iterator[Book]:
@@ -73,6 +80,8 @@ class Store:
         txns' operations (see snapshots.load), read under the write lock; what
         the decisions record in it is appended when the block ends, or nothing if
         it raises."""
+        from . import append, snapshots
+
         with self.connection.transaction():
             book, tip = snapshots.load(
                 self.conn,
@@ -97,6 +106,8 @@ class Store:
     ) -> Book:
         """A Book read without the write lock, for a decision that writes nothing
         (a dry run): consistent, since it is read in one transaction."""
+        from . import snapshots
+
         with self.connection.snapshot():
             book, _ = snapshots.load(
                 self.conn, ruleset, now, customers, [t for t in txns if t is not None], write=False
@@ -104,6 +115,8 @@ class Store:
         return book
 
     def accounts(self, ruleset: Ruleset | None, customers: Iterable[str]) -> dict[str, Account]:
+        from . import snapshots
+
         with self.connection.translate():
             return snapshots.accounts(self.conn, ruleset, customers)
 
@@ -120,6 +133,8 @@ class Store:
     def verify(self, now: datetime) -> checks.VerifyReport:
         """Every check (verify.py), and the heads earlier verifies remembered; a
         ledger that passes has its head remembered beside it."""
+        from . import verify as checks
+
         with self.connection.snapshot():
             report = checks.verify(self.conn)
             checks.remembered(self.conn, self.path, report)

@@ -71,6 +71,10 @@ def append(
     changed: list[tuple[object, ...]] = []
     for op in ops:
         assert op.ruleset == version, "a batch is decided under one rules version"
+        # The chain finds an operation's entries as the ids after the previous
+        # operation's last: decisions must number them in the order they append.
+        assert op.id > tip.op or (op is ops[0] and op.id == tip.op + 1), "operations out of order"
+        assert all(e.id > last_entry for e in op.entries), "entries out of order"
         occurred = stamp(op.occurred_at)
         entries = []
         draws = []

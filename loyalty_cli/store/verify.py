@@ -109,7 +109,7 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
             if entry[1] != op_id:
                 report.problems.append(
                     f"entry #{entry[0]} belongs to operation #{entry[1]} but lies among "
-                    f"operation #{op_id}'s entries: entries were moved {CHANGED}"
+                    f"operation #{op_id}'s entries: it {CHANGED}"
                 )
             entry = next(entries, None)
         taken: list[tuple[Any, ...]] = []
