@@ -282,7 +282,7 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
             checked += 1
         assert checked >= 18
         # The budgeted rule of the example (happy-tuesday) is summed on its own index.
-        assert any('entries_budget_happy-tuesday' in line for line in every), every
+        assert any("entries_budget_happy-tuesday" in line for line in every), every
 
 
 # --- schema 4, the release before: migrated in place, history intact -------------------------
