@@ -638,7 +638,7 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
     ruleset = book.ruleset
     if row.kind == "refund":
         assert row.refund_of is not None
-        purchase = book.recorded.get(row.refund_of)
+        purchase = book.find(row.refund_of)
         if purchase is not None and purchase.customer_id != row.customer_id:
             raise Refused(
                 f"refund_of {row.refund_of!r} is a purchase of customer "

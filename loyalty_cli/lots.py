@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterable
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 
@@ -43,6 +44,7 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+@lru_cache(maxsize=1024)  # an import asks for the same few days again and again
 def expires_on(earned_on: date, months: int | None, at: str) -> date | None:
     """The first local date on which points earned on `earned_on` are gone.
 

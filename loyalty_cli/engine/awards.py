@@ -19,7 +19,7 @@ from ..models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsa
 from ..values import MAX_POINTS, format_utc, from_cents, to_cents
 from .book import Book, Ids, Outcome
 from .lifecycle import add_lots, expire_due, lot_terms, today_of
-from .records import NewEntry, NewOperation, Recorded, RecordedLine, content_digest
+from .records import NewEntry, NewOperation, Recorded, content_digest
 from .requests import SYSTEM_EVENTS, EarnRequest, EnrollRequest
 from .results import AwardResult, EnrollResult
 from .tiering import standing, tier_change
@@ -61,7 +61,7 @@ def earlier(
     a conflict if it is not. A retry may leave out --at."""
     if txn is None:
         return None
-    found = book.recorded.get(txn)
+    found = book.find(txn)
     if found is None:
         return None
     if found.content != content_digest(content) or (
@@ -183,33 +183,6 @@ def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Awa
     return Award(points=sum(line.points for line in lines), lines=tuple(lines))
 
 
-def as_recorded(op: NewOperation, **extra: object) -> Recorded:
-    """A new operation as a retry in the same transaction would find it."""
-    assert op.txn is not None
-    return Recorded(
-        id=op.id,
-        txn=op.txn,
-        kind=op.kind,
-        customer_id=op.customer_id,
-        occurred_at=op.occurred_at.replace(microsecond=0),
-        content=op.content,
-        ruleset=op.ruleset,
-        lines=tuple(
-            RecordedLine(e.id, e.customer_id, e.kind, e.points, e.rule, e.reward, e.detail)
-            for e in op.entries
-        ),
-        event=op.event,
-        amount_cents=op.amount_cents,
-        category=op.category,
-        sku=op.sku,
-        quantity=op.quantity,
-        reward=op.reward,
-        reason=op.reason,
-        clawback=op.clawback,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
 # --- earn ---------------------------------------------------------------------------
 
 
@@ -306,8 +279,7 @@ def earn(
     )
     if change is not None:
         ops.append(change)
-    recorded = () if request.txn is None else (as_recorded(op),)
-    book.apply(Outcome(tuple(ops), (account,), recorded))
+    book.apply(Outcome(tuple(ops), (account,), keyed=(op,) if request.txn else ()))
     return result
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..account import Account, Budgets
 from ..models import Ruleset
-from .records import NewOperation, Recorded
+from .records import NewOperation, Recorded, RecordedLine
 
 _ABSENT = object()
 
@@ -30,6 +30,8 @@ class Outcome:
     operations: tuple[NewOperation, ...] = ()
     accounts: tuple[Account, ...] = ()
     recorded: tuple[Recorded, ...] = ()
+    # The new operations with a txn that a later retry or refund may look up.
+    keyed: tuple[NewOperation, ...] = ()
 
 
 @dataclass
@@ -37,7 +39,9 @@ class Book:
     ruleset: Ruleset
     now: datetime  # when the decisions are recorded: nothing may be expired beyond it
     accounts: dict[str, Account] = field(default_factory=dict)
-    recorded: dict[str, Recorded] = field(default_factory=dict)  # by txn
+    # By txn. An operation decided in this transaction stays a NewOperation until
+    # something looks it up (find): an import rarely does, and seldom needs the copy.
+    recorded: dict[str, Recorded | NewOperation] = field(default_factory=dict)
     budgets: Budgets = field(default_factory=Budgets)
     next_op: int = 1
     next_entry: int = 1
@@ -55,6 +59,13 @@ class Book:
 
     def account(self, customer_id: str) -> Account | None:
         return self.accounts.get(customer_id)
+
+    def find(self, txn: str) -> Recorded | None:
+        """The operation recorded under `txn`, read or decided in this transaction."""
+        found = self.recorded.get(txn)
+        if isinstance(found, NewOperation):
+            found = self.recorded[txn] = recorded_of(found)
+        return found
 
     def rules_of(self, version: str | None) -> Ruleset | None:
         if version == self.ruleset.version:
@@ -75,7 +86,9 @@ class Book:
         for account in outcome.accounts:
             self._undo.append((self.accounts, account.id, self.accounts.get(account.id, _ABSENT)))
             self.accounts[account.id] = account
-        for recorded in outcome.recorded:
+        known: list[Recorded | NewOperation] = [*outcome.recorded, *outcome.keyed]
+        for recorded in known:
+            assert recorded.txn is not None
             self._undo.append(
                 (self.recorded, recorded.txn, self.recorded.get(recorded.txn, _ABSENT))
             )
@@ -105,6 +118,33 @@ class Book:
         """The operations decided so far, to be appended; the Book forgets them."""
         taken, self.new = self.new, []
         return taken
+
+
+def recorded_of(op: NewOperation, **extra: Any) -> Recorded:
+    """A new operation as a retry in the same transaction would find it."""
+    assert op.txn is not None
+    return Recorded(
+        id=op.id,
+        txn=op.txn,
+        kind=op.kind,
+        customer_id=op.customer_id,
+        occurred_at=op.occurred_at.replace(microsecond=0),
+        content=op.content,
+        ruleset=op.ruleset,
+        lines=tuple(
+            RecordedLine(e.id, e.customer_id, e.kind, e.points, e.rule, e.reward, e.detail)
+            for e in op.entries
+        ),
+        event=op.event,
+        amount_cents=op.amount_cents,
+        category=op.category,
+        sku=op.sku,
+        quantity=op.quantity,
+        reward=op.reward,
+        reason=op.reason,
+        clawback=op.clawback,
+        **extra,
+    )
 
 
 class Ids:

@@ -12,8 +12,8 @@ from ..clock import shop_day, zone
 from ..errors import Refused
 from ..kinds import EntryKind, OpKind
 from ..values import format_utc, from_cents, to_cents
-from .awards import as_recorded, earlier, refuse_unknown
-from .book import Book, Outcome
+from .awards import earlier, refuse_unknown
+from .book import Book, Outcome, recorded_of
 from .lifecycle import expire_due, take_from_lots, today_of
 from .records import NewEntry, NewOperation, content_digest
 from .requests import RefundRequest
@@ -37,7 +37,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     today = today_of(ruleset, at)
     content = request.content()
     found = earlier(book, request.txn, content, request.at)
-    purchase = book.recorded.get(request.refund_of)
+    purchase = book.find(request.refund_of)
     if purchase is None:
         raise Refused(f"unknown transaction {request.refund_of!r}: no purchase has that txn")
     if purchase.kind != OpKind.PURCHASE:
@@ -150,7 +150,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         ops.append(change)
     recorded = [replace(purchase, refunded_cents=refunded_cents + cents, due_back=due_after)]
     if request.txn is not None:
-        recorded.append(as_recorded(op, refund_of_txn=purchase.txn))
+        recorded.append(recorded_of(op, refund_of_txn=purchase.txn))
     book.apply(Outcome(tuple(ops), (account,), tuple(recorded)))
     return RefundResult(
         customer_id,

@@ -15,7 +15,7 @@ from ..kinds import EntryKind, OpKind
 from ..lots import Holdings
 from ..models import Reward, Ruleset
 from ..values import format_utc
-from .awards import as_recorded, earlier, refuse_unknown
+from .awards import earlier, refuse_unknown
 from .book import Book, Outcome
 from .lifecycle import add_lots, expire_due, lot_terms, take_from_lots, today_of
 from .records import NewEntry, NewOperation, content_digest
@@ -206,8 +206,7 @@ def _spend(
         net=account.net + points,
         uses=account.uses + uses,
     )
-    recorded = () if txn is None else (as_recorded(op),)
-    book.apply(Outcome(tuple(ops), (account,), recorded))
+    book.apply(Outcome(tuple(ops), (account,), keyed=(op,) if txn else ()))
     return PointsResult(
         kind, customer_id, points, held.balance + points, format_utc(at), txn, reward, reason
     )

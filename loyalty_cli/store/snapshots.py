@@ -284,7 +284,7 @@ def load(
         # The first write under rules with a new budget indexes that rule's lines.
         for rule in budgeted:
             conn.execute(budget_index(rule)[1])
-    recorded = {}
+    recorded: dict[str, Recorded] = {}
     for op_id, values in ops.items():
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
         recorded[found.txn] = found
@@ -300,7 +300,7 @@ def load(
         ruleset=ruleset,
         now=now,
         accounts=known,
-        recorded=recorded,
+        recorded=dict(recorded),
         budgets=budgets,
         next_op=tip.op + 1,
         next_entry=tip.entry + 1,
