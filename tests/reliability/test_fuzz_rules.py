@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,11 @@ def check(path: Path, *, real: bool = False, home: Path | None = None) -> Outcom
     return run_inprocess(args, inprocess_env(None, None), timeout=HANG)
 
 
-def use(rules: Path, folder: Path, *, real: bool = False) -> list[Outcome]:
+def use(rules: Path, folder: Path, *, real: bool = False, budget: float = 60) -> list[Outcome]:
     """Rules that `rules check` accepted, put to work on a fresh ledger: every outcome
-    must be documented, and the commands that cannot be refused must succeed."""
+    must be documented, and the commands that cannot be refused must succeed, all
+    within `budget` seconds (a rules file must not make every command slow)."""
+    started = time.monotonic()
     db = folder / f"ledger-{next(_counter)}.db"
     from loyalty_cli.rules import load_rules
 
@@ -123,6 +126,11 @@ def use(rules: Path, folder: Path, *, real: bool = False) -> list[Outcome]:
             outcome = run_inprocess(args, inprocess_env(db, rules), timeout=HANG)
         assert_contract(outcome, expected)
         outcomes.append(outcome)
+        spent = time.monotonic() - started
+        assert spent < budget, (
+            f"hang: under these rules {len(outcomes)} commands took {spent:.0f} s "
+            f"(the last, {args[:2]}, {outcome.seconds:.1f} s); a rules file must be bounded"
+        )
     return outcomes
 
 
@@ -484,7 +492,7 @@ def test_hostile_rules_files_are_refused_or_work_without_a_traceback_hang_or_run
     record("fuzz: rules files (hostile, real processes)", cases=1, accepted=int(outcome.code == 0))
     assert_contract(outcome, {0, 66, 78})
     if outcome.code == 0:
-        use(path, tmp_path, real=True)
+        use(path, tmp_path, real=True, budget=HANG)
 
 
 @pytest.mark.parametrize(
