@@ -251,7 +251,7 @@ def still_works(db: Path, folder: Path, *, real: bool) -> None:
 # --- the tests ------------------------------------------------------------------------------
 
 
-@fuzz_settings(60)
+@fuzz_settings(50)
 @given(export=exports(), enroll_unknown=st.booleans())
 def test_fuzzed_till_exports_import_or_are_rejected_cleanly_and_the_ledger_stays_usable(
     tmp_path: Path, template: Path, export: tuple[bytes, list[str]], enroll_unknown: bool
@@ -268,7 +268,7 @@ def test_fuzzed_till_exports_import_or_are_rejected_cleanly_and_the_ledger_stays
     )
 
 
-@fuzz_settings(8)
+@fuzz_settings(6)
 @given(export=exports())
 def test_fuzzed_till_exports_through_the_real_binary(
     tmp_path: Path, template: Path, export: tuple[bytes, list[str]]

@@ -387,7 +387,7 @@ def valid_rule_sets(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-@fuzz_settings(25)
+@fuzz_settings(20)
 @given(doc=valid_rule_sets())
 def test_valid_rule_sets_are_accepted_and_every_command_works_under_them(
     tmp_path: Path, doc: dict[str, Any]
