@@ -27,7 +27,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,6 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "reliability: the tests/reliability suite (deselect with -m 'not reliability')"
+    )
     raw = os.environ.get("LOYALTY_SOAK", "").strip()
     value = 1
     if raw and raw != "0":
@@ -68,6 +70,13 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.getoption("--soak"):
             value = max(value, 10)
     _FACTOR["value"] = value
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.reliability)
 
 
 def soak() -> int:
@@ -612,7 +621,3 @@ def fuzz_settings(examples: int) -> settings:
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
-
-
-def python_has_rlimit() -> bool:
-    return sys.platform.startswith("linux")

@@ -443,7 +443,7 @@ BOUNDS: list[tuple[str, list[str], dict[str, str]]] = [
     ("--at 1899-12-31", ["earn", "C1", "--amount", "5", "--at", "1899-12-31"], {}),
     ("--at 9999-12-31", ["earn", "C1", "--amount", "5", "--at", "9999-12-31"], {}),
     ("--at 2100-01-01 (the future)", ["earn", "C1", "--amount", "5", "--at", "2100-01-01"], {}),
-    ("--at two days ahead", ["earn", "C1", "--amount", "5", "--at", shop_day(2)], {}),
+    ("--at three days ahead", ["earn", "C1", "--amount", "5", "--at", shop_day(3)], {}),
     (
         "--at in the spring-forward gap",
         ["earn", "C1", "--amount", "5", "--at", "2026-03-29T01:30"],

@@ -38,6 +38,8 @@ from .conftest import (
 )
 
 SHOP = ZoneInfo("Europe/London")
+# Failing examples with a 130 KiB field make hypothesis warn that their repr is large.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 _counter = itertools.count()
 
 
