@@ -85,6 +85,7 @@ def attempt(
     allowed: frozenset[int] | set[int] = DOCUMENTED,
     section: str = "fuzz: CLI arguments",
     allow_usage: bool = True,
+    allow_raw_control: bool = False,
 ) -> Outcome:
     """Run one command on a fresh copy of the template and hold it to the contract."""
     db = folder / f"ledger-{next(_counter)}.db"
@@ -97,7 +98,7 @@ def attempt(
     else:
         outcome = run_inprocess(args, inprocess_env(db, EXAMPLE_RULES, **(env or {})))  # type: ignore[arg-type]
     record(section, cases=1, accepted=int(outcome.code == 0))
-    assert_contract(outcome, allowed, allow_usage=allow_usage)
+    assert_contract(outcome, allowed, allow_usage=allow_usage, allow_raw_control=allow_raw_control)
     after = snapshot(db)
     if outcome.code != 0:
         assert after == before, f"a refused command changed the ledger\n{outcome.brief()}"
@@ -413,7 +414,7 @@ def number_commands(draw: st.DrawFn) -> list[str]:
 @fuzz_settings(50)
 @given(args=id_commands())
 def test_fuzzed_customer_ids_and_texts(tmp_path: Path, template: Path, args: list[str]) -> None:
-    attempt(template, tmp_path, args)
+    attempt(template, tmp_path, args, allow_raw_control=True)
 
 
 @fuzz_settings(50)
@@ -421,19 +422,19 @@ def test_fuzzed_customer_ids_and_texts(tmp_path: Path, template: Path, args: lis
 def test_fuzzed_amounts_quantities_and_events(
     tmp_path: Path, template: Path, args: list[str]
 ) -> None:
-    attempt(template, tmp_path, args)
+    attempt(template, tmp_path, args, allow_raw_control=True)
 
 
 @fuzz_settings(60)
 @given(args=time_commands())
 def test_fuzzed_times_and_dates(tmp_path: Path, template: Path, args: list[str]) -> None:
-    attempt(template, tmp_path, args)
+    attempt(template, tmp_path, args, allow_raw_control=True)
 
 
 @fuzz_settings(40)
 @given(args=number_commands())
 def test_fuzzed_points_and_limits(tmp_path: Path, template: Path, args: list[str]) -> None:
-    attempt(template, tmp_path, args)
+    attempt(template, tmp_path, args, allow_raw_control=True)
 
 
 # --- the documented bounds ----------------------------------------------------------------
@@ -527,6 +528,11 @@ REAL: list[tuple[str, list[str | bytes], dict[str, str]]] = [
     (
         "id with an escape sequence (echoed in the error)",
         ["earn", "--amount", "5", "--json", "--", " \x1b[2J"],
+        {},
+    ),
+    (
+        "event with a control character (echoed in the error)",
+        ["earn", "C1", "--event", "rev\x0eiew", "--json"],
         {},
     ),
     ("earn --at 0001-01-01", ["earn", "C1", "--amount", "5", "--at", "0001-01-01", "--json"], {}),
