@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,16 +49,49 @@ if TYPE_CHECKING:
 Command = TypeVar("Command", bound=Callable[..., None])
 
 
+# click's usage error (typer vendors click; its BadParameter is one kind of it).
+_UsageError: type[Exception] = typer.BadParameter.__bases__[0]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def say(line: str) -> None:
+    """One line to stderr, with any control character in it written out (\\x1b):
+    what a user typed is often part of the message, and a newline would split the
+    line, an escape sequence reach the terminal."""
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+    print(shown, file=sys.stderr)
+
+
 class LoyaltyGroup(TyperGroup):
-    """The single error boundary: every LoyaltyError ends here."""
+    """The single error boundary: every LoyaltyError ends here, and click's usage
+    errors too, each as one `error:` line."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _UsageError as error:
+            raise _usage(error) from None
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except LoyaltyError as error:
             for line in error.lines():
-                print(f"error: {line}", file=sys.stderr)
+                say(f"error: {line}")
             raise typer.Exit(error.exit_code) from None
+        except _UsageError as error:
+            raise _usage(error) from None
+
+
+def _usage(error: Exception) -> Exception:
+    """A usage error as one line, exit 2; no arguments at all still show the help."""
+    if type(error).__name__ == "NoArgsIsHelpError":
+        return error
+    context = getattr(error, "ctx", None)
+    where = getattr(context, "command_path", "loyalty")
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    say(f"error: {message.rstrip('.')} (see '{where} --help')")
+    return typer.Exit(2)
 
 
 class LoyaltyCommand(TyperCommand):
@@ -725,10 +759,7 @@ def import_csv(
             def on_reject(rejection: importer.Rejection) -> None:
                 nonlocal shown
                 if shown < 20:
-                    print(
-                        f"rejected: {rejection.source}:{rejection.line}: {rejection.reason}",
-                        file=sys.stderr,
-                    )
+                    say(f"rejected: {rejection.source}:{rejection.line}: {rejection.reason}")
                 shown += 1
 
             with open_ledger(db, create=not dry_run) as real, _progress(sources, quiet) as tick:

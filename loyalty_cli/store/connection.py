@@ -50,6 +50,13 @@ class Connection:
     def open(
         cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT
     ) -> Connection:
+        try:
+            return cls._open(path, create, timeout)
+        except OSError as exc:  # a name too long, a loop of links, a path through a file
+            raise InputMissing(f"database {path} cannot be used: {exc.strerror}") from None
+
+    @classmethod
+    def _open(cls, path: Path, create: bool, timeout: float) -> Connection:
         if path.is_symlink() and not path.exists():
             raise InputMissing(
                 f"database {path} is a link to {os.readlink(path)}, which does not exist; "

@@ -259,9 +259,10 @@ def nightly_ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, date
     """A ledger of 700 customers with birthdays all through the year, purchases 14 to
     20 months old (due to expire), tiers to recompute, and a nightly run a year ago:
     the next nightly run catches up a year of birthdays and expires most points."""
-    from loyalty_cli.ledger import Ledger
-    from loyalty_cli.operations import EarnRequest, EnrollRequest, earn, enroll
+    from loyalty_cli.engine import awards
+    from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
     from loyalty_cli.rules import load_rules
+    from loyalty_cli.store import Store
 
     folder = tmp_path_factory.mktemp("nightly")
     db = folder / "base.db"
@@ -269,11 +270,11 @@ def nightly_ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, date
     now = datetime.now(UTC).replace(microsecond=0)
     day = today() - timedelta(days=1)
     enrolled = datetime.combine(day - timedelta(days=800), clock_time(9), SHOP)
-    with Ledger.open(db) as ledger, ledger.transaction():
+    with Store.open(db) as store, store.writing(ruleset, now) as book:
         for n in range(700):
             born = date(1970 + n % 40, 1, 1) + timedelta(days=(n * 7) % 365)
-            enroll(
-                ledger, ruleset, EnrollRequest(f"N{n}", birthday=born.isoformat(), at=enrolled), now
+            awards.enroll(
+                book, EnrollRequest(f"N{n}", birthday=born.isoformat(), at=enrolled, salt=b"s")
             )
             for k in range(3):
                 at = datetime.combine(
@@ -284,7 +285,7 @@ def nightly_ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, date
                 request = EarnRequest(
                     f"N{n}", "purchase", amount=amount, category=category, txn=f"P{n}-{k}", at=at
                 )
-                earn(ledger, ruleset, request, now)
+                awards.earn(book, request)
     year_ago = (day - timedelta(days=365)).isoformat()
     setup = run_inprocess(
         ["nightly", "--as-of", year_ago, "--json"], inprocess_env(db, EXAMPLE_RULES)

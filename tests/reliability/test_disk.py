@@ -15,6 +15,7 @@ owner to delete a good ledger); the ledger is unchanged. Mounts are always undon
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -60,7 +61,7 @@ def one_error_line(stderr: str) -> str:
 def test_an_import_onto_a_full_filesystem_exits_66_and_resumes_to_a_clean_ledger(
     tmp_path: Path,
 ) -> None:
-    export = till_export(tmp_path / "till.csv", 3000, _start())  # a ledger of ~5 MB
+    export = till_export(tmp_path / "till.csv", 3000, _start())  # a ledger of ~1.5 MB
     args = ["import-csv", str(export), "--enroll-unknown", "--quiet"]
     clean_db = tmp_path / "clean.db"
     assert_contract(
@@ -68,7 +69,9 @@ def test_an_import_onto_a_full_filesystem_exits_66_and_resumes_to_a_clean_ledger
         {0},
         stdout="any",
     )
-    with tmpfs(tmp_path / "small", "2m") as small:
+    # A filesystem half the size the ledger needs: the import must run out of room.
+    room = max(256, clean_db.stat().st_size // 2048)
+    with tmpfs(tmp_path / "small", f"{room}k") as small:
         db = small / "ledger.db"
         env = loyalty_env(tmp_path, db, EXAMPLE_RULES)
         full = run_process(args, env, timeout=300)
@@ -78,11 +81,18 @@ def test_an_import_onto_a_full_filesystem_exits_66_and_resumes_to_a_clean_ledger
         assert integrity(db) == "ok"
         verify = run_process(["verify", "--json"], env)
         assert_contract(verify, {0})
-        # Another write on the full disk is refused the same way, and changes nothing.
+        # Another write on the full disk is refused the same way and changes nothing
+        # (what room the rolled-back import left is taken first).
         before = snapshot(db)
-        earn = run_process(["earn", "C1", "--amount", "5.00", "--json"], env)
+        filler = small / "filler"
+        with filler.open("wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        earn = run_process(["enroll", "NEW-ON-A-FULL-DISK", "--json"], env)
         assert earn.code == 66, earn.brief()
         one_error_line(earn.stderr)
+        filler.unlink()
         assert snapshot(db) == before
         # Room again: the same import finishes the job.
         remount_tmpfs(small, "64m")
@@ -91,7 +101,11 @@ def test_an_import_onto_a_full_filesystem_exits_66_and_resumes_to_a_clean_ledger
         got, clean = facts(db), facts(clean_db)
         assert got == clean, facts_diff(clean, got)
         assert run_process(["verify", "--json"], env).code == 0
-    record("disk: full filesystem (tmpfs 2 MiB)", imports_stopped=1, resumed_equal_to_clean=1)
+    record(
+        "disk: full filesystem (tmpfs, half the ledger)",
+        imports_stopped=1,
+        resumed_equal_to_clean=1,
+    )
 
 
 def test_a_ledger_at_its_max_page_count_stops_the_import_with_exit_66_not_a_raw_sqlite_error(
@@ -100,18 +114,18 @@ def test_a_ledger_at_its_max_page_count_stops_the_import_with_exit_66_not_a_raw_
     """The full disk without mounting anything: the connection may not grow the file."""
     from loyalty_cli import importer
     from loyalty_cli.errors import LoyaltyError
-    from loyalty_cli.ledger import Ledger
     from loyalty_cli.rules import load_rules
+    from loyalty_cli.store import Store
 
     export = till_export(tmp_path / "till.csv", 1500, _start())
     ruleset = load_rules(EXAMPLE_RULES)
     options = importer.Options()
     now = datetime.now(UTC).replace(microsecond=0)
     db, clean_db = tmp_path / "ledger.db", tmp_path / "clean.db"
-    with Ledger.open(clean_db) as ledger:
+    with Store.open(clean_db) as ledger:
         source = importer.read_source(str(export), options.encoding)
         importer.import_sources(ledger, ruleset, [source], options, now, enroll_unknown=True)
-    with Ledger.open(db) as ledger:
+    with Store.open(db) as ledger:
         pages = ledger.conn.execute("PRAGMA page_count").fetchone()[0]
         ledger.conn.execute(f"PRAGMA max_page_count = {pages + 60}")
         source = importer.read_source(str(export), options.encoding)
@@ -121,7 +135,7 @@ def test_a_ledger_at_its_max_page_count_stops_the_import_with_exit_66_not_a_raw_
     assert integrity(db) == "ok"
     verify = run_inprocess(["verify", "--json"], inprocess_env(db, EXAMPLE_RULES))
     assert_contract(verify, {0})
-    with Ledger.open(db) as ledger:
+    with Store.open(db) as ledger:
         source = importer.read_source(str(export), options.encoding)
         importer.import_sources(ledger, ruleset, [source], options, now, enroll_unknown=True)
     got, clean = facts(db), facts(clean_db)

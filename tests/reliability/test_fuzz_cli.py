@@ -632,7 +632,7 @@ def test_a_dangling_symlink_as_the_db_is_refused_and_its_target_not_created(tmp_
 def test_an_empty_sqlite_file_claiming_a_schema_version_is_refused_with_exit_66(
     tmp_path: Path, command: list[str]
 ) -> None:
-    from loyalty_cli.ledger import SCHEMA_VERSION
+    from loyalty_cli.store.schema import SCHEMA_VERSION
 
     db = tmp_path / "odd.db"
     conn = sqlite3.connect(db)
