@@ -173,9 +173,13 @@ def test_hostile_rows_are_rejected_one_by_one_and_the_good_ones_imported(till: S
 
 
 def test_an_unclosed_quote_is_rejected_not_silently_swallowed(till: Shop) -> None:
+    # In a column the import does not read, so that nothing else would notice.
     sales = write(
         till,
-        f'{HEADER}\nR1,C1,10.00,2026-11-20,\nR2,C1,10.00,2026-11-20,"shoes\nR3,C1,10.00,2026-11-21,\n',
+        "txn_id,customer_id,amount,date,notes\n"
+        "R1,C1,10.00,2026-11-20,\n"
+        'R2,C1,10.00,2026-11-20,"gift wrap\n'
+        "R3,C1,10.00,2026-11-21,\n",
     )
     result = till.run("import-csv", str(sales), "--json")
     assert result.exit_code == 65, result.output

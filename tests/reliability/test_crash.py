@@ -267,10 +267,11 @@ def nightly_ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, date
     folder = tmp_path_factory.mktemp("nightly")
     db = folder / "base.db"
     ruleset = load_rules(EXAMPLE_RULES)
-    now = datetime.now(UTC).replace(microsecond=0)
     day = today() - timedelta(days=1)
     enrolled = datetime.combine(day - timedelta(days=800), clock_time(9), SHOP)
-    with Store.open(db) as store, store.writing(ruleset, now) as book:
+    # Recorded when they happened (`now` is the enrollment day): a birthday set less
+    # than 30 days before it falls, counted from when it was recorded, earns nothing.
+    with Store.open(db) as store, store.writing(ruleset, enrolled) as book:
         for n in range(700):
             born = date(1970 + n % 40, 1, 1) + timedelta(days=(n * 7) % 365)
             awards.enroll(
