@@ -62,17 +62,18 @@ def lots(conn: sqlite3.Connection, customer_id: str, until: int | None) -> list[
         "AND e.occurred <= ?1 ORDER BY e.id",
         (limit, customer_id),
     )
-    return [
-        Lot(
-            lot_id,
-            from_day_number(earned),
-            from_day_number(available),
-            None if expires is None else from_day_number(expires),
-            left,
-        )
-        for lot_id, earned, available, expires, left in rows
-        if left
-    ]
+    return [stored_lot(*row) for row in rows if row[4]]
+
+
+def stored_lot(lot_id: int, earned: int, available: int, expires: int | None, left: int) -> Lot:
+    """A lot from its credit entry's stored days and what is left in it."""
+    return Lot(
+        lot_id,
+        from_day_number(earned),
+        from_day_number(available),
+        None if expires is None else from_day_number(expires),
+        left,
+    )
 
 
 _HISTORY = (

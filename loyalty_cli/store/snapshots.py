@@ -34,6 +34,7 @@ from ..models import Ruleset
 from ..tiers import Override, Qualifying
 from ..values import from_cents
 from .chain import version_of
+from .queries import stored_lot
 from .schema import budget_index
 
 _WIDTH = 20
@@ -389,13 +390,7 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 )
             if left:
                 held.setdefault(cid, []).append(
-                    Lot(
-                        lot_id,
-                        from_day_number(earned),
-                        from_day_number(available),
-                        None if expires is None else from_day_number(expires),
-                        left,
-                    )
+                    stored_lot(lot_id, earned, available, expires, left)
                 )
         elif tag == "purchase":
             bought.setdefault(cid, []).append((row[2], row[3], row[4]))
