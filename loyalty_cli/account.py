@@ -63,7 +63,7 @@ class Account:
     net: int = 0  # the sum of every entry: the lots' points less any refund debt
     purchases: int = 0  # how many (a refund does not undo the count)
     spend_cents: int = 0  # what they came to, less what was refunded on them
-    # What counts toward tiers, dated, in the rules' metric (money spent or points
+    # What counts toward tiers, dated, in the rules' metric (cents spent or points
     # earned), sorted by day: kept as it is read and as decisions add to it, so a
     # tier is worked out without going through the history again.
     qualifying: tuple[Qualifying, ...] = ()
@@ -119,7 +119,7 @@ def spend(account: Account) -> Decimal:
     return from_cents(account.spend_cents)
 
 
-def qualify(account: Account, day: date, amount: Decimal) -> tuple[Qualifying, ...]:
+def qualify(account: Account, day: date, amount: int) -> tuple[Qualifying, ...]:
     """The account's tier inputs with one more amount counting from `day`."""
     added = Qualifying(day, amount)
     held = account.qualifying

@@ -30,10 +30,11 @@ from .models import TierLevel, TierPolicy
 
 
 class Qualifying(NamedTuple):
-    """An amount that counts toward tiers from `day` on (negative for a refund)."""
+    """An amount that counts toward tiers from `day` on (negative for a refund), in
+    the metric's unit times `scale` (see status): an account keeps cents as ints."""
 
     day: date
-    amount: Decimal
+    amount: Decimal | int
 
 
 class Override(NamedTuple):
@@ -70,21 +71,21 @@ class Totals:
         ordered = sorted(amounts)
         self.window = window
         self.days = [q.day for q in ordered]
-        self.running = [Decimal(0)]
+        self.running: list[Decimal | int] = [0]
         for q in ordered:
             self.running.append(self.running[-1] + q.amount)
 
-    def at(self, day: date) -> Decimal:
+    def at(self, day: date) -> Decimal | int:
         """The qualifying total of the window that `day` ends."""
         start = window_start(self.window, day)
         low = 0 if start is None else bisect_left(self.days, start)
         return self.running[bisect_right(self.days, day)] - self.running[low]
 
 
-def qualified(levels: Sequence[TierLevel], value: Decimal) -> TierLevel:
+def qualified(levels: Sequence[TierLevel], value: Decimal | int, scale: int = 1) -> TierLevel:
     reached = levels[0]
     for level in levels:
-        if value >= level.threshold:
+        if value >= level.threshold * scale:
             reached = level
     return reached
 
@@ -103,11 +104,15 @@ def status(
     amounts: Sequence[Qualifying],
     today: date,
     override: Override | None = None,
+    scale: int = 1,
 ) -> TierStatus:
+    """The tier as of `today`. `amounts` are in the metric's unit times `scale`
+    (an account counts spend in cents, scale 100: integer sums are cheaper)."""
     levels = policy.levels
     totals = Totals(amounts, policy.window)
-    value = totals.at(today)
-    level = qualified(levels, value)
+    units = totals.at(today)
+    value = Decimal(units) / scale if scale != 1 else Decimal(units)
+    level = qualified(levels, units, scale)
     keep = policy.downgrade == "keep_next_window"
     until = _kept_until(policy, today) if keep else _boundary(policy, today)
     if keep:
@@ -117,7 +122,7 @@ def status(
             kept = _kept_until(policy, day)
             if kept is not None and kept < today:
                 continue
-            reached = qualified(levels, totals.at(day))
+            reached = qualified(levels, totals.at(day), scale)
             if reached.threshold > level.threshold:
                 level, until = reached, kept
             elif reached == level and kept is not None and until is not None and kept > until:

@@ -6,7 +6,6 @@ after writing off what expired and before recording a tier change."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 
 from .. import account as accounts
 from ..account import Account, Profile, Use
@@ -145,7 +144,7 @@ def credited(
         for e in mine:
             if e.lot is not None and e.kind in (EntryKind.EARN, EntryKind.ENROLL):
                 qualifying = accounts.qualify(
-                    account.with_(qualifying=qualifying), e.lot.available_on, Decimal(e.points)
+                    account.with_(qualifying=qualifying), e.lot.available_on, e.points
                 )
     return account.with_(
         lots=add_lots(account, entries),
@@ -160,7 +159,7 @@ def bought(account: Account, ruleset: Ruleset, cents: int, day: date) -> Account
     qualifying = account.qualifying
     if ruleset.tiers is not None and ruleset.tiers.metric == "spend":
         start = accounts.counts_from(day, ruleset.points.pending_days)
-        qualifying = accounts.qualify(account, start, from_cents(cents))
+        qualifying = accounts.qualify(account, start, cents)
     return account.with_(
         purchases=account.purchases + 1,
         spend_cents=account.spend_cents + cents,

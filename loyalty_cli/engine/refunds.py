@@ -4,7 +4,6 @@ amount refunded, computed from the purchase's original award."""
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import Decimal
 
 from .. import account as accounts
 from .. import lots
@@ -142,7 +141,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
             shop_day(purchase.occurred_at, zone(ruleset.program.timezone)),
             ruleset.points.pending_days,
         )
-        back = -from_cents(cents) if policy.metric == "spend" else Decimal(-taken)
+        back = -cents if policy.metric == "spend" else -taken  # cents, or points
         if back:
             account = account.with_(qualifying=accounts.qualify(account, start, back))
     change, account, _ = tier_change(account, ruleset, at, reason, ids)

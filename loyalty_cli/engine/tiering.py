@@ -27,7 +27,8 @@ def standing(account: Account, ruleset: Ruleset, today: date) -> TierStatus | No
     policy = ruleset.tiers
     if policy is None:
         return None
-    return tiers.status(policy, account.qualifying, today, account.override)
+    scale = 100 if policy.metric == "spend" else 1  # spend is kept in cents
+    return tiers.status(policy, account.qualifying, today, account.override, scale)
 
 
 def describe_value(policy: TierPolicy, value: Decimal) -> str:

@@ -21,7 +21,6 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -32,7 +31,6 @@ from ..engine.records import Recorded, RecordedLine
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
-from ..values import from_cents
 from .chain import version_of
 from .queries import stored_lot
 from .schema import budget_index
@@ -386,7 +384,7 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             _, _, lot_id, kind, left, points, earned, available, expires = row[:9]
             if by_points and kind in ("earn", "enroll"):
                 qualifying.setdefault(cid, []).append(
-                    Qualifying(from_day_number(available), Decimal(points))
+                    Qualifying(from_day_number(available), points)
                 )
             if left:
                 held.setdefault(cid, []).append(
@@ -429,9 +427,9 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 # refunds count against it on the same day.
                 day = counts_from(shop_day(from_stamp(occurred), tz), pending)
                 if by_spend:
-                    amounts.append(Qualifying(day, from_cents(cents - back)))
+                    amounts.append(Qualifying(day, cents - back))
                 else:
-                    amounts.append(Qualifying(day, Decimal(points_back)))
+                    amounts.append(Qualifying(day, points_back))
         out[cid] = Account(
             profile=profile,
             lots=tuple(sorted(held.get(cid, []), key=spending_key)),
