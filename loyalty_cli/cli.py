@@ -776,6 +776,7 @@ def import_csv(
                         on_reject=on_reject,
                         on_row=tick,
                         rejects=rejected,
+                        finished_at=now,
                     )
                 finally:
                     if dry_run:

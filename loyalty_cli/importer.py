@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -510,6 +510,7 @@ def import_sources(
     on_reject: Callable[[Rejection], None] = lambda _: None,
     on_row: Callable[[], None] = lambda: None,
     rejects: RejectsFile | None = None,
+    finished_at: Callable[[], datetime] | None = None,
 ) -> ImportSummary:
     """Import every row of every source through the same decisions as `earn` and
     `refund`, a chunk at a time: the chunk's rows are read and parsed, then its
@@ -587,14 +588,11 @@ def import_sources(
     if not dry_run:
         with store.transaction():
             record = {**summary.to_json(), "files": files}
+            finished = now if finished_at is None else finished_at()  # the caller's clock
             queries.add_run(
-                store.conn, "import", None, now, _now(), json.dumps(record, sort_keys=True)
+                store.conn, "import", None, now, finished, json.dumps(record, sort_keys=True)
             )
     return summary
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 Outcome = tuple[int, bool] | LoyaltyError
