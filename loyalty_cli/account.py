@@ -68,6 +68,7 @@ class Account:
     # tier is worked out without going through the history again.
     qualifying: tuple[Qualifying, ...] = ()
     tier: str | None = None  # the tier last recorded (None: the first)
+    tier_day: date | None = None  # the shop day that change is dated
     override: Override | None = None
     uses: tuple[Use, ...] = ()
 
@@ -87,6 +88,7 @@ class Account:
             get("spend_cents", self.spend_cents),
             get("qualifying", self.qualifying),
             get("tier", self.tier),
+            get("tier_day", self.tier_day),
             get("override", self.override),
             get("uses", self.uses),
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -199,10 +200,13 @@ def _scan(
 ) -> tuple[str, int]:
     digest = hashlib.sha256()
     lines = 0
-    for block in iter(lambda: stream.read(1 << 20), b""):
+    blocks = iter(lambda: stream.read(1 << 20), b"")
+    # The last, empty block asks the decoder to finish: a character cut off by
+    # the end of the file is as unreadable as a wrong byte in the middle.
+    for block in itertools.chain(blocks, [b""]):
         digest.update(block)
         try:
-            decoder.decode(block)
+            decoder.decode(block, final=not block)
         except UnicodeDecodeError as exc:
             line = lines + block[: exc.start].count(b"\n") + 1
             raise DataRejected(

@@ -293,6 +293,21 @@ def test_other_encodings_are_named_with_encoding_and_refused_otherwise(till: Sho
     assert "unknown encoding" in till.fails(2, "import-csv", str(path), "--encoding", "klingon")
 
 
+def test_a_character_cut_off_by_the_end_of_the_file_is_refused_like_any_bad_byte(
+    till: Shop,
+) -> None:
+    """UTF-8 for 'é' is two bytes; a file whose last byte starts a character and
+    then ends is not text (found by the soak fuzzing: it escaped as a traceback)."""
+    path = till.dir / "cut.csv"
+    path.write_bytes(b"txn_id,customer_id,amount,date\nR1,C1,5.00,2026-11-20\nR2,C\xc3")
+    before = entry_count(till.db)
+    message = till.fails(65, "import-csv", str(path))
+    assert message == (
+        f"error: {path}:3: not valid text in this encoding (pass --encoding, e.g. --encoding latin-1)"
+    )
+    assert entry_count(till.db) == before
+
+
 def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_path: Path) -> None:
     """The import remembers reads while a chunk's transaction is open; a year of
     mixed rows for a few customers in one chunk (with expiry, tier changes, capped

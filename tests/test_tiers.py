@@ -160,6 +160,23 @@ def test_a_refund_lowers_the_qualifying_spend_and_the_tier(tiered: Shop) -> None
     assert tier_entries(tiered) == [("silver", "2026-02-01"), ("bronze", "2026-02-05")]
 
 
+def test_tier_changes_are_recorded_in_date_order_when_purchases_arrive_out_of_it(
+    tiered: Shop,
+) -> None:
+    """A backlog imported out of date order: a purchase dated before the last
+    recorded change decides no change (as of its own day the customer was not yet
+    silver, but recording 'down to Bronze on the 2nd' after 'up to Silver on the
+    10th' would be a history that never happened). The next purchase dated after
+    it decides with everything counted, in the ledger as in a fresh read."""
+    tiered.ok("earn", "C1", "--amount", "120", "--at", "2026-02-10")  # silver
+    doc = tiered.ok("earn", "C1", "--amount", "20", "--at", "2026-02-02")
+    assert tier_entries(tiered) == [("silver", "2026-02-10")]
+    assert [line["rule"] for line in doc["lines"]] == ["base"]  # as of the 2nd: bronze
+    tiered.ok("earn", "C1", "--amount", "200", "--at", "2026-02-01")  # 340 by the 10th
+    tiered.ok("earn", "C1", "--amount", "1", "--at", "2026-02-11")
+    assert tier_entries(tiered) == [("silver", "2026-02-10"), ("gold", "2026-02-11")]
+
+
 def test_spending_points_never_drops_a_tier(tiered: Shop) -> None:
     tiered.ok("earn", "C1", "--amount", "150", "--at", "2026-02-01")
     tiered.ok("redeem", "C1", "--points", "160", "--at", "2026-02-02")

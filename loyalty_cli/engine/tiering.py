@@ -45,15 +45,23 @@ def tier_change(
 ) -> tuple[NewOperation | None, Account, TierStatus | None]:
     """A `tier` operation (with a 0-point entry) if the customer's tier as of
     `at`'s day (their standing, `current` if the caller knows it) is not the one
-    last recorded. The first tier needs none: no entry means the first level."""
+    last recorded. The first tier needs none: no entry means the first level.
+
+    Changes are recorded in the order of their days: an operation dated before
+    the last recorded change (a backlog imported out of order) decides none, or
+    the history would read Silver on the 30th, then Bronze on the 2nd. The next
+    operation dated on or after it, or the nightly run, decides with it counted."""
+    today = today_of(ruleset, at)
     if current is None:
-        current = standing(account, ruleset, today_of(ruleset, at))
+        current = standing(account, ruleset, today)
     if current is None:
         return None, account, None
     policy = ruleset.tiers
     assert policy is not None
     recorded = account.tier or policy.levels[0].id
     if recorded == current.level.id:
+        return None, account, current
+    if account.tier_day is not None and today < account.tier_day:
         return None, account, current
     before = next((lv for lv in policy.levels if lv.id == recorded), policy.levels[0])
     move = "up" if current.level.threshold > before.threshold else "down"
@@ -80,7 +88,7 @@ def tier_change(
             ),
         ),
     )
-    return op, account.with_(tier=current.level.id), current
+    return op, account.with_(tier=current.level.id, tier_day=today), current
 
 
 def policy_of(ruleset: Ruleset) -> TierPolicy:

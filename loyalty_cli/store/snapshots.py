@@ -20,7 +20,7 @@ import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -183,7 +183,7 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
         ),
         _part(
             "tier",
-            ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason"],
+            ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason", "o.occurred"],
             "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
             "ON o.customer_id = ids.id AND o.kind = 'tier'",
         ),
@@ -362,7 +362,7 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     bought: dict[str, list[tuple[int, int, int]]] = {}  # (op, occurred, cents)
     refunds: dict[int, tuple[int, int]] = {}  # refund op -> (purchase op, cents)
     taken: dict[int, int] = {}  # refund op -> points it took
-    tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None]]] = {}
+    tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None, int]]] = {}
     uses: dict[str, list[Use]] = {}
     for row in rows:
         tag, cid = row[0], row[1]
@@ -397,7 +397,7 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         elif tag == "taken":
             taken[row[2]] = taken.get(row[2], 0) + row[3]
         elif tag == "tier":
-            tiers.setdefault(cid, []).append(tuple(row[2:7]))
+            tiers.setdefault(cid, []).append(tuple(row[2:8]))
         else:
             key = f"reward:{row[4]}" if row[2] == "redeem" else str(row[3])
             uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), row[6]))
@@ -409,10 +409,11 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     out: dict[str, Account] = {}
     for cid, profile in profiles.items():
         tier: str | None = None
+        tier_day: date | None = None
         override: Override | None = None
-        for _, event, level, until, reason in sorted(tiers.get(cid, [])):
+        for _, event, level, until, reason, occurred in sorted(tiers.get(cid, [])):
             if event == "change":
-                tier = level
+                tier, tier_day = level, shop_day(from_stamp(occurred), tz)
             elif event == "override" and level is not None:
                 floor = None if until is None else from_day_number(until)
                 override = Override(level, floor, reason or "")
@@ -438,6 +439,7 @@ def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             spend_cents=spend,
             qualifying=tuple(sorted(amounts)),
             tier=tier,
+            tier_day=tier_day,
             override=override,
             uses=tuple(uses.get(cid, ())),
         )
