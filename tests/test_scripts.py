@@ -54,6 +54,13 @@ def test_the_import_floor_copies_a_ledger_row_for_row(shop: Shop) -> None:
         with sqlite3.connect(db) as conn:
             return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in counts}
 
+    def schema(db: Path) -> list[tuple[object, ...]]:
+        with sqlite3.connect(db) as conn:
+            return conn.execute(
+                "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+            ).fetchall()
+
     assert dump(copy) == dump(shop.db)
+    assert schema(copy) == schema(shop.db)  # the indexes the import made as it went too
     assert counts["entries"] > 9 and counts["customers"] == 3
     assert shop.ok("verify", "--db", str(copy))["ok"] is True
