@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from . import lots
-from .clock import Period, period_bounds
+from .clock import Period, period_bounds, shared
 from .lots import Holdings, Lot
 from .tiers import Override, Qualifying
 from .values import from_cents
@@ -133,7 +133,7 @@ def qualify(account: Account, day: date, amount: int) -> tuple[Qualifying, ...]:
 def counts_from(day: date, pending_days: int) -> date:
     """The day a purchase made on `day` starts to count toward tiers: the end of
     its return window."""
-    return day + timedelta(days=pending_days)
+    return shared(day + timedelta(days=pending_days))
 
 
 def usage(account: Account, key: str, per: Period, at: datetime, tz: tzinfo) -> tuple[int, int]:

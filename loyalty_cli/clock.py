@@ -82,3 +82,10 @@ def day_number(day: date) -> int:
 def from_day_number(number: int) -> date:
     # Cached: a ledger's lots share few days, and snapshots read many lots.
     return date.fromordinal(number + _EPOCH_DAY)
+
+
+def shared(day: date) -> date:
+    """The one `date` object for this day. An import keeps thousands of accounts,
+    each with a few dates per lot; lots share few days, so sharing the objects
+    keeps memory flat as the file grows."""
+    return from_day_number(day.toordinal() - _EPOCH_DAY)

@@ -323,3 +323,31 @@ def test_a_schema_4_ledger_that_fails_verify_is_not_upgraded(tmp_path: Path) -> 
         Store.open(db)
     assert db.read_bytes() == before
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+def test_kept_accounts_are_bounded_by_what_they_hold_and_dropped_when_another_wrote() -> None:
+    """An import keeps accounts between chunks up to a budget of lots, tier inputs
+    and uses, the least recently used going first; a tip it did not write drops
+    them all (another process wrote, so they may be stale)."""
+    from loyalty_cli.account import Account, Profile
+    from loyalty_cli.lots import Lot
+
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def account(cid: str, lots: int) -> Account:
+        held = tuple(Lot(n, day.date(), day.date(), None, 1) for n in range(lots))
+        return Account(Profile(cid, day), lots=held, net=lots)
+
+    kept = snapshots.Kept(budget=10)
+    tip = snapshots.Tip(7, b"h", 0, 0, None)
+    assert not kept.valid(tip, "v1")  # nothing kept yet
+    kept.keep(tip, "v1", {"A": account("A", 3), "B": account("B", 3)})  # 4 + 4
+    assert kept.valid(tip, "v1") and list(kept.accounts) == ["A", "B"] and kept.held == 8
+    kept.keep(tip, "v1", {"A": account("A", 4)})  # A again, bigger: now the most recent
+    assert list(kept.accounts) == ["B", "A"] and kept.held == 9
+    kept.keep(tip, "v1", {"C": account("C", 1)})  # 11 > 10: B, the least recent, goes
+    assert list(kept.accounts) == ["A", "C"] and kept.held == 7
+    assert not kept.valid(snapshots.Tip(8, b"x", 0, 0, None), "v1")  # someone else wrote
+    assert not kept.accounts and kept.held == 0
+    kept.keep(tip, "v1", {"A": account("A", 1)})
+    assert not kept.valid(tip, "v2")  # other rules: decisions made under v1 do not carry

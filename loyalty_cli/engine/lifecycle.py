@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 
 from .. import lots
 from ..account import Account
-from ..clock import day_start, shop_day, zone
+from ..clock import day_start, shared, shop_day, zone
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
 from ..models import Ruleset
@@ -23,11 +23,10 @@ def today_of(ruleset: Ruleset, at: datetime) -> date:
 def lot_terms(ruleset: Ruleset, at: datetime, *, purchase: bool) -> LotTerms:
     """The dates of points earned at `at`: purchase points wait out the return window."""
     policy = ruleset.points
-    earned = today_of(ruleset, at)
+    earned = shared(today_of(ruleset, at))
     held = timedelta(days=policy.pending_days if purchase else 0)
-    return LotTerms(
-        earned, earned + held, lots.expires_on(earned, policy.expire_after_months, policy.expire_at)
-    )
+    expires = lots.expires_on(earned, policy.expire_after_months, policy.expire_at)
+    return LotTerms(earned, shared(earned + held), None if expires is None else shared(expires))
 
 
 def expire_due(

@@ -43,12 +43,13 @@ class Store:
         self.path = connection.path
         self._kept: snapshots.Kept | None = None
 
-    def keep_accounts(self, limit: int) -> None:
-        """Keep up to `limit` accounts between write transactions (see
-        snapshots.Kept): for a writer that comes back to the same customers."""
+    def keep_accounts(self, budget: int) -> None:
+        """Keep accounts between write transactions, up to `budget` lots, tier
+        inputs and uses in all (see snapshots.Kept): for a writer that comes back
+        to the same customers."""
         from . import snapshots
 
-        self._kept = snapshots.Kept(limit)
+        self._kept = snapshots.Kept(budget)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:

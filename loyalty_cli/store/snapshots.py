@@ -217,27 +217,40 @@ class Kept:
     transactions. They are exact as long as the ledger's newest operation is
     still the one this writer appended last: then nobody else wrote, and what
     the writer's own decisions left in its Book is what a fresh read would give.
-    When another process has written in between, they are all dropped. At most
-    `limit` are kept, the least recently used going first, so memory stays flat."""
+    When another process has written in between, they are all dropped.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    Bounded by what they hold, not by how many they are: `budget` lots, tier
+    inputs and uses in all (each a few hundred bytes), the least recently used
+    account going first, so memory stays flat however many customers a file has."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.held = 0
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
 
     def valid(self, tip: Tip, version: str) -> bool:
         if self.tip != (tip.op, tip.hash, version):
             self.accounts.clear()
+            self.held = 0
             return False
         return True
 
     def keep(self, tip: Tip, version: str, accounts: dict[str, Account]) -> None:
         self.tip = (tip.op, tip.hash, version)
         for cid, account in accounts.items():
+            before = self.accounts.pop(cid, None)
+            if before is not None:
+                self.held -= _size(before)
             self.accounts[cid] = account
-            self.accounts.move_to_end(cid)
-        while len(self.accounts) > self.limit:
-            self.accounts.popitem(last=False)
+            self.held += _size(account)
+        while self.held > self.budget and self.accounts:
+            _, gone = self.accounts.popitem(last=False)
+            self.held -= _size(gone)
+
+
+def _size(account: Account) -> int:
+    return 1 + len(account.lots) + len(account.qualifying) + len(account.uses)
 
 
 def load(
@@ -343,11 +356,12 @@ def accounts(
     if not ids:
         return {}
     capped = sorted(ruleset.capped_rules) if ruleset is not None else []
-    rows = conn.execute(_ACCOUNTS, (json.dumps(ids), json.dumps(capped))).fetchall()
-    return build(rows, ruleset)
+    # Built as the rows come: a chunk's accounts can be tens of thousands of rows,
+    # and holding them all at once would be most of an import's memory.
+    return build(conn.execute(_ACCOUNTS, (json.dumps(ids), json.dumps(capped))), ruleset)
 
 
-def build(rows: Sequence[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, Account]:
+def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, Account]:
     """Accounts from the rows of the accounts statement. Their tier inputs are
     worked out here, once, in the metric of `ruleset`'s tiers."""
     policy = None if ruleset is None else ruleset.tiers
