@@ -234,6 +234,29 @@ def test_outstanding_is_what_the_balances_add_up_to(built: tuple[Shop, Model]) -
         assert doc["points_outstanding"] == sum(balances), as_of
 
 
+def test_overdue_points_summed_at_once_equal_them_lot_by_lot(built: tuple[Shop, Model]) -> None:
+    """The summary sums what expired lots were given less what was drawn from
+    them, without reading when each draw's debit was dated (a lot is drawn from
+    while live or written off on its expiry day); that must give what the lots
+    hold one by one, debits read, as of any day."""
+    import contextlib
+    import sqlite3
+
+    from loyalty_cli.clock import day_start, stamp, zone
+    from loyalty_cli.store import reports as sql
+
+    shop, _ = built
+    tz = zone("Europe/London")
+    held = []
+    with contextlib.closing(sqlite3.connect(shop.db)) as conn:
+        for as_of in [date(2023, 6, 1), date(2024, 1, 11), date(2024, 6, 30), date(2026, 1, 1)]:
+            until = stamp(day_start(as_of + timedelta(days=1), tz))
+            lot_by_lot = sum(left for _, left in sql._overdue(conn, until, as_of))
+            assert sql.overdue(conn, until, as_of) == lot_by_lot, as_of
+            held.append(lot_by_lot)
+    assert any(held)
+
+
 def test_points_past_expiry_count_for_no_one_before_the_nightly_step(shop: Shop) -> None:
     shop.rules.write_text(RULES)
     shop.ok("enroll", "eve", "--at", "2023-01-10T12:00")
