@@ -84,7 +84,7 @@ def test_decisions_and_the_domain_are_pure() -> None:
 
 def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path) -> None:
     # Start-up is a budget (see docs/benchmarks.md): the commands a till calls
-    # most must not pay for PyYAML, Rich or the evaluator.
+    # most must not pay for PyYAML, Rich, the evaluator, hashing or migrations.
     import subprocess
     import sys
 
@@ -105,7 +105,8 @@ def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path
         "except SystemExit as e:\n"
         "    assert e.code in (0, None), e.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules} | set(sys.modules)\n"
-        "print(sorted(loaded & {'yaml', 'rich', 'loyalty_cli.evaluator', 'loyalty_cli.rules', 'pydantic'}))\n"
+        "print(sorted(loaded & {'yaml', 'rich', 'loyalty_cli.evaluator', 'loyalty_cli.rules',"
+        " 'pydantic', 'hashlib', 'loyalty_cli.store.migrations', 'loyalty_cli.store.legacy'}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True

@@ -23,7 +23,8 @@ from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
 from loyalty_cli.errors import InputMissing, Refused, TamperDetected
 from loyalty_cli.rules import load_rules, parse_rules
 from loyalty_cli.store import Store, snapshots
-from loyalty_cli.store.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, TRIGGERS
+from loyalty_cli.store.migrations import MIGRATIONS
+from loyalty_cli.store.schema import APPLICATION_ID, SCHEMA_VERSION, TRIGGERS
 
 from .conftest import EXAMPLE_RULES, Shop
 

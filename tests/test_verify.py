@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from loyalty_cli.store.chain import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS, op_hash
+from loyalty_cli.store.chain import op_hash
+from loyalty_cli.store.schema import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS
 
 from .conftest import Shop
 

@@ -14,20 +14,6 @@ import hashlib
 import json
 from collections.abc import Sequence
 
-# The order of the fields each hash covers; verify reads them back in this order.
-OP_FIELDS = (
-    "id, kind, customer_id, occurred, recorded, ruleset, last_entry, txn, content, "
-    "amount_cents, event, category, sku, quantity, reward, reason, tier, tier_from, until, "
-    "refund_of, clawback, profile"
-)
-ENTRY_FIELDS = (
-    "id, op_id, customer_id, kind, points, occurred, rule, reward, reason, detail, "
-    "earned_on, available_on, expires_on"
-)
-DRAW_FIELDS = "id, entry_id, lot_id, points"
-RUN_FIELDS = "id, command, as_of, started, finished, summary"
-PROFILE_FIELDS = "id, name, email, phone, birthday, referred_by, enrolled, birthday_set"
-
 
 def canonical(row: Sequence[object]) -> str:
     """A row as JSON (bytes as hex): one C call per row, and no two different

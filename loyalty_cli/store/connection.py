@@ -172,7 +172,9 @@ class Connection:
                 if current == 0 and tables == 0:
                     schema.create(self.conn)
                 else:
-                    for migration in schema.MIGRATIONS[current:]:
+                    from .migrations import MIGRATIONS
+
+                    for migration in MIGRATIONS[current:]:
                         migration(self.conn)
                 self.conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
                 self.conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")

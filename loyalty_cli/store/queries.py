@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 from ..clock import day_number, from_day_number, stamp
 from ..lots import Lot
-from .chain import run_hash
 
 _FAR = 1 << 62  # after every stored time
 
@@ -165,6 +164,8 @@ def add_run(
     summary: str,
 ) -> None:
     """Record an unattended run, extending the runs' own chain."""
+    from .chain import run_hash  # hashing: not for the reads most commands are
+
     last = conn.execute("SELECT id, hash FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     run_id, previous = (1, b"") if last is None else (last[0] + 1, last[1])
     run = (run_id, command, as_of, stamp(started_at), stamp(finished_at), summary)

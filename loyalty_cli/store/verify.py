@@ -31,17 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..kinds import EntryKind, OpKind
-from .chain import (
-    DRAW_FIELDS,
-    ENTRY_FIELDS,
-    OP_FIELDS,
-    PROFILE_FIELDS,
-    RUN_FIELDS,
-    op_hash,
-    profile_digest,
-    run_hash,
-)
-from .schema import TRIGGERS
+from .chain import op_hash, profile_digest, run_hash
+from .schema import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS, PROFILE_FIELDS, RUN_FIELDS, TRIGGERS
 
 CHANGED = "was changed, inserted or removed outside loyalty"
 

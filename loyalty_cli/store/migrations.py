@@ -1,0 +1,228 @@
+"""The migrations that bring an older ledger to the current schema, imported
+only when a file needs one (everyday commands never pay for them).
+
+MIGRATIONS[n] brings schema n to n + 1: schema 1 to 4 are in legacy.py; m005
+moves a schema-4 ledger to the lean store (schema.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..clock import day_number, stamp
+from ..errors import TamperDetected
+from . import legacy
+from .chain import op_hash, profile_digest, run_hash
+from .schema import (
+    INDEXES,
+    SCHEMA_VERSION,
+    TABLES,
+    _triggers,
+    insert_rows,
+)
+
+
+def _moment(text: str) -> int:
+    """A schema-4 stored time ('2026-11-27T14:00:00Z'; years before 1000 were
+    written unpadded, '1-01-01T...') as seconds since 1970."""
+    date_part, _, rest = text.partition("-")
+    padded = f"{int(date_part):04d}-{rest}"
+    return stamp(datetime.fromisoformat(padded.removesuffix("Z")).replace(tzinfo=UTC))
+
+
+def _day(text: str | None) -> int | None:
+    if text is None:
+        return None
+    return day_number(datetime.fromisoformat(text).date())
+
+
+def m005_lean(conn: sqlite3.Connection) -> None:
+    """The lean store: a third of the bytes per purchase. Times and days become
+    integers, rules versions small ids, hashes 32-byte blobs; a lot's dates move
+    into its credit entry, a refund's into its operation; columns that repeated
+    their operation leave the entries; one hash per operation covers the
+    operation with every entry, lot and draw it wrote; profiles and runs are
+    chained too.
+
+    Only a ledger that passes schema 4's own checks is converted (else nothing
+    changes and the owner is told why). The chain is re-anchored: the
+    conversion ends with a `migrate` operation naming each old chain's head, so
+    heads noted before (from `verify --json`) still prove the history. Old award
+    lines keep the words they were written with."""
+    found, heads = legacy.audit(conn)
+    if found:
+        raise TamperDetected(
+            [
+                "the ledger fails verify, so it was not upgraded (nothing changed); "
+                f"restore it from a backup: {found[0]}",
+                *found[1:],
+            ]
+        )
+    for table in ("operations", "entries", "lots", "draws", "refunds", "rulesets", "customers"):
+        conn.execute(f"ALTER TABLE {table} RENAME TO v4_{table}")
+    conn.execute("ALTER TABLE runs RENAME TO v4_runs")
+    for name in [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")]:
+        if not name.startswith("sqlite_"):
+            conn.execute(f"DROP INDEX {name}")
+    for statement in TABLES:
+        conn.execute(statement)
+
+    # rules texts: small ids in the order they were first used
+    rulesets: dict[str, int] = {}
+    for number, (version, source, text, first_used, tz) in enumerate(
+        conn.execute(
+            "SELECT version, source, text, first_used_at, timezone FROM v4_rulesets "
+            "ORDER BY first_used_at, rowid"
+        ).fetchall(),
+        1,
+    ):
+        rulesets[version] = number
+        conn.execute(
+            "INSERT INTO rulesets (id, version, source, text, timezone, first_used) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (number, bytes.fromhex(version), source, text, tz or "UTC", _moment(first_used)),
+        )
+    versions = {number: bytes.fromhex(version).hex() for version, number in rulesets.items()}
+
+    # customers: their birthday's set date as schema 4 judged it, counted from
+    # when it was recorded if later; a new salt each
+    birthday_set = {
+        cid: _moment(max(occurred, recorded))
+        for cid, occurred, recorded in conn.execute(
+            "SELECT customer_id, occurred_at, recorded_at FROM v4_operations "
+            "WHERE kind = 'profile' AND json_extract(request, '$.birthday') IS NOT NULL "
+            "ORDER BY id"
+        )
+    }
+    profiles: dict[str, tuple[bytes, tuple[Any, ...]]] = {}
+    for cid, name, email, phone, birthday, referred_by, enrolled, recorded in conn.execute(
+        "SELECT id, name, email, phone, birthday, referred_by, enrolled_at, recorded_at "
+        "FROM v4_customers ORDER BY id"
+    ).fetchall():
+        salt = os.urandom(16)
+        set_at = birthday_set.get(cid, max(_moment(enrolled), _moment(recorded)))
+        conn.execute(
+            "INSERT INTO customers (id, name, email, phone, birthday, referred_by, enrolled, "
+            "recorded, birthday_set, salt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, name, email, phone, birthday, referred_by, _moment(enrolled),
+             _moment(recorded), set_at, salt),
+        )  # fmt: skip
+        fields = (cid, name, email, phone, birthday, referred_by, _moment(enrolled), set_at)
+        profiles[cid] = (salt, fields)
+    # The digest of each customer's profile goes on their latest enroll or
+    # profile operation: the chain proves the profile as it stands.
+    latest_profile_op = {
+        cid: op_id
+        for cid, op_id in conn.execute(
+            "SELECT customer_id, MAX(id) FROM v4_operations "
+            "WHERE kind IN ('enroll', 'profile') GROUP BY customer_id"
+        )
+    }
+
+    refunds = {
+        op_id: (purchase, clawback)
+        for op_id, purchase, clawback in conn.execute(
+            "SELECT id, purchase_op_id, clawback FROM v4_refunds"
+        )
+    }
+    lots = {
+        lot_id: (_day(earned), _day(available), _day(expires))
+        for lot_id, earned, available, expires in conn.execute(
+            "SELECT id, earned_on, available_on, expires_on FROM v4_lots"
+        )
+    }
+    entries_of: dict[int, list[tuple[Any, ...]]] = {}
+    for row in conn.execute(
+        "SELECT e.id, e.op_id, e.customer_id, e.kind, e.points, e.rule, e.reward, e.reason, "
+        "e.detail FROM v4_entries e ORDER BY e.id"
+    ):
+        entries_of.setdefault(row[1], []).append(row)
+    draws_of: dict[int, list[tuple[int, int, int, int]]] = {}
+    for draw in conn.execute("SELECT id, entry_id, lot_id, points FROM v4_draws ORDER BY id"):
+        draws_of.setdefault(draw[1], []).append(draw)
+
+    previous = b""
+    last_entry = 0
+    op_rows: list[tuple[object, ...]] = []
+    entry_rows: list[tuple[object, ...]] = []
+    draw_rows: list[tuple[object, ...]] = []
+    select = f"SELECT {legacy.OPERATION_COLUMNS} FROM v4_operations ORDER BY id"
+    for row in conn.execute(select):
+        op_id, txn, kind, cid, event, amount, category, sku, quantity, reward, reason = row[:11]
+        occurred_at, recorded_at, version, request = row[11:15]
+        occurred, recorded = _moment(occurred_at), _moment(recorded_at)
+        asked = json.loads(request)
+        tier = tier_from = until = refund_of = clawback = None
+        if kind == "tier":
+            tier = asked.get("to") or asked.get("tier")
+            tier_from = asked.get("from")
+            until = _day(asked.get("until"))
+        if kind == "refund":
+            refund_of, clawback = refunds[op_id]
+        if kind == "profile":
+            # The values stay in the customers table only: the chain keeps digests.
+            reason = ", ".join(sorted(k for k in asked if k != "customer_id"))
+        content = None
+        if txn is not None:
+            content = hashlib.sha256(request.encode("utf-8")).digest()[:8]
+        profile = None
+        if latest_profile_op.get(cid) == op_id:
+            salt, fields = profiles[cid]
+            profile = profile_digest(salt, fields)
+        mine = entries_of.get(op_id, [])
+        rows = []
+        debits = []
+        for e_id, _op, e_cid, e_kind, points, rule, e_reward, e_reason, detail in mine:
+            earned, available, expires = lots.get(e_id, (None, None, None))
+            rows.append(
+                (e_id, op_id, e_cid, e_kind, points, occurred, rule, e_reward, e_reason, detail,
+                 earned, available, expires)
+            )  # fmt: skip
+            debits += draws_of.get(e_id, [])
+        if rows:
+            last_entry = int(rows[-1][0])
+        ruleset = None if version is None else rulesets[version]
+        op = (
+            op_id, kind, cid, occurred, recorded, ruleset, last_entry, txn, content, amount,
+            event, category, sku, quantity, reward, reason, tier, tier_from, until, refund_of,
+            clawback, profile,
+        )  # fmt: skip
+        hashed = (*op[:5], None if ruleset is None else versions[ruleset], *op[6:])
+        previous = op_hash(previous, hashed, rows, debits)
+        op_rows.append((*op, previous))
+        entry_rows += rows
+        draw_rows += debits
+    insert_rows(conn, op_rows, entry_rows, draw_rows)
+
+    now = stamp(datetime.now(UTC))
+    note = json.dumps({"from_schema": 4, "heads": heads}, sort_keys=True)
+    op = (len(op_rows) + 1, "migrate", None, now, now, None, last_entry, None, None, None,
+          None, None, None, None, None, note, None, None, None, None, None, None)  # fmt: skip
+    previous = op_hash(previous, op, [], [])
+    insert_rows(conn, [(*op, previous)], [], [])
+
+    run_previous = b""
+    for row in conn.execute(
+        "SELECT id, command, as_of, started_at, finished_at, summary FROM v4_runs ORDER BY id"
+    ).fetchall():
+        run = (row[0], row[1], row[2], _moment(row[3]), _moment(row[4]), row[5])
+        run_previous = run_hash(run_previous, run)
+        conn.execute(
+            "INSERT INTO runs (id, command, as_of, started, finished, summary, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*run, run_previous),
+        )
+    for table in ("runs", "refunds", "draws", "lots", "entries", "operations", "rulesets"):
+        conn.execute(f"DROP TABLE v4_{table}")
+    conn.execute("DROP TABLE v4_customers")
+    for statement in (*INDEXES, *_triggers()):
+        conn.execute(statement)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (*legacy.MIGRATIONS, m005_lean)
+assert len(MIGRATIONS) == SCHEMA_VERSION
