@@ -14,15 +14,11 @@ from datetime import UTC, date, datetime
 
 from . import lots
 from .clock import iso, shop_day, stamp, zone
-from .errors import LoyaltyError, Refused
+from .errors import LoyaltyError, unknown_customer
 from .lots import Holdings
 from .store import Store, queries
 from .store.queries import HistoryRow
 from .values import from_cents
-
-
-def refuse_unknown(customer_id: str) -> Refused:
-    return Refused(f"unknown customer {customer_id!r} (enroll them first: loyalty enroll ID)")
 
 
 def shop_today(store: Store, now: datetime) -> date:
@@ -84,7 +80,7 @@ def balance(
     with store.snapshot():
         name = queries.exists(store.conn, customer_id)
         if name is None:
-            raise refuse_unknown(customer_id)
+            raise unknown_customer(customer_id)
         until = None if as_of is None else stamp(as_of)
         by_kind = queries.points_by_kind(store.conn, customer_id, until)
         held = queries.lots(store.conn, customer_id, until)
@@ -139,7 +135,7 @@ def history(
     until = None if as_of is None else stamp(as_of)
     with store.snapshot():
         if queries.exists(store.conn, customer_id) is None:
-            raise refuse_unknown(customer_id)
+            raise unknown_customer(customer_id)
         held = holdings(store, customer_id, shop_today(store, as_of or now), until)
         rows = queries.history(store.conn, customer_id, limit, until)
         details = explain(store, rows)

@@ -64,9 +64,11 @@ def say(line: str) -> None:
 
 class LoyaltyGroup(TyperGroup):
     """The single error boundary: every LoyaltyError ends here, and click's usage
-    errors too, each as one `error:` line."""
+    errors too, each as one `error:` line on stderr and, when JSON was asked for
+    (or stdout is not a terminal), as one `{"error": {...}}` document on stdout."""
 
     def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        _output.reset(list(args))
         try:
             return super().make_context(info_name, args, parent, **extra)
         except _UsageError as error:
@@ -78,9 +80,55 @@ class LoyaltyGroup(TyperGroup):
         except LoyaltyError as error:
             for line in error.lines():
                 say(f"error: {line}")
+            _output.error(error.to_json())
             raise typer.Exit(error.exit_code) from None
         except _UsageError as error:
             raise _usage(error) from None
+
+
+class _Output:
+    """What the error boundary needs to know about this run's stdout: whether the
+    command chose JSON, and whether it already printed its one document (then an
+    error adds none: `verify` and `import-csv` say what went wrong in theirs)."""
+
+    def __init__(self) -> None:
+        self.reset([])
+
+    def reset(self, args: list[str]) -> None:
+        self.args = args
+        self.choice: bool | None = None
+        self.parsed = False
+        self.quiet = False
+        self.printed = False
+
+    def chosen(self, params: dict[str, Any]) -> None:
+        """A command's parsed options: --json/--no-json and --quiet."""
+        self.parsed = True
+        self.choice = params.get("as_json")
+        self.quiet = bool(params.get("quiet"))
+
+    def wants_json(self) -> bool:
+        """As `show` decides, and for arguments that did not parse, by the last of
+        --json/--no-json among them; --quiet keeps a pipe's stdout empty."""
+        choice = self.choice
+        if not self.parsed:
+            words = [a for a in self.args[: _end(self.args)] if a in ("--json", "--no-json")]
+            choice = None if not words else words[-1] == "--json"
+        if choice is None:
+            return not self.quiet and not sys.stdout.isatty()
+        return choice
+
+    def error(self, doc: dict[str, Any]) -> None:
+        if self.wants_json() and not self.printed:
+            _write_json(doc)
+
+
+def _end(args: list[str]) -> int:
+    """Where options end: at `--`, after which every word is an argument."""
+    return args.index("--") if "--" in args else len(args)
+
+
+_output = _Output()
 
 
 def _usage(error: Exception) -> Exception:
@@ -90,8 +138,20 @@ def _usage(error: Exception) -> Exception:
     context = getattr(error, "ctx", None)
     where = getattr(context, "command_path", "loyalty")
     message = error.format_message() if hasattr(error, "format_message") else str(error)
-    say(f"error: {message.rstrip('.')} (see '{where} --help')")
+    message = message.rstrip(".")
+    say(f"error: {message} (see '{where} --help')")
+    param = getattr(error, "param", None)
+    field = _param_name(param) if param is not None else None
+    _output.error(BadArgument(message, field=field).to_json())
     return typer.Exit(2)
+
+
+def _param_name(param: Any) -> str:
+    """An option as typed (`--points`), an argument as shown (`CUSTOMER_ID`)."""
+    opts = getattr(param, "opts", None) or []
+    if getattr(param, "param_type_name", "") == "option" and opts:
+        return str(opts[0])
+    return str(getattr(param, "metavar", None) or getattr(param, "name", "") or "").upper()
 
 
 class LoyaltyCommand(TyperCommand):
@@ -103,6 +163,7 @@ class LoyaltyCommand(TyperCommand):
         if any(len(a) > 1 and a[0] == "-" and a[1].isdigit() for a in args):
             ctx.ignore_unknown_options = True
         result: list[str] = super().parse_args(ctx, args)
+        _output.chosen(ctx.params)
         return result
 
 
@@ -181,7 +242,19 @@ def open_ledger(db: Path | None, *, create: bool = True) -> Store:
     path = _db_path(db)
     if db is None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return Store.open(path, create=create, timeout=_timeout())
+    with _about(path):
+        return Store.open(path, create=create, timeout=_timeout())
+
+
+@contextmanager
+def _about(path: Path) -> Iterator[None]:
+    """An error opening a file names it as `file` in the JSON error."""
+    try:
+        yield
+    except LoyaltyError as error:
+        if error.exit_code != BadArgument.exit_code:
+            error.facts.setdefault("file", str(path))
+        raise
 
 
 def load(rules: Path | None) -> Ruleset:
@@ -189,7 +262,9 @@ def load(rules: Path | None) -> Ruleset:
 
     if rules is None:
         _not_blank("LOYALTY_RULES")
-    return load_rules(rules or default_rules())
+    path = rules or default_rules()
+    with _about(path):
+        return load_rules(path)
 
 
 def now() -> datetime:
@@ -234,15 +309,21 @@ def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
     if as_json is None:
         as_json = not sys.stdout.isatty()
     if as_json:
-        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-        try:
-            sys.stdout.write(text)
-        except UnicodeEncodeError:  # a file name that is not UTF-8: escape it
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        _write_json(doc)
         return
     from . import render
 
     render.show(view, doc)
+
+
+def _write_json(doc: dict[str, Any]) -> None:
+    """The run's one JSON document on stdout."""
+    _output.printed = True
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:  # a file name that is not UTF-8: escape it
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
 
 def _record(

@@ -58,18 +58,50 @@ class Problem(NamedTuple):
         return f"{self.location}: {self.message}"
 
 
+Fact = str | int | None
+
+
 class LoyaltyError(Exception):
-    """Base of every error meant for a user. Subclasses fix the exit code."""
+    """Base of every error meant for a user. Subclasses fix the exit code and the
+    default `code`, a stable snake_case word scripts can branch on.
+
+    `field` names the option or argument at fault (`--amount`), `facts` carries
+    what a script needs to act on the refusal (a redemption's `balance` and
+    `shortfall`; an input's `file` and `line`). All of it reaches JSON output."""
 
     exit_code = REFUSED
+    code = "refused"
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        **facts: Fact,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+        self.facts: dict[str, Fact] = facts
 
     def lines(self) -> list[str]:
         """What the CLI prints, one `error:` line each."""
         return [self.message]
+
+    def to_json(self) -> dict[str, object]:
+        """`{"error": {...}}`: the document a script that asked for JSON reads."""
+        doc: dict[str, object] = {
+            "code": self.code,
+            "exit": self.exit_code,
+            "message": self.message,
+        }
+        if self.field is not None:
+            doc["field"] = self.field
+        doc.update(self.facts)
+        return {"error": doc}
 
 
 class Refused(LoyaltyError):
@@ -79,39 +111,72 @@ class Refused(LoyaltyError):
     exit_code = REFUSED
 
 
+def unknown_customer(customer_id: str, what: str = "customer") -> Refused:
+    """The refusal of an id the ledger does not know (a customer, or a referrer)."""
+    return Refused(
+        f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)",
+        code="unknown_customer",
+        field="--referred-by" if what == "referrer" else "CUSTOMER_ID",
+        customer_id=customer_id,
+    )
+
+
 class BadArgument(LoyaltyError):
     """A command-line value that cannot be used (an amount of 'abc', a bad --at)."""
 
     exit_code = USAGE
+    code = "usage"
 
 
 class DataRejected(LoyaltyError):
     exit_code = DATA_REJECTED
+    code = "data_rejected"
 
 
 class InputMissing(LoyaltyError):
     """A file we need is missing or unreadable, or the database cannot be opened."""
 
     exit_code = INPUT_MISSING
+    code = "input_missing"
 
 
 class Busy(LoyaltyError):
     exit_code = BUSY
+    code = "busy"
 
 
 class RulesInvalid(LoyaltyError):
     """Every problem found in a rules file, collected before failing."""
 
     exit_code = RULES_INVALID
+    code = "rules_invalid"
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         count = len(problems)
         summary = f"{count} problem{'s' if count != 1 else ''} in the rules file"
-        super().__init__(f"{problems[0]}" if count == 1 else summary)
+        first = problems[0].location
+        super().__init__(
+            f"{problems[0]}" if count == 1 else summary, file=first.file, line=first.line
+        )
 
     def lines(self) -> list[str]:
         return [str(p) for p in self.problems]
+
+    def to_json(self) -> dict[str, object]:
+        doc = super().to_json()
+        error = doc["error"]
+        assert isinstance(error, dict)
+        error["problems"] = [
+            {
+                "file": p.location.file,
+                "line": p.location.line,
+                "col": p.location.col,
+                "message": p.message,
+            }
+            for p in self.problems
+        ]
+        return doc
 
 
 class TamperDetected(LoyaltyError):
@@ -119,6 +184,7 @@ class TamperDetected(LoyaltyError):
     the most telling problem (the first bad entry comes first); `--json` lists all."""
 
     exit_code = REFUSED
+    code = "tampered"
 
     def __init__(self, problems: list[str]) -> None:
         more = len(problems) - 1

@@ -187,11 +187,11 @@ def read_source(
         with path.open("rb") as stream:
             digest, lines = _scan(name, stream, decoder, None)
     except FileNotFoundError:
-        raise InputMissing(f"{name}: no such file") from None
+        raise InputMissing(f"{name}: no such file", file=name) from None
     except IsADirectoryError:
-        raise InputMissing(f"{name}: is a directory, not a CSV file") from None
+        raise InputMissing(f"{name}: is a directory, not a CSV file", file=name) from None
     except OSError as exc:
-        raise InputMissing(f"{name}: cannot be read: {exc.strerror}") from None
+        raise InputMissing(f"{name}: cannot be read: {exc.strerror}", file=name) from None
     return Source(name, path, digest, lines)
 
 
@@ -211,7 +211,9 @@ def _scan(
             line = lines + block[: exc.start].count(b"\n") + 1
             raise DataRejected(
                 f"{name}:{line}: not valid text in this encoding "
-                "(pass --encoding, e.g. --encoding latin-1)"
+                "(pass --encoding, e.g. --encoding latin-1)",
+                file=name,
+                line=line,
             ) from None
         lines += block.count(b"\n")
         if copy is not None:
@@ -238,11 +240,17 @@ def rows(source: Source, options: Options) -> tuple[dict[str, int], list[str], I
     try:
         header = next(reader, None)
         if header is None:
-            raise DataRejected(f"{source.name}:1: the file is empty (expected a header row)")
+            raise DataRejected(
+                f"{source.name}:1: the file is empty (expected a header row)",
+                file=source.name,
+                line=1,
+            )
         columns = _columns(source.name, header, options.mapping)
     except csv.Error as exc:
         handle.close()
-        raise DataRejected(f"{source.name}:1: the header row cannot be read: {exc}") from None
+        raise DataRejected(
+            f"{source.name}:1: the header row cannot be read: {exc}", file=source.name, line=1
+        ) from None
     except DataRejected:
         handle.close()
         raise
@@ -301,7 +309,9 @@ def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> di
                     raise DataRejected(
                         f"{name}:1: columns {index + 1} and {again + 1} are both named "
                         f"'{header[index]}', so which one is the {fld} is not clear; "
-                        "rename one"
+                        "rename one",
+                        file=name,
+                        line=1,
                     )
                 found[fld] = index
                 break
@@ -309,14 +319,19 @@ def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> di
             if fld in mapping:
                 raise DataRejected(
                     f"{name}:1: --map {fld}={mapping[fld]}: no such column "
-                    f"(columns are: {', '.join(header)})"
+                    f"(columns are: {', '.join(header)})",
+                    field="--map",
+                    file=name,
+                    line=1,
                 )
     required = ["customer_id", "date"] + ([] if "event" in found else ["amount"])
     for fld in required:
         if fld not in found:
             raise DataRejected(
                 f"{name}:1: missing column '{fld}' (columns are: {', '.join(header)}); "
-                f"name it, or map it with --map {fld}=COLUMN"
+                f"name it, or map it with --map {fld}=COLUMN",
+                file=name,
+                line=1,
             )
     return found
 

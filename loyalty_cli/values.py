@@ -57,20 +57,25 @@ def parse_amount(text: str, *, what: str = "--amount", allow_zero: bool = False)
     raw = text.strip()
     if len(raw) > 40 or not _PLAIN_DECIMAL.fullmatch(raw):
         if raw.lower() in ("nan", "inf", "infinity", "-inf", "+inf", "snan"):
-            raise BadArgument(f"{what} '{text}' is not a finite number (write it like 42.50)")
+            raise BadArgument(
+                f"{what} '{text}' is not a finite number (write it like 42.50)", field=what
+            )
         if raw.startswith("-") and _PLAIN_DECIMAL.fullmatch(raw[1:]):
-            raise BadArgument(f"{what} '{text}' must be greater than zero")
+            raise BadArgument(f"{what} '{text}' must be greater than zero", field=what)
         raise BadArgument(
             f"{what} {_shown(text)} is not a number (write it like 42.50, with a dot and "
-            "no separators)"
+            "no separators)",
+            field=what,
         )
     value = Decimal(raw)
     if value == 0 and not allow_zero:
-        raise BadArgument(f"{what} '{text}' must be greater than zero")
+        raise BadArgument(f"{what} '{text}' must be greater than zero", field=what)
     if value > MAX_AMOUNT:
-        raise BadArgument(f"{what} '{text}' is larger than the maximum of {MAX_AMOUNT:,}")
+        raise BadArgument(
+            f"{what} '{text}' is larger than the maximum of {MAX_AMOUNT:,}", field=what
+        )
     if value != value.quantize(CENTS):
-        raise BadArgument(f"{what} '{text}' has more than two decimal places")
+        raise BadArgument(f"{what} '{text}' has more than two decimal places", field=what)
     return value.quantize(CENTS)
 
 
@@ -85,7 +90,8 @@ def from_cents(cents: int) -> Decimal:
 def check_points(points: int, what: str) -> int:
     if abs(points) > MAX_POINTS:
         raise BadArgument(
-            f"{what} {points} is beyond the limit of {MAX_POINTS:,} points for one operation"
+            f"{what} {points} is beyond the limit of {MAX_POINTS:,} points for one operation",
+            field=what,
         )
     return points
 
@@ -95,7 +101,9 @@ def check_points(points: int, what: str) -> int:
 
 def check_day(day: date, text: str, what: str) -> date:
     if not EARLIEST <= day <= LATEST:
-        raise BadArgument(f"{what} '{text}' is out of range: dates run from {EARLIEST} to {LATEST}")
+        raise BadArgument(
+            f"{what} '{text}' is out of range: dates run from {EARLIEST} to {LATEST}", field=what
+        )
     return day
 
 
@@ -117,7 +125,8 @@ def parse_at(
     except ValueError:
         raise BadArgument(
             f"{what} {_shown(text)} is not an ISO 8601 time (write it like 2026-11-27T14:30 "
-            "or 2026-11-27T14:30:00+01:00)"
+            "or 2026-11-27T14:30:00+01:00)",
+            field=what,
         ) from None
     check_day(moment.date(), raw, what)
     if moment.tzinfo is None:
@@ -125,14 +134,16 @@ def parse_at(
         if local.astimezone(UTC).astimezone(shop_tz).replace(tzinfo=None) != moment:
             raise BadArgument(
                 f"{what} '{raw}' does not exist in the shop's time zone ({shop_tz}): the "
-                "clocks went forward over it; give the time with its UTC offset"
+                "clocks went forward over it; give the time with its UTC offset",
+                field=what,
             )
         moment = local
     at = moment.astimezone(UTC).replace(microsecond=0)
     if latest is not None and at > latest:
         raise BadArgument(
             f"{what} '{raw}' is in the future (after {format_utc(latest)}); "
-            "record what happened, when it happened"
+            "record what happened, when it happened",
+            field=what,
         )
     return at
 
@@ -158,11 +169,14 @@ def parse_date(text: str, *, what: str = "--birthday", latest: date | None = Non
         day = date.fromisoformat(text.strip())
     except ValueError:
         raise BadArgument(
-            f"{what} {_shown(text)} is not a date (write it like 1990-04-17)"
+            f"{what} {_shown(text)} is not a date (write it like 1990-04-17)",
+            field=what,
         ) from None
     check_day(day, text.strip(), what)
     if latest is not None and day > latest:
-        raise BadArgument(f"{what} '{text.strip()}' is in the future (today is {latest})")
+        raise BadArgument(
+            f"{what} '{text.strip()}' is in the future (today is {latest})", field=what
+        )
     return day
 
 
@@ -175,11 +189,11 @@ def check_text(value: str, what: str, limit: int = TEXT_MAX, *, lines: bool = Fa
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadArgument(f"{what} is not valid UTF-8 text") from None
+        raise BadArgument(f"{what} is not valid UTF-8 text", field=what) from None
     if (_CONTROL_BUT_LINES if lines else _CONTROL).search(value):
-        raise BadArgument(f"{what} {value[:60]!r} contains control characters")
+        raise BadArgument(f"{what} {value[:60]!r} contains control characters", field=what)
     if len(value) > limit:
-        raise BadArgument(f"{what} is longer than {limit:,} characters")
+        raise BadArgument(f"{what} is longer than {limit:,} characters", field=what)
     return value
 
 
@@ -187,7 +201,9 @@ def check_customer_id(customer_id: str, *, what: str = "customer id") -> str:
     """Ids are stored exactly as given; we only refuse what cannot be typed back."""
     check_text(customer_id, what, CUSTOMER_ID_MAX)
     if not customer_id or customer_id != customer_id.strip():
-        raise BadArgument(f"{what} '{customer_id}' is empty or has leading/trailing spaces")
+        raise BadArgument(
+            f"{what} '{customer_id}' is empty or has leading/trailing spaces", field=what
+        )
     return customer_id
 
 

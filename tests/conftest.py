@@ -93,13 +93,27 @@ class Shop:
         return doc
 
     def fails(self, code: int, *args: str) -> str:
-        """Run, assert the exit code, and return the single stderr error line."""
+        """Run, assert the exit code, and return the single stderr error line.
+        stdout (a pipe here) holds nothing but the same error as JSON."""
         result = self.run(*args)
         assert result.exit_code == code, (result.exit_code, result.output)
-        assert result.stdout == "", result.stdout
         lines = result.stderr.strip().splitlines()
         assert lines and all(line.startswith("error: ") for line in lines), result.stderr
+        check_error_json(result.stdout, code, lines)
         return result.stderr.strip()
+
+
+def check_error_json(stdout: str, code: int, lines: list[str]) -> dict[str, Any]:
+    """The JSON error document of a failed run: one key, the same exit code, and a
+    message that is the stderr line's (a rules file's summary stands for its lines)."""
+    doc: dict[str, Any] = json.loads(stdout)
+    assert list(doc) == ["error"], doc
+    error: dict[str, Any] = doc["error"]
+    assert error["exit"] == code, error
+    assert isinstance(error["code"], str) and error["code"], error
+    if error["code"] != "rules_invalid":
+        assert lines[0].startswith(f"error: {error['message']}"), (lines, error)
+    return error
 
 
 @pytest.fixture

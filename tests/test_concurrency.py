@@ -24,7 +24,7 @@ import pytest
 from loyalty_cli.store import Store
 from loyalty_cli.store import connection as ledger_module
 
-from .conftest import Shop, loyalty_command
+from .conftest import Shop, check_error_json, loyalty_command
 
 WELCOME = 100  # the welcome rule in conftest's BASIC_RULES
 BUSY = 75
@@ -128,10 +128,12 @@ def assert_race_outcome(
     assert len(wins) == expected_wins, [(r.returncode, r.stderr) for r in results]
     for loss in losses:
         assert loss.returncode == 1, loss.stderr
-        assert loss.stdout == ""
         lines = loss.stderr.strip().splitlines()
         assert len(lines) == 1, loss.stderr
         assert lines[0].startswith("error: insufficient points"), loss.stderr
+        error = check_error_json(loss.stdout, 1, lines)  # a pipe: the error as JSON too
+        assert error["code"] == "insufficient_points"
+        assert error["shortfall"] == error["needed"] - error["available"] > 0
     docs = [json.loads(w.stdout) for w in wins]
     for doc in docs:
         assert doc["kind"] == "redeem"
@@ -223,10 +225,10 @@ def test_a_write_blocked_by_a_held_lock_gives_up_after_the_busy_timeout_with_exi
         result = till.run(*command, env={"LOYALTY_BUSY_TIMEOUT": "0.3"})
         elapsed = time.monotonic() - began
     assert result.returncode == BUSY, (result.returncode, result.stderr)
-    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
+    assert check_error_json(result.stdout, BUSY, lines)["code"] == "busy"
     assert "busy" in lines[0]
     assert elapsed < ledger_module.DEFAULT_TIMEOUT, "LOYALTY_BUSY_TIMEOUT was not honoured"
     # Released: nothing was written.

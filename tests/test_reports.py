@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Shop
+from tests.conftest import Shop, check_error_json
 
 RULES = """\
 program: {name: Report Shop, currency: EUR, timezone: Europe/London, point_value: 0.05}
@@ -589,7 +589,7 @@ def test_bad_input(built: tuple[Shop, Model], args: list[str], code: int, messag
     shop, _ = built
     result = shop.run("report", *args)
     assert result.exit_code == code, result.output
-    assert result.stdout == ""
+    check_error_json(result.stdout, code, result.stderr.splitlines())
     assert message in result.stderr
 
 

@@ -26,7 +26,7 @@ from loyalty_cli.rules import (
     parse_rules,
 )
 
-from .conftest import EXAMPLE_RULES, Shop, loyalty_command
+from .conftest import EXAMPLE_RULES, Shop, check_error_json, loyalty_command
 
 HEAD = "program: {name: Shop, timezone: Europe/London}\n"
 TIERS = HEAD + "tiers:\n  metric: spend\n  window: lifetime\n  levels:\n"
@@ -792,7 +792,8 @@ def test_a_fifo_with_no_writer_is_refused_at_once_and_a_pipe_with_one_is_read(
         timeout=30,
         check=False,
     )
-    assert (result.returncode, result.stdout) == (66, "")
+    assert result.returncode == 66
+    assert check_error_json(result.stdout, 66, result.stderr.splitlines())["file"] == str(fifo)
     assert result.stderr == (
         f"error: rules file {fifo} is not a regular file and gave nothing to read "
         "(a FIFO with no writer, or a device?)\n"
@@ -855,7 +856,8 @@ def test_a_report_with_an_unreadable_default_rules_file_is_one_line(
         ["report", "--json"],
         env={"LOYALTY_DB": str(shop.db), "LOYALTY_RULES": None},  # type: ignore[dict-item]
     )
-    assert (result.exit_code, result.stdout) == (66, "")
+    assert result.exit_code == 66
+    check_error_json(result.stdout, 66, result.stderr.splitlines())
     assert result.stderr == (
         f"error: rules file {config / 'loyalty' / 'rules.yaml'} cannot be read: "
         "File name too long\n"

@@ -41,7 +41,8 @@ def test_installed_command_round_trip_with_json_on_stdout(tmp_path: Path) -> Non
 def test_installed_command_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     env = cron_env(tmp_path)
     missing = run(["balance", "C1"], env)
-    assert (missing.returncode, missing.stdout) == (66, "")
+    assert missing.returncode == 66
+    assert json.loads(missing.stdout)["error"]["code"] == "input_missing"  # a pipe: JSON
     assert missing.stderr.startswith("error: no ledger at") and missing.stderr.count("\n") == 1
     run(["enroll", "C1"], env)
     refused = run(["redeem", "C1", "--points", "1000"], env)

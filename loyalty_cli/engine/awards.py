@@ -10,7 +10,7 @@ from datetime import date, datetime
 from .. import account as accounts
 from ..account import Account, Profile, Use
 from ..clock import zone
-from ..errors import BadArgument, Refused, did_you_mean
+from ..errors import BadArgument, Refused, did_you_mean, unknown_customer
 from ..evaluator import base_of, evaluate, line_detail
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
@@ -42,14 +42,17 @@ def check_event(ruleset: Ruleset, event: str) -> str:
 
 
 def refuse_unknown(customer_id: str, what: str = "customer") -> Refused:
-    return Refused(f"unknown {what} {customer_id!r} (enroll them first: loyalty enroll ID)")
+    return unknown_customer(customer_id, what)
 
 
 def conflict(txn: str, earlier: Recorded) -> Refused:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(earlier.shown().items()) if v is not None)
     return Refused(
         f"txn {txn!r} was already used for a different operation ({shown}, "
-        f"at {format_utc(earlier.occurred_at)}); use a new --txn"
+        f"at {format_utc(earlier.occurred_at)}); use a new --txn",
+        code="txn_conflict",
+        field="--txn",
+        txn=txn,
     )
 
 
@@ -296,7 +299,10 @@ def enroll(book: Book, request: EnrollRequest) -> EnrollResult:
         if not request.exist_ok:
             raise Refused(
                 f"customer {request.customer_id!r} is already enrolled "
-                "(add --exist-ok to make enroll a no-op for existing customers)"
+                "(add --exist-ok to make enroll a no-op for existing customers)",
+                code="already_enrolled",
+                field="CUSTOMER_ID",
+                customer_id=request.customer_id,
             )
         award = AwardResult(
             existing.id,

@@ -69,7 +69,9 @@ def redeem(book: Book, request: RedeemRequest) -> PointsResult:
             known = sorted(ruleset.rewards)
             hint = did_you_mean(request.reward, known)
             raise Refused(
-                f"unknown reward '{request.reward}'{hint}; rewards: {', '.join(known) or 'none'}"
+                f"unknown reward '{request.reward}'{hint}; rewards: {', '.join(known) or 'none'}",
+                code="unknown_reward",
+                field="--reward",
             )
         cost, reason = reward.cost, reason or reward.name
         chosen = reward
@@ -77,7 +79,11 @@ def redeem(book: Book, request: RedeemRequest) -> PointsResult:
         def guard(account: Account, at: datetime) -> None:
             refusal = reward_refusal(account, ruleset, chosen, at)
             if refusal is not None:
-                raise Refused(f"reward '{chosen.id}' is not available: {refusal}")
+                raise Refused(
+                    f"reward '{chosen.id}' is not available: {refusal}",
+                    code="reward_unavailable",
+                    field="--reward",
+                )
 
     assert cost is not None
     if cost <= 0:
@@ -177,7 +183,7 @@ def _spend(
         )
     else:
         if held.available + points < 0:
-            raise Refused(short(customer_id, held, -points))
+            raise short(customer_id, held, -points, kind)
         entry = NewEntry(
             id=ids.entry(),
             customer_id=customer_id,
@@ -212,9 +218,20 @@ def _spend(
     )
 
 
-def short(customer_id: str, held: Holdings, needed: int) -> str:
+def short(customer_id: str, held: Holdings, needed: int, kind: str) -> Refused:
+    """The refusal of a spend the balance cannot cover, with the figures a script
+    needs to offer something smaller: what is held, what was needed, the gap."""
     waiting = f" (and {held.pending} pending)" if held.pending else ""
-    return (
+    shortfall = needed - held.available
+    return Refused(
         f"insufficient points: {customer_id!r} has {held.available}{waiting}, needs {needed} "
-        f"(short by {needed - held.available})"
+        f"(short by {shortfall})",
+        code="insufficient_points",
+        field="--points" if kind == "redeem" else "POINTS",
+        customer_id=customer_id,
+        balance=held.balance,
+        available=held.available,
+        pending=held.pending,
+        needed=needed,
+        shortfall=shortfall,
     )

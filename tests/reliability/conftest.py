@@ -2,9 +2,10 @@
 input, and the one contract every outcome is held to.
 
 The contract: a command either succeeds (exit 0, one JSON document on stdout) or
-fails with a documented exit code (1, 2, 65, 66, 75, 78), nothing on stdout and
-`error:` lines on stderr (`rejected:` lines too, for import-csv). Never a
-traceback, a hang, runaway memory, or a changed ledger after a refusal.
+fails with a documented exit code (1, 2, 65, 66, 75, 78), nothing on stdout but its
+JSON error (`{"error": {..., "exit": CODE}}`), and `error:` lines on stderr
+(`rejected:` lines too, for import-csv). Never a traceback, a hang, runaway memory,
+or a changed ledger after a refusal.
 
 Soak: `LOYALTY_SOAK=1` (or `--soak` when this folder is given to pytest) runs 10x
 the kills, fuzz examples and concurrency rounds; `LOYALTY_SOAK=N` (N > 1) runs Nx.
@@ -336,12 +337,20 @@ def contract_problems(
         if not any(line.startswith("error: ") for line in lines):
             problems.append("failed without an error: line on stderr")
         if outcome.stdout.strip():
-            parses = False
+            doc: Any = None
             with contextlib.suppress(ValueError):
-                json.loads(outcome.stdout)
-                parses = True
-            if not (summary_on_65 and outcome.code == 65 and parses):
-                problems.append(f"failed but wrote to stdout: {outcome.stdout[:200]!r}")
+                doc = json.loads(outcome.stdout)
+            is_error = (
+                isinstance(doc, dict)
+                and list(doc) == ["error"]
+                and isinstance(doc["error"], dict)
+                and doc["error"].get("exit") == outcome.code
+            )
+            if not (is_error or (summary_on_65 and outcome.code == 65 and doc is not None)):
+                problems.append(
+                    "failed but wrote to stdout something other than its JSON error: "
+                    f"{outcome.stdout[:200]!r}"
+                )
     return problems
 
 

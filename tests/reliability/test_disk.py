@@ -27,6 +27,7 @@ from ..conftest import EXAMPLE_RULES
 from .conftest import (
     REPORTS,
     assert_contract,
+    contract_problems,
     facts,
     facts_diff,
     inprocess_env,
@@ -241,7 +242,7 @@ def test_a_read_only_ledger_answers_reads_and_refuses_writes_with_exit_66_saying
             lines = [line for line in outcome.stderr.splitlines() if line.strip()]
             if (
                 outcome.code != 66
-                or outcome.stdout.strip()
+                or contract_problems(outcome, {66})
                 or len(lines) != 1
                 or not lines[0].startswith("error: ")
                 or "read-only" not in lines[0]
