@@ -163,8 +163,36 @@ class LoyaltyCommand(TyperCommand):
         if any(len(a) > 1 and a[0] == "-" and a[1].isdigit() for a in args):
             ctx.ignore_unknown_options = True
         result: list[str] = super().parse_args(ctx, args)
+        _inherit(ctx)
         _output.chosen(ctx.params)
         return result
+
+
+# The options that may come before the command as well as after it.
+_GLOBAL = {"db": "--db", "rules": "--rules", "as_json": "--json/--no-json"}
+
+
+def _inherit(ctx: Any) -> None:
+    """`loyalty --db x balance C1` as `loyalty balance C1 --db x`: an option given
+    before the command counts unless the command's own command line gives it too
+    (an environment variable gives way to either). One the command does not take is
+    refused, as it would be after the command."""
+    root = ctx.find_root()
+    if root is ctx:
+        return
+    for name, shown in _GLOBAL.items():
+        value = root.params.get(name)
+        if value is None:
+            continue
+        if name not in ctx.params:
+            raise BadArgument(
+                f"{shown} does not apply to '{ctx.command_path}' (see '{ctx.command_path} "
+                "--help')",
+                field=shown.split("/")[0],
+            )
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name != "COMMANDLINE":
+            ctx.params[name] = value
 
 
 app = typer.Typer(
@@ -172,7 +200,7 @@ app = typer.Typer(
     help="Customer loyalty points for small shops: an append-only ledger with rules in YAML.",
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -437,8 +465,23 @@ def _main(
             "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
         ),
     ] = False,
+    db: Annotated[
+        Path | None,
+        typer.Option("--db", help="Ledger file, for the command that follows (as its --db)."),
+    ] = None,
+    rules: Annotated[
+        Path | None,
+        typer.Option("--rules", help="Rules file, for the command that follows (as its --rules)."),
+    ] = None,
+    as_json: Annotated[
+        bool | None,
+        typer.Option("--json/--no-json", help="JSON or a table, for the command that follows."),
+    ] = None,
 ) -> None:
-    """Customer loyalty points for small shops: an append-only ledger with rules in YAML."""
+    """Customer loyalty points for small shops: an append-only ledger with rules in YAML.
+
+    --db, --rules and --json go before the command or after it: loyalty --db x balance C1.
+    """
 
 
 @command()
@@ -984,7 +1027,7 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
         raise TamperDetected(report.problems)
 
 
-@rules_app.command("check", epilog=EXIT_CODES_HELP)
+@rules_app.command("check", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
 def rules_check(
     file: Annotated[
         Path | None,

@@ -1,0 +1,72 @@
+"""--db, --rules and --json/--no-json before the command or after it, and shell
+completion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from .conftest import Shop, check_error_json, loyalty_command
+
+
+def test_options_before_the_command_work_as_after_it(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    other = shop.dir / "other.db"
+    before = shop.run("--db", str(other), "--json", "enroll", "C2")
+    assert before.exit_code == 0, before.output
+    after = shop.run("balance", "C2", "--db", str(other), "--json")
+    assert json.loads(after.stdout)["balance"] == 100
+    # the same command, the option on either side of it, the same answer
+    front = shop.run("--db", str(other), "balance", "C2", "--json")
+    assert front.stdout == after.stdout
+    # C2 is not in the ledger LOYALTY_DB names: the option before the command won
+    assert shop.run("balance", "C2", "--json").exit_code == 1
+
+
+def test_the_command_s_own_option_wins_over_one_before_it(shop: Shop) -> None:
+    shop.ok("enroll", "C1")
+    missing = shop.dir / "missing.db"
+    result = shop.run("--db", str(missing), "balance", "C1", "--db", str(shop.db), "--json")
+    assert result.exit_code == 0, result.output
+    assert shop.run("--no-json", "balance", "C1", "--json").stdout.startswith("{")
+
+
+def test_rules_and_no_json_before_the_command(shop: Shop) -> None:
+    rules = shop.dir / "double.yaml"
+    rules.write_text(
+        "program: {name: D, currency: USD, timezone: Europe/London}\n"
+        "earn:\n  - {id: welcome, on: enroll, points: 200}\n"
+    )
+    assert json.loads(shop.run("--rules", str(rules), "enroll", "C1").stdout)["points"] == 200
+    table = shop.run("--no-json", "balance", "C1")
+    assert table.exit_code == 0
+    assert not table.stdout.startswith("{")
+    assert "C1" in table.stdout
+
+
+def test_an_option_the_command_does_not_take_is_refused_before_it_too(shop: Shop) -> None:
+    result = shop.run("--rules", str(shop.rules), "verify")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --rules does not apply to '")
+    assert " verify' (see '" in result.stderr
+    assert check_error_json(result.stdout, 2, result.stderr.splitlines())["field"] == "--rules"
+
+
+def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_LOYALTY_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        done = subprocess.run(
+            loyalty_command(), env=env, capture_output=True, text=True, check=False, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert complete("loyalty bal") == ["balance"]
+    assert "--as-of" in complete("loyalty report --")
