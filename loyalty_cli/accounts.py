@@ -120,9 +120,15 @@ class HistoryResult:
     customer_id: str
     balance: int
     entries: list[dict[str, object]]
+    timezone: str
 
     def to_json(self) -> dict[str, object]:
-        return {"customer_id": self.customer_id, "balance": self.balance, "entries": self.entries}
+        return {
+            "customer_id": self.customer_id,
+            "timezone": self.timezone,
+            "balance": self.balance,
+            "entries": self.entries,
+        }
 
 
 def history(
@@ -139,8 +145,9 @@ def history(
         held = holdings(store, customer_id, shop_today(store, as_of or now), until)
         rows = queries.history(store.conn, customer_id, limit, until)
         details = explain(store, rows)
+        timezone = queries.shop_timezone(store.conn) or "UTC"
     return HistoryResult(
-        customer_id, held.balance, [entry_json(row, details[row.id]) for row in rows]
+        customer_id, held.balance, [entry_json(row, details[row.id]) for row in rows], timezone
     )
 
 

@@ -186,8 +186,7 @@ def _inherit(ctx: Any) -> None:
             continue
         if name not in ctx.params:
             raise BadArgument(
-                f"{shown} does not apply to '{ctx.command_path}' (see '{ctx.command_path} "
-                "--help')",
+                f"{shown} does not apply to '{ctx.command_path}' (see '{ctx.command_path} --help')",
                 field=shown.split("/")[0],
             )
         source = ctx.get_parameter_source(name)
@@ -300,13 +299,15 @@ def now() -> datetime:
 
 
 def _at(text: str | None, ruleset: Ruleset, *, write: bool = True) -> datetime | None:
-    """--at in the shop's time zone; a write may not be dated later than a day from now."""
+    """--at (a write: when it happened) or --as-of (a read: as the ledger stood then),
+    in the shop's time zone; a write may not be dated later than a day from now."""
     if text is None:
         return None
     from zoneinfo import ZoneInfo
 
     latest = latest_write(now()) if write else None
-    return parse_at(text, ZoneInfo(ruleset.program.timezone), latest=latest)
+    what = "--at" if write else "--as-of"
+    return parse_at(text, ZoneInfo(ruleset.program.timezone), what=what, latest=latest)
 
 
 def _today(ruleset: Ruleset) -> date:
@@ -405,6 +406,16 @@ AtOption = Annotated[
         "--at",
         help="When it happened, ISO 8601 (2026-11-27T14:30). Naive times are shop-local. "
         "Default: now.",
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        "--at",
+        help="As the ledger stood at this time (later entries left out), ISO 8601 "
+        "(2026-11-27 or 2026-11-27T14:30); naive times are shop-local. Default: now. "
+        "--at is the same option.",
     ),
 ]
 TxnOption = Annotated[
@@ -706,7 +717,15 @@ def tier(
     until: Annotated[
         str | None, typer.Option(help="With --set: the last day the floor holds, YYYY-MM-DD.")
     ] = None,
-    at: AtOption = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            "--at",
+            help="The tier as it stood at this time, ISO 8601 (2026-11-27T14:30; naive times "
+            "are shop-local); with --set, when the floor is set. Default: now.",
+        ),
+    ] = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
@@ -750,7 +769,7 @@ def rewards(
         str | None,
         typer.Argument(metavar="[CUSTOMER_ID]", help="Show what this customer can redeem now."),
     ] = None,
-    at: AtOption = None,
+    at: AsOfOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
@@ -954,16 +973,6 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-AsOfOption = Annotated[
-    str | None,
-    typer.Option(
-        "--at",
-        help="As the ledger stood at this time (later entries left out), ISO 8601; "
-        "naive times are shop-local. Default: now.",
-    ),
-]
-
-
 def _as_of(store: Store, text: str | None) -> datetime | None:
     """--at on a read: shop-local by the time zone the ledger's rules last used."""
     if text is None:
@@ -973,7 +982,7 @@ def _as_of(store: Store, text: str | None) -> datetime | None:
     from .store.queries import shop_timezone
 
     name = shop_timezone(store.conn)
-    return parse_at(text, ZoneInfo(name) if name else UTC)
+    return parse_at(text, ZoneInfo(name) if name else UTC, what="--as-of")
 
 
 @command()
@@ -1149,8 +1158,10 @@ def report(
         str | None,
         typer.Option(
             "--as-of",
+            "--at",
             help="Balances, tiers, segments and liability as the ledger stood at the end of "
-            "this shop-local day, YYYY-MM-DD. Default: --to, else today.",
+            "this shop-local day, YYYY-MM-DD. Default: --to, else today. --at is the same "
+            "option.",
         ),
     ] = None,
     by: Annotated[

@@ -22,6 +22,12 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def shop_time(moment: datetime, tz: tzinfo) -> str:
+    """A moment as a person in the shop reads it: local, with its UTC offset, in the
+    form --at takes back (2026-11-27T14:30:00+00:00)."""
+    return moment.astimezone(tz).isoformat(timespec="seconds")
+
+
 def shop_day(moment: datetime, tz: tzinfo) -> date:
     """The one definition of "the day something happened": its date in the shop."""
     return moment.astimezone(tz).date()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -265,9 +266,12 @@ def _balance_table(docs: list[Doc]) -> None:
 
 
 def history(doc: Doc) -> None:
+    from zoneinfo import ZoneInfo
+
+    shop = ZoneInfo(doc["timezone"])
     table = _table(
         "Id",
-        "When (UTC)",
+        "When (shop time)",
         "Kind",
         "Points",
         "Rule / reward",
@@ -275,11 +279,12 @@ def history(doc: Doc) -> None:
         title=f"{doc['customer_id']} · balance {doc['balance']}",
     )
     when = table.columns[1]
-    when.no_wrap, when.min_width = True, 16  # "2026-11-22 16:31": never cut or wrapped
+    when.no_wrap, when.min_width = True, 23  # "2026-11-22 16:31 +00:00": never cut or wrapped
     for e in doc["entries"]:
+        local = datetime.fromisoformat(e["occurred_at"]).astimezone(shop)
         table.add_row(
             str(e["id"]),
-            e["occurred_at"][:16].replace("T", " "),
+            f"{local:%Y-%m-%d %H:%M} {local.isoformat()[-6:]}",
             e["kind"],
             _signed(e["points"]),
             e["rule"] or e["reward"] or "",

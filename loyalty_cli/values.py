@@ -141,7 +141,8 @@ def parse_at(
     at = moment.astimezone(UTC).replace(microsecond=0)
     if latest is not None and at > latest:
         raise BadArgument(
-            f"{what} '{raw}' is in the future (after {format_utc(latest)}); "
+            f"{what} '{raw}' is in the future (after "
+            f"{latest.astimezone(shop_tz).isoformat(timespec='seconds')}); "
             "record what happened, when it happened",
             field=what,
         )
@@ -168,8 +169,12 @@ def parse_date(text: str, *, what: str = "--birthday", latest: date | None = Non
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
+        # The example fits the option: a birthday for --birthday, a day of now for
+        # --as-of, --from, --to and --until; a time where a day is wanted is named.
+        example = "1990-04-17" if what == "--birthday" else "2026-11-30"
+        shape = " (a date only, without a time)" if "T" in text or ":" in text else ""
         raise BadArgument(
-            f"{what} {_shown(text)} is not a date (write it like 1990-04-17)",
+            f"{what} {_shown(text)} is not a date{shape} (write it like {example})",
             field=what,
         ) from None
     check_day(day, text.strip(), what)

@@ -5,11 +5,11 @@ after writing off what expired and before recording a tier change."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 
 from .. import account as accounts
 from ..account import Account, Profile, Use
-from ..clock import zone
+from ..clock import shop_time, zone
 from ..errors import BadArgument, Refused, did_you_mean, unknown_customer
 from ..evaluator import base_of, evaluate, line_detail
 from ..kinds import EntryKind, OpKind
@@ -45,11 +45,11 @@ def refuse_unknown(customer_id: str, what: str = "customer") -> Refused:
     return unknown_customer(customer_id, what)
 
 
-def conflict(txn: str, earlier: Recorded) -> Refused:
+def conflict(txn: str, earlier: Recorded, tz: tzinfo) -> Refused:
     shown = ", ".join(f"{k}={v}" for k, v in sorted(earlier.shown().items()) if v is not None)
     return Refused(
         f"txn {txn!r} was already used for a different operation ({shown}, "
-        f"at {format_utc(earlier.occurred_at)}); use a new --txn",
+        f"at {shop_time(earlier.occurred_at, tz)}); use a new --txn",
         code="txn_conflict",
         field="--txn",
         txn=txn,
@@ -69,7 +69,7 @@ def earlier(
     if found.content != content_digest(content) or (
         at is not None and at.replace(microsecond=0) != found.occurred_at
     ):
-        raise conflict(txn, found)
+        raise conflict(txn, found, zone(book.ruleset.program.timezone))
     return found
 
 
