@@ -64,11 +64,11 @@ class BalanceResult:
             "expiring_30_days": sum(points for _, points in held.expiring),
             "next_expiry": held.expiring[0][0].isoformat() if held.expiring else None,
             "expiring": [{"date": day.isoformat(), "points": n} for day, n in held.expiring],
-            "earned": self.earned,
-            "redeemed": self.redeemed,
-            "adjusted": self.adjusted,
-            "expired": self.expired,
-            "refunded": self.refunded,
+            "points_earned": self.earned,
+            "points_redeemed": self.redeemed,
+            "points_adjusted": self.adjusted,
+            "points_expired": self.expired,
+            "points_refunded": self.refunded,
         }
 
 
@@ -101,7 +101,7 @@ def balance(
 
 def entry_json(row: HistoryRow, detail: str | None) -> dict[str, object]:
     return {
-        "id": row.id,
+        "entry": row.id,
         "occurred_at": iso(row.occurred),
         "kind": row.kind,
         "points": row.points,

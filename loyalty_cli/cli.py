@@ -941,7 +941,7 @@ def import_csv(
         render.show("import", doc)
     if summary.rejected:
         where = f"; see {rejects}" if rejects else " (pass --rejects FILE to keep them)"
-        raise DataRejected(f"{summary.rejected} of {summary.rows} rows rejected{where}")
+        raise DataRejected(f"{summary.rejected} of {summary.rows_read} rows rejected{where}")
 
 
 @contextmanager
@@ -1053,14 +1053,14 @@ def rules_check(
     program = ruleset.program
     doc = {
         "file": ruleset.source,
-        "version": ruleset.version,
+        "rules_version": ruleset.version,
         "program": program.name,
         "currency": program.currency,
         "timezone": program.timezone,
         "rounding": program.rounding,
         "rules": [
             {
-                "id": r.id,
+                "rule": r.id,
                 "on": r.on,
                 "priority": r.priority,
                 "stop": r.stop,
@@ -1068,7 +1068,9 @@ def rules_check(
             }
             for r in ruleset.rules
         ],
-        "rewards": [{"id": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()],
+        "rewards": [
+            {"reward": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()
+        ],
     }
     show(doc, "rules", as_json)
 

@@ -438,7 +438,7 @@ KEPT_BUDGET = 40_000
 @dataclass
 class ImportSummary:
     files: list[str]
-    rows: int = 0
+    rows_read: int = 0
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -573,7 +573,7 @@ def import_sources(
             chunk: list[tuple[Row, Parsed | LoyaltyError]] = []
             exhausted = True
             for row in left:
-                summary.rows += 1
+                summary.rows_read += 1
                 on_row()
                 try:
                     chunk.append((row, parse_row(row, source, options, tz, now)))
@@ -693,6 +693,11 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
                 f"unknown customer {row.customer_id!r} "
                 "(enroll them first, or pass --enroll-unknown)"
             )
-        awards.enroll(book, EnrollRequest(row.customer_id, at=row.at, salt=os.urandom(16)))
+        enrolled = awards.enroll(
+            book, EnrollRequest(row.customer_id, at=row.at, salt=os.urandom(16))
+        )
+        result = awards.earn(book, request)
+        # The summary's points are every point the row moved: the welcome too.
+        return enrolled.award.award.points + result.award.points, result.duplicate
     result = awards.earn(book, request)
     return result.award.points, result.duplicate

@@ -38,7 +38,7 @@ class NightlySummary:
     as_of: str
     days_from: str
     days_to: str
-    customers: int = 0
+    members: int = 0  # the customers it went through: every one enrolled
     birthdays: int = 0
     birthday_points: int = 0
     birthdays_refused: int = 0  # set or changed too recently
@@ -80,7 +80,7 @@ def run_nightly(store: Store, ruleset: Ruleset, as_of: date, now: datetime) -> N
                 account = book.account(cid)
                 assert account is not None
                 expired, before, after = night(book, account, as_of)
-                summary.customers += 1
+                summary.members += 1
                 if expired:
                     summary.expired_customers += 1
                     summary.expired_points += expired

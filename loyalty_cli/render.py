@@ -124,14 +124,17 @@ def tier(doc: Doc) -> None:
     if doc["perks"]:
         head.append(f" · {doc['perks']}")
     _console.print(head)
-    unit = "spent" if doc["metric"] == "spend" else "points earned"
+    spend = doc["metric"] == "spend"
+    unit = "spent" if spend else "points earned"
+    suffix = "_spend" if spend else "_points"
+    qualifying, to_next, to_keep = (doc[k + suffix] for k in ("qualifying", "to_next", "to_keep"))
     since = f" since {doc['window_start']}" if doc["window_start"] else ""
-    _console.print(f"Qualifying: {doc['qualifying']} {unit}{since} ({doc['window']})")
+    _console.print(f"Qualifying: {qualifying} {unit}{since} ({doc['window']})")
     if doc["next_tier"]:
-        _console.print(f"Next: {doc['next_tier']}, {doc['to_next']} more to reach it")
+        _console.print(f"Next: {doc['next_tier']}, {to_next} more to reach it")
     if doc["tier_until"]:
-        short = doc["to_keep"] not in (None, 0, "0.00")
-        keep = f"; {doc['to_keep']} more in this window keeps it longer" if short else ""
+        short = to_keep not in (None, 0, "0.00")
+        keep = f"; {to_keep} more in this window keeps it longer" if short else ""
         _console.print(f"Held until {doc['tier_until']}{keep}")
     if doc["override"]:
         floor = doc["override"]
@@ -162,7 +165,7 @@ def rewards(doc: Doc) -> None:
             conditions.append(
                 f"{reward['available_from'] or '...'} to {reward['available_to'] or '...'}"
             )
-        row = [reward["id"], reward["name"], str(reward["cost"]), "; ".join(conditions)]
+        row = [reward["reward"], reward["name"], str(reward["cost"]), "; ".join(conditions)]
         if who:
             row.append(
                 Text("yes", "green") if reward["can_redeem"] else Text(reward["why_not"], "yellow")
@@ -178,7 +181,7 @@ def nightly(doc: Doc) -> None:
         else (f"{doc['days_from']} to {doc['days_to']}")
     )
     _console.print(
-        Text.assemble(("Nightly step", "bold"), f" for {days}: {doc['customers']} customers")
+        Text.assemble(("Nightly step", "bold"), f" for {days}: {doc['members']} members")
     )
     table = _table("Step", "Count", "Points")
     table.columns[1].justify = table.columns[2].justify = "right"
@@ -194,7 +197,7 @@ def nightly(doc: Doc) -> None:
 
 
 def profile(doc: Doc) -> None:
-    changed = ", ".join(doc["changed"]) or "nothing (same as before)"
+    changed = ", ".join(doc["changed_fields"]) or "nothing (same as before)"
     _console.print(Text.assemble((doc["customer_id"], "bold"), f" updated: {changed}"))
 
 
@@ -259,8 +262,8 @@ def _balance_table(docs: list[Doc]) -> None:
             str(doc["available"]),
             str(doc["pending"]),
             expiring,
-            str(doc["earned"]),
-            str(doc["redeemed"]),
+            str(doc["points_earned"]),
+            str(doc["points_redeemed"]),
         )
     _console.print(table)
 
@@ -283,7 +286,7 @@ def history(doc: Doc) -> None:
     for e in doc["entries"]:
         local = datetime.fromisoformat(e["occurred_at"]).astimezone(shop)
         table.add_row(
-            str(e["id"]),
+            str(e["entry"]),
             f"{local:%Y-%m-%d %H:%M} {local.isoformat()[-6:]}",
             e["kind"],
             _signed(e["points"]),
@@ -295,7 +298,8 @@ def history(doc: Doc) -> None:
 
 def verify(doc: Doc) -> None:
     counts = (
-        f"{doc['entries']} entries, {doc['operations']} operations, {doc['customers']} customers"
+        f"{doc['entry_count']} entries, {doc['operation_count']} operations, "
+        f"{doc['members']} members"
     )
     if doc["ok"]:
         _console.print(
@@ -312,13 +316,13 @@ def rules(doc: Doc) -> None:
         Text.assemble(
             (doc["program"], "bold"),
             f" · {doc['currency']} · {doc['timezone']} · rounding {doc['rounding']} · "
-            f"version {doc['version'][:12]}",
+            f"version {doc['rules_version'][:12]}",
         )
     )
     table = _table("Rule", "On", "Priority", "Stop", "Line")
     for rule in doc["rules"]:
         table.add_row(
-            rule["id"],
+            rule["rule"],
             rule["on"],
             str(rule["priority"]),
             "stop" if rule["stop"] else "",
@@ -328,7 +332,7 @@ def rules(doc: Doc) -> None:
     if doc["rewards"]:
         table = _table("Reward", "Name", "Cost")
         for reward in doc["rewards"]:
-            table.add_row(reward["id"], reward["name"], str(reward["cost"]))
+            table.add_row(reward["reward"], reward["name"], str(reward["cost"]))
         _console.print(table)
     _console.print(f"{doc['file']}: OK, {len(doc['rules'])} rules, {len(doc['rewards'])} rewards")
 
@@ -436,7 +440,7 @@ def report_summary(doc: Doc) -> None:
 
 def report_customers(doc: Doc) -> None:
     cur = doc["currency"]
-    shown = len(doc["customers"])
+    shown = len(doc["rows"])
     title = f"Customers by {doc['sort']}, {_span(doc)}: {shown} of {doc['total']}"
     table = _report_table(
         "Customer",
@@ -452,7 +456,7 @@ def report_customers(doc: Doc) -> None:
         numeric=5,
         title=title,
     )
-    for c in doc["customers"]:
+    for c in doc["rows"]:
         table.add_row(
             c["customer_id"],
             c["name"] or "",
@@ -594,7 +598,7 @@ def report_tiers(doc: Doc) -> None:
 
 
 def report_segments(doc: Doc) -> None:
-    if "members" in doc:
+    if "rows" in doc:
         cur = doc["currency"]
         table = _report_table(
             "Customer",
@@ -605,9 +609,9 @@ def report_segments(doc: Doc) -> None:
             "Purchases",
             "Spend",
             numeric=3,
-            title=f"Segment {doc['segment']}, {_span(doc)}: {len(doc['members'])} customers",
+            title=f"Segment {doc['segment']}, {_span(doc)}: {len(doc['rows'])} customers",
         )
-        for m in doc["members"]:
+        for m in doc["rows"]:
             table.add_row(
                 m["customer_id"],
                 m["name"] or "",

@@ -335,7 +335,7 @@ class Customers:
             "sort": self.sort,
             "top": self.top,
             "total": self.total,
-            "customers": [row.to_json() for row in self.rows],
+            "rows": [row.to_json() for row in self.rows],
         }
 
     def table(self) -> Table:
@@ -581,12 +581,13 @@ class Tiers:
         return {
             "report": "tiers",
             **self.period.to_json(),
-            "customers": sum(self.counts.values()),
+            "members": sum(self.counts.values()),
             "upgrades": sum(m[2] for m in up),
             "downgrades": sum(m[2] for m in down),
             "tiers": tiers,
             "movements": [
-                {"from": a, "to": b, "changes": n, "customers": c} for a, b, n, c in self.moves
+                {"from_tier": a, "to_tier": b, "changes": n, "customers": c}
+                for a, b, n, c in self.moves
             ],
         }
 
@@ -711,7 +712,7 @@ class Segments:
         }
         if self.only is not None:
             doc["segment"] = self.only
-            doc["members"] = [row.to_json() for row in self.scored]
+            doc["rows"] = [row.to_json() for row in self.scored]
         return doc
 
     def table(self) -> Table:
@@ -720,8 +721,7 @@ class Segments:
             return Table(
                 ("segment", "customers", "share"), [list(s.values()) for s in doc["segments"]]
             )
-        members = doc["members"]
-        return Table(SCORED_COLUMNS, [list(m.values()) for m in members])
+        return Table(SCORED_COLUMNS, [list(m.values()) for m in doc["rows"]])
 
 
 def segments(store: Store, shop: Shop, span: Period, only: str | None = None) -> Segments:

@@ -123,7 +123,7 @@ def test_enroll_with_referral_pays_the_referrer_once(shop: Shop) -> None:
         "phone": None,
         "birthday": "1990-04-17",
         "referred_by": "ann",
-        "enrolled_at": "2026-11-19T09:00:00Z",
+        "occurred_at": "2026-11-19T09:00:00Z",
         "points": 100,
         "balance": 100,
         "lines": [{"rule": "welcome", "points": 100, "detail": "100 points"}],
@@ -160,11 +160,11 @@ def test_balance_json_shape(shop: Shop) -> None:
         "expiring_30_days": 0,
         "next_expiry": None,
         "expiring": [],
-        "earned": 150,
-        "redeemed": 30,
-        "adjusted": -5,
-        "expired": 0,
-        "refunded": 0,
+        "points_earned": 150,
+        "points_redeemed": 30,
+        "points_adjusted": -5,
+        "points_expired": 0,
+        "points_refunded": 0,
     }
 
 
@@ -253,8 +253,8 @@ def test_rules_check_summarises_the_file(shop: Shop) -> None:
         "Europe/London",
         "floor",
     )
-    assert [r["id"] for r in doc["rules"]] == ["base", "shoes", "welcome", "referral", "review"]
-    assert doc["rewards"] == [{"id": "coffee", "name": "Free coffee", "cost": 100}]
+    assert [r["rule"] for r in doc["rules"]] == ["base", "shoes", "welcome", "referral", "review"]
+    assert doc["rewards"] == [{"reward": "coffee", "name": "Free coffee", "cost": 100}]
 
 
 def test_version_flag(shop: Shop) -> None:

@@ -188,7 +188,7 @@ def test_racing_purchases_all_land_and_keep_the_hash_chain_intact(till: Till) ->
     assert till.balance("C1") == start + sum(amounts)
     verify = till.verify()
     assert verify["entries"] == 1 + len(amounts)
-    assert verify["operations"] == 1 + len(amounts)
+    assert verify["operation_count"] == 1 + len(amounts)
 
 
 def test_racing_retries_of_one_receipt_record_it_once_and_report_the_rest_as_duplicates(
@@ -201,7 +201,7 @@ def test_racing_retries_of_one_receipt_record_it_once_and_report_the_rest_as_dup
     assert sorted(doc["duplicate"] for doc in docs) == [False] + [True] * 5
     assert {doc["points"] for doc in docs} == {12}
     assert till.balance("C1") == start + 12
-    assert till.verify()["operations"] == 2
+    assert till.verify()["operation_count"] == 2
 
 
 # --- a busy ledger ---------------------------------------------------------------

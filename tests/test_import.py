@@ -81,7 +81,7 @@ def imported(shop: Shop, *args: str) -> dict[str, object]:
 )
 def test_till_formats(till: Shop, text: str, extra: list[str], bom: bool) -> None:
     doc = imported(till, write(till, text, bom=bom), *extra)
-    assert (doc["rows"], doc["imported"]) == (1, 1)
+    assert (doc["rows_read"], doc["imported"]) == (1, 1)
     history = till.ok("history", "C1")["entries"]
     assert history[0]["txn"] == "R1"
     assert history[0]["amount"] in ("12.50", "1012.50")
@@ -125,7 +125,7 @@ def test_bad_rows_are_rejected_with_their_line_and_never_stop_the_good_ones(till
     result = till.run("import-csv", path, "--rejects", str(rejects), "--json")
     assert result.exit_code == 65, result.output
     doc = json.loads(result.stdout)
-    assert (doc["rows"], doc["imported"], doc["rejected"]) == (9, 1, 8)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"]) == (9, 1, 8)
     reasons = [
         line.split(": ", 2)[1:]
         for line in result.stderr.splitlines()
@@ -150,7 +150,7 @@ def test_bad_rows_are_rejected_with_their_line_and_never_stop_the_good_ones(till
         [f"{path}:9", "amount '0' must be greater than zero"],
         [
             f"{path}:10",
-            "txn 'R1' was already used for a different operation (amount=10.00, customer_id=C1, event=purchase, at 2026-11-20T00:00:00Z); use a new --txn",
+            "txn 'R1' was already used for a different operation (amount=10.00, customer_id=C1, event=purchase, at 2026-11-20T00:00:00+00:00); use a new --txn",
         ],
     ]
     assert result.stderr.splitlines()[-1] == f"error: 8 of 9 rows rejected; see {rejects}"
@@ -227,7 +227,11 @@ def test_dry_run_writes_nothing_and_sees_its_own_rows(till: Shop) -> None:
     )
     before = entry_count(till.db)
     doc = imported(till, path, "--dry-run", "--enroll-unknown")
-    assert (doc["dry_run"], doc["imported"], doc["points"]) == (True, 2, 10 + 5)
+    assert (doc["dry_run"], doc["imported"], doc["points"]) == (
+        True,
+        2,
+        100 + 10 + 5,
+    )  # welcome too
     assert entry_count(till.db) == before
     assert till.fails(1, "balance", "C9")
 
@@ -240,7 +244,7 @@ def test_each_run_is_recorded_started_and_finished(till: Shop) -> None:
     assert [command for command, _ in runs] == ["import-started", "import"]
     finished = json.loads(runs[1][1])
     assert finished["files"][0]["name"] == path and len(finished["files"][0]["sha256"]) == 64
-    assert (finished["rows"], finished["imported"]) == (1, 1)
+    assert (finished["rows_read"], finished["imported"]) == (1, 1)
 
 
 def test_standard_input(till: Shop) -> None:
@@ -401,7 +405,7 @@ def test_rows_are_neither_lost_nor_doubled_between_chunks(
     result = till.run("import-csv", path, "--json")
     assert result.exit_code == 65, result.output
     doc = json.loads(result.stdout)
-    assert (doc["rows"], doc["imported"], doc["rejected"]) == (7, 6, 1)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"]) == (7, 6, 1)
     assert doc["points"] == 1 + 2 + 3 + 4 + 5 + 7
     earned = sorted(
         e["txn"] for cid in ("C1", "C2") for e in till.ok("history", cid)["entries"] if e["txn"]

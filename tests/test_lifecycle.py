@@ -80,7 +80,7 @@ def test_points_expire_on_their_date_even_before_anything_is_written(life: Shop)
     )
     assert before["expiring"] == [{"date": "2026-04-01", "points": 40}]
     after = life.ok("balance", "C1", "--at", "2026-04-01")
-    assert (after["balance"], after["available"], after["expired"]) == (30, 30, 0)
+    assert (after["balance"], after["available"], after["points_expired"]) == (30, 30, 0)
 
 
 def test_the_next_write_records_the_expiry_and_redemptions_use_the_soonest_expiring_first(
@@ -101,7 +101,7 @@ def test_the_next_write_records_the_expiry_and_redemptions_use_the_soonest_expir
     assert [(e["points"], e["occurred_at"], e["reason"]) for e in expired] == [
         (-20, "2026-04-30T23:00:00Z", "earned 2026-02-10, expired 2026-05-01"),
     ]
-    assert life.ok("balance", "C1", "--at", "2026-05-02")["expired"] == 20
+    assert life.ok("balance", "C1", "--at", "2026-05-02")["points_expired"] == 20
     assert life.ok("verify")["ok"] is True
 
 
@@ -158,7 +158,7 @@ def test_partial_refunds_are_proportional_floored_and_add_up_to_what_was_earned(
     assert (rest["amount"], rest["refunded"]) == ("55.67", "99.00")
     assert first["clawback"] + second["clawback"] + rest["clawback"] == 297
     assert life.ok("balance", "C1", "--at", "2026-03-22")["balance"] == 0
-    assert life.ok("balance", "C1", "--at", "2026-03-22")["refunded"] == 297
+    assert life.ok("balance", "C1", "--at", "2026-03-22")["points_refunded"] == 297
     assert life.ok("verify")["ok"] is True
 
 
@@ -267,7 +267,7 @@ def test_balance_and_history_at_a_past_time_leave_out_what_came_later(life: Shop
     life.ok("earn", "C1", "--event", "review", "--at", "2026-03-01")
     life.ok("redeem", "C1", "--points", "20", "--at", "2026-03-05")
     then = life.ok("balance", "C1", "--at", "2026-03-02")
-    assert (then["balance"], then["redeemed"]) == (30, 0)
+    assert (then["balance"], then["points_redeemed"]) == (30, 0)
     assert life.ok("balance", "C1", "--at", "2026-03-06")["balance"] == 10
     assert [e["kind"] for e in life.ok("history", "C1", "--at", "2026-03-02")["entries"]] == [
         "earn"

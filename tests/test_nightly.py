@@ -140,7 +140,7 @@ def test_nightly_json_shape_and_quiet(night: Shop) -> None:
         "as_of",
         "days_from",
         "days_to",
-        "customers",
+        "members",
         "birthdays",
         "birthday_points",
         "birthdays_refused",
@@ -169,7 +169,7 @@ def test_update_changes_the_profile_and_keeps_the_change(night: Shop) -> None:
         "email": "ada@example.com",
         "phone": None,
         "birthday": None,
-        "changed": ["email"],
+        "changed_fields": ["email"],
     }
     assert night.fails(2, "update", "C1").endswith(
         "give at least one of --name, --email, --phone, --birthday"

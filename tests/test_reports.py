@@ -272,8 +272,8 @@ def test_customers_report(built: tuple[Shop, Model]) -> None:
     shop, m = built
     as_of = date(2024, 12, 31)
     doc = shop.ok("report", "customers", "--as-of", str(as_of), "--sort", "id")
-    rows = {c["customer_id"]: c for c in doc["customers"]}
-    assert [c["customer_id"] for c in doc["customers"]] == sorted(m.enrolled)
+    rows = {c["customer_id"]: c for c in doc["rows"]}
+    assert [c["customer_id"] for c in doc["rows"]] == sorted(m.enrolled)
     for cid in m.enrolled:
         mine = [p for p in m.purchases if p[0] == cid]
         spend = sum(p[2] for p in mine) - sum(r[2] for r in m.refunds if r[0] == cid)
@@ -291,10 +291,10 @@ def test_customers_report(built: tuple[Shop, Model]) -> None:
             "points_redeemed": -sum(p[3] for p in pts if p[2] == "redeem"),
         }, cid
     top = shop.ok("report", "customers", "--top", "2", "--as-of", str(as_of))
-    assert [c["customer_id"] for c in top["customers"]] == ["ann", "bob"]  # by spend
+    assert [c["customer_id"] for c in top["rows"]] == ["ann", "bob"]  # by spend
     assert (top["total"], top["top"], top["sort"]) == (4, 2, "spend")
     by_balance = shop.ok("report", "customers", "--sort", "balance", "--as-of", str(as_of))
-    balances = [c["balance"] for c in by_balance["customers"]]
+    balances = [c["balance"] for c in by_balance["rows"]]
     assert balances == sorted(balances, reverse=True)
 
 
@@ -362,12 +362,14 @@ def test_rules_report(built: tuple[Shop, Model]) -> None:
 def test_tiers_report(built: tuple[Shop, Model]) -> None:
     shop, _ = built
     doc = shop.ok("report", "tiers", "--from", "2024-01-01", "--to", "2024-12-31")
-    assert (doc["customers"], doc["upgrades"], doc["downgrades"]) == (4, 1, 0)
+    assert (doc["members"], doc["upgrades"], doc["downgrades"]) == (4, 1, 0)
     assert [(t["tier"], t["customers"], t["upgrades_in"]) for t in doc["tiers"]] == [
         ("bronze", 3, 0),
         ("silver", 1, 1),
     ]
-    assert doc["movements"] == [{"from": "bronze", "to": "silver", "changes": 1, "customers": 1}]
+    assert doc["movements"] == [
+        {"from_tier": "bronze", "to_tier": "silver", "changes": 1, "customers": 1}
+    ]
     # The calendar year turns: ann falls back to bronze (downgrade: reevaluate).
     shop.ok("nightly", "--as-of", "2025-01-02")
     later = shop.ok("report", "tiers", "--from", "2025-01-01", "--to", "2025-01-31")
@@ -428,7 +430,7 @@ def test_segments_report(built: tuple[Shop, Model]) -> None:
         "report", "segments", "--segment", which.replace("_", " "), "--as-of", str(as_of)
     )
     assert listed["segment"] == which
-    ann = next(x for x in listed["members"] if x["customer_id"] == "ann")
+    ann = next(x for x in listed["rows"] if x["customer_id"] == "ann")
     assert ann == {
         "customer_id": "ann",
         "name": "Ann",
@@ -471,7 +473,7 @@ def test_csv_output_is_rfc4180_and_neutralises_formulas(built: tuple[Shop, Model
     assert by_id["ann"][1] == "Ann"
     assert by_id["dora"][1] == ""  # null -> empty cell
     as_json = shop.ok("report", "customers", "--sort", "id", "--as-of", "2024-12-31")
-    for row, doc in zip(rows[1:], as_json["customers"], strict=True):
+    for row, doc in zip(rows[1:], as_json["rows"], strict=True):
         assert row[3] == str(doc["balance"]) and row[4] == doc["lifetime_spend"]
 
 

@@ -61,7 +61,7 @@ def test_a_seasonal_reward_is_only_offered_in_its_window(catalogue: Shop) -> Non
 def test_rewards_listing_shows_what_a_customer_can_redeem_now(catalogue: Shop) -> None:
     doc = catalogue.ok("rewards", "C1", "--at", "2026-12-02")
     assert doc["available"] == 100
-    now = {r["id"]: (r["can_redeem"], r["why_not"]) for r in doc["rewards"]}
+    now = {r["reward"]: (r["can_redeem"], r["why_not"]) for r in doc["rewards"]}
     assert now == {
         "coffee": (True, None),
         "lounge": (False, "it is for gold members; 'C1' is bronze"),
@@ -69,7 +69,7 @@ def test_rewards_listing_shows_what_a_customer_can_redeem_now(catalogue: Shop) -
     }
     catalogue.ok("redeem", "C1", "--reward", "xmas", "--at", "2026-12-02")
     after = {
-        r["id"]: r["why_not"]
+        r["reward"]: r["why_not"]
         for r in catalogue.ok("rewards", "C1", "--at", "2026-12-02")["rewards"]
     }
     assert after["coffee"] == "needs 30 more points"
@@ -79,7 +79,7 @@ def test_catalogue_without_a_customer(catalogue: Shop) -> None:
     doc = catalogue.ok("rewards")
     assert doc["customer_id"] is None
     assert doc["rewards"][0] == {
-        "id": "coffee",
+        "reward": "coffee",
         "name": "Free coffee",
         "cost": 50,
         "tiers": None,

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -308,7 +309,41 @@ def test_a_schema_4_ledger_is_upgraded_and_keeps_its_history(tmp_path: Path) -> 
     shop.db = db
     for name, doc in expected["commands"].items():
         args = name.split()
-        assert shop.ok(*args) == doc, name
+        assert shop.ok(*args) == in_todays_names(name, doc), name
+
+
+def in_todays_names(command: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """What the previous release printed, with the JSON names CHANGELOG.md lists as
+    changed since (issue 18) put as they are now."""
+    doc = dict(doc)
+    if command.startswith("balance"):
+        for name in ("earned", "redeemed", "adjusted", "expired", "refunded"):
+            doc[f"points_{name}"] = doc.pop(name)
+    elif command.startswith("history"):
+        doc["timezone"] = "Europe/London"
+        doc["entries"] = [{"entry": e.pop("id"), **e} for e in map(dict, doc["entries"])]
+    elif command.startswith("tier"):
+        spend = doc["metric"] == "spend"
+        for name in ("qualifying", "to_next", "to_keep"):
+            value = doc.pop(name)
+            doc[f"{name}_spend"] = value if spend else None
+            doc[f"{name}_points"] = None if spend else value
+    elif command.startswith("report customers"):
+        doc["rows"] = doc.pop("customers")
+    elif command.startswith("report tiers"):
+        doc["members"] = doc.pop("customers")
+        doc["movements"] = [
+            {
+                "from_tier": m["from"],
+                "to_tier": m["to"],
+                "changes": m["changes"],
+                "customers": m["customers"],
+            }
+            for m in doc["movements"]
+        ]
+    elif command.startswith("report segments") and "members" in doc:
+        doc["rows"] = doc.pop("members")
+    return doc
 
 
 def test_a_schema_4_ledger_that_fails_verify_is_not_upgraded(tmp_path: Path) -> None:

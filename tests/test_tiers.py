@@ -136,11 +136,14 @@ def test_crossing_a_threshold_writes_a_tier_entry_and_the_multiplier_shows_as_a_
         "window": "calendar_year",
         "downgrade": "keep_next_window",
         "window_start": "2026-01-01",
-        "qualifying": "140.00",
+        "qualifying_spend": "140.00",
+        "qualifying_points": None,
         "next_tier": "gold",
-        "to_next": "160.00",
+        "to_next_spend": "160.00",
+        "to_next_points": None,
         "tier_until": "2027-12-31",
-        "to_keep": "0.00",
+        "to_keep_spend": "0.00",
+        "to_keep_points": None,
         "override": None,
         "changed": False,
     }
@@ -222,7 +225,7 @@ def test_tier_distribution(tiered: Shop) -> None:
             {"tier": "silver", "name": "Silver", "customers": 1},
             {"tier": "gold", "name": "Gold", "customers": 1},
         ],
-        "customers": 3,
+        "members": 3,
     }
 
 

@@ -134,9 +134,9 @@ def test_a_clean_ledger_verifies_ok_and_counts_its_entries_operations_and_custom
         ).hex()
     assert doc == {
         "ok": True,
-        "entries": 7,
-        "operations": 5,
-        "customers": 2,
+        "entry_count": 7,
+        "operation_count": 5,
+        "members": 2,
         "first_bad_entry": None,
         "entries_head": head,  # the newest entry is in the newest operation
         "operations_head": head,
@@ -149,7 +149,7 @@ def test_an_empty_ledger_verifies_with_no_heads(shop: Shop) -> None:
 
     Store.open(shop.db).close()
     doc = shop.ok("verify")
-    assert (doc["ok"], doc["entries"], doc["entries_head"], doc["operations_head"]) == (
+    assert (doc["ok"], doc["entry_count"], doc["entries_head"], doc["operations_head"]) == (
         True,
         0,
         None,
@@ -237,7 +237,7 @@ def test_insert_or_replace_with_recursive_triggers_off_slips_past_the_triggers_b
     assert entry_points(shop_with_history, 2) == 20_000
     doc, error = verify_fails(shop_with_history)
     assert doc["first_bad_entry"] == 2
-    assert doc["entries"] == 7
+    assert doc["entry_count"] == 7
     assert error == f"error: {bad_operation(2, '#2')}"
 
 
@@ -280,7 +280,7 @@ def test_deleting_an_entry_in_the_middle_is_detected_at_its_operation(
     with behind_loyaltys_back(shop_with_history.db) as conn:
         conn.execute("DELETE FROM entries WHERE id = 5")  # the redemption
     doc, _ = verify_fails(shop_with_history)
-    assert doc["entries"] == 6
+    assert doc["entry_count"] == 6
     assert doc["problems"][0] == bad_operation(4)
     assert "draws row 1 refers to a missing entries row" in doc["problems"]
 
@@ -302,7 +302,7 @@ def test_editing_an_operation_row_is_detected_by_the_chain(shop_with_history: Sh
         conn.execute("UPDATE operations SET amount_cents = 200000 WHERE id = 2")
     doc, error = verify_fails(shop_with_history)
     assert doc["problems"] == [bad_operation(2, "#2")]
-    assert doc["operations"] == 5
+    assert doc["operation_count"] == 5
     assert error == f"error: {doc['problems'][0]}"
 
 

@@ -77,7 +77,7 @@ class EnrollResult:
             "created": self.created,
             **contact(c),
             "referred_by": c.referred_by,
-            "enrolled_at": format_utc(c.enrolled_at),
+            "occurred_at": format_utc(c.enrolled_at),
             "points": self.award.award.points,
             "balance": self.award.balance,
             "lines": [line_json(line) for line in self.award.award.lines],
@@ -154,7 +154,7 @@ class ProfileResult:
         return {
             "customer_id": self.customer.id,
             **contact(self.customer),
-            "changed": list(self.changed),
+            "changed_fields": list(self.changed),
         }
 
 
@@ -171,7 +171,7 @@ class RewardsResult:
         rows: list[dict[str, object]] = []
         for reward in self.rewards:
             row: dict[str, object] = {
-                "id": reward.id,
+                "reward": reward.id,
                 "name": reward.name,
                 "cost": reward.cost,
                 "tiers": None if reward.tiers is None else sorted(reward.tiers),
@@ -206,10 +206,15 @@ class TierResult:
     def to_json(self) -> dict[str, object]:
         st, policy = self.status, self.policy
 
-        def shown(value: Decimal | None) -> object:
-            if value is None:
-                return None
-            return f"{value:.2f}" if policy.metric == "spend" else int(value)
+        # Money is a string and points an integer, each under its own name: the
+        # metric's three keys are given, the other metric's are null.
+        spend = policy.metric == "spend"
+
+        def money(value: Decimal | None) -> str | None:
+            return None if value is None or not spend else f"{value:.2f}"
+
+        def points(value: Decimal | None) -> int | None:
+            return None if value is None or spend else int(value)
 
         return {
             "customer_id": self.customer_id,
@@ -222,11 +227,14 @@ class TierResult:
             "window": policy.window,
             "downgrade": policy.downgrade,
             "window_start": None if st.window_start is None else st.window_start.isoformat(),
-            "qualifying": shown(st.value),
+            "qualifying_spend": money(st.value),
+            "qualifying_points": points(st.value),
             "next_tier": None if st.next_level is None else st.next_level.id,
-            "to_next": shown(st.to_next),
+            "to_next_spend": money(st.to_next),
+            "to_next_points": points(st.to_next),
             "tier_until": None if st.until is None else st.until.isoformat(),
-            "to_keep": shown(st.to_keep),
+            "to_keep_spend": money(st.to_keep),
+            "to_keep_points": points(st.to_keep),
             "override": None
             if st.override is None
             else {
@@ -251,5 +259,5 @@ class Distribution:
                 {"tier": level.id, "name": level.name, "customers": self.counts.get(level.id, 0)}
                 for level in self.policy.levels
             ],
-            "customers": sum(self.counts.values()),
+            "members": sum(self.counts.values()),
         }

@@ -57,9 +57,9 @@ class VerifyReport:
     def to_json(self) -> dict[str, object]:
         return {
             "ok": self.ok,
-            "entries": self.entries,
-            "operations": self.operations,
-            "customers": self.customers,
+            "entry_count": self.entries,
+            "operation_count": self.operations,
+            "members": self.customers,
             "first_bad_entry": self.first_bad_entry,
             "entries_head": self.entries_head,
             "operations_head": self.operations_head,

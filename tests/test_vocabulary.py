@@ -1,0 +1,187 @@
+"""The JSON vocabulary (README, "JSON vocabulary"): one name per concept and one type per
+name, across every command. One test runs every command with --json on a small ledger,
+collects every key of every document, and fails on a second name for a known concept or
+a second type for a name."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from .conftest import EXAMPLE_RULES, Shop
+
+# A name that must not appear, and the one name of its concept.
+SECOND_NAMES = {
+    "earned": "points_earned",
+    "redeemed": "points_redeemed",
+    "adjusted": "points_adjusted",
+    "expired": "points_expired",
+    "enrolled_at": "occurred_at",
+    "id": "reward, rule or entry",
+    "version": "rules_version",
+    "qualifying": "qualifying_spend or qualifying_points",
+    "to_next": "to_next_spend or to_next_points",
+    "to_keep": "to_keep_spend or to_keep_points",
+}
+# How many customers are enrolled, as of a moment, is `members`, wherever it is given;
+# `customers` counts the customers of a row (a rule's, a tier's, a segment's) or an import.
+MEMBER_COUNTS = {"nightly", "tiers", "verify", "report tiers", "report summary"}
+
+MONEY = {
+    "amount",
+    "purchase_amount",
+    "refunded",
+    "revenue",
+    "net_revenue",
+    "average_order_value",
+    "point_value",
+    "liability_value",
+    "value",
+    "lifetime_spend",
+    "monetary",
+    "qualifying_spend",
+    "to_next_spend",
+    "to_keep_spend",
+}
+POINTS = {
+    "points",
+    "balance",
+    "available",
+    "pending",
+    "clawback",
+    "shortfall",
+    "expiring_30_days",
+    "points_earned",
+    "points_redeemed",
+    "points_adjusted",
+    "points_expired",
+    "points_refunded",
+    "points_outstanding",
+    "expired_points",
+    "birthday_points",
+    "became_available",
+    "debt",
+    "never_expire",
+    "qualifying_points",
+    "to_next_points",
+    "to_keep_points",
+    "cost",
+}
+DATES = {
+    "as_of",
+    "from",
+    "to",
+    "date",
+    "next_expiry",
+    "birthday",
+    "window_start",
+    "tier_until",
+    "until",
+    "days_from",
+    "days_to",
+    "start",
+    "end",
+    "first_purchase",
+    "last_purchase",
+    "available_from",
+    "available_to",
+}
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)$")
+DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
+MONEY_TEXT = re.compile(r"^-?\d+\.\d\d$")
+
+
+def walk(doc: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(path, key, value) of every key in a document, nested ones included."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield path, key, value
+            yield from walk(value, f"{path}.{key}")
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from walk(item, f"{path}[]")
+
+
+def documents(shop: Shop) -> dict[str, dict[str, Any]]:
+    """Every command's JSON on a small ledger, by command."""
+    docs: dict[str, dict[str, Any]] = {}
+
+    def take(name: str, *args: str) -> None:
+        docs[name] = shop.ok(*args)
+
+    take("rules check", "rules", "check")
+    take("enroll", "enroll", "ann", "--at", "2026-11-01T10:00")
+    take("enroll referred", "enroll", "bob", "--referred-by", "ann", "--at", "2026-11-01T11:00")
+    take(
+        "earn",
+        "earn", "ann", "--amount", "120.00", "--category", "shoes", "--txn", "R1",
+        "--at", "2026-11-02T10:00", "--explain",
+    )  # fmt: skip
+    take("earn again", "earn", "ann", "--amount", "120.00", "--category", "shoes", "--txn", "R1")
+    take("earn event", "earn", "bob", "--event", "review", "--at", "2026-11-03T10:00")
+    take("redeem", "redeem", "ann", "--reward", "coffee", "--at", "2026-11-04T10:00")
+    take("adjust", "adjust", "bob", "-5", "--reason", "typo", "--at", "2026-11-04T11:00")
+    take("refund", "refund", "R1", "--amount", "20.00", "--at", "2026-11-05T10:00")
+    take("update", "update", "ann", "--email", "ann@example.com")
+    take("balance", "balance", "ann")
+    take("history", "history", "ann")
+    take("tier", "tier", "ann")
+    take("tiers", "tier")
+    take("rewards", "rewards", "ann")
+    take("rewards catalogue", "rewards")
+    take("nightly", "nightly")
+    sales = shop.dir / "sales.csv"
+    sales.write_text("txn_id,customer_id,amount,date\nS1,cat,10.00,2026-11-06T10:00\n")
+    take("import-csv", "import-csv", str(sales), "--enroll-unknown")
+    take("verify", "verify")
+    for report in ("summary", "customers", "activity", "rules", "tiers", "liability"):
+        take(f"report {report}", "report", report)
+    take("report segments", "report", "segments", "--segment", "new")
+    return docs
+
+
+def test_one_name_per_concept_and_one_type_per_name(example_shop: Shop) -> None:
+    shop = example_shop
+    shutil.copy(EXAMPLE_RULES, shop.rules)
+    shop.clock("2026-11-20")
+    docs = documents(shop)
+    problems: list[str] = []
+    types: dict[str, dict[str, str]] = defaultdict(dict)
+    for command, doc in docs.items():
+        for path, key, value in walk(doc):
+            where = f"{command}: {path}.{key}"
+            if key in SECOND_NAMES:
+                problems.append(f"{where}: a second name; the vocabulary says {SECOND_NAMES[key]}")
+            if value is None:
+                continue
+            kind = type(value).__name__
+            types[key].setdefault(kind, where)
+            if key in MONEY and not (isinstance(value, str) and MONEY_TEXT.match(value)):
+                problems.append(f"{where}: money {value!r} is not a string like '42.50'")
+            if key in POINTS and (type(value) is not int):
+                problems.append(f"{where}: points {value!r} are not an integer")
+            if key.endswith("_at") and not (isinstance(value, str) and TIME.match(value)):
+                problems.append(f"{where}: time {value!r} is not ISO 8601 with an offset")
+            if key in DATES and not (isinstance(value, str) and DATE.match(value)):
+                problems.append(f"{where}: date {value!r} is not YYYY-MM-DD")
+        if command in MEMBER_COUNTS:
+            if "customers" in doc and not isinstance(doc["customers"], list):
+                problems.append(f"{command}: counts its members as 'customers', not 'members'")
+            if not isinstance(doc.get("members"), int):
+                problems.append(f"{command}: no 'members' count")
+    for key, kinds in types.items():
+        if len(kinds) > 1:
+            problems.append(f"'{key}' has {len(kinds)} types: {kinds}")
+    assert not problems, "\n".join(problems)
+
+
+def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:
+    shop.clock("2026-11-20")
+    sales = shop.dir / "sales.csv"
+    sales.write_text("txn_id,customer_id,amount,date\nS1,new,63.00,2026-11-06T10:00\n")
+    summary = shop.ok("import-csv", str(sales), "--enroll-unknown")
+    assert summary["points"] == 63 + 100  # the purchase and the welcome rule
+    assert shop.ok("balance", "new")["balance"] == summary["points"]
