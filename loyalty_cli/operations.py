@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from .engine import awards, profiles, refunds, spending, tiering
 from .engine.book import Book
@@ -46,6 +47,23 @@ __all__ = [
     "RefundRequest",
     "TierRequest",
 ]
+
+
+Retried = TypeVar("Retried", AwardResult, PointsResult, RefundResult)
+
+
+def as_left(store: Store, result: Retried, now: datetime) -> Retried:
+    """A retry reports the original result, its balance included: the balance as the
+    ledger stood at the original operation's time (`balance --as-of` that time), not
+    today's. Read after the write transaction, which a retry leaves empty."""
+    if not result.duplicate:
+        return result
+    from . import accounts
+    from .values import parse_utc
+
+    then = parse_utc(result.occurred_at)
+    held = accounts.balance(store, result.customer_id, now, then).balance
+    return replace(result, balance=held)
 
 
 def older_rules(store: Store, book: Book) -> None:
@@ -88,25 +106,29 @@ def earn(
     if dry_run:
         book = store.reading(ruleset, now, [request.customer_id], [request.txn])
         older_rules(store, book)
-        return awards.earn(book, request, dry_run=True, explain=explain)
+        return as_left(store, awards.earn(book, request, dry_run=True, explain=explain), now)
     with store.writing(ruleset, now, [request.customer_id], [request.txn]) as book:
         older_rules(store, book)
-        return awards.earn(book, request, explain=explain)
+        result = awards.earn(book, request, explain=explain)
+    return as_left(store, result, now)
 
 
 def redeem(store: Store, ruleset: Ruleset, request: RedeemRequest, now: datetime) -> PointsResult:
     with store.writing(ruleset, now, [request.customer_id], [request.txn]) as book:
-        return spending.redeem(book, request)
+        result = spending.redeem(book, request)
+    return as_left(store, result, now)
 
 
 def adjust(store: Store, ruleset: Ruleset, request: AdjustRequest, now: datetime) -> PointsResult:
     with store.writing(ruleset, now, [request.customer_id], [request.txn]) as book:
-        return spending.adjust(book, request)
+        result = spending.adjust(book, request)
+    return as_left(store, result, now)
 
 
 def refund(store: Store, ruleset: Ruleset, request: RefundRequest, now: datetime) -> RefundResult:
     with store.writing(ruleset, now, (), [request.txn, request.refund_of]) as book:
-        return refunds.refund(book, request)
+        result = refunds.refund(book, request)
+    return as_left(store, result, now)
 
 
 def update_profile(

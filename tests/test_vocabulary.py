@@ -185,3 +185,17 @@ def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:
     summary = shop.ok("import-csv", str(sales), "--enroll-unknown")
     assert summary["points"] == 63 + 100  # the purchase and the welcome rule
     assert shop.ok("balance", "new")["balance"] == summary["points"]
+
+
+def test_a_retry_reports_the_balance_the_original_left(shop: Shop) -> None:
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01T10:00")  # 100
+    first = shop.ok("earn", "C1", "--amount", "10", "--txn", "R1", "--at", "2026-11-02T10:00")
+    spent = shop.ok("redeem", "C1", "--points", "50", "--txn", "V1", "--at", "2026-11-03T10:00")
+    shop.ok("earn", "C1", "--amount", "7", "--at", "2026-11-04T10:00")
+    assert (first["balance"], spent["balance"]) == (110, 60)
+    again = shop.ok("earn", "C1", "--amount", "10", "--txn", "R1")
+    assert (again["duplicate"], again["balance"], again["points"]) == (True, 110, 10)
+    assert shop.ok("redeem", "C1", "--points", "50", "--txn", "V1")["balance"] == 60
+    assert shop.ok("earn", "C1", "--amount", "10", "--txn", "R1", "--dry-run")["balance"] == 110
+    assert shop.ok("balance", "C1")["balance"] == 67  # today's is still today's
