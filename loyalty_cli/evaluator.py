@@ -191,7 +191,7 @@ def _add(
             trimmed = True
     if points == 0 and rule.reward is None:
         how = "" if rule.points is not None else f" ({detail})"
-        skipped.append(Skip(rule.id, f"fired, but gives 0 points{how}"))
+        skipped.append(Skip(rule.id, f"gives 0 points{how}", fired=True))
         return
     lines.append(
         AwardLine(rule=rule.id, points=points, detail=detail, reward=rule.reward, trimmed=trimmed)

@@ -232,8 +232,11 @@ class AwardLine:
 
 @dataclass(frozen=True)
 class Skip:
+    """A rule that gave no line: it did not fire, or (`fired`) it fired for 0 points."""
+
     rule: str
     reason: str
+    fired: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ def _lines(doc: Doc) -> None:
             how = line["detail"] if "reward" not in line else f"{line['detail']}, free"
             table.add_row(line["rule"], _signed(line["points"]), how)
         _console.print(table)
+    if doc.get("zero_points"):
+        table = _table("Fired for 0 points", "Why")
+        for zero in doc["zero_points"]:
+            table.add_row(zero["rule"], zero["reason"])
+        _console.print(table)
     if doc.get("skipped"):
         table = _table("Did not fire", "Why")
         for skip in doc["skipped"]:

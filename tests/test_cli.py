@@ -10,7 +10,7 @@ from .conftest import Shop
 
 
 def test_earn_json_shape(shop: Shop) -> None:
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     doc = shop.ok(
         "earn",
         "C1",
@@ -55,7 +55,7 @@ def test_same_txn_same_content_reports_the_original_award_and_writes_nothing(sho
 
 
 def test_txn_with_different_time_is_a_conflict(shop: Shop) -> None:
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     shop.ok("earn", "C1", "--amount", "10", "--txn", "R-1", "--at", "2026-11-19T10:00")
     shop.ok("earn", "C1", "--amount", "10", "--txn", "R-1", "--at", "2026-11-19T10:00")
     message = shop.fails(1, "earn", "C1", "--amount", "10", "--txn", "R-1", "--at", "2026-11-20")
@@ -93,7 +93,7 @@ def test_dry_run_explains_and_writes_nothing(shop: Shop) -> None:
 
 
 def test_event_caps_apply_per_calendar_month(shop: Shop) -> None:
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     assert shop.ok("earn", "C1", "--event", "review", "--at", "2026-11-02")["points"] == 50
     again = shop.ok("earn", "C1", "--event", "review", "--at", "2026-11-30T23:00", "--explain")
     assert (again["points"], again["skipped"]) == (
@@ -219,7 +219,7 @@ def test_awkward_customer_ids_are_stored_exactly(shop: Shop) -> None:
 
 
 def test_naive_at_is_shop_local_and_offsets_are_respected(shop: Shop) -> None:
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     summer = shop.ok("earn", "C1", "--amount", "1", "--at", "2026-07-01T10:00")
     assert summer["occurred_at"] == "2026-07-01T09:00:00Z"  # London is UTC+1 in July
     offset = shop.ok("earn", "C1", "--amount", "1", "--at", "2026-07-01T10:00:00-04:00")

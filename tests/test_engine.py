@@ -96,7 +96,7 @@ def test_a_capped_free_reward_counts_its_gifts(shop: Shop) -> None:
           - {id: coffee, name: Coffee, cost: 10}
         """
     )
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     first = shop.ok("earn", "C1", "--event", "review", "--at", "2026-03-02")
     again = shop.ok("earn", "C1", "--event", "review", "--at", "2026-03-09")
     assert [line["reward"] for line in first["lines"]] == ["coffee"]

@@ -294,7 +294,7 @@ def test_a_full_ledger_mid_import_is_exit_66_and_leaves_it_intact(
 ) -> None:
     # SQLite rolls back by itself when the disk fills; a second ROLLBACK used
     # to raise "cannot rollback - no transaction is active" and hide the cause.
-    shop.ok("enroll", "C1")
+    shop.ok("enroll", "C1", "--at", "2026-01-01")
     lines = [HEADER] + [f"R{n},C1,{n % 90 + 1}.00,2026-11-{n % 28 + 1:02d}," for n in range(3000)]
     sales = write(shop, "\n".join(lines) + "\n")
     ruleset = load_rules(shop.rules)

@@ -216,6 +216,16 @@ def earn(
     account = book.account(request.customer_id)
     if account is None:
         raise refuse_unknown(request.customer_id)
+    if at < account.profile.enrolled_at:
+        tz = zone(ruleset.program.timezone)
+        raise Refused(
+            f"--at {shop_time(at, tz)} is before {account.id!r} enrolled "
+            f"({shop_time(account.profile.enrolled_at, tz)}): nothing is earned before "
+            "an enrollment; date it at or after the enrollment",
+            code="before_enrollment",
+            field="--at",
+            customer_id=account.id,
+        )
     today = today_of(ruleset, at)
     ids = book.ids()
     ops: list[NewOperation] = []

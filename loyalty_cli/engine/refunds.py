@@ -101,18 +101,18 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     reason = f"refund of {from_cents(cents)} on {request.refund_of}" + (
         f"; {shortfall} points could not be taken back" if shortfall else ""
     )
-    entries: tuple[NewEntry, ...] = ()
-    if taken:
-        entries = (
-            NewEntry(
-                id=ids.entry(),
-                customer_id=customer_id,
-                kind=EntryKind.REFUND,
-                points=-taken,
-                reason=reason,
-                draws=draws,
-            ),
-        )
+    # Always a line, 0 points included: a refund whose clawback fell wholly short
+    # (or that was due nothing) still shows in the customer's history, with why.
+    entries = (
+        NewEntry(
+            id=ids.entry(),
+            customer_id=customer_id,
+            kind=EntryKind.REFUND,
+            points=-taken,
+            reason=reason,
+            draws=draws,
+        ),
+    )
     op = NewOperation(
         id=ids.op(),
         kind=OpKind.REFUND,

@@ -49,7 +49,10 @@ class AwardResult:
             "dry_run": self.dry_run,
         }
         if self.explain:
-            out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in self.award.skipped]
+            # A rule that fired for 0 points did fire: it is not among those skipped.
+            skips = self.award.skipped
+            out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in skips if not s.fired]
+            out["zero_points"] = [{"rule": s.rule, "reason": s.reason} for s in skips if s.fired]
         return out
 
 

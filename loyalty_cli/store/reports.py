@@ -37,9 +37,11 @@ class CustomerFigures(NamedTuple):
 
 
 def first_activity(conn: sqlite3.Connection) -> int | None:
-    """The earliest business time of any entry or purchase (one index seek per kind)."""
+    """The earliest business time of any entry, purchase or enrollment (an enrollment
+    that earned nothing still opens the period); one index seek per kind."""
     parts = ["SELECT MIN(occurred) AS m FROM entries WHERE kind = ?" for _ in _KINDS]
     parts.append("SELECT MIN(occurred) AS m FROM operations WHERE kind = 'purchase'")
+    parts.append("SELECT MIN(occurred) AS m FROM operations WHERE kind = 'enroll'")
     row = conn.execute(f"SELECT MIN(m) FROM ({' UNION ALL '.join(parts)})", _KINDS).fetchone()
     return None if row[0] is None else int(row[0])
 
