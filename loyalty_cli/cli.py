@@ -102,9 +102,12 @@ class _Output:
         self.printed = False
 
     def chosen(self, params: dict[str, Any]) -> None:
-        """A command's parsed options: --json/--no-json and --quiet."""
+        """A command's parsed options: --json/--no-json, --quiet, and --csv (whose
+        output is CSV, so an error there is not JSON either)."""
         self.parsed = True
         self.choice = params.get("as_json")
+        if params.get("as_csv") and not self.choice:
+            self.choice = False
         self.quiet = bool(params.get("quiet"))
 
     def wants_json(self) -> bool:

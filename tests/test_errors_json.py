@@ -118,6 +118,12 @@ def test_a_command_that_printed_its_document_adds_no_second(shop: Shop) -> None:
     assert json.loads(result.stdout)["rejected"] == 1
 
 
+def test_csv_output_gets_no_json_error(shop: Shop) -> None:
+    result = shop.run("report", "customers", "--csv", "--db", str(shop.dir / "none.db"))
+    assert (result.exit_code, result.stdout) == (66, "")
+    assert result.stderr.startswith("error: ")
+
+
 def test_quiet_keeps_a_pipe_empty_unless_json_is_asked_for(shop: Shop) -> None:
     args = ("import-csv", str(shop.dir / "none.csv"), "--quiet")
     result = shop.run(*args)
