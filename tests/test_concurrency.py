@@ -175,7 +175,7 @@ def test_many_racing_redemptions_spend_exactly_what_the_balance_covers_and_never
     final = till.balance("C1")
     assert final == start - wins * points
     assert final >= 0
-    assert till.verify()["entries"] == (2 if extra else 1) + wins
+    assert till.verify()["entry_count"] == (2 if extra else 1) + wins
 
 
 def test_racing_purchases_all_land_and_keep_the_hash_chain_intact(till: Till) -> None:
@@ -187,7 +187,7 @@ def test_racing_purchases_all_land_and_keep_the_hash_chain_intact(till: Till) ->
     assert sorted(json.loads(r.stdout)["points"] for r in results) == amounts
     assert till.balance("C1") == start + sum(amounts)
     verify = till.verify()
-    assert verify["entries"] == 1 + len(amounts)
+    assert verify["entry_count"] == 1 + len(amounts)
     assert verify["operation_count"] == 1 + len(amounts)
 
 

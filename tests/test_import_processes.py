@@ -18,7 +18,7 @@ def big_csv(path: Path, rows: int = ROWS) -> Path:
     lines = ["txn_id,customer_id,amount,date,category"]
     categories = ["", "shoes", "bags", "books"]
     for n in range(rows):
-        day = 1 + n % 28
+        day = 1 + n * 28 // rows  # in date order: no row before the one that enrolled
         lines.append(
             f"R{n},C{n % 60},{5 + n % 90}.{n % 100:02d},2026-10-{day:02d},{categories[n % 4]}"
         )

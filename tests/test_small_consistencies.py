@@ -46,9 +46,9 @@ def test_an_earn_dated_before_the_enrollment_is_refused(shop: Shop) -> None:
     result = shop.run("earn", "C1", "--amount", "5", "--at", "2026-11-09")
     assert result.exit_code == 1
     assert result.stderr == (
-        "error: --at 2026-11-09T00:00:00+00:00 is before 'C1' enrolled "
-        "(2026-11-10T09:00:00+00:00): nothing is earned before an enrollment; date it at or "
-        "after the enrollment\n"
+        "error: an earn dated 2026-11-09T00:00:00+00:00 is before 'C1' enrolled "
+        "(2026-11-10T09:00:00+00:00): date it (--at, or a CSV row's date) at or after the "
+        "enrollment\n"
     )
     error = json.loads(result.stdout)["error"]
     assert (error["code"], error["field"]) == ("before_enrollment", "--at")

@@ -219,9 +219,9 @@ def earn(
     if at < account.profile.enrolled_at:
         tz = zone(ruleset.program.timezone)
         raise Refused(
-            f"--at {shop_time(at, tz)} is before {account.id!r} enrolled "
-            f"({shop_time(account.profile.enrolled_at, tz)}): nothing is earned before "
-            "an enrollment; date it at or after the enrollment",
+            f"an earn dated {shop_time(at, tz)} is before {account.id!r} enrolled "
+            f"({shop_time(account.profile.enrolled_at, tz)}): date it (--at, or a CSV row's "
+            "date) at or after the enrollment",
             code="before_enrollment",
             field="--at",
             customer_id=account.id,

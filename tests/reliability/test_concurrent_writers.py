@@ -66,7 +66,7 @@ def import_rows(path: Path, rows: int) -> Path:
     lines = ["txn_id,customer_id,amount,date,category"]
     categories = ["", "shoes", "bags", "books"]
     for n in range(rows):
-        day = start + timedelta(days=n % 50)
+        day = start + timedelta(days=n * 50 // rows)  # in date order: none before enrolling
         lines.append(f"I{n},C{n % 40},{5 + n % 90}.{n % 100:02d},{day},{categories[n % 4]}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -110,7 +110,9 @@ def test_earns_and_racing_redemptions_during_an_import_never_overdraw_or_lose_a_
     rounds = 6 * soak()
     tills = [f"T{n}" for n in range(4)]
     for customer in tills:
-        assert_contract(run_inprocess(["enroll", customer, "--json"], quick), {0})
+        assert_contract(
+            run_inprocess(["enroll", customer, "--at", "2026-01-01", "--json"], quick), {0}
+        )
     balances = {customer: 100 for customer in tills}
     # Each round's redeemer holds enough for 0 to 3 redemptions of its cost, plus change.
     plan = []
@@ -119,7 +121,9 @@ def test_earns_and_racing_redemptions_during_an_import_never_overdraw_or_lose_a_
         affordable = rng.randint(0, 3)
         change = rng.randint(0, cost - 1)
         customer = f"R{r}"
-        assert_contract(run_inprocess(["enroll", customer, "--json"], quick), {0})
+        assert_contract(
+            run_inprocess(["enroll", customer, "--at", "2026-01-01", "--json"], quick), {0}
+        )
         top_up = affordable * cost + change - 100
         if top_up:
             assert_contract(

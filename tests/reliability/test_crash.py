@@ -142,7 +142,9 @@ def lost_and_doubled(
 
 def till_export(path: Path, rows: int, start: date, customers: int = 60) -> Path:
     """A till's export: purchases (some for shoes and bags), now and then a review
-    event and a partial refund of the same customer's earlier purchase."""
+    event and a partial refund of the same customer's earlier purchase. Rows are in
+    time order over 56 days, 10:00 to 18:00 (nothing is earned before the row that
+    enrolled its customer)."""
 
     def kind(n: int) -> str:
         if n % 53 == 52:
@@ -155,8 +157,9 @@ def till_export(path: Path, rows: int, start: date, customers: int = 60) -> Path
     categories = ["", "shoes", "bags", "books"]
     for n in range(rows):
         customer = f"C{n % customers}"
-        day = start + timedelta(days=n % 56)
-        stamp = f"{day.isoformat()}T{10 + n % 8:02d}:{n % 60:02d}"
+        minutes = n * 56 * 480 // rows  # of the 56 days' opening hours
+        day = start + timedelta(days=minutes // 480)
+        stamp = f"{day.isoformat()}T{10 + minutes % 480 // 60:02d}:{minutes % 60:02d}"
         if kind(n) == "event":
             lines.append(f"V{n},{customer},,{stamp},,review,")
         elif kind(n) == "refund":
