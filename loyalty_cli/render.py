@@ -153,6 +153,7 @@ def tiers(doc: Doc) -> None:
     for row in doc["tiers"]:
         table.add_row(row["tier"], row["name"], str(row["customers"]))
     _console.print(table)
+    _chart([(row["tier"], row["customers"]) for row in doc["tiers"]], "magenta")
 
 
 def rewards(doc: Doc) -> None:
@@ -487,6 +488,33 @@ def _sparkline(values: list[int]) -> str:
     return "".join(_SPARKS[max(0, v) * (len(_SPARKS) - 1) // top] for v in values)
 
 
+CHART_WIDTH = 40  # cells of the longest bar: label, figure and bar fit 80 columns
+
+
+def _chart(bars: list[tuple[str, int]], style: str) -> None:
+    """A bar per (label, value), on one scale, under the table it pictures, only on a
+    terminal: a picture reads faster there, and a pipe or a cron mail gets the figures
+    alone. A chart of its own, so the table keeps its width and its cells never wrap."""
+    if not _console.is_terminal or not bars:
+        return
+    chart = Table(box=None, show_header=False, show_edge=False, pad_edge=False)
+    chart.add_column(no_wrap=True, max_width=24, overflow="ellipsis")
+    chart.add_column(no_wrap=True, justify="right")
+    chart.add_column(no_wrap=True, min_width=CHART_WIDTH)
+    top = max((value for _, value in bars), default=0)
+    for label, value in bars:
+        chart.add_row(label, _num(value), _meter(value, top, style))
+    _console.print(chart)
+
+
+def _meter(value: int, top: int, style: str) -> Text:
+    """One bar, `value` on a scale whose longest bar is `top`; a sliver for any value
+    above 0, so a small figure is not mistaken for none."""
+    if top <= 0 or value <= 0:
+        return Text()
+    return Text("█" * max(1, value * CHART_WIDTH // top), style)
+
+
 def _bar(earned: int, redeemed: int, expired: int, top: int, width: int = 24) -> Text:
     """Earned (green) over redeemed (red) and expired (yellow), on one scale."""
     bar = Text()
@@ -575,6 +603,7 @@ def report_rules(doc: Doc) -> None:
             _money(r["revenue"], cur),
         )
     _console.print(table)
+    _chart([(r["rule"], r["points"]) for r in doc["rules"]], "green")
 
 
 def report_tiers(doc: Doc) -> None:
@@ -600,6 +629,7 @@ def report_tiers(doc: Doc) -> None:
             _num(t["downgrades_out"]),
         )
     _console.print(table)
+    _chart([(t["tier"], t["customers"]) for t in doc["tiers"]], "magenta")
 
 
 def report_segments(doc: Doc) -> None:
@@ -636,12 +666,13 @@ def report_segments(doc: Doc) -> None:
         title=f"RFM segments, {_span(doc)}: {_num(doc['customers'])} purchasing customers",
     )
     for s in doc["segments"]:
-        table.add_row(
-            s["segment"].replace("_", " ").replace("cant", "can't"),
-            _num(s["customers"]),
-            _pct(s["share"]),
-        )
+        table.add_row(_segment(s["segment"]), _num(s["customers"]), _pct(s["share"]))
     _console.print(table)
+    _chart([(_segment(s["segment"]), s["customers"]) for s in doc["segments"]], "cyan")
+
+
+def _segment(name: str) -> str:
+    return name.replace("_", " ").replace("cant", "can't")
 
 
 def report_liability(doc: Doc) -> None:
@@ -661,9 +692,12 @@ def report_liability(doc: Doc) -> None:
         table = _report_table("Month", "Points", "Value", numeric=2, title=title)
         for b in doc[key]:
             table.add_row(b["month"], _num(b["points"]), _money(b["value"], cur))
-        if key == "expiring_by_month" and doc["never_expire"]:
-            table.add_row("never", _num(doc["never_expire"]), "")
+        never = doc["never_expire"] if key == "expiring_by_month" else 0
+        if never:
+            table.add_row("never", _num(never), "")
         _console.print(table)
+        bars = [(b["month"], b["points"]) for b in doc[key]]
+        _chart(bars + ([("never", never)] if never else []), "yellow")
 
 
 _DEMO_VIEWS = {"redeem": "points", "adjust": "points", "report": "report_summary"}

@@ -1,0 +1,74 @@
+"""Charts where a picture reads faster: bars per tier, segment, rule and expiry month,
+drawn in the terminal like `report activity`'s, and only on a terminal."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from loyalty_cli import render
+
+from .conftest import EXAMPLE_RULES, Shop
+
+BAR = "█"
+
+
+@pytest.fixture
+def docs(example_shop: Shop) -> dict[str, dict[str, Any]]:
+    shop = example_shop
+    shutil.copy(EXAMPLE_RULES, shop.rules)
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "ann", "--at", "2026-06-01")
+    shop.ok("enroll", "bob", "--at", "2026-06-01")
+    shop.ok("earn", "ann", "--amount", "400", "--category", "shoes", "--at", "2026-06-02")
+    shop.ok("earn", "bob", "--amount", "20", "--at", "2026-07-02")
+    return {
+        "report_tiers": shop.ok("report", "tiers"),
+        "report_segments": shop.ok("report", "segments"),
+        "report_rules": shop.ok("report", "rules"),
+        "report_liability": shop.ok("report", "liability"),
+        "tiers": shop.ok("tier"),
+    }
+
+
+def drawn(view: str, doc: dict[str, Any], *, terminal: bool) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=terminal, width=80, color_system=None)
+    real = render._console
+    render._console = console
+    try:
+        render.show(view, doc)
+    finally:
+        render._console = real
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "view", ["report_tiers", "report_segments", "report_rules", "report_liability", "tiers"]
+)
+def test_a_chart_on_a_terminal_and_none_in_a_pipe(
+    docs: dict[str, dict[str, Any]], view: str
+) -> None:
+    on_terminal = drawn(view, docs[view], terminal=True)
+    assert BAR in on_terminal
+    assert all(len(line) <= 80 for line in on_terminal.splitlines()), on_terminal
+    assert BAR not in drawn(view, docs[view], terminal=False)
+
+
+def test_bars_share_one_scale_and_a_small_figure_still_shows(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    rules = docs["report_rules"]["rules"]
+    top = max(r["points"] for r in rules)
+    lines = drawn("report_rules", docs["report_rules"], terminal=True).splitlines()
+    for rule in rules:
+        (line,) = [x for x in lines if x.startswith(rule["rule"] + " ")]  # the chart's
+        cells = line.count(BAR)
+        if rule["points"] == 0:
+            assert cells == 0
+        else:
+            assert cells == max(1, rule["points"] * render.CHART_WIDTH // top), line
