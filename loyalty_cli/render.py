@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -404,6 +405,46 @@ def _report_table(*columns: str, numeric: int, title: str | None = None) -> Tabl
     return table
 
 
+def _fit(table: Table, drop: tuple[str, ...] = ()) -> None:
+    """Print a report table so that it fits the terminal without cutting a figure:
+    numbers and money (the right-aligned columns) are as wide as their widest cell, so
+    they never wrap; when the table is wider than the terminal, the columns in `drop`
+    are left out, in that order, until it fits, and a line says which (JSON and CSV
+    have them all)."""
+    for column in table.columns:
+        if column.justify == "right":  # as wide as its widest figure; the header may wrap
+            column.min_width = max((_width(cell) for cell in column.cells), default=1)
+    left_out = []
+    for header in drop:
+        if _needed(table) <= _console.width:
+            break
+        found = next((c for c in table.columns if c.header == header), None)
+        if found is not None:
+            table.columns.remove(found)
+            left_out.append(header)
+    _console.print(table)
+    if left_out:
+        _console.print(
+            Text(
+                f"Left out to fit {_console.width} columns: {', '.join(left_out)} "
+                "(a wider terminal shows them; --json and --csv have them all)",
+                "dim",
+            )
+        )
+
+
+def _width(cell: object) -> int:
+    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
+
+
+def _needed(table: Table) -> int:
+    """How wide the table must be for no word or figure to be cut (Rich's own measure)."""
+    from rich.measure import Measurement
+
+    unbounded = _console.options.update_width(10_000)  # else it is clamped to the console
+    return Measurement.get(_console, unbounded, table).minimum
+
+
 def _span(doc: Doc) -> str:
     if "from" in doc:
         return f"{doc['from']} to {doc['to']} (as of {doc['as_of']}, {doc['timezone']})"
@@ -441,7 +482,7 @@ def report_summary(doc: Doc) -> None:
         )
     for label, value in rows:
         table.add_row(label, value)
-    _console.print(table)
+    _fit(table)
 
 
 def report_customers(doc: Doc) -> None:
@@ -475,7 +516,7 @@ def report_customers(doc: Doc) -> None:
             _num(c["points_redeemed"]),
             Text(_num(c["balance"]), "bold"),
         )
-    _console.print(table)
+    _fit(table, ("First purchase", "Last purchase", "Redeemed", "Earned", "Tier", "Purchases"))
 
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -557,7 +598,7 @@ def report_activity(doc: Doc) -> None:
         "Expired",
         numeric=5,
     )
-    table.add_column("Earned / redeemed / expired")
+    table.add_column("Earned / redeemed / expired", no_wrap=True, min_width=27)
     for r in rows:
         table.add_row(
             r["period"],
@@ -578,7 +619,7 @@ def report_activity(doc: Doc) -> None:
         _num(t["points_expired"]),
         "",
     )
-    _console.print(table)
+    _fit(table, ("Earned / redeemed / expired", "Expired", "Redeemed"))
 
 
 def report_rules(doc: Doc) -> None:
@@ -602,7 +643,7 @@ def report_rules(doc: Doc) -> None:
             _pct(r["share"]),
             _money(r["revenue"], cur),
         )
-    _console.print(table)
+    _fit(table, ("Customers", "Awards", "Revenue it fired on"))
     _chart([(r["rule"], r["points"]) for r in doc["rules"]], "green")
 
 
@@ -628,7 +669,7 @@ def report_tiers(doc: Doc) -> None:
             _num(t["upgrades_out"]),
             _num(t["downgrades_out"]),
         )
-    _console.print(table)
+    _fit(table, ("Downgraded out", "Upgraded out", "Downgraded in", "Upgraded in"))
     _chart([(t["tier"], t["customers"]) for t in doc["tiers"]], "magenta")
 
 
@@ -656,7 +697,7 @@ def report_segments(doc: Doc) -> None:
                 _num(m["frequency"]),
                 _money(m["monetary"], cur),
             )
-        _console.print(table)
+        _fit(table, ("Days since", "Last purchase", "RFM"))
         return
     table = _report_table(
         "Segment",
@@ -667,7 +708,7 @@ def report_segments(doc: Doc) -> None:
     )
     for s in doc["segments"]:
         table.add_row(_segment(s["segment"]), _num(s["customers"]), _pct(s["share"]))
-    _console.print(table)
+    _fit(table)
     _chart([(_segment(s["segment"]), s["customers"]) for s in doc["segments"]], "cyan")
 
 
@@ -695,7 +736,7 @@ def report_liability(doc: Doc) -> None:
         never = doc["never_expire"] if key == "expiring_by_month" else 0
         if never:
             table.add_row("never", _num(never), "")
-        _console.print(table)
+        _fit(table)
         bars = [(b["month"], b["points"]) for b in doc[key]]
         _chart(bars + ([("never", never)] if never else []), "yellow")
 

@@ -1,5 +1,6 @@
-"""Charts where a picture reads faster: bars per tier, segment, rule and expiry month,
-drawn in the terminal like `report activity`'s, and only on a terminal."""
+"""The look on a terminal: charts where a picture reads faster (bars per tier, segment,
+rule and expiry month, drawn like `report activity`'s, only on a terminal), and report
+tables that fit the terminal without cutting or wrapping a figure."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ def docs(example_shop: Shop) -> dict[str, dict[str, Any]]:
     }
 
 
-def drawn(view: str, doc: dict[str, Any], *, terminal: bool) -> str:
+def drawn(view: str, doc: dict[str, Any], *, terminal: bool, width: int = 80) -> str:
     out = io.StringIO()
-    console = Console(file=out, force_terminal=terminal, width=80, color_system=None)
+    console = Console(file=out, force_terminal=terminal, width=width, color_system=None)
     real = render._console
     render._console = console
     try:
@@ -72,3 +73,20 @@ def test_bars_share_one_scale_and_a_small_figure_still_shows(
             assert cells == 0
         else:
             assert cells == max(1, rule["points"] * render.CHART_WIDTH // top), line
+
+
+def test_a_wide_report_fits_80_columns_by_leaving_columns_out_never_by_cutting_figures(
+    example_shop: Shop,
+) -> None:
+    shop = example_shop
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "ann", "--name", "Ann Katherine Longname-Smythe", "--at", "2026-06-01")
+    shop.ok("earn", "ann", "--amount", "123456.78", "--category", "shoes", "--at", "2026-06-02")
+    doc = shop.ok("report", "customers")
+    narrow = drawn("report_customers", doc, terminal=True)
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    assert "123,456.78 USD" in narrow and "247,087" in narrow  # whole, on one line
+    assert "…" not in narrow
+    assert "Left out to fit 80 columns: First purchase" in narrow
+    wide = drawn("report_customers", doc, terminal=True, width=200)
+    assert "Left out" not in wide and "First purchase" in wide
