@@ -35,7 +35,7 @@ def _table(*columns: str, title: str | None = None) -> Table:
 
 
 def _signed(points: int) -> str:
-    return f"+{points}" if points > 0 else str(points)
+    return f"+{points:,}" if points > 0 else f"{points:,}"
 
 
 def _lines(doc: Doc) -> None:
@@ -60,7 +60,7 @@ def _lines(doc: Doc) -> None:
 def _headline(doc: Doc, what: str) -> None:
     """`C1 <what> · balance N`, with a note when nothing was written."""
     head = Text.assemble(
-        (doc["customer_id"], "bold"), f" {what} · balance ", (str(doc["balance"]), "bold")
+        (doc["customer_id"], "bold"), f" {what} · balance ", (_num(doc["balance"]), "bold")
     )
     if doc.get("duplicate"):
         head.append(f"  (already recorded under txn {doc['txn']}: nothing changed)", "yellow")
@@ -71,7 +71,7 @@ def _headline(doc: Doc, what: str) -> None:
 
 def earn(doc: Doc) -> None:
     what = f"{doc['amount']} purchase" if doc["event"] == "purchase" else f"'{doc['event']}'"
-    _headline(doc, f"earned {doc['points']} points for a {what}")
+    _headline(doc, f"earned {doc['points']:,} points for a {what}")
     _lines(doc)
     if not doc["lines"] and "skipped" not in doc:
         _console.print("No rule gave points; add --explain to see why.")
@@ -86,23 +86,23 @@ def enroll(doc: Doc) -> None:
         Text.assemble(
             "Enrolled ",
             (doc["customer_id"], "bold"),
-            f"{name} · {doc['points']} points · balance ",
-            (str(doc["balance"]), "bold"),
+            f"{name} · {doc['points']:,} points · balance ",
+            (_num(doc["balance"]), "bold"),
         )
     )
     _lines(doc)
     referral = doc["referral"]
     if referral:
         _console.print(
-            f"Referrer {referral['customer_id']} earned {referral['points']} points "
-            f"· balance {referral['balance']}"
+            f"Referrer {referral['customer_id']} earned {referral['points']:,} points "
+            f"· balance {referral['balance']:,}"
         )
         _lines(referral)
 
 
 def points(doc: Doc) -> None:
     verb = "redeemed" if doc["kind"] == "redeem" else "adjusted by"
-    amount = -doc["points"] if doc["kind"] == "redeem" else _signed(doc["points"])
+    amount = f"{-doc['points']:,}" if doc["kind"] == "redeem" else _signed(doc["points"])
     why = f" for {doc['reason']}" if doc["kind"] == "redeem" and doc["reason"] else ""
     if doc["kind"] == "adjust":
         why = f": {doc['reason']}"
@@ -133,13 +133,15 @@ def tier(doc: Doc) -> None:
     spend = doc["metric"] == "spend"
     unit = "spent" if spend else "points earned"
     suffix = "_spend" if spend else "_points"
-    qualifying, to_next, to_keep = (doc[k + suffix] for k in ("qualifying", "to_next", "to_keep"))
+    qualifying, to_next, to_keep = (
+        _amount(doc[k + suffix]) for k in ("qualifying", "to_next", "to_keep")
+    )
     since = f" since {doc['window_start']}" if doc["window_start"] else ""
     _console.print(f"Qualifying: {qualifying} {unit}{since} ({doc['window']})")
     if doc["next_tier"]:
         _console.print(f"Next: {doc['next_tier']}, {to_next} more to reach it")
     if doc["tier_until"]:
-        short = to_keep not in (None, 0, "0.00")
+        short = to_keep not in ("", "0", "0.00")
         keep = f"; {to_keep} more in this window keeps it longer" if short else ""
         _console.print(f"Held until {doc['tier_until']}{keep}")
     if doc["override"]:
@@ -152,7 +154,7 @@ def tiers(doc: Doc) -> None:
     table = _table("Tier", "Name", "Customers", title=f"Tiers as of {doc['as_of']}")
     table.columns[2].justify = "right"
     for row in doc["tiers"]:
-        table.add_row(row["tier"], row["name"], str(row["customers"]))
+        table.add_row(row["tier"], row["name"], _num(row["customers"]))
     _console.print(table)
     _chart([(row["tier"], row["customers"]) for row in doc["tiers"]], "magenta")
 
@@ -172,7 +174,7 @@ def rewards(doc: Doc) -> None:
             conditions.append(
                 f"{reward['available_from'] or '...'} to {reward['available_to'] or '...'}"
             )
-        row = [reward["reward"], reward["name"], str(reward["cost"]), "; ".join(conditions)]
+        row = [reward["reward"], reward["name"], _num(reward["cost"]), "; ".join(conditions)]
         if who:
             row.append(
                 Text("yes", "green") if reward["can_redeem"] else Text(reward["why_not"], "yellow")
@@ -192,14 +194,14 @@ def nightly(doc: Doc) -> None:
     )
     table = _table("Step", "Count", "Points")
     table.columns[1].justify = table.columns[2].justify = "right"
-    table.add_row("birthdays awarded", str(doc["birthdays"]), str(doc["birthday_points"]))
-    table.add_row("birthdays refused (set < 30 days before)", str(doc["birthdays_refused"]), "")
+    table.add_row("birthdays awarded", _num(doc["birthdays"]), _num(doc["birthday_points"]))
+    table.add_row("birthdays refused (set < 30 days before)", _num(doc["birthdays_refused"]), "")
     table.add_row(
-        "customers with points expired", str(doc["expired_customers"]), str(doc["expired_points"])
+        "customers with points expired", _num(doc["expired_customers"]), _num(doc["expired_points"])
     )
-    table.add_row("tier upgrades", str(doc["tier_upgrades"]), "")
-    table.add_row("tier downgrades", str(doc["tier_downgrades"]), "")
-    table.add_row("points no longer pending", "", str(doc["became_available"]))
+    table.add_row("tier upgrades", _num(doc["tier_upgrades"]), "")
+    table.add_row("tier downgrades", _num(doc["tier_downgrades"]), "")
+    table.add_row("points no longer pending", "", _num(doc["became_available"]))
     _console.print(table)
 
 
@@ -214,7 +216,7 @@ def import_summary(doc: Doc) -> None:
     _errors.print(
         f"{', '.join(doc['files'])}: {doc['rows']} rows, {verb} {doc['imported']}, "
         f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
-        f"{doc['points']} points for {doc['customers']} customers in {doc['seconds']} s"
+        f"{doc['points']:,} points for {doc['customers']:,} customers in {doc['seconds']} s"
     )
 
 
@@ -265,12 +267,12 @@ def _balance_table(docs: list[Doc]) -> None:
         table.add_row(
             doc["customer_id"],
             doc["name"] or "",
-            Text(str(doc["balance"]), "bold"),
-            str(doc["available"]),
-            str(doc["pending"]),
+            Text(_num(doc["balance"]), "bold"),
+            _num(doc["available"]),
+            _num(doc["pending"]),
             expiring,
-            str(doc["points_earned"]),
-            str(doc["points_redeemed"]),
+            _num(doc["points_earned"]),
+            _num(doc["points_redeemed"]),
         )
     _console.print(table)
 
@@ -286,7 +288,7 @@ def history(doc: Doc) -> None:
         "Points",
         "Rule / reward",
         "Detail / reason",
-        title=f"{doc['customer_id']} · balance {doc['balance']}",
+        title=f"{doc['customer_id']} · balance {doc['balance']:,}",
     )
     when = table.columns[1]
     when.no_wrap, when.min_width = True, 23  # "2026-11-22 16:31 +00:00": never cut or wrapped
@@ -339,7 +341,7 @@ def rules(doc: Doc) -> None:
     if doc["rewards"]:
         table = _table("Reward", "Name", "Cost")
         for reward in doc["rewards"]:
-            table.add_row(reward["reward"], reward["name"], str(reward["cost"]))
+            table.add_row(reward["reward"], reward["name"], _num(reward["cost"]))
         _console.print(table)
     _console.print(f"{doc['file']}: OK, {len(doc['rules'])} rules, {len(doc['rewards'])} rewards")
 
@@ -384,6 +386,13 @@ def _money(amount: str | None, currency: str | None) -> str:
 
     shown = f"{Decimal(amount):,.2f}"
     return f"{shown} {currency}" if currency else shown
+
+
+def _amount(value: str | int | None) -> str:
+    """A tier's figure, money or points, with thousands separators."""
+    if value is None:
+        return ""
+    return _num(value) if isinstance(value, int) else _money(value, None)
 
 
 def _pct(rate: float) -> str:

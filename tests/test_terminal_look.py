@@ -90,3 +90,19 @@ def test_a_wide_report_fits_80_columns_by_leaving_columns_out_never_by_cutting_f
     assert "Left out to fit 80 columns: First purchase" in narrow
     wide = drawn("report_customers", doc, terminal=True, width=200)
     assert "Left out" not in wide and "First purchase" in wide
+
+
+def test_figures_have_thousands_separators_in_every_view(example_shop: Shop) -> None:
+    shop = example_shop
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "ann", "--at", "2026-06-01")
+    shop.ok("earn", "ann", "--amount", "21276.89", "--at", "2026-06-02")
+    shop.ok("adjust", "ann", "12345", "--reason", "opening balance", "--at", "2026-06-03")
+    balance = shop.ok("balance", "ann")["balance"]
+    assert balance > 9999
+    table = drawn("balance", shop.ok("balance", "ann"), terminal=False, width=120)
+    assert f"{balance:,}" in table
+    tier = drawn("tier", shop.ok("tier", "ann"), terminal=False, width=120)
+    assert "Qualifying: 21,276.89 spent" in tier
+    history = drawn("history", shop.ok("history", "ann"), terminal=False, width=120)
+    assert "+12,345" in history
