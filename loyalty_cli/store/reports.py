@@ -100,18 +100,19 @@ def overdue(conn: sqlite3.Connection, until: int, as_of: date) -> int:
     written their expiry yet.
 
     Summed, not lot by lot: what those lots were given, less what was drawn
-    from them (a lot never gives more than it holds). Every such draw is dated
-    before `until`: a lot is drawn from while it is live, or written off at the
-    start of its expiry day, both before the end of `as_of`, so the debits need
-    not be read (the lot-by-lot `_overdue` reads them, and a test holds the two
-    equal)."""
+    from them (a lot never gives more than it holds), each one index range.
+    Such a lot was earned before its expiry day, so before `until`; and every
+    draw from it is dated before `until` too: a lot is drawn from while it is
+    live, or written off at the start of its expiry day, both before the end
+    of `as_of`. So neither the lots' times nor the debits need be read (the
+    lot-by-lot `_overdue` reads them, and a test holds the two equal)."""
     day = day_number(as_of)
     given, drawn = conn.execute(
         "SELECT (SELECT COALESCE(SUM(points), 0) FROM entries INDEXED BY entries_lots "
-        "WHERE earned_on IS NOT NULL AND expires_on <= ?1 AND occurred < ?2), "
-        "(SELECT COALESCE(SUM(d.points), 0) FROM draws d JOIN entries l ON l.id = d.lot_id "
-        "WHERE l.earned_on IS NOT NULL AND l.expires_on <= ?1 AND l.occurred < ?2)",
-        (day, until),
+        "WHERE earned_on IS NOT NULL AND expires_on <= ?1), "
+        "(SELECT COALESCE(SUM(points), 0) FROM draws INDEXED BY draws_expiry "
+        "WHERE expires_on <= ?1)",
+        (day,),
     ).fetchone()
     return int(given) - int(drawn)
 
