@@ -28,8 +28,9 @@ query (tests/test_store.py shows each plan):
 - entries_time: points by kind in a period (summary, activity, rules);
 - entries_budget_RULE: a budgeted rule's lines, one small partial index per
   budgeted rule, made the first time rules with that budget write (budget_index);
-- entries_lots: the lots (credit entries), by expiry date (overdue points,
-  the liability, points released from pending);
+- entries_lots: the lots (credit entries), by expiry date, with their points
+  (overdue points read from the index alone; the liability, points released
+  from pending);
 - draws_lot: what is left in a lot;
 - draws_expiry: what was drawn from lots that expired by a day (overdue points).
 """
@@ -143,7 +144,7 @@ INDEXES = (
     "CREATE INDEX operations_refund ON operations(refund_of) WHERE refund_of IS NOT NULL",
     "CREATE INDEX entries_customer ON entries(customer_id, kind, points)",
     "CREATE INDEX entries_time ON entries(kind, occurred, points)",
-    "CREATE INDEX entries_lots ON entries(expires_on) WHERE earned_on IS NOT NULL",
+    "CREATE INDEX entries_lots ON entries(expires_on, points) WHERE earned_on IS NOT NULL",
     "CREATE INDEX draws_lot ON draws(lot_id, points)",
     "CREATE INDEX draws_expiry ON draws(expires_on, points) WHERE expires_on IS NOT NULL",
 )
