@@ -9,7 +9,7 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -344,6 +344,56 @@ def in_todays_names(command: str, doc: dict[str, Any]) -> dict[str, Any]:
     elif command.startswith("report segments") and "members" in doc:
         doc["rows"] = doc.pop("members")
     return doc
+
+
+def _indexes(conn: sqlite3.Connection) -> set[str]:
+    return {
+        sql
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND name NOT LIKE 'entries_budget_%'"
+        )
+    }
+
+
+def test_a_schema_5_ledger_gets_its_draws_expiries_and_keeps_its_history(tmp_path: Path) -> None:
+    """Schema 5 is schema 6 without the copy of each lot's expiry on its draws
+    and its index: made here from the upgraded fixture by taking those back,
+    then upgraded again."""
+    expected = json.loads((FIXTURE.with_suffix(".expected.json")).read_text())
+    db = tmp_path / "v5.db"
+    shutil.copy(FIXTURE, db)
+    with Store.open(db) as store:
+        current = _indexes(store.conn)
+        draws = store.conn.execute("SELECT * FROM draws ORDER BY id").fetchall()
+        heads = store.verify(NOW).operations_head
+    assert any(draw[-1] is not None for draw in draws), "the fixture draws on expiring lots"
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("DROP INDEX draws_expiry")
+        conn.execute("ALTER TABLE draws DROP COLUMN expires_on")
+        conn.execute("PRAGMA user_version = 5")
+    with Store.open(db) as store:
+        conn = store.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("SELECT * FROM draws ORDER BY id").fetchall() == draws
+        assert _indexes(conn) == current
+        report = store.verify(NOW)
+        assert report.ok, report.problems
+        assert report.operations_head == heads
+        # the copy is written once, by the upgrade: draws stay append-only
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE draws SET expires_on = 0")
+    shop = Shop(tmp_path)
+    shutil.copy(FIXTURE.parent.parent.parent / "rules.example.yaml", shop.rules)
+    shop.db = db
+    for name, doc in expected["commands"].items():
+        assert shop.ok(*name.split()) == doc, name
+
+
+def test_a_fresh_ledger_and_an_upgraded_one_have_the_same_indexes(tmp_path: Path) -> None:
+    shutil.copy(FIXTURE, tmp_path / "old.db")
+    with Store.open(tmp_path / "old.db") as old, Store.open(tmp_path / "new.db") as new:
+        assert _indexes(old.conn) == _indexes(new.conn)
 
 
 def test_a_schema_4_ledger_that_fails_verify_is_not_upgraded(tmp_path: Path) -> None:

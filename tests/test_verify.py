@@ -260,6 +260,20 @@ def test_editing_an_entrys_points_after_dropping_the_triggers_fails_verify_namin
     assert missing.count("_no_") + missing.count("keep_identity") == 12
 
 
+def test_a_draw_whose_copy_of_its_lots_expiry_was_edited_fails_verify(
+    shop_with_history: Shop,
+) -> None:
+    # The copy is not hashed (the lot's expiry is): verify holds the two equal.
+    with behind_loyaltys_back(shop_with_history.db) as conn:
+        (draw_id,) = conn.execute("SELECT MIN(id) FROM draws").fetchone()
+        conn.execute("UPDATE draws SET expires_on = 1 WHERE id = ?", (draw_id,))
+    doc, _ = verify_fails(shop_with_history)
+    assert any(
+        p.startswith(f"draw #{draw_id} does not carry the expiry day of its lot")
+        for p in doc["problems"]
+    ), doc["problems"]
+
+
 def test_editing_an_entry_and_restoring_the_triggers_is_still_caught(
     shop_with_history: Shop,
 ) -> None:

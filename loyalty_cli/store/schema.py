@@ -8,7 +8,9 @@ What each table and index is for (the README's design notes repeat it):
   its request, and the chain hash that covers it and everything it wrote.
 - `entries`: one signed points row per award line or debit; a credit's row also
   holds its lot's dates (earned, spendable from, gone on), so a lot is an entry.
-- `draws`: which lots each debit took its points from.
+- `draws`: which lots each debit took its points from, with the lot's expiry
+  day copied (not hashed: verify checks it against the lot) so the points
+  drawn from expired lots are one index range.
 - `customers`: profiles (the one table whose contact fields change; a salted
   digest chained in operations proves each change), `rulesets`: each rules text
   once, `runs`: the unattended runs (imports, nightly), chained on their own.
@@ -26,9 +28,11 @@ query (tests/test_store.py shows each plan):
 - entries_time: points by kind in a period (summary, activity, rules);
 - entries_budget_RULE: a budgeted rule's lines, one small partial index per
   budgeted rule, made the first time rules with that budget write (budget_index);
-- entries_lots: the lots (credit entries), by expiry date (overdue points,
-  the liability, points released from pending);
-- draws_lot: what is left in a lot.
+- entries_lots: the lots (credit entries), by expiry date, with their points
+  (overdue points read from the index alone; the liability, points released
+  from pending);
+- draws_lot: what is left in a lot;
+- draws_expiry: what was drawn from lots that expired by a day (overdue points).
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ ENTRY_FIELDS = (
     "id, op_id, customer_id, kind, points, occurred, rule, reward, reason, detail, "
     "earned_on, available_on, expires_on"
 )
-DRAW_FIELDS = "id, entry_id, lot_id, points"
+DRAW_FIELDS = "id, entry_id, lot_id, points"  # hashed; the lot's expiry is not
+DRAW_COLUMNS = f"{DRAW_FIELDS}, expires_on"
 RUN_FIELDS = "id, command, as_of, started, finished, summary"
 PROFILE_FIELDS = "id, name, email, phone, birthday, referred_by, enrolled, birthday_set"
 
@@ -116,7 +121,8 @@ TABLES = (
         id INTEGER PRIMARY KEY,
         entry_id INTEGER NOT NULL REFERENCES entries(id),  -- the debit
         lot_id INTEGER NOT NULL REFERENCES entries(id),    -- the credit it takes from
-        points INTEGER NOT NULL CHECK (points > 0)
+        points INTEGER NOT NULL CHECK (points > 0),
+        expires_on INTEGER                 -- the lot's expiry day (a copy, checked by verify)
     )
     """,
     """
@@ -138,8 +144,9 @@ INDEXES = (
     "CREATE INDEX operations_refund ON operations(refund_of) WHERE refund_of IS NOT NULL",
     "CREATE INDEX entries_customer ON entries(customer_id, kind, points)",
     "CREATE INDEX entries_time ON entries(kind, occurred, points)",
-    "CREATE INDEX entries_lots ON entries(expires_on) WHERE earned_on IS NOT NULL",
+    "CREATE INDEX entries_lots ON entries(expires_on, points) WHERE earned_on IS NOT NULL",
     "CREATE INDEX draws_lot ON draws(lot_id, points)",
+    "CREATE INDEX draws_expiry ON draws(expires_on, points) WHERE expires_on IS NOT NULL",
 )
 
 
@@ -188,16 +195,21 @@ def insert_rows(
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
 ) -> None:
-    """Operations (OP_FIELDS, hash), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS),
+    """Operations (OP_FIELDS, hash), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
+    the lot's expiry is copied from the lot as they go in),
     each table in as few statements as SQLite's limit on parameters allows: a
     purchase's lines go in one statement, not one per line (on a network every
     statement is a round trip)."""
-    for table, fields, rows in (
-        ("operations", f"{OP_FIELDS}, hash", ops),
-        ("entries", ENTRY_FIELDS, entries),
-        ("draws", DRAW_FIELDS, draws),
-    ):
-        insert_many(conn, table, fields, rows)
+    insert_many(conn, "operations", f"{OP_FIELDS}, hash", ops)
+    insert_many(conn, "entries", ENTRY_FIELDS, entries)
+    # After the entries: a draw may take from a lot opened in the same batch.
+    insert_many(
+        conn,
+        "draws",
+        DRAW_COLUMNS,
+        [(*draw, draw[2]) for draw in draws],
+        "(?, ?, ?, ?, (SELECT expires_on FROM entries WHERE id = ?))",
+    )
 
 
 # Rows per INSERT statement in a batch: one prepared statement serves every full
@@ -206,14 +218,19 @@ _BATCH = 64
 
 
 def insert_many(
-    conn: sqlite3.Connection, table: str, fields: str, rows: Sequence[Sequence[object]]
+    conn: sqlite3.Connection,
+    table: str,
+    fields: str,
+    rows: Sequence[Sequence[object]],
+    row_marks: str | None = None,
 ) -> None:
     """INSERT rows in multi-row statements: full batches of _BATCH rows through
-    one prepared statement, and the rest (a till's few lines) in one more."""
+    one prepared statement, and the rest (a till's few lines) in one more.
+    `row_marks`: one row's values, when they are not one `?` per field."""
     if not rows:
         return
-    width = fields.count(",") + 1
-    row_marks = "(" + ", ".join("?" * width) + ")"
+    if row_marks is None:
+        row_marks = "(" + ", ".join("?" * (fields.count(",") + 1)) + ")"
     full = len(rows) - len(rows) % _BATCH
     if full:
         marks = ", ".join([row_marks] * _BATCH)
@@ -233,4 +250,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6

@@ -186,6 +186,15 @@ def lots(conn: sqlite3.Connection, report: VerifyReport) -> None:
         "ON e.id = d.lot_id GROUP BY d.lot_id HAVING SUM(d.points) > e.points LIMIT 5"
     ):
         report.problems.append(f"lot #{lot_id} gave {drawn} points but held only {held}")
+    # A draw's copy of its lot's expiry is not hashed (the lot's is): it must agree.
+    for draw_id, lot_id in conn.execute(
+        "SELECT d.id, d.lot_id FROM draws d JOIN entries e ON e.id = d.lot_id "
+        "WHERE d.expires_on IS NOT e.expires_on LIMIT 5"
+    ):
+        report.problems.append(
+            f"draw #{draw_id} does not carry the expiry day of its lot #{lot_id}: "
+            f"the draws table {CHANGED}"
+        )
     for entry_id, points, drawn in conn.execute(
         "SELECT e.id, e.points, COALESCE(d.drawn, 0) AS drawn FROM entries e "
         "LEFT JOIN (SELECT entry_id, SUM(points) AS drawn FROM draws GROUP BY entry_id) d "
