@@ -336,8 +336,9 @@ def _code(value: str | None, what: str) -> str | None:
 # --- output --------------------------------------------------------------------
 
 
-def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
-    """JSON when asked or when stdout is not a terminal; a Rich view otherwise."""
+def show(doc: dict[str, Any], view: str, as_json: bool | None, locale: str | None = None) -> None:
+    """JSON when asked or when stdout is not a terminal; a Rich view otherwise, its
+    figures in the shop's `locale` when the command read the rules."""
     if as_json is None:
         as_json = not sys.stdout.isatty()
     if as_json:
@@ -345,7 +346,7 @@ def show(doc: dict[str, Any], view: str, as_json: bool | None) -> None:
         return
     from . import render
 
-    render.show(view, doc)
+    render.show(view, doc, locale)
 
 
 def _write_json(doc: dict[str, Any]) -> None:
@@ -373,7 +374,7 @@ def _record(
         options["dry_run"] = True
     with open_ledger(db, create=not dry_run) as store:
         result = use_case(store, ruleset, request, now(), **options)
-    show(result.to_json(), view, as_json)
+    show(result.to_json(), view, as_json, ruleset.program.locale)
 
 
 # --- shared options ------------------------------------------------------------
@@ -563,7 +564,7 @@ def update(
     request = ProfileRequest(check_customer_id(customer_id), changes, _at(at, ruleset))
     with open_ledger(db) as store:
         result = update_profile(store, ruleset, request, now())
-    show(result.to_json(), "profile", as_json)
+    show(result.to_json(), "profile", as_json, ruleset.program.locale)
 
 
 @command()
@@ -746,7 +747,8 @@ def tier(
         if set_to is not None:
             raise BadArgument("--set needs a CUSTOMER_ID")
         with open_ledger(db, create=False) as store:
-            show(operations.distribution(store, ruleset, moment).to_json(), "tiers", as_json)
+            doc = operations.distribution(store, ruleset, moment).to_json()
+            show(doc, "tiers", as_json, ruleset.program.locale)
         return
     cid = check_customer_id(customer_id)
     if set_to is None:
@@ -763,7 +765,7 @@ def tier(
         )
         with open_ledger(db) as store:
             result = operations.set_tier(store, ruleset, request, now())
-    show(result.to_json(), "tier", as_json)
+    show(result.to_json(), "tier", as_json, ruleset.program.locale)
 
 
 @command()
@@ -790,7 +792,7 @@ def rewards(
     else:
         with open_ledger(db, create=False) as store:
             result = rewards_for(store, ruleset, check_customer_id(customer_id), moment)
-    show(result.to_json(), "rewards", as_json)
+    show(result.to_json(), "rewards", as_json, ruleset.program.locale)
 
 
 @command()
@@ -821,7 +823,7 @@ def nightly(
     with open_ledger(db) as store:
         summary = run_nightly(store, ruleset, day, now())
     if not quiet:
-        show(summary.to_json(), "nightly", as_json)
+        show(summary.to_json(), "nightly", as_json, ruleset.program.locale)
 
 
 @command("import-csv")
@@ -941,7 +943,7 @@ def import_csv(
     elif not quiet:
         from . import render
 
-        render.show("import", doc)
+        render.show("import", doc, ruleset.program.locale)
     if summary.rejected:
         where = f"; see {rejects}" if rejects else " (pass --rejects FILE to keep them)"
         raise DataRejected(f"{summary.rejected} of {summary.rows_read} rows rejected{where}")
@@ -1061,6 +1063,7 @@ def rules_check(
         "currency": program.currency,
         "timezone": program.timezone,
         "rounding": program.rounding,
+        "locale": program.locale,
         "rules": [
             {
                 "rule": r.id,
@@ -1075,7 +1078,7 @@ def rules_check(
             {"reward": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()
         ],
     }
-    show(doc, "rules", as_json)
+    show(doc, "rules", as_json, program.locale)
 
 
 @command()
@@ -1113,7 +1116,7 @@ def demo(
     with open_ledger(target) as store:
         steps = run_demo(store, ruleset)
     doc = {"db": str(target), "rules": ruleset.source, "steps": steps}
-    show(doc, "demo", as_json)
+    show(doc, "demo", as_json, ruleset.program.locale)
 
 
 # --- reports -------------------------------------------------------------------
@@ -1222,7 +1225,7 @@ def report(
 
         write_csv(table.header, table.rows, sys.stdout)
         return
-    show(result.to_json(), f"report_{name}", as_json)
+    show(result.to_json(), f"report_{name}", as_json, shop.locale)
 
 
 def main() -> None:

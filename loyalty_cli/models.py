@@ -106,6 +106,7 @@ class Program:
     timezone: str
     rounding: Rounding = "floor"
     point_value: Decimal | None = None  # what one point is worth, for the liability
+    locale: str | None = None  # how people read figures and money: en_GB, de_DE...
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from rich import box
@@ -23,8 +24,36 @@ _console = Console(highlight=False)
 _errors = Console(highlight=False, stderr=True)
 
 
-def show(view: str, doc: Doc) -> None:
+# The shop's locale (the rules file's `program.locale`), for figures and money; None:
+# plain figures with a comma between thousands and the currency's code after them.
+_locale: str | None = None
+
+
+def show(view: str, doc: Doc, locale: str | None = None) -> None:
+    global _locale
+    _locale = locale
     VIEWS[view](doc)
+
+
+@lru_cache(maxsize=8)
+def _babel(name: str) -> Any:
+    """babel's Locale for a name, else for its language alone, else None (figures are
+    then shown plainly, and `rules check` says the locale is not known). Babel is
+    imported here only, when a table is drawn for a shop that gave a locale."""
+    from babel import Locale, UnknownLocaleError
+
+    for candidate in (name, name.split("_")[0]):
+        try:
+            return Locale.parse(candidate)
+        except (UnknownLocaleError, ValueError):
+            continue
+    return None
+
+
+def known_locale(name: str) -> bool:
+    """Whether babel knows the locale itself (not just its language)."""
+    found = _babel(name)
+    return found is not None and str(found) == name
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -35,7 +64,7 @@ def _table(*columns: str, title: str | None = None) -> Table:
 
 
 def _signed(points: int) -> str:
-    return f"+{points:,}" if points > 0 else f"{points:,}"
+    return f"+{_num(points)}" if points > 0 else _num(points)
 
 
 def _lines(doc: Doc) -> None:
@@ -70,8 +99,12 @@ def _headline(doc: Doc, what: str) -> None:
 
 
 def earn(doc: Doc) -> None:
-    what = f"{doc['amount']} purchase" if doc["event"] == "purchase" else f"'{doc['event']}'"
-    _headline(doc, f"earned {doc['points']:,} points for a {what}")
+    what = (
+        f"{_money(doc['amount'], None)} purchase"
+        if doc["event"] == "purchase"
+        else f"'{doc['event']}'"
+    )
+    _headline(doc, f"earned {_num(doc['points'])} points for a {what}")
     _lines(doc)
     if not doc["lines"] and "skipped" not in doc:
         _console.print("No rule gave points; add --explain to see why.")
@@ -86,7 +119,7 @@ def enroll(doc: Doc) -> None:
         Text.assemble(
             "Enrolled ",
             (doc["customer_id"], "bold"),
-            f"{name} · {doc['points']:,} points · balance ",
+            f"{name} · {_num(doc['points'])} points · balance ",
             (_num(doc["balance"]), "bold"),
         )
     )
@@ -94,15 +127,15 @@ def enroll(doc: Doc) -> None:
     referral = doc["referral"]
     if referral:
         _console.print(
-            f"Referrer {referral['customer_id']} earned {referral['points']:,} points "
-            f"· balance {referral['balance']:,}"
+            f"Referrer {referral['customer_id']} earned {_num(referral['points'])} points "
+            f"· balance {_num(referral['balance'])}"
         )
         _lines(referral)
 
 
 def points(doc: Doc) -> None:
     verb = "redeemed" if doc["kind"] == "redeem" else "adjusted by"
-    amount = f"{-doc['points']:,}" if doc["kind"] == "redeem" else _signed(doc["points"])
+    amount = _num(-doc["points"]) if doc["kind"] == "redeem" else _signed(doc["points"])
     why = f" for {doc['reason']}" if doc["kind"] == "redeem" and doc["reason"] else ""
     if doc["kind"] == "adjust":
         why = f": {doc['reason']}"
@@ -216,7 +249,7 @@ def import_summary(doc: Doc) -> None:
     _errors.print(
         f"{', '.join(doc['files'])}: {doc['rows']} rows, {verb} {doc['imported']}, "
         f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
-        f"{doc['points']:,} points for {doc['customers']:,} customers in {doc['seconds']} s"
+        f"{_num(doc['points'])} points for {_num(doc['customers'])} customers in {doc['seconds']} s"
     )
 
 
@@ -288,7 +321,7 @@ def history(doc: Doc) -> None:
         "Points",
         "Rule / reward",
         "Detail / reason",
-        title=f"{doc['customer_id']} · balance {doc['balance']:,}",
+        title=f"{doc['customer_id']} · balance {_num(doc['balance'])}",
     )
     when = table.columns[1]
     when.no_wrap, when.min_width = True, 23  # "2026-11-22 16:31 +00:00": never cut or wrapped
@@ -328,6 +361,12 @@ def rules(doc: Doc) -> None:
             f"version {doc['rules_version'][:12]}",
         )
     )
+    locale = doc.get("locale")
+    if locale and not known_locale(locale):
+        shown = "its language's" if _babel(locale) is not None else "plain"
+        _console.print(
+            Text(f"locale {locale} is not one babel knows: figures are shown in {shown} form")
+        )
     table = _table("Rule", "On", "Priority", "Stop", "Line")
     for rule in doc["rules"]:
         table.add_row(
@@ -380,11 +419,21 @@ def _demo_balances(balances: list[Doc], command: str) -> None:
 
 
 def _money(amount: str | None, currency: str | None) -> str:
+    """Money as the shop writes it: with a locale, babel's form (`£1,234.50`,
+    `1.234,50 €`); without, `1,234.50 USD`."""
     if amount is None:
         return ""
     from decimal import Decimal
 
-    shown = f"{Decimal(amount):,.2f}"
+    value = Decimal(amount)
+    locale = _babel(_locale) if _locale else None
+    if locale is not None:
+        from babel.numbers import format_currency, format_decimal
+
+        if currency:
+            return str(format_currency(value, currency, locale=locale))
+        return str(format_decimal(value, "#,##0.00", locale=locale))
+    shown = f"{value:,.2f}"
     return f"{shown} {currency}" if currency else shown
 
 
@@ -400,6 +449,11 @@ def _pct(rate: float) -> str:
 
 
 def _num(value: int) -> str:
+    locale = _babel(_locale) if _locale else None
+    if locale is not None:
+        from babel.numbers import format_decimal
+
+        return str(format_decimal(value, locale=locale))
     return f"{value:,}"
 
 

@@ -46,6 +46,7 @@ class Shop:
     currency: str | None = None
     point_value: Decimal | None = None
     tiers: TierPolicy | None = None
+    locale: str | None = None
 
     @classmethod
     def of(cls, ruleset: Ruleset | None, stored_timezone: str | None) -> Shop:
@@ -54,7 +55,9 @@ class Shop:
         if ruleset is None:
             return cls(stored_timezone or "UTC")
         program = ruleset.program
-        return cls(program.timezone, program.currency, program.point_value, ruleset.tiers)
+        return cls(
+            program.timezone, program.currency, program.point_value, ruleset.tiers, program.locale
+        )
 
 
 @dataclass(frozen=True)

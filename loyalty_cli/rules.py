@@ -57,6 +57,7 @@ _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_LOCALE = re.compile(r"^([a-z]{2,3})(?:[_-]([A-Za-z]{2}))?$")
 # Numbers as a person writes them. YAML 1.1 also reads 0x10, 0b11, 010 (octal 8),
 # 1_000 and 1:30 (sexagesimal 90) as integers, and 1.0e+3 as a float. We refuse
 # those forms: YAML 1.2 and other tools read 010 and 1:30 differently, so the
@@ -139,7 +140,7 @@ DOWNGRADES = ("keep_next_window", "reevaluate")
 POINTS_KEYS = ("pending_days", "expire_after_months", "expire_at", "refund_shortfall")
 EXPIRE_AT = ("end_of_month", "same_day")
 SHORTFALLS = ("within_balance", "allow_negative")
-PROGRAM_KEYS = ("name", "currency", "timezone", "rounding", "point_value")
+PROGRAM_KEYS = ("name", "currency", "timezone", "rounding", "point_value", "locale")
 RULE_KEYS = (
     "id",
     "on",
@@ -777,6 +778,7 @@ class _Reader:
         point_value = self.optional(
             fields, "point_value", lambda n: self.decimal(n, "point_value", BOUNDS["point_value"])
         )
+        locale = self.optional(fields, "locale", self.locale)
         if name is None or tz is None:
             return None
         return Program(
@@ -785,6 +787,7 @@ class _Reader:
             timezone=tz,
             rounding=rounding or "floor",  # type: ignore[arg-type]
             point_value=point_value,
+            locale=locale,
         )
 
     def points_policy(self, node: yaml.Node) -> PointsPolicy:
@@ -881,6 +884,19 @@ class _Reader:
         if not _CURRENCY.match(value):
             raise self.fail(node, f"currency must be a 3-letter ISO code like USD, got '{value}'")
         return value
+
+    def locale(self, node: yaml.Node) -> str:
+        """A language, optionally with its country (en, en_GB, de-DE), as en_GB."""
+        value = self.text(node)
+        found = _LOCALE.match(value)
+        if not found:
+            raise self.fail(
+                node,
+                f"locale must be a language code, optionally with a country, like en_GB or "
+                f"de_DE, got '{value}'",
+            )
+        language, country = found.groups()
+        return language if country is None else f"{language}_{country.upper()}"
 
     def timezone(self, node: yaml.Node) -> str:
         value = self.text(node)

@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loyalty_cli"
 OWNERS = {
     "typer": "cli",
     "rich": "render",
+    "babel": "render",
     "yaml": "rules",
     "sqlite3": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
@@ -105,7 +106,7 @@ def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path
         "except SystemExit as e:\n"
         "    assert e.code in (0, None), e.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules} | set(sys.modules)\n"
-        "print(sorted(loaded & {'yaml', 'rich', 'loyalty_cli.evaluator', 'loyalty_cli.rules',"
+        "print(sorted(loaded & {'yaml', 'rich', 'babel', 'loyalty_cli.evaluator', 'loyalty_cli.rules',"
         " 'pydantic', 'hashlib', 'loyalty_cli.store.migrations', 'loyalty_cli.store.legacy'}))\n"
     )
     out = subprocess.run(

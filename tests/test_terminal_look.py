@@ -106,3 +106,34 @@ def test_figures_have_thousands_separators_in_every_view(example_shop: Shop) -> 
     assert "Qualifying: 21,276.89 spent" in tier
     history = drawn("history", shop.ok("history", "ann"), terminal=False, width=120)
     assert "+12,345" in history
+
+
+def test_a_shop_s_locale_writes_its_money_and_figures(shop: Shop) -> None:
+    shop.clock("2026-11-20")
+    base = "earn:\n  - {id: base, on: purchase, points_per_unit: 1}\n"
+    shop.write_rules(
+        "program: {name: L, currency: GBP, timezone: Europe/London, locale: en_GB}\n" + base
+    )
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    shop.ok("earn", "C1", "--amount", "12345.67", "--at", "2026-11-02")
+    summary = shop.run("report", "--no-json", env={"COLUMNS": "100"}).stdout
+    assert "£12,345.67" in summary and "12,345 " in summary
+    shop.write_rules(
+        "program: {name: L, currency: EUR, timezone: Europe/London, locale: de-DE}\n" + base
+    )
+    assert shop.ok("rules", "check")["locale"] == "de_DE"  # as babel spells it
+    summary = shop.run("report", "--no-json", env={"COLUMNS": "100"}).stdout
+    assert "12.345,67\u00a0€" in summary and "12.345 " in summary  # a space that never breaks
+    assert "USD" not in summary
+
+
+def test_a_locale_must_look_like_one(shop: Shop) -> None:
+    shop.write_rules("program: {name: L, timezone: Europe/London, locale: english}\n")
+    message = shop.fails(78, "rules", "check")
+    assert message == (
+        f"error: {shop.rules}:1:53: locale must be a language code, optionally with a "
+        "country, like en_GB or de_DE, got 'english'"
+    )
+    shop.write_rules("program: {name: L, timezone: Europe/London, locale: xx_YY}\n")
+    table = shop.run("rules", "check", "--no-json").stdout
+    assert "locale xx_YY is not one babel knows: figures are shown in plain form" in table
