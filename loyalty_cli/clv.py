@@ -43,6 +43,7 @@ WEEKS_PER_YEAR = 365.25 / 7
 # enough for any shop (the CDNOW fit is 0.24 .. 15), narrow enough that no
 # term overflows on the way to the optimum.
 _LOG_BOUND = 12.0
+_NEAR_ONE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,9 @@ def expected_purchases(model: BgNbd, x: Column, t_x: Column, T: Column, t: float
     if t <= 0:
         return np.zeros_like(xs)
     r, alpha, a, b = model.r, model.alpha, model.a, model.b
+    if abs(a - 1) < _NEAR_ONE:
+        # At a = 1 the formula is 0/0; its limit is within _NEAR_ONE of this.
+        a = 1 + _NEAR_ONE
     z = t / (alpha + Ts + t)
     growth = hyp2f1(r + xs, b + xs, a + b + xs - 1, z)
     shrink = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(alpha + Ts + t)))

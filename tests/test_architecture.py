@@ -14,10 +14,14 @@ OWNERS = {
     "yaml": "rules",
     "sqlite3": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
+    # The CLV models' arithmetic (log-gamma, 2F1, a bounded optimiser): only
+    # `report clv` loads them (see the start-up test below).
+    "numpy": "clv",
+    "scipy": "clv",
 }
 # Pure code: decides from what it is given, never reads a store, a clock or the
 # environment, so replays and rule tests can run it with no database at all.
-PURE = ("engine", "account", "lots", "tiers", "clock", "kinds", "models", "evaluator")
+PURE = ("engine", "account", "lots", "tiers", "clock", "kinds", "models", "evaluator", "clv")
 IMPURE = {"sqlite3", "os", "time", "random", "loyalty_cli.store", "loyalty_cli.cli"}
 
 
@@ -84,7 +88,8 @@ def test_decisions_and_the_domain_are_pure() -> None:
 
 def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path) -> None:
     # Start-up is a budget (see docs/benchmarks.md): the commands a till calls
-    # most must not pay for PyYAML, Rich, the evaluator, hashing or migrations.
+    # most must not pay for PyYAML, Rich, the evaluator, hashing or migrations,
+    # nor for numpy and scipy (half a second, for `report clv` alone).
     import subprocess
     import sys
 
@@ -106,9 +111,47 @@ def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path
         "    assert e.code in (0, None), e.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules} | set(sys.modules)\n"
         "print(sorted(loaded & {'yaml', 'rich', 'loyalty_cli.evaluator', 'loyalty_cli.rules',"
-        " 'pydantic', 'hashlib', 'loyalty_cli.store.migrations', 'loyalty_cli.store.legacy'}))\n"
+        " 'pydantic', 'hashlib', 'loyalty_cli.store.migrations', 'loyalty_cli.store.legacy',"
+        " 'numpy', 'scipy', 'loyalty_cli.clv'}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_report_clv_loads_numpy_and_scipy(tmp_path: Path) -> None:
+    """The other reports start as fast as before; `report clv` does load them
+    (so the probe above can tell)."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "l.db"
+    rules = Path(__file__).resolve().parent.parent / "rules.example.yaml"
+    env = {"LOYALTY_DB": str(db), "LOYALTY_RULES": str(rules), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-m", "loyalty_cli", "enroll", "C1"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import sys\n"
+        "from loyalty_cli.cli import app\n"
+        "try:\n"
+        "    app(sys.argv[1:] + ['--json'], prog_name='loyalty')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}))\n"
+    )
+    loaded = {}
+    for report in ("customers", "clv"):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, "report", report],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        loaded[report] = out.stdout.strip().splitlines()[-1]
+    assert loaded == {"customers": "[]", "clv": "['numpy', 'scipy']"}
