@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
-from scipy.special import gammaln, hyp2f1
+from scipy.special import digamma, gammaln, hyp2f1
 
 Floats = NDArray[np.float64]
 # Per-customer inputs: plain lists from the report, arrays from inside.
@@ -59,6 +59,7 @@ class BgNbd:
     log_likelihood: float
     customers: int
     converged: bool
+    at_limit: bool = False  # a parameter reached e^12 or e^-12
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class GammaGamma:
     log_likelihood: float
     customers: int
     converged: bool
+    at_limit: bool = False  # a parameter reached e^12 or e^-12
 
     @property
     def mean(self) -> float:
@@ -84,20 +86,57 @@ def _arrays(*columns: Column) -> list[Floats]:
     return [np.asarray(c, dtype=np.float64) for c in columns]
 
 
-def _bgnbd_ll(params: Floats, x: Floats, t_x: Floats, T: Floats) -> Floats:
-    """Each customer's BG/NBD log-likelihood (Fader, Hardie and Lee 2005, eq. 6)."""
+class _Counts:
+    """Repeat purchases as distinct values and where each customer's is among
+    them: the log-gamma and digamma terms that depend on x alone are computed
+    once per value (a shop has a few dozen), not once per customer."""
+
+    def __init__(self, x: Floats) -> None:
+        levels, where = np.unique(x, return_inverse=True)
+        self.levels: Floats = levels
+        self.where: NDArray[np.intp] = where.reshape(-1)
+
+    def of(self, f: Callable[[Floats], Floats]) -> Floats:
+        values: Floats = f(self.levels)[self.where]
+        return values
+
+
+def _bgnbd_ll(
+    params: Floats, x: Floats, t_x: Floats, T: Floats, counts: _Counts | None = None
+) -> tuple[Floats, Floats]:
+    """Each customer's BG/NBD log-likelihood (Fader, Hardie and Lee 2005, eq. 6),
+    and its derivatives by r, alpha, a and b (one row each)."""
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + T)
+    by_x = counts or _Counts(x)
+    a1 = by_x.of(lambda k: gammaln(r + k) - gammaln(r)) + r * np.log(alpha)
+    a2 = by_x.of(lambda k: gammaln(a + b) + gammaln(b + k) - gammaln(b) - gammaln(a + b + k))
+    log_t = np.log(alpha + T)
+    log_tx = np.log(alpha + t_x)
+    a3 = -(r + x) * log_t
     repeat = x > 0
     # The second term exists only for repeat buyers (delta_{x>0}); elsewhere it is
     # -inf, whose exp is 0. b + x - 1 > 0 whenever x >= 1.
+    inverse = np.zeros_like(x)
+    inverse[repeat] = 1 / (b + x[repeat] - 1)
     a4 = np.full_like(x, -np.inf)
-    xr = x[repeat]
-    a4[repeat] = np.log(a) - np.log(b + xr - 1) - (r + xr) * np.log(alpha + t_x[repeat])
-    result: Floats = a1 + a2 + np.logaddexp(a3, a4)
-    return result
+    a4[repeat] = np.log(a) + np.log(inverse[repeat]) - (r + x[repeat]) * log_tx[repeat]
+    both = np.logaddexp(a3, a4)
+    # The share of each term in exp(a3) + exp(a4), for the derivatives.
+    w3 = np.exp(a3 - both)
+    w4 = np.exp(a4 - both)
+    common = by_x.of(lambda k: digamma(a + b) - digamma(a + b + k))
+    grad = np.stack(
+        (
+            by_x.of(lambda k: digamma(r + k) - digamma(r))
+            + np.log(alpha)
+            - w3 * log_t
+            - w4 * log_tx,
+            r / alpha - (r + x) * (w3 / (alpha + T) + w4 / (alpha + t_x)),
+            common + w4 / a,
+            common + by_x.of(lambda k: digamma(b + k) - digamma(b)) - w4 * inverse,
+        )
+    )
+    return a1 + a2 + both, grad
 
 
 def _distinct(*columns: Floats) -> tuple[list[Floats], Floats, NDArray[np.intp]]:
@@ -114,33 +153,55 @@ def _unique(*columns: Floats) -> tuple[list[Floats], Floats]:
     return distinct, counts
 
 
-def _fit(objective: Callable[[Floats], float], start: Floats) -> tuple[Floats, float, bool]:
-    """Minimise over log-parameters with L-BFGS-B; (parameters, minimum, converged)."""
+def _fit(
+    likelihood: Callable[[Floats], tuple[Floats, Floats]], weight: Floats, start: Floats
+) -> tuple[Floats, float, bool, bool]:
+    """Maximise the weighted log-likelihood over log-parameters with L-BFGS-B;
+    (parameters, maximum, converged, a parameter at the optimiser's limit).
+    `likelihood` gives each customer's log-likelihood and its derivatives by the
+    parameters."""
+    total = float(weight.sum())
+
+    def objective(log_params: Floats) -> tuple[float, Floats]:
+        # Scaled by the number of customers, so the tolerances mean the same
+        # thing for 50 customers and for 50,000.
+        params = np.exp(log_params)
+        ll, grad = likelihood(params)
+        # Sums of products, not np.dot: a BLAS call wakes OpenBLAS's threads,
+        # which then contend with everything else on a small, busy machine
+        # (measured: the fit took ten times as long).
+        value = -float((weight * ll).sum()) / total
+        slope: Floats = -(grad * weight).sum(axis=1) * params / total  # d/d log p = p d/dp
+        return value, slope
+
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(start)
     result = minimize(
         objective,
         np.log(start),
+        jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 2000},
+        options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 2000},
     )
-    return np.exp(result.x), float(result.fun), bool(result.success)
+    # At a bound the line search can end "abnormally" on a flat likelihood:
+    # that is an optimum all the same when the gradient only pushes outwards.
+    _, slope = objective(result.x)
+    upper = result.x >= _LOG_BOUND - 1e-9
+    lower = result.x <= -_LOG_BOUND + 1e-9
+    inwards = np.where(upper, np.maximum(slope, 0), np.where(lower, np.minimum(slope, 0), slope))
+    converged = bool(result.success) or float(np.abs(inwards).max()) < 1e-5
+    return np.exp(result.x), -float(result.fun) * total, converged, bool((upper | lower).any())
 
 
 def fit_bgnbd(x: Column, t_x: Column, T: Column) -> BgNbd:
     """Maximum-likelihood BG/NBD parameters for these customers (at least one)."""
     xs, txs, Ts = _arrays(x, t_x, T)
     (ux, utx, uT), weight = _unique(xs, txs, Ts)
-    total = float(weight.sum())
-
-    def objective(log_params: Floats) -> float:
-        # Scaled by the number of customers, so the tolerances mean the same
-        # thing for 50 customers and for 50,000.
-        return -float(np.dot(weight, _bgnbd_ll(np.exp(log_params), ux, utx, uT))) / total
-
-    params, best, ok = _fit(objective, np.array([1.0, max(float(Ts.mean()), 1e-3), 1.0, 1.0]))
+    start = np.array([1.0, max(float(Ts.mean()), 1e-3), 1.0, 1.0])
+    counts = _Counts(ux)
+    params, best, ok, limit = _fit(lambda p: _bgnbd_ll(p, ux, utx, uT, counts), weight, start)
     r, alpha, a, b = (float(v) for v in params)
-    return BgNbd(r, alpha, a, b, -best * total, len(xs), ok)
+    return BgNbd(r, alpha, a, b, best, len(xs), ok, limit)
 
 
 def p_alive(model: BgNbd, x: Column, t_x: Column, T: Column) -> Floats:
@@ -186,7 +247,7 @@ def cumulative_expected(
     for each t of `ts`."""
     xs, txs, Ts = _arrays(x, t_x, T)
     (ux, utx, uT), weight = _unique(xs, txs, Ts)
-    return [float(np.dot(weight, expected_purchases(model, ux, utx, uT, t))) for t in ts]
+    return [float((weight * expected_purchases(model, ux, utx, uT, t)).sum()) for t in ts]
 
 
 def horizon_purchases(
@@ -215,35 +276,41 @@ def horizon_purchases(
     return before[where], total[where]
 
 
-def _gamma_gamma_ll(params: Floats, x: Floats, m: Floats) -> Floats:
+def _gamma_gamma_ll(params: Floats, x: Floats, m: Floats) -> tuple[Floats, Floats]:
     """Each repeat buyer's Gamma-Gamma log-likelihood of their mean value m over x
-    purchases (Fader, Hardie and Lee 2005, "RFM and CLV", and Hardie 2013)."""
+    purchases (Fader, Hardie and Lee 2005, "RFM and CLV", and Hardie 2013), and
+    its derivatives by p, q and gamma."""
     p, q, gamma = params
     px = p * x
-    result: Floats = (
+    spread = np.log(gamma + x * m)
+    ll = (
         gammaln(px + q)
         - gammaln(px)
         - gammaln(q)
         + q * np.log(gamma)
         + (px - 1) * np.log(m)
         + px * np.log(x)
-        - (px + q) * np.log(gamma + x * m)
+        - (px + q) * spread
     )
-    return result
+    both = digamma(px + q)
+    grad = np.stack(
+        (
+            x * (both - digamma(px) + np.log(m) + np.log(x) - spread),
+            both - digamma(q) + np.log(gamma) - spread,
+            q / gamma - (px + q) / (gamma + x * m),
+        )
+    )
+    return ll, grad
 
 
 def fit_gamma_gamma(x: Column, m: Column) -> GammaGamma:
     """Maximum-likelihood Gamma-Gamma parameters from repeat buyers (x >= 1, m > 0)."""
     xs, ms = _arrays(x, m)
     (ux, um), weight = _unique(xs, ms)
-    total = float(weight.sum())
-
-    def objective(log_params: Floats) -> float:
-        return -float(np.dot(weight, _gamma_gamma_ll(np.exp(log_params), ux, um))) / total
-
-    params, best, ok = _fit(objective, np.array([1.0, 1.0, max(float(ms.mean()), 1e-3)]))
+    start = np.array([1.0, 1.0, max(float(ms.mean()), 1e-3)])
+    params, best, ok, limit = _fit(lambda p: _gamma_gamma_ll(p, ux, um), weight, start)
     p, q, gamma = (float(v) for v in params)
-    return GammaGamma(p, q, gamma, -best * total, len(xs), ok)
+    return GammaGamma(p, q, gamma, best, len(xs), ok, limit)
 
 
 def expected_value(model: GammaGamma, x: Column, m: Column) -> Floats:

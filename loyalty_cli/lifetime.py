@@ -236,6 +236,7 @@ class Fit:
                 "b": round(b.b, 6),
                 "log_likelihood": round(b.log_likelihood, 3),
                 "converged": b.converged,
+                "at_limit": b.at_limit,
             },
             "gamma_gamma": None
             if g is None
@@ -246,6 +247,7 @@ class Fit:
                 "log_likelihood": round(g.log_likelihood, 3),
                 "customers": g.customers,
                 "converged": g.converged,
+                "at_limit": g.at_limit,
             },
         }
 
@@ -273,6 +275,12 @@ def fit(fitted_to: date, x: list[float], t_x: list[float], T: list[float], m: li
     bgnbd = clv.fit_bgnbd(x, t_x, T)
     if not bgnbd.converged:
         warnings.append("the purchase model (BG/NBD) did not converge: treat it with care")
+    elif bgnbd.at_limit:
+        warnings.append(
+            "the purchase model (BG/NBD) reached the optimiser's limit (e^12): customers "
+            "differ little in their chance of stopping after a purchase, so a and b grow "
+            "together and only a / (a + b) means much; the predictions stand"
+        )
     pairs = [(xi, mi) for xi, mi in zip(x, m, strict=True) if xi > 0 and mi > 0]
     gamma_gamma = None
     if len(pairs) < MIN_REPEAT_BUYERS:
@@ -284,6 +292,11 @@ def fit(fitted_to: date, x: list[float], t_x: list[float], T: list[float], m: li
         gamma_gamma = clv.fit_gamma_gamma([p[0] for p in pairs], [p[1] for p in pairs])
         if not gamma_gamma.converged:
             warnings.append("the spend model (Gamma-Gamma) did not converge: treat it with care")
+        elif gamma_gamma.at_limit:
+            warnings.append(
+                "the spend model (Gamma-Gamma) reached the optimiser's limit (e^12): treat "
+                "its parameters with care"
+            )
         if gamma_gamma.q <= 1:
             warnings.append(
                 "the spend model (Gamma-Gamma) found spend too spread out to have an "

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .reports import _rfm_scored, local_shift
+from .reports import local_shift, rfm_members
 
 # Days since 1970 from a stored time: an offset keeps the division's operand
 # positive (SQLite truncates towards zero), so times before 1970 floor too.
@@ -61,11 +61,12 @@ def buyers(
     shifts: Sequence[tuple[int, int]],
 ) -> list[Buyer]:
     """One row per customer with a purchase on or before `cut_day` (whose end is
-    `cut`), by id, in one statement. `until` >= `cut` bounds the later days."""
-    rfm, rfm_params = _rfm_scored(cut, shifts)
+    `cut`), by id. `until` >= `cut` bounds the later days. Two statements: the
+    figures, and the segments report's own scores, matched here (a join of the
+    two in SQL scans the unindexed window query once per customer)."""
     days, day_params = _purchase_days(shifts)
     rows = conn.execute(
-        rfm + ", " + days + ", "
+        "WITH " + days + ", "
         "agg AS (SELECT cid, SUM(day <= ?) AS n, MIN(day) AS first, "
         "MAX(CASE WHEN day <= ? THEN day END) AS last, "
         "SUM(CASE WHEN day <= ? THEN cents ELSE 0 END) AS cents, SUM(day > ?) AS later "
@@ -75,12 +76,16 @@ def buyers(
         "tiers AS (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
         "WHERE kind = 'tier' AND occurred < ? GROUP BY customer_id) "
         "SELECT agg.cid, c.name, tiers.tier, agg.n, agg.first, agg.last, agg.cents, "
-        "opening.cents, agg.later, s.r, s.f, s.m FROM agg "
+        "opening.cents, agg.later FROM agg "
         "JOIN customers c ON c.id = agg.cid JOIN opening ON opening.cid = agg.cid "
-        "JOIN scored s ON s.customer_id = agg.cid "
         "LEFT JOIN tiers ON tiers.customer_id = agg.cid ORDER BY agg.cid",
-        [*rfm_params, cut, *day_params, until, cut_day, cut_day, cut_day, cut_day, cut],
-    )
+        [cut, *day_params, until, cut_day, cut_day, cut_day, cut_day, cut],
+    ).fetchall()
+    every = [r * 100 + f * 10 + m for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
+    scores = {
+        str(cid): (int(r), int(f), int(m))
+        for cid, _, _, _, _, r, f, m in rfm_members(conn, cut, shifts, every)
+    }
     return [
         Buyer(
             str(cid),
@@ -92,9 +97,9 @@ def buyers(
             int(cents),
             int(opening),
             int(later),
-            (int(r), int(f), int(m)),
+            scores[str(cid)],
         )
-        for cid, name, tier, n, first, last, cents, opening, later, r, f, m in rows
+        for cid, name, tier, n, first, last, cents, opening, later in rows
     ]
 
 
