@@ -318,6 +318,8 @@ def expected_value(model: GammaGamma, x: Column, m: Column) -> Floats:
     customer's expected purchase value, their own mean weighted against the
     population's (a customer with no repeat purchase gets p gamma / (q - 1))."""
     xs, ms = _arrays(x, m)
-    ms = np.where(xs > 0, ms, 0.0)
+    # Refunds can take a customer's mean to 0 or below: count it as 0, so the
+    # expectation stays positive (the shop-wide part alone).
+    ms = np.where(xs > 0, np.maximum(ms, 0.0), 0.0)
     result: Floats = model.p * (model.gamma + xs * ms) / (model.p * xs + model.q - 1)
     return result
