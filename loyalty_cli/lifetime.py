@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import day_number, from_day_number
 from .errors import BadArgument
-from .reports import Period, Shop, Table, buckets, money, rate, segment
+from .reports import Period, Shop, Table, buckets, money, rate, segment, sort_key
 from .store import Store
 from .store import clv as sql
 from .store import reports as report_sql
@@ -628,7 +628,7 @@ def build(
     segments = _groups(rows, "segment")
     segments.sort(key=lambda g: SEGMENTS.index(g.key))
     field, descending = SORTS[options.sort]
-    rows.sort(key=_sort_key(field, descending))
+    rows.sort(key=sort_key(field, descending))
     total = len(rows)
     shown = rows if options.top is None else rows[: options.top]
     return Clv(
@@ -645,20 +645,6 @@ def build(
         campaigns=campaigns(store, span, found),
         without_purchase=max(enrolled - total, 0),
     )
-
-
-def _sort_key(field: str, descending: bool) -> Any:
-    def key(row: CustomerValue) -> tuple[object, ...]:
-        value = getattr(row, field)
-        missing = value is None
-        if isinstance(value, date):
-            value = value.toordinal()
-        if descending and not missing and not isinstance(value, str):
-            value = -value
-        # Missing figures (no model) go last; ties by customer id.
-        return (missing, 0 if missing else value, row.customer_id)
-
-    return key
 
 
 def _calibration(

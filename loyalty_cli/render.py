@@ -374,6 +374,11 @@ def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}%"
 
 
+def _segment(key: str) -> str:
+    """A segment's key as words: cant_lose -> can't lose."""
+    return key.replace("_", " ").replace("cant", "can't")
+
+
 def _num(value: int) -> str:
     return f"{value:,}"
 
@@ -623,7 +628,7 @@ def report_segments(doc: Doc) -> None:
     )
     for s in doc["segments"]:
         table.add_row(
-            s["segment"].replace("_", " ").replace("cant", "can't"),
+            _segment(s["segment"]),
             _num(s["customers"]),
             _pct(s["share"]),
         )
@@ -666,8 +671,11 @@ def report_clv(doc: Doc) -> None:
     )
     for warning in doc["warnings"]:
         _errors.print(f"warning: {warning}")
-    groups = (("Tier", "tiers", "tier"), ("RFM segment", "segments", "segment"))
-    for label, key, field in groups:
+    groups = (
+        ("Tier", "tier", "tiers", "tier"),
+        ("RFM segment", "RFM segment", "segments", "segment"),
+    )
+    for label, by, key, field in groups:
         if not doc[key]:
             continue
         table = _report_table(
@@ -679,11 +687,11 @@ def report_clv(doc: Doc) -> None:
             "Average CLV",
             "Average P(alive)",
             numeric=6,
-            title=f"By {label.lower()}, {_span(doc)}",
+            title=f"By {by}, {_span(doc)}",
         )
         for g in [*doc[key], {field: "all", **doc["totals"]}]:
             table.add_row(
-                g[field].replace("_", " ").replace("cant", "can't"),
+                _segment(g[field]) if field == "segment" else g[field],
                 _num(g["customers"]),
                 _money(g["spend"], cur),
                 _ratio(g["expected_purchase_days"]),
@@ -712,7 +720,7 @@ def report_clv(doc: Doc) -> None:
         table.add_row(
             c["customer_id"],
             c["name"] or "",
-            c["segment"].replace("_", " ").replace("cant", "can't"),
+            _segment(c["segment"]),
             c["first_purchase"],
             c["last_purchase"],
             _num(c["purchase_days"]),

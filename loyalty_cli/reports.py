@@ -342,8 +342,11 @@ class Customers:
         return Table(CUSTOMER_COLUMNS, [list(r.to_json().values()) for r in self.rows])
 
 
-def _sort_key(field: str, descending: bool) -> Any:
-    def key(row: CustomerRow) -> tuple[object, ...]:
+def sort_key(field: str, descending: bool) -> Any:
+    """A sort key on a row's `field`: largest first when `descending`, missing
+    values last, ties by customer id (the customers and clv reports)."""
+
+    def key(row: Any) -> tuple[object, ...]:
         value = getattr(row, field)
         missing = value is None
         if field == "name":
@@ -382,7 +385,7 @@ def customers(
             )
         )
     field, descending = CUSTOMER_SORTS[sort]
-    rows.sort(key=_sort_key(field, descending))
+    rows.sort(key=sort_key(field, descending))
     total = len(rows)
     return Customers(span, shop, sort, top, rows if top is None else rows[:top], total)
 
