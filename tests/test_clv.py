@@ -382,3 +382,47 @@ def test_bad_options_are_one_error_line(valued: Shop, args: list[str], fragment:
 def test_clv_options_belong_to_the_clv_report(shop: Shop) -> None:
     message = shop.fails(2, "report", "customers", "--horizon", "12m")
     assert message == "error: --horizon goes with the clv report, not customers"
+
+
+def test_the_json_shape_is_the_documented_one(valued: Shop) -> None:
+    doc = report(valued, "--calibration-end", "2024-03-31", "--top", "1")
+    assert list(doc) == [
+        *("report", "as_of", "timezone", "currency", "horizon", "horizon_weeks"),
+        *("discount_rate", "model", "warnings", "customers", "without_purchase", "totals"),
+        *("tiers", "segments", "calibration", "campaigns", "sort", "top", "rows"),
+    ]
+    assert (doc["report"], doc["horizon"], doc["discount_rate"]) == ("clv", "12m", "0.10")
+    assert doc["horizon_weeks"] == round(365.25 / 7, 4)
+    assert list(doc["model"]) == [
+        *("time_unit", "fitted_to", "customers", "repeat_buyers", "bgnbd", "gamma_gamma"),
+    ]
+    assert list(doc["model"]["bgnbd"]) == [
+        *("r", "alpha", "a", "b", "log_likelihood", "converged", "at_limit"),
+    ]
+    assert list(doc["model"]["gamma_gamma"]) == [
+        *("p", "q", "gamma", "log_likelihood", "customers", "converged", "at_limit"),
+    ]
+    assert list(doc["totals"]) == [
+        *("customers", "spend", "expected_purchase_days", "clv", "average_clv"),
+        "average_p_alive",
+    ]
+    assert list(doc["calibration"]) == [
+        *("end", "holdout_from", "holdout_to", "holdout_weeks", "customers", "predicted"),
+        *("actual", "error", "by_repeat_purchases", "by", "periods"),
+    ]
+    assert list(doc["rows"][0]) == [
+        *("customer_id", "name", "tier", "segment", "first_purchase", "last_purchase"),
+        *("purchase_days", "spend", "average_spend", "p_alive", "expected_purchase_days"),
+        *("expected_average_spend", "clv", "holdout_expected", "holdout_actual"),
+    ]
+    assert list(doc["campaigns"][0]) == [
+        *("rule", "window_to", "before", "during", "revenue_per_day_change", "note"),
+    ]
+
+
+def test_a_rate_may_be_written_as_a_percentage(valued: Shop) -> None:
+    as_fraction = report(valued, "--discount-rate", "0.08", "--horizon", "2y")
+    as_percent = report(valued, "--discount-rate", "8%", "--horizon", "24")
+    assert as_percent["discount_rate"] == "0.08"
+    assert as_percent["horizon"] == "24m"
+    assert as_percent["rows"] == as_fraction["rows"]
