@@ -15,9 +15,9 @@ Inputs are per customer, in one time unit (the report uses weeks):
 Sources (the formulas are written out in the README):
 - BG/NBD: P. S. Fader, B. G. S. Hardie and K. L. Lee (2005), "Counting your
   customers the easy way: an alternative to the Pareto/NBD model", Marketing
-  Science 24(2), 275-284: the log-likelihood (eq. 6), P(alive) (eq. 13 of the
-  companion note "Computing P(alive) using the BG/NBD model") and the
-  conditional expectation (eq. 10).
+  Science 24(2), 275-284: the log-likelihood (eq. 6) and the conditional
+  expectation (eq. 10); P(alive) as in the authors' note "Computing P(alive)
+  using the BG/NBD model" (the denominator of eq. 10).
 - Gamma-Gamma: P. S. Fader, B. G. S. Hardie and K. L. Lee (2005), "RFM and CLV:
   using iso-value curves for customer base analysis", Journal of Marketing
   Research 42(4), 415-430, and B. G. S. Hardie's note "The Gamma-Gamma model of
