@@ -1144,7 +1144,8 @@ def report(
         str,
         typer.Argument(
             metavar="[NAME]",
-            help="summary (default), customers, activity, rules, tiers, segments or liability.",
+            help="summary (default), customers, activity, rules, tiers, segments, liability "
+            "or clv.",
         ),
     ] = "summary",
     from_: Annotated[
@@ -1173,17 +1174,45 @@ def report(
         ),
     ] = None,
     by: Annotated[
-        str | None, typer.Option(help="activity: one row per day, week or month (default).")
+        str | None,
+        typer.Option(
+            help="activity: one row per day, week or month (default); clv: the calibration "
+            "check per week or month (default)."
+        ),
     ] = None,
     sort: Annotated[
         str | None,
         typer.Option(
             help="customers: spend (default), balance, purchases, earned, redeemed, "
-            "last_purchase, first_purchase, id or name."
+            "last_purchase, first_purchase, id or name; clv: clv (default), spend, p_alive, "
+            "expected, purchase_days, last_purchase, first_purchase or id."
         ),
     ] = None,
     top: Annotated[
-        int | None, typer.Option(help="customers: only the first N rows.", min=1, max=MAX_ROWS)
+        int | None,
+        typer.Option(help="customers, clv: only the first N rows.", min=1, max=MAX_ROWS),
+    ] = None,
+    horizon: Annotated[
+        str | None,
+        typer.Option(
+            help="clv: how far ahead to predict: 12m (months, the default), 39w, 90d or 2y; "
+            "at most 10y."
+        ),
+    ] = None,
+    discount_rate: Annotated[
+        str | None,
+        typer.Option(
+            "--discount-rate",
+            help="clv: annual rate future spend is discounted at, 0 to 1 (default 0.10, 10%).",
+        ),
+    ] = None,
+    calibration_end: Annotated[
+        str | None,
+        typer.Option(
+            "--calibration-end",
+            help="clv: fit the model on the history up to this day, YYYY-MM-DD, and compare "
+            "its predictions with what happened after it, up to --as-of.",
+        ),
     ] = None,
     segment: Annotated[
         str | None, typer.Option(help="segments: list the customers in this segment.")
@@ -1195,7 +1224,8 @@ def report(
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Reports from the ledger: summary, customers, activity, rules, tiers, segments, liability.
+    """Reports from the ledger: summary, customers, activity, rules, tiers, segments,
+    liability, clv (customer lifetime value).
 
     Example: loyalty report activity --by week --from 2026-11-01 --to 2026-11-30
     """
@@ -1203,11 +1233,20 @@ def report(
 
     if as_csv and as_json:
         raise BadArgument("--csv and --json are two outputs; give one")
-    request = reports.Request(name, bool(from_ or to), by, sort, top, segment)
+    given = {
+        "--horizon": horizon,
+        "--discount-rate": discount_rate,
+        "--calibration-end": calibration_end,
+    }
+    clv_options = tuple(option for option, value in given.items() if value is not None)
+    request = reports.Request(name, bool(from_ or to), by, sort, top, segment, clv_options)
     request.check()
     first = _report_date(from_, "--from")
     last = _report_date(to, "--to")
     day = _report_date(as_of, "--as-of")
+    lifetime_options = None
+    if name == "clv":
+        lifetime_options = _clv_options(horizon, discount_rate, calibration_end, sort, top, by)
     ruleset = _report_rules(rules)
     with open_ledger(db, create=False) as store:
         from .store.queries import shop_timezone
@@ -1218,14 +1257,47 @@ def report(
 
         today = shop_day(now(), zone(shop.timezone))
         span = reports.period(store, shop.timezone, today, first, last, day)
-        result = reports.build(request, store, shop, span)
+        if lifetime_options is not None:
+            from . import lifetime
+
+            campaigns = [] if ruleset is None else lifetime.campaigns_of(ruleset)
+            result: Any = lifetime.build(store, shop, span, lifetime_options, campaigns)
+        else:
+            result = reports.build(request, store, shop, span)
     if as_csv:
         table = result.table()
         from .exports import write_csv
 
         write_csv(table.header, table.rows, sys.stdout)
+        for warning in getattr(result, "warnings", ()):
+            say(f"warning: {warning}")  # CSV has no place for them; a person does
         return
     show(result.to_json(), f"report_{name}", as_json, shop.locale)
+
+
+def _clv_options(
+    horizon: str | None,
+    discount_rate: str | None,
+    calibration_end: str | None,
+    sort: str | None,
+    top: int | None,
+    by: str | None,
+) -> Any:
+    """The clv report's options, each checked before the ledger is opened."""
+    from . import lifetime
+
+    options = lifetime.Options(
+        lifetime.parse_horizon(horizon or lifetime.DEFAULT_HORIZON),
+        lifetime.DEFAULT_DISCOUNT_RATE
+        if discount_rate is None
+        else lifetime.parse_discount_rate(discount_rate),
+        _report_date(calibration_end, "--calibration-end"),
+        sort or "clv",
+        top,
+        by or "month",
+    )
+    options.check()
+    return options
 
 
 def main() -> None:

@@ -448,6 +448,11 @@ def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}%"
 
 
+def _segment(key: str) -> str:
+    """A segment's key as words: cant_lose -> can't lose."""
+    return key.replace("_", " ").replace("cant", "can't")
+
+
 def _num(value: int) -> str:
     locale = _babel(_locale) if _locale else None
     if locale is not None:
@@ -775,10 +780,6 @@ def report_segments(doc: Doc) -> None:
     _chart([(_segment(s["segment"]), s["customers"]) for s in doc["segments"]], "cyan")
 
 
-def _segment(name: str) -> str:
-    return name.replace("_", " ").replace("cant", "can't")
-
-
 def report_liability(doc: Doc) -> None:
     cur = doc["currency"]
     head = f"Points outstanding {_span(doc)}: {_num(doc['points_outstanding'])}"
@@ -802,6 +803,154 @@ def report_liability(doc: Doc) -> None:
         _fit(table)
         bars = [(b["month"], b["points"]) for b in doc[key]]
         _chart(bars + ([("never", never)] if never else []), "yellow")
+
+
+def _ratio(value: float | None, places: int = 2) -> str:
+    return "" if value is None else f"{value:,.{places}f}"
+
+
+def report_clv(doc: Doc) -> None:
+    cur = doc["currency"]
+    model = doc["model"]
+    title = (
+        f"Customer lifetime value, {_span(doc)}: the next {doc['horizon']} "
+        f"({doc['horizon_weeks']:.1f} weeks), discounted at {float(doc['discount_rate']):.0%} "
+        "a year"
+    )
+    for warning in doc["warnings"]:
+        _errors.print(f"warning: {warning}")
+    groups = (
+        ("Tier", "tier", "tiers", "tier"),
+        ("RFM segment", "RFM segment", "segments", "segment"),
+    )
+    for label, by, key, field in groups:
+        if not doc[key]:
+            continue
+        table = _report_table(
+            label,
+            "Customers",
+            "Spend",
+            "Expected days",
+            "CLV",
+            "Average CLV",
+            "Average P(alive)",
+            numeric=6,
+            title=f"By {by}, {_span(doc)}",
+        )
+        for g in [*doc[key], {field: "all", **doc["totals"]}]:
+            table.add_row(
+                _segment(g[field]) if field == "segment" else g[field],
+                _num(g["customers"]),
+                _money(g["spend"], cur),
+                _ratio(g["expected_purchase_days"]),
+                _money(g["clv"], cur),
+                _money(g["average_clv"], cur),
+                "" if g["average_p_alive"] is None else _pct(g["average_p_alive"]),
+            )
+        _console.print(table)
+    table = _report_table(
+        "Customer",
+        "Name",
+        "Segment",
+        "First purchase",
+        "Last purchase",
+        "Days bought",
+        "Spend",
+        "Average",
+        "P(alive)",
+        "Expected days",
+        "Expected average",
+        "CLV",
+        numeric=7,
+        title=f"{title}: {len(doc['rows'])} of {doc['customers']} by {doc['sort']}",
+    )
+    for c in doc["rows"]:
+        table.add_row(
+            c["customer_id"],
+            c["name"] or "",
+            _segment(c["segment"]),
+            c["first_purchase"],
+            c["last_purchase"],
+            _num(c["purchase_days"]),
+            _money(c["spend"], cur),
+            _money(c["average_spend"], cur),
+            "" if c["p_alive"] is None else _pct(c["p_alive"]),
+            _ratio(c["expected_purchase_days"]),
+            _money(c["expected_average_spend"], cur),
+            Text(_money(c["clv"], cur), "bold"),
+        )
+    _console.print(table)
+    b, g = model["bgnbd"], model["gamma_gamma"]
+    fitted = (
+        f"Fitted on {_num(model['customers'])} customers ({_num(model['repeat_buyers'])} came "
+        f"back) up to {model['fitted_to']}, time in {model['time_unit']}s"
+    )
+    if b is not None:
+        fitted += (
+            f"; BG/NBD r={b['r']:.3f} alpha={b['alpha']:.3f} a={b['a']:.3f} b={b['b']:.3f} "
+            f"(log-likelihood {b['log_likelihood']:,.1f})"
+        )
+    if g is not None:
+        fitted += f"; Gamma-Gamma p={g['p']:.3f} q={g['q']:.3f} gamma={g['gamma']:.3f}"
+    _console.print(fitted)
+    calibration = doc["calibration"]
+    if calibration is not None:
+        _console.print(
+            Text(
+                f"Check: fitted up to {calibration['end']}, then {calibration['holdout_from']} "
+                f"to {calibration['holdout_to']}: {calibration['predicted']:,.1f} repeat "
+                f"purchase days predicted, {_num(calibration['actual'])} happened",
+                "bold",
+            )
+        )
+        table = _report_table(
+            "Repeat purchases up to the end",
+            "Customers",
+            "Predicted after, each",
+            "Actual after, each",
+            numeric=3,
+        )
+        for row in calibration["by_repeat_purchases"]:
+            table.add_row(
+                row["repeat_purchases"],
+                _num(row["customers"]),
+                _ratio(row["predicted"]),
+                _ratio(row["actual"]),
+            )
+        _console.print(table)
+        table = _report_table(
+            "Period", "Predicted", "Actual", "Cumulative predicted", "Cumulative actual", numeric=4
+        )
+        for row in calibration["periods"]:
+            table.add_row(
+                row["period"],
+                _ratio(row["predicted"], 1),
+                _num(row["actual"]),
+                _ratio(row["cumulative_predicted"], 1),
+                _num(row["cumulative_actual"]),
+            )
+        _console.print(table)
+    for c in doc["campaigns"]:
+        table = _report_table(
+            f"Campaign {c['rule']}",
+            "Days",
+            "Purchases a day",
+            "Revenue a day",
+            "Active customers",
+            "Revenue per active customer",
+            numeric=5,
+        )
+        for label, w in (("before", c["before"]), ("during", c["during"])):
+            table.add_row(
+                f"{label} ({w['from']} to {w['to']})",
+                _num(w["days"]),
+                _ratio(w["purchases_per_day"]),
+                _money(w["revenue_per_day"], cur),
+                _num(w["active_customers"]),
+                _money(w["revenue_per_active_customer"], cur),
+            )
+        _console.print(table)
+        _console.print(f"({c['note']})")
 
 
 _DEMO_VIEWS = {"redeem": "points", "adjust": "points", "report": "report_summary"}
@@ -830,4 +979,5 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "report_tiers": report_tiers,
     "report_segments": report_segments,
     "report_liability": report_liability,
+    "report_clv": report_clv,
 }

@@ -29,7 +29,7 @@ from .values import CENTS, from_cents
 if TYPE_CHECKING:  # models is 30 dataclasses: not worth loading for a type
     from .models import Ruleset, TierPolicy
 
-REPORTS = ("summary", "customers", "activity", "rules", "tiers", "segments", "liability")
+REPORTS = ("summary", "customers", "activity", "rules", "tiers", "segments", "liability", "clv")
 BUCKETS = ("day", "week", "month")
 MAX_BUCKETS = 5000
 Row = list[object]
@@ -345,8 +345,11 @@ class Customers:
         return Table(CUSTOMER_COLUMNS, [list(r.to_json().values()) for r in self.rows])
 
 
-def _sort_key(field: str, descending: bool) -> Any:
-    def key(row: CustomerRow) -> tuple[object, ...]:
+def sort_key(field: str, descending: bool) -> Any:
+    """A sort key on a row's `field`: largest first when `descending`, missing
+    values last, ties by customer id (the customers and clv reports)."""
+
+    def key(row: Any) -> tuple[object, ...]:
         value = getattr(row, field)
         missing = value is None
         if field == "name":
@@ -385,7 +388,7 @@ def customers(
             )
         )
     field, descending = CUSTOMER_SORTS[sort]
-    rows.sort(key=_sort_key(field, descending))
+    rows.sort(key=sort_key(field, descending))
     total = len(rows)
     return Customers(span, shop, sort, top, rows if top is None else rows[:top], total)
 
@@ -835,21 +838,29 @@ class Request:
     sort: str | None = None
     top: int | None = None
     segment: str | None = None  # as typed
+    clv_options: tuple[str, ...] = ()  # the clv report's own options given
+
+    def clv_option(self, option: str) -> str | None:
+        return option if option in self.clv_options else None
 
     def check(self) -> None:
         """Refuse an unknown report, and options that belong to another one."""
         if self.name not in REPORTS:
             hint = did_you_mean(self.name, REPORTS)
             raise BadArgument(f"unknown report '{self.name}'{hint}; reports: {', '.join(REPORTS)}")
-        for option, value, owner in (
-            ("--by", self.by, "activity"),
-            ("--sort", self.sort, "customers"),
-            ("--top", self.top, "customers"),
-            ("--segment", self.segment, "segments"),
+        for option, value, owners in (
+            ("--by", self.by, ("activity", "clv")),
+            ("--sort", self.sort, ("customers", "clv")),
+            ("--top", self.top, ("customers", "clv")),
+            ("--segment", self.segment, ("segments",)),
+            ("--horizon", self.clv_option("--horizon"), ("clv",)),
+            ("--discount-rate", self.clv_option("--discount-rate"), ("clv",)),
+            ("--calibration-end", self.clv_option("--calibration-end"), ("clv",)),
         ):
-            if value is not None and self.name != owner:
-                raise BadArgument(f"{option} goes with the {owner} report, not {self.name}")
-        if self.name in ("customers", "segments", "liability") and self.ranged:
+            if value is not None and self.name not in owners:
+                reports = " and ".join(f"the {owner} report" for owner in owners)
+                raise BadArgument(f"{option} goes with {reports}, not {self.name}")
+        if self.name in ("customers", "segments", "liability", "clv") and self.ranged:
             raise BadArgument(
                 f"the {self.name} report is as of one day: use --as-of, not --from/--to"
             )

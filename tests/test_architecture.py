@@ -15,10 +15,14 @@ OWNERS = {
     "yaml": "rules",
     "sqlite3": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
+    # The CLV models' arithmetic (log-gamma, 2F1, a bounded optimiser): only
+    # `report clv` loads them (see the start-up test below).
+    "numpy": "clv",
+    "scipy": "clv",
 }
 # Pure code: decides from what it is given, never reads a store, a clock or the
 # environment, so replays and rule tests can run it with no database at all.
-PURE = ("engine", "account", "lots", "tiers", "clock", "kinds", "models", "evaluator")
+PURE = ("engine", "account", "lots", "tiers", "clock", "kinds", "models", "evaluator", "clv")
 IMPURE = {"sqlite3", "os", "time", "random", "loyalty_cli.store", "loyalty_cli.cli"}
 
 
@@ -83,33 +87,64 @@ def test_decisions_and_the_domain_are_pure() -> None:
     assert checked >= 15
 
 
-def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path) -> None:
-    # Start-up is a budget (see docs/benchmarks.md): the commands a till calls
-    # most must not pay for PyYAML, Rich, the evaluator, hashing or migrations.
+def _ledger_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with a ledger in which C1 is enrolled."""
     import subprocess
     import sys
 
-    db = tmp_path / "l.db"
     rules = Path(__file__).resolve().parent.parent / "rules.example.yaml"
-    env = {"LOYALTY_DB": str(db), "LOYALTY_RULES": str(rules), "PATH": "/usr/bin:/bin"}
+    env = {"LOYALTY_DB": str(tmp_path / "l.db"), "LOYALTY_RULES": str(rules)}
+    env["PATH"] = "/usr/bin:/bin"
     subprocess.run(
         [sys.executable, "-m", "loyalty_cli", "enroll", "C1"],
         env=env,
         check=True,
         capture_output=True,
     )
+    return env
+
+
+def _loaded(env: dict[str, str], args: list[str], names: set[str]) -> list[str]:
+    """Which of `names` (modules, or top-level packages) a fresh interpreter has
+    loaded after running `loyalty ARGS --json`."""
+    import subprocess
+    import sys
+
     probe = (
         "import sys\n"
         "from loyalty_cli.cli import app\n"
         "try:\n"
-        "    app(['balance', 'C1', '--json'], prog_name='loyalty')\n"
+        "    app(sys.argv[2:] + ['--json'], prog_name='loyalty')\n"
         "except SystemExit as e:\n"
         "    assert e.code in (0, None), e.code\n"
         "loaded = {m.split('.')[0] for m in sys.modules} | set(sys.modules)\n"
-        "print(sorted(loaded & {'yaml', 'rich', 'babel', 'loyalty_cli.evaluator', 'loyalty_cli.rules',"
-        " 'pydantic', 'hashlib', 'loyalty_cli.store.migrations', 'loyalty_cli.store.legacy'}))\n"
+        "print(sorted(loaded & set(sys.argv[1].split(','))))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", probe, ",".join(sorted(names)), *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    shown: list[str] = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    return shown
+
+
+def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path) -> None:
+    # Start-up is a budget (see docs/benchmarks.md): the commands a till calls
+    # most must not pay for PyYAML, Rich, the evaluator, hashing or migrations,
+    # nor for numpy and scipy (half a second, for `report clv` alone).
+    heavy = {"yaml", "rich", "loyalty_cli.evaluator", "loyalty_cli.rules", "pydantic", "hashlib"}
+    heavy |= {"loyalty_cli.store.migrations", "loyalty_cli.store.legacy"}
+    heavy |= {"numpy", "scipy", "loyalty_cli.clv", "babel"}
+    assert _loaded(_ledger_env(tmp_path), ["balance", "C1"], heavy) == []
+
+
+def test_only_report_clv_loads_numpy_and_scipy(tmp_path: Path) -> None:
+    """The other reports start as fast as before; `report clv` does load them
+    (so the probe above can tell)."""
+    env = _ledger_env(tmp_path)
+    models = {"numpy", "scipy"}
+    assert _loaded(env, ["report", "customers"], models) == []
+    assert _loaded(env, ["report", "clv"], models) == ["numpy", "scipy"]

@@ -140,6 +140,7 @@ def documents(shop: Shop) -> dict[str, dict[str, Any]]:
     for report in ("summary", "customers", "activity", "rules", "tiers", "liability"):
         take(f"report {report}", "report", report)
     take("report segments", "report", "segments", "--segment", "new")
+    take("report clv", "report", "clv")
     return docs
 
 

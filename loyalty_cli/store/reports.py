@@ -165,6 +165,18 @@ def customers(conn: sqlite3.Connection, until: int, as_of: date) -> Iterator[Cus
         )
 
 
+def local_shift(column: str, shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]]:
+    """An SQL expression for the shop's UTC offset, in seconds, at the stored time
+    in `column`, and its parameters. `shifts` are (stored time, seconds): the
+    offset from that time on, ascending (`Period.utc_shifts`)."""
+    cases = " ".join(f"WHEN {column} >= ? THEN ?" for _ in shifts[1:][::-1])
+    params: list[object] = []
+    for start, seconds in shifts[1:][::-1]:
+        params += [start, seconds]
+    params.append(shifts[0][1] if shifts else 0)
+    return (f"CASE {cases} ELSE ? END" if cases else "?"), params
+
+
 def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]]:
     """A `WITH` clause ending in `scored(customer_id, day, n, spend, r, f, m)`: one
     row per customer with a purchase before `until`, their last purchase's
@@ -179,12 +191,7 @@ def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, lis
 
     `shifts` are (stored time, seconds): the shop's UTC offset from that time on,
     ascending; they turn the stored time into the shop's local day."""
-    cases = " ".join("WHEN last >= ? THEN ?" for _ in shifts[1:][::-1])
-    zone: list[object] = []
-    for start, seconds in shifts[1:][::-1]:
-        zone += [start, seconds]
-    first = shifts[0][1] if shifts else 0
-    shift = f"CASE {cases} ELSE ? END" if cases else "?"
+    shift, zone = local_shift("last", shifts)
     sql = (
         # Purchases and refunds apart: plain MAX/COUNT/SUM over the purchases
         # run twice as fast as CASE expressions over both, and refunds are few.
@@ -206,7 +213,7 @@ def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, lis
         "AS m FROM d WINDOW byday AS (ORDER BY day), byn AS (ORDER BY n), "
         "byspend AS (ORDER BY spend)) "
     )
-    return sql, [until, until, *zone, first]
+    return sql, [until, until, *zone]
 
 
 def rfm_counts(
