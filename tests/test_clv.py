@@ -221,7 +221,7 @@ def test_segments_are_the_segments_reports(valued: Shop) -> None:
     counts = {s["segment"]: s["customers"] for s in segments["segments"] if s["customers"]}
     assert {s["segment"]: s["customers"] for s in doc["segments"]} == counts
     members = valued.ok("report", "segments", "--as-of", str(AS_OF), "--segment", "lost")
-    lost = {m["customer_id"] for m in members["members"]}
+    lost = {m["customer_id"] for m in members["rows"]}
     assert {r["customer_id"] for r in doc["rows"] if r["segment"] == "lost"} == lost
 
 

@@ -62,7 +62,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     export = shop.dir / "cdnow.csv"
     assert till_export(SAMPLE, export) == 8
     imported = shop.ok("import-csv", str(export), "--enroll-unknown", "--date-format", "%Y%m%d")
-    assert (imported["rows"], imported["imported"], imported["rejected"]) == (6919, 6919, 0)
+    assert (imported["rows_read"], imported["imported"], imported["rejected"]) == (6919, 6919, 0)
     return shop.ok(
         "report",
         "clv",
