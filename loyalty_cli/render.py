@@ -475,13 +475,27 @@ def _report_table(*columns: str, numeric: int, title: str | None = None) -> Tabl
 
 def _fit(table: Table, drop: tuple[str, ...] = ()) -> None:
     """Print a report table so that it fits the terminal without cutting a figure:
-    numbers and money (the right-aligned columns) are as wide as their widest cell, so
-    they never wrap; when the table is wider than the terminal, the columns in `drop`
+    numbers and money (the right-aligned columns) and single words are as wide as their
+    widest cell, so they never wrap; when the table is wider than the terminal, the columns in `drop`
     are left out, in that order, until it fits, and a line says which (JSON and CSV
     have them all)."""
+    # Figures, and single words (ids, dates, segments): exactly as wide as their
+    # widest cell or their header, so Rich never cuts them when it narrows the table
+    # (it narrows only the columns of several words, which wrap); when that is too
+    # wide, their headers wrap at their words.
+    fixed = []
     for column in table.columns:
-        if column.justify == "right":  # as wide as its widest figure; the header may wrap
-            column.min_width = max((_width(cell) for cell in column.cells), default=1)
+        cells = [_plain(cell) for cell in column.cells]
+        if column.justify == "right" or not any(" " in cell for cell in cells):
+            widest = max([*(cell_len(cell) for cell in cells), 1])
+            header = _plain(column.header)
+            words = max([*(cell_len(word) for word in header.split()), 1])
+            fixed.append((column, max(widest, cell_len(header)), max(widest, words)))
+    for column, full, _ in fixed:
+        column.width = full
+    if _needed(table) > _console.width:
+        for column, _, tight in fixed:
+            column.width = tight
     left_out = []
     for header in drop:
         if _needed(table) <= _console.width:
@@ -501,8 +515,8 @@ def _fit(table: Table, drop: tuple[str, ...] = ()) -> None:
         )
 
 
-def _width(cell: object) -> int:
-    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
+def _plain(cell: object) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
 
 
 def _needed(table: Table) -> int:
@@ -812,6 +826,8 @@ def _ratio(value: float | None, places: int = 2) -> str:
 def report_clv(doc: Doc) -> None:
     cur = doc["currency"]
     model = doc["model"]
+    # Without a fit there are only the historical figures: no empty columns for the rest.
+    fitted_model = model["bgnbd"] is not None
     title = (
         f"Customer lifetime value, {_span(doc)}: the next {doc['horizon']} "
         f"({doc['horizon_weeks']:.1f} weeks), discounted at {float(doc['discount_rate']):.0%} "
@@ -826,28 +842,31 @@ def report_clv(doc: Doc) -> None:
     for label, by, key, field in groups:
         if not doc[key]:
             continue
+        predicted = ("Expected days", "CLV", "Average CLV", "Average P(alive)")
         table = _report_table(
             label,
             "Customers",
             "Spend",
-            "Expected days",
-            "CLV",
-            "Average CLV",
-            "Average P(alive)",
-            numeric=6,
+            *(predicted if fitted_model else ()),
+            numeric=6 if fitted_model else 2,
             title=f"By {by}, {_span(doc)}",
         )
         for g in [*doc[key], {field: "all", **doc["totals"]}]:
-            table.add_row(
+            cells = [
                 _segment(g[field]) if field == "segment" else g[field],
                 _num(g["customers"]),
                 _money(g["spend"], cur),
-                _ratio(g["expected_purchase_days"]),
-                _money(g["clv"], cur),
-                _money(g["average_clv"], cur),
-                "" if g["average_p_alive"] is None else _pct(g["average_p_alive"]),
-            )
-        _console.print(table)
+            ]
+            if fitted_model:
+                cells += [
+                    _ratio(g["expected_purchase_days"]),
+                    _money(g["clv"], cur),
+                    _money(g["average_clv"], cur),
+                    "" if g["average_p_alive"] is None else _pct(g["average_p_alive"]),
+                ]
+            table.add_row(*cells)
+        _fit(table, ("Average P(alive)", "Expected days", "Spend", "Average CLV"))
+    predicted = ("P(alive)", "Expected days", "Expected average", "CLV")
     table = _report_table(
         "Customer",
         "Name",
@@ -857,15 +876,12 @@ def report_clv(doc: Doc) -> None:
         "Days bought",
         "Spend",
         "Average",
-        "P(alive)",
-        "Expected days",
-        "Expected average",
-        "CLV",
-        numeric=7,
+        *(predicted if fitted_model else ()),
+        numeric=7 if fitted_model else 3,
         title=f"{title}: {len(doc['rows'])} of {doc['customers']} by {doc['sort']}",
     )
     for c in doc["rows"]:
-        table.add_row(
+        line: list[str | Text] = [
             c["customer_id"],
             c["name"] or "",
             _segment(c["segment"]),
@@ -874,12 +890,28 @@ def report_clv(doc: Doc) -> None:
             _num(c["purchase_days"]),
             _money(c["spend"], cur),
             _money(c["average_spend"], cur),
-            "" if c["p_alive"] is None else _pct(c["p_alive"]),
-            _ratio(c["expected_purchase_days"]),
-            _money(c["expected_average_spend"], cur),
-            Text(_money(c["clv"], cur), "bold"),
-        )
-    _console.print(table)
+        ]
+        if fitted_model:
+            line += [
+                "" if c["p_alive"] is None else _pct(c["p_alive"]),
+                _ratio(c["expected_purchase_days"]),
+                _money(c["expected_average_spend"], cur),
+                Text(_money(c["clv"], cur), "bold"),
+            ]
+        table.add_row(*line)
+    _fit(
+        table,
+        (
+            "Name",
+            "First purchase",
+            "Expected average",
+            "Average",
+            "Last purchase",
+            "Segment",
+            "Expected days",
+            "Days bought",
+        ),
+    )
     b, g = model["bgnbd"], model["gamma_gamma"]
     fitted = (
         f"Fitted on {_num(model['customers'])} customers ({_num(model['repeat_buyers'])} came "
@@ -917,7 +949,7 @@ def report_clv(doc: Doc) -> None:
                 _ratio(row["predicted"]),
                 _ratio(row["actual"]),
             )
-        _console.print(table)
+        _fit(table)
         table = _report_table(
             "Period", "Predicted", "Actual", "Cumulative predicted", "Cumulative actual", numeric=4
         )
@@ -929,7 +961,7 @@ def report_clv(doc: Doc) -> None:
                 _ratio(row["cumulative_predicted"], 1),
                 _num(row["cumulative_actual"]),
             )
-        _console.print(table)
+        _fit(table, ("Cumulative predicted", "Cumulative actual"))
     for c in doc["campaigns"]:
         table = _report_table(
             f"Campaign {c['rule']}",
@@ -949,7 +981,7 @@ def report_clv(doc: Doc) -> None:
                 _num(w["active_customers"]),
                 _money(w["revenue_per_active_customer"], cur),
             )
-        _console.print(table)
+        _fit(table, ("Revenue per active customer", "Active customers"))
         _console.print(f"({c['note']})")
 
 

@@ -426,3 +426,20 @@ def test_a_rate_may_be_written_as_a_percentage(valued: Shop) -> None:
     assert as_percent["discount_rate"] == "0.08"
     assert as_percent["horizon"] == "24m"
     assert as_percent["rows"] == as_fraction["rows"]
+
+
+def test_every_clv_table_fits_80_columns_without_cutting_a_figure(valued: Shop) -> None:
+    """CliRunner's terminal is 80 columns: the tables leave columns out (and say
+    which) rather than cut or wrap a figure."""
+    result = valued.run(
+        "report", "clv", "--as-of", str(AS_OF), "--calibration-end", "2024-04-30", "--no-json"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), result.stdout
+    assert "…" not in result.stdout
+    assert any(line.startswith("Left out to fit 80 columns: Name") for line in lines)
+    doc = report(valued, "--calibration-end", "2024-04-30")
+    shown = result.stdout.split()
+    for row in doc["rows"]:
+        assert row["customer_id"] in shown and row["clv"] in shown, row

@@ -89,7 +89,7 @@ def test_a_wide_report_fits_80_columns_by_leaving_columns_out_never_by_cutting_f
     assert "…" not in narrow
     assert "Left out to fit 80 columns: First purchase" in narrow
     wide = drawn("report_customers", doc, terminal=True, width=200)
-    assert "Left out" not in wide and "First purchase" in wide
+    assert "Left out" not in wide and "First purchase" in wide, wide
 
 
 def test_figures_have_thousands_separators_in_every_view(example_shop: Shop) -> None:
