@@ -475,10 +475,10 @@ def _report_table(*columns: str, numeric: int, title: str | None = None) -> Tabl
 
 def _fit(table: Table, drop: tuple[str, ...] = ()) -> None:
     """Print a report table so that it fits the terminal without cutting a figure:
-    numbers and money (the right-aligned columns) and single words are as wide as their
-    widest cell, so they never wrap; when the table is wider than the terminal, the columns in `drop`
-    are left out, in that order, until it fits, and a line says which (JSON and CSV
-    have them all)."""
+    numbers and money (the right-aligned columns) and single words are as wide as
+    their widest cell, so they never wrap; when the table is wider than the
+    terminal, the columns in `drop` are left out, in that order, until it fits, and
+    a line says which (JSON and CSV have them all)."""
     # Figures, and single words (ids, dates, segments): exactly as wide as their
     # widest cell or their header, so Rich never cuts them when it narrows the table
     # (it narrows only the columns of several words, which wrap); when that is too
