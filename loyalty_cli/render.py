@@ -247,7 +247,7 @@ def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
     _errors.print(
-        f"{', '.join(doc['files'])}: {doc['rows']} rows, {verb} {doc['imported']}, "
+        f"{', '.join(doc['files'])}: {doc['rows_read']} rows, {verb} {doc['imported']}, "
         f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
         f"{_num(doc['points'])} points for {_num(doc['customers'])} customers in {doc['seconds']} s"
     )

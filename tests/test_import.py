@@ -448,3 +448,18 @@ def test_a_budget_runs_out_mid_chunk_at_the_row_that_reaches_it(shop: Shop) -> N
     assert award("J") == {"base": 10}
     explained = shop.ok("earn", "J", "--amount", "1.00", "--dry-run", "--explain")
     assert "budget of 120 points used up" in json.dumps(explained)
+
+
+def test_the_summary_for_people_names_rows_imported_and_rejected(shop: Shop) -> None:
+    """--no-json: the summary is a line on stderr (stdout stays free), read from the
+    same document --json prints."""
+    path = shop.dir / "till.csv"
+    path.write_text(
+        "txn_id,customer_id,date,amount\nA1,zed,2026-05-10,10.00\nA2,zed,2026-05-11,20.00\n"
+        "A3,zed,2026-05-12,-1\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--no-json")
+    assert result.stdout == ""
+    assert f"{path.name}: 3 rows, imported 2, 0 already imported, 1 rejected" in " ".join(
+        result.stderr.split()
+    ), result.stderr
