@@ -252,7 +252,7 @@ def summary(store: Store, shop: Shop, span: Period) -> Summary:
         active, buyers, repeat, purchases, revenue = sql.purchasers(conn, start, end)
         refunds, refunded = sql.refunds(conn, start, end)
         points = sql.points(conn, start, end)
-        outstanding = points_held(store, span, points) - sql.overdue(conn, until, span.as_of)
+        outstanding = points_held(store, span, points) - sql.overdue(conn, span.as_of)
     return Summary(
         period=span,
         shop=shop,
@@ -820,7 +820,7 @@ class Liability:
 def liability(store: Store, shop: Shop, span: Period) -> Liability:
     with store.snapshot():
         held = sum(sql.points(store.conn, None, span.until).values())
-        overdue = sql.overdue(store.conn, span.until, span.as_of)
+        overdue = sql.overdue(store.conn, span.as_of)
         lots = sql.lots(store.conn, span.until, span.as_of)
     return Liability(span, shop, lots, held, overdue)
 

@@ -235,14 +235,14 @@ def test_outstanding_is_what_the_balances_add_up_to(built: tuple[Shop, Model]) -
 
 
 def test_overdue_points_summed_at_once_equal_them_lot_by_lot(built: tuple[Shop, Model]) -> None:
-    """The summary sums what expired lots were given less what was drawn from
+    """The reports sum what expired lots were given less what was drawn from
     them, without reading when each draw's debit was dated (a lot is drawn from
     while live or written off on its expiry day); that must give what the lots
-    hold one by one, debits read, as of any day."""
+    hold one by one, debits read, as of any day, in all and per customer."""
     import contextlib
     import sqlite3
 
-    from loyalty_cli.clock import day_start, stamp, zone
+    from loyalty_cli.clock import day_number, day_start, stamp, zone
     from loyalty_cli.store import reports as sql
 
     shop, _ = built
@@ -251,9 +251,19 @@ def test_overdue_points_summed_at_once_equal_them_lot_by_lot(built: tuple[Shop, 
     with contextlib.closing(sqlite3.connect(shop.db)) as conn:
         for as_of in [date(2023, 6, 1), date(2024, 1, 11), date(2024, 6, 30), date(2026, 1, 1)]:
             until = stamp(day_start(as_of + timedelta(days=1), tz))
-            lot_by_lot = sum(left for _, left in sql._overdue(conn, until, as_of))
-            assert sql.overdue(conn, until, as_of) == lot_by_lot, as_of
-            held.append(lot_by_lot)
+            lot_by_lot: dict[str, int] = {}
+            for cid, left in conn.execute(
+                "SELECT e.customer_id, e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
+                "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = e.id "
+                "AND de.occurred < ?1), 0) FROM entries e "
+                "WHERE e.earned_on IS NOT NULL AND e.expires_on <= ?2 AND e.occurred < ?1",
+                (until, day_number(as_of)),
+            ):
+                if left:
+                    lot_by_lot[cid] = lot_by_lot.get(cid, 0) + left
+            assert sql.overdue(conn, as_of) == sum(lot_by_lot.values()), as_of
+            assert sql.overdue_by_customer(conn, as_of) == lot_by_lot, as_of
+            held.append(sum(lot_by_lot.values()))
     assert any(held)
 
 

@@ -96,19 +96,19 @@ def points(conn: sqlite3.Connection, start: int | None, end: int) -> dict[str, i
     return {str(kind): int(total) for kind, total in rows}
 
 
-def overdue(conn: sqlite3.Connection, until: int, as_of: date) -> int:
-    """Points still held at `until` in lots that expired on or before `as_of`. A
-    ledger's sum less these is what all the customers' `balance` add up to:
-    overdue points count for no one, whether or not the nightly step has
+def overdue(conn: sqlite3.Connection, as_of: date) -> int:
+    """Points still held at the end of `as_of` in lots that expired on or before
+    it. A ledger's sum less these is what all the customers' `balance` add up
+    to: overdue points count for no one, whether or not the nightly step has
     written their expiry yet.
 
     Summed, not lot by lot: what those lots were given, less what was drawn
     from them (a lot never gives more than it holds), each one index range.
-    Such a lot was earned before its expiry day, so before `until`; and every
-    draw from it is dated before `until` too: a lot is drawn from while it is
-    live, or written off at the start of its expiry day, both before the end
-    of `as_of`. So neither the lots' times nor the debits need be read (the
-    lot-by-lot `_overdue` reads them, and a test holds the two equal)."""
+    Such a lot was earned before its expiry day, so before the end of `as_of`;
+    and every draw from it is dated before then too: a lot is drawn from while
+    it is live, or written off at the start of its expiry day. So neither the
+    lots' times nor the debits need be read (a test holds this equal to the
+    lot-by-lot sum, debits read)."""
     day = day_number(as_of)
     given, drawn = conn.execute(
         "SELECT (SELECT COALESCE(SUM(points), 0) FROM entries INDEXED BY entries_lots "
@@ -120,23 +120,31 @@ def overdue(conn: sqlite3.Connection, until: int, as_of: date) -> int:
     return int(given) - int(drawn)
 
 
-def _overdue(conn: sqlite3.Connection, until: int, as_of: date) -> list[tuple[str, int]]:
-    rows = conn.execute(
-        "SELECT e.customer_id, e.points - COALESCE((SELECT SUM(d.points) FROM draws d "
-        "JOIN entries de ON de.id = d.entry_id WHERE d.lot_id = e.id "
-        "AND de.occurred < ?1), 0) FROM entries e "
-        "WHERE e.earned_on IS NOT NULL AND e.expires_on <= ?2 AND e.occurred < ?1",
-        (until, day_number(as_of)),
-    )
-    return [(str(cid), int(left)) for cid, left in rows if left > 0]
+def overdue_by_customer(conn: sqlite3.Connection, as_of: date) -> dict[str, int]:
+    """`overdue`, per customer who has any: the same two ranges, each line
+    attributed to its lot's customer."""
+    day = day_number(as_of)
+    late = {
+        str(cid): int(given)
+        for cid, given in conn.execute(
+            "SELECT customer_id, SUM(points) FROM entries INDEXED BY entries_lots "
+            "WHERE earned_on IS NOT NULL AND expires_on <= ? GROUP BY customer_id",
+            (day,),
+        )
+    }
+    for cid, drawn in conn.execute(
+        "SELECT l.customer_id, SUM(d.points) FROM draws d INDEXED BY draws_expiry "
+        "JOIN entries l ON l.id = d.lot_id WHERE d.expires_on <= ? GROUP BY l.customer_id",
+        (day,),
+    ):
+        late[str(cid)] -= int(drawn)
+    return {cid: left for cid, left in late.items() if left}
 
 
 def customers(conn: sqlite3.Connection, until: int, as_of: date) -> Iterator[CustomerFigures]:
     """One row per customer enrolled before `until`, by id. Balance is net of
     overdue lots."""
-    late: dict[str, int] = {}
-    for cid, left in _overdue(conn, until, as_of):
-        late[cid] = late.get(cid, 0) + left
+    late = overdue_by_customer(conn, as_of)
     rows = conn.execute(
         "SELECT c.id, c.name, "
         "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
