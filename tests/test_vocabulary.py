@@ -105,12 +105,19 @@ def walk(doc: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
             yield from walk(item, f"{path}[]")
 
 
-def documents(shop: Shop) -> dict[str, dict[str, Any]]:
-    """Every command's JSON on a small ledger, by command."""
+def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
+    """Every command's JSON on a small ledger, by command. With as_json False, every
+    command draws its view for people instead (--no-json), which must succeed."""
     docs: dict[str, dict[str, Any]] = {}
 
     def take(name: str, *args: str) -> None:
-        docs[name] = shop.ok(*args)
+        if as_json:
+            docs[name] = shop.ok(*args)
+            return
+        result = shop.run(*args, "--no-json")
+        assert result.exit_code == 0 and result.exception is None, (name, result.output)
+        assert "Traceback" not in result.output, (name, result.output)
+        docs[name] = {}
 
     take("rules check", "rules", "check")
     take("enroll", "enroll", "ann", "--at", "2026-11-01T10:00")
@@ -177,6 +184,16 @@ def test_one_name_per_concept_and_one_type_per_name(example_shop: Shop) -> None:
         if len(kinds) > 1:
             problems.append(f"'{key}' has {len(kinds)} types: {kinds}")
     assert not problems, "\n".join(problems)
+
+
+def test_every_command_draws_its_view_for_people_from_the_same_document(
+    example_shop: Shop,
+) -> None:
+    """The views read the documents --json prints: a renamed key must not break one."""
+    shop = example_shop
+    shutil.copy(EXAMPLE_RULES, shop.rules)
+    shop.clock("2026-11-20")
+    assert len(documents(shop, as_json=False)) == 27
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:
