@@ -79,7 +79,7 @@ def run_nightly(store: Store, ruleset: Ruleset, as_of: date, now: datetime) -> N
                     _birthday(book, cid, day, summary)
                 account = book.account(cid)
                 assert account is not None
-                expired, before, after = night(book, account, as_of)
+                expired, before, after = night(book, account, as_of, first)
                 summary.members += 1
                 if expired:
                     summary.expired_customers += 1

@@ -124,12 +124,40 @@ def test_nightly_writes_due_expiries_and_tier_changes_and_a_second_run_changes_n
     again = night.ok("nightly", "--as-of", "2023-01-02")
     assert (again["tier_downgrades"], again["expired_points"]) == (0, 0)
     assert ledger_rows(night.db) == before
+    # The downgrade is dated the day the new year began, though noticed on the 2nd.
     assert [k for k in kinds(night, "C1") if k[0] in ("tier", "expire")] == [
         ("tier", 0, "2022-12-11"),
         ("expire", -5, "2023-01-02"),
         ("expire", -150, "2023-01-02"),
-        ("tier", 0, "2023-01-02"),
+        ("tier", 0, "2023-01-01"),
     ]
+    assert night.ok("verify")["ok"] is True
+
+
+def test_a_late_run_dates_a_tier_change_on_the_day_it_happened(night: Shop) -> None:
+    """Run on 2023-01-10 after a last run on 2022-12-11, nightly finds C1 fell to
+    Bronze when the calendar year turned: the change is dated 1 January, so the
+    tier as of any day after it reads the same in `tier` and in the reports."""
+    night.ok("enroll", "C1", "--at", "2022-12-01")
+    night.ok("earn", "C1", "--amount", "150", "--at", "2022-12-01")
+    night.ok("nightly", "--as-of", "2022-12-11")
+    night.clock("2023-01-10")
+    doc = night.ok("nightly", "--as-of", "2023-01-10")
+    assert (doc["days_from"], doc["tier_downgrades"]) == ("2022-12-12", 1)
+    (change,) = [e for e in night.ok("history", "C1")["entries"] if e["kind"] == "tier"][:1]
+    assert change["occurred_at"] == "2023-01-01T00:00:00Z"  # midnight in London, in UTC
+    for day in ("2022-12-31", "2023-01-01", "2023-01-05"):
+        tier = night.ok("tier", "C1", "--as-of", day)["tier"]
+        counts = {
+            t["tier"]: t["customers"] for t in night.ok("report", "tiers", "--as-of", day)["tiers"]
+        }
+        assert counts[tier] == 1, (day, tier, counts)
+    assert night.ok("tier", "C1", "--as-of", "2023-01-01")["tier"] == "bronze"
+    # A run that is not late dates the change on the day it runs, as before.
+    night.ok("earn", "C1", "--amount", "150", "--at", "2023-01-10T12:00")
+    night.clock("2023-01-20")
+    night.ok("nightly", "--as-of", "2023-01-20")
+    assert night.ok("tier", "C1")["tier"] == "silver"
     assert night.ok("verify")["ok"] is True
 
 

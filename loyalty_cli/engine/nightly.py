@@ -13,7 +13,7 @@ from ..models import Ruleset
 from .book import Book, Outcome
 from .lifecycle import expire_due
 from .requests import EarnRequest
-from .tiering import tier_change
+from .tiering import standing, tier_change
 
 # Birthdays set or changed less than this long before they fall earn nothing
 # that year (Smile's rule against setting one's birthday to today).
@@ -43,18 +43,41 @@ def birthday(account: Account, ruleset: Ruleset, day: date) -> EarnRequest | Non
     )
 
 
+def change_day(account: Account, ruleset: Ruleset, first: date, as_of: date) -> date:
+    """The first day, from `first` on, since which the customer has stood at the
+    tier they stand at on `as_of`: when time alone moved them (a tier's hold
+    ending, a window turning, a purchase starting to count), the day it
+    happened, not the day a late nightly run noticed. A write on any of those
+    days would have recorded the change itself, so the day is after them all."""
+    now = standing(account, ruleset, as_of)
+    if now is None:
+        return as_of
+    day = as_of
+    while day > first:
+        before = standing(account, ruleset, day - timedelta(days=1))
+        if before is None or before.level.id != now.level.id:
+            break
+        day -= timedelta(days=1)
+    return day
+
+
 class TooLate(Exception):
     """A birthday set or changed less than BIRTHDAY_NOTICE before it falls."""
 
 
-def night(book: Book, account: Account, as_of: date) -> tuple[int, str | None, str | None]:
+def night(
+    book: Book, account: Account, as_of: date, first: date | None = None
+) -> tuple[int, str | None, str | None]:
     """Expire what is due and record a tier change, as of `as_of`: (points
-    expired, tier recorded before, tier recorded after)."""
+    expired, tier recorded before, tier recorded after). `first`: the earliest
+    day this run covers (a late run catches up from the day after the last);
+    a tier change is dated on the day it happened within them."""
     ruleset = book.ruleset
     ids = book.ids()
     before = account.tier
     ops, account, expired = expire_due(account, ruleset, as_of, book.now, ids)
-    start = day_start(as_of, zone(ruleset.program.timezone))
+    day = change_day(account, ruleset, first or as_of, as_of)
+    start = day_start(day, zone(ruleset.program.timezone))
     change, account, _ = tier_change(account, ruleset, start, f"nightly {as_of}", ids)
     if change is not None:
         ops.append(change)
