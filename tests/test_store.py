@@ -358,9 +358,9 @@ def _indexes(conn: sqlite3.Connection) -> set[str]:
 
 
 def test_a_schema_5_ledger_gets_its_draws_expiries_and_keeps_its_history(tmp_path: Path) -> None:
-    """Schema 5 is schema 6 without the copy of each lot's expiry on its draws
-    and its index: made here from the upgraded fixture by taking those back,
-    then upgraded again."""
+    """Schema 5 is schema 6 without the copy of each lot's expiry on its draws,
+    its index, and the points in the lots index: made here from the upgraded
+    fixture by taking those back, then upgraded again."""
     expected = json.loads((FIXTURE.with_suffix(".expected.json")).read_text())
     db = tmp_path / "v5.db"
     shutil.copy(FIXTURE, db)
@@ -372,6 +372,8 @@ def test_a_schema_5_ledger_gets_its_draws_expiries_and_keeps_its_history(tmp_pat
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("DROP INDEX draws_expiry")
         conn.execute("ALTER TABLE draws DROP COLUMN expires_on")
+        conn.execute("DROP INDEX entries_lots")  # schema 5's, without the points
+        conn.execute("CREATE INDEX entries_lots ON entries(expires_on) WHERE earned_on IS NOT NULL")
         conn.execute("PRAGMA user_version = 5")
     with Store.open(db) as store:
         conn = store.conn

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from ..account import Account
 from ..clock import day_start, shop_day, zone
 from ..models import Ruleset
+from ..tiers import TierStatus
 from .book import Book, Outcome
 from .lifecycle import expire_due
 from .requests import EarnRequest
@@ -43,22 +44,22 @@ def birthday(account: Account, ruleset: Ruleset, day: date) -> EarnRequest | Non
     )
 
 
-def change_day(account: Account, ruleset: Ruleset, first: date, as_of: date) -> date:
+def change_day(
+    account: Account, ruleset: Ruleset, first: date, as_of: date
+) -> tuple[date, TierStatus | None]:
     """The first day, from `first` on, since which the customer has stood at the
-    tier they stand at on `as_of`: when time alone moved them (a tier's hold
-    ending, a window turning, a purchase starting to count), the day it
-    happened, not the day a late nightly run noticed. A write on any of those
-    days would have recorded the change itself, so the day is after them all."""
-    now = standing(account, ruleset, as_of)
-    if now is None:
-        return as_of
-    day = as_of
-    while day > first:
+    tier they stand at on `as_of`, and their standing that day: when time alone
+    moved them (a tier's hold ending, a window turning, a purchase starting to
+    count), the day it happened, not the day a late nightly run noticed. A
+    write on any of those days would have recorded the change itself, so the
+    day is after them all."""
+    day, now = as_of, standing(account, ruleset, as_of)
+    while now is not None and day > first:
         before = standing(account, ruleset, day - timedelta(days=1))
         if before is None or before.level.id != now.level.id:
             break
-        day -= timedelta(days=1)
-    return day
+        day, now = day - timedelta(days=1), before
+    return day, now
 
 
 class TooLate(Exception):
@@ -76,9 +77,9 @@ def night(
     ids = book.ids()
     before = account.tier
     ops, account, expired = expire_due(account, ruleset, as_of, book.now, ids)
-    day = change_day(account, ruleset, first or as_of, as_of)
+    day, current = change_day(account, ruleset, first or as_of, as_of)
     start = day_start(day, zone(ruleset.program.timezone))
-    change, account, _ = tier_change(account, ruleset, start, f"nightly {as_of}", ids)
+    change, account, _ = tier_change(account, ruleset, start, f"nightly {as_of}", ids, current)
     if change is not None:
         ops.append(change)
     if ops:

@@ -55,8 +55,8 @@ class Store:
         """Give a long writer (an import) a page cache of `mebibytes`: each row
         it appends adds index entries at its customer's place in the customer
         indexes, and once the ledger outgrows SQLite's default 2 MB most of those
-        pages miss the cache. Measured on a 1M-row ledger's rows (the ledger
-        floor): 19% less time with 16 MB. Only bulk writers pay for the memory;
+        pages miss the cache. Measured on a 1M-row import's rows (the ledger
+        floor): 7% less time with 16 MB. Only bulk writers pay for the memory;
         reports and tills keep the default, so they stay flat in the ledger's size."""
         self.conn.execute(f"PRAGMA cache_size = -{mebibytes * 1024}")
 

@@ -4,7 +4,7 @@ only when a file needs one (everyday commands never pay for them).
 MIGRATIONS[n] brings schema n to n + 1: schema 1 to 4 are in legacy.py; m005
 moves a schema-4 ledger to the lean store, writing schema.py's tables and
 indexes as they now are; m006 brings a file written at schema 5 to them (draws
-carry their lot's expiry; the indexes by time alone are gone)."""
+carry their lot's expiry; `entries_lots` carries the lot's points)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .schema import (
 )
 
 # An index's name, from its CREATE statement.
-_INDEX_NAME = re.compile(r"CREATE (?:UNIQUE )?INDEX (\w+)")
+_INDEX_NAME = re.compile(r"INDEX (\w+)")
 
 
 def _moment(text: str) -> int:
@@ -231,11 +231,11 @@ def m005_lean(conn: sqlite3.Connection) -> None:
 
 
 def m006_draw_expiry(conn: sqlite3.Connection) -> None:
-    """Each draw gets its lot's expiry day, so the points drawn from expired
-    lots are one index range (the summary's overdue points), and the indexes
-    by time alone go (every write paid for them; reports over a period read
-    the customer indexes whole). Nothing hashed changes: the chain and its
-    heads stay as they were. A file that m005 wrote already has the column."""
+    """Each draw gets its lot's expiry day, and the indexes become schema.py's
+    (`draws_expiry` on it, `entries_lots` with the lot's points), so the points
+    left in expired lots are two index-only ranges (the summary's overdue
+    points). Nothing hashed changes: the chain and its heads stay as they were.
+    A file that m005 wrote already has the column."""
     columns = [row[1] for row in conn.execute("PRAGMA table_info(draws)")]
     if "expires_on" not in columns:
         conn.execute("ALTER TABLE draws ADD COLUMN expires_on INTEGER")
@@ -247,7 +247,7 @@ def m006_draw_expiry(conn: sqlite3.Connection) -> None:
         )
         (trigger,) = [t for t in _triggers() if " draws_no_update " in t]
         conn.execute(trigger)
-    wanted = {_INDEX_NAME.match(sql).group(1): sql for sql in INDEXES}  # type: ignore[union-attr]
+    wanted = {name: sql for sql in INDEXES for name in _INDEX_NAME.findall(sql)[:1]}
     found = dict(
         conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
