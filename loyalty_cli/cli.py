@@ -1041,6 +1041,37 @@ def verify(db: DbOption = None, as_json: JsonOption = None) -> None:
         raise TamperDetected(report.problems)
 
 
+@command()
+def backup(
+    dest: Annotated[
+        Path,
+        typer.Argument(metavar="DEST", help="The copy's file (never the ledger itself)."),
+    ],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace DEST if it exists (only by a copy that verifies)."),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Copy the ledger to DEST while tills keep writing, and verify the copy.
+
+    The copy is one consistent moment of the ledger; it takes DEST's name only
+    once it passes every check `loyalty verify` makes. Exit 1 if it does not
+    (DEST is then left as it was), 2 if DEST is the ledger or exists without
+    --force, 66 if the ledger is missing or DEST's disk fails, 75 if busy.
+
+    Example: loyalty backup /srv/backups/ledger-$(date +%F).db
+    """
+    from .errors import TamperDetected
+
+    with open_ledger(db, create=False) as store:
+        result = store.backup(dest, force=force)
+    show(result.to_json(), "backup", as_json)
+    if not result.report.ok:
+        raise TamperDetected(result.report.problems)
+
+
 @rules_app.command("check", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
 def rules_check(
     file: Annotated[

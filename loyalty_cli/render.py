@@ -353,6 +353,21 @@ def verify(doc: Doc) -> None:
         _console.print(f"  - {problem}")
 
 
+def backup(doc: Doc) -> None:
+    if doc["ok"]:
+        _console.print(
+            Text.assemble(
+                ("Backup OK", "bold green"),
+                f": {doc['backup']} ({doc['bytes']:,} bytes), {doc['operation_count']} "
+                f"operations, {doc['members']} members; verified",
+            )
+        )
+        return
+    _console.print(Text.assemble(("Backup NOT written", "bold red"), ": the copy does not verify"))
+    for problem in doc["problems"]:
+        _console.print(f"  - {problem}")
+
+
 def rules(doc: Doc) -> None:
     _console.print(
         Text.assemble(
@@ -1002,6 +1017,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "balance": balance,
     "history": history,
     "verify": verify,
+    "backup": backup,
     "rules": rules,
     "demo": demo,
     "report_summary": report_summary,

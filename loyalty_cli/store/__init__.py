@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the write side's modules load only when a write happens:
     from ..models import Ruleset
     from . import snapshots
     from . import verify as checks
+    from .backup import BackupResult
 
 __all__ = ["DEFAULT_TIMEOUT", "Store"]
 
@@ -151,6 +152,12 @@ class Store:
         if not self.read_only:
             checks.remember(self.path, report, now)
         return report
+
+    def backup(self, dest: Path, *, force: bool = False) -> BackupResult:
+        """A verified copy of the live ledger at `dest` (backup.py)."""
+        from .backup import backup
+
+        return backup(self.connection, dest, force=force)
 
     def copy_to(self, path: Path) -> Store:
         """A private copy of the ledger, for a dry run that must see its own writes."""
