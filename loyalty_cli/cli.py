@@ -100,6 +100,7 @@ class _Output:
         self.parsed = False
         self.quiet = False
         self.printed = False
+        self.command = ""  # the command's words after `loyalty` ("balance", "db init")
 
     def chosen(self, params: dict[str, Any]) -> None:
         """A command's parsed options: --json/--no-json, --quiet, and --csv (whose
@@ -166,6 +167,7 @@ class LoyaltyCommand(TyperCommand):
         if any(len(a) > 1 and a[0] == "-" and a[1].isdigit() for a in args):
             ctx.ignore_unknown_options = True
         result: list[str] = super().parse_args(ctx, args)
+        _output.command = " ".join(str(ctx.command_path).split()[1:])
         _inherit(ctx)
         _output.chosen(ctx.params)
         return result
@@ -208,6 +210,12 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Work with rules files.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(rules_app, name="rules")
+db_app = typer.Typer(
+    help="Create a ledger (a file, or a PostgreSQL schema with its roles).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(db_app, name="db")
 
 
 # --- configuration: paths, clock, environment ----------------------------------
@@ -261,14 +269,41 @@ def _not_blank(variable: str) -> None:
         raise BadArgument(f"{variable} is set but empty; give it a path, or unset it")
 
 
-def _db_path(db: Path | None) -> Path:
+def _db_path(db: str | None) -> Path:
     if db is None:
         _not_blank("LOYALTY_DB")
         return default_db()
-    return db
+    return Path(db)
 
 
-def open_ledger(db: Path | None, *, create: bool = True) -> Store:
+# The commands that run on a PostgreSQL ledger (see README, "PostgreSQL"); the
+# others refuse such a --db with one line, before anything is read or written.
+POSTGRES_COMMANDS = frozenset(
+    {"enroll", "earn", "redeem", "adjust", "refund", "update", "balance", "history", "tier",
+     "rewards", "verify"}
+)  # fmt: skip
+
+
+def _postgres_url(db: str | None) -> str | None:
+    """The PostgreSQL URL `--db`/LOYALTY_DB names, if it names one."""
+    from .store.dialect import is_url
+
+    text = db if db is not None else os.environ.get("LOYALTY_DB")
+    return text if text is not None and is_url(text) else None
+
+
+def open_ledger(db: str | None, *, create: bool = True) -> Store:
+    url = _postgres_url(db)
+    if url is not None:
+        name = _output.command or "this command"
+        if name not in POSTGRES_COMMANDS:
+            raise BadArgument(
+                f"'{name}' does not run on a PostgreSQL ledger yet; run it on a SQLite "
+                "ledger file (loyalty db copy is not available yet either)",
+                field="--db",
+                code="unsupported_backend",
+            )
+        return Store.open_url(url, timeout=_timeout())
     path = _db_path(db)
     if db is None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,7 +395,7 @@ def _write_json(doc: dict[str, Any]) -> None:
 
 
 def _record(
-    db: Path | None,
+    db: str | None,
     use_case: Callable[..., Any],
     ruleset: Ruleset,
     request: object,
@@ -380,12 +415,12 @@ def _record(
 # --- shared options ------------------------------------------------------------
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
         envvar="LOYALTY_DB",
-        help="Ledger file. Default: $XDG_DATA_HOME/loyalty/ledger.db "
-        "(~/.local/share/loyalty/ledger.db).",
+        help="Ledger file, or a postgresql:// URL (see README, PostgreSQL). Default: "
+        "$XDG_DATA_HOME/loyalty/ledger.db (~/.local/share/loyalty/ledger.db).",
     ),
 ]
 RulesOption = Annotated[
@@ -481,7 +516,7 @@ def _main(
         ),
     ] = False,
     db: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--db", help="Ledger file, for the command that follows (as its --db)."),
     ] = None,
     rules: Annotated[
@@ -1072,6 +1107,46 @@ def backup(
         raise TamperDetected(result.report.problems)
 
 
+@db_app.command("init", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
+def db_init(
+    grant_till: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant-till",
+            metavar="ROLE",
+            help="PostgreSQL: let this (existing) role append and read, nothing more. Repeatable.",
+        ),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Create the ledger's tables, indexes and append-only triggers, if not there yet.
+
+    On PostgreSQL, run it as the role that is to own the ledger; till roles get
+    INSERT and SELECT only. Safe to run again (it then only grants).
+
+    Example: loyalty db init --db postgresql://owner@db.shop/loyalty --grant-till till
+    """
+    from .store import schema
+
+    roles = grant_till or []
+    url = _postgres_url(db)
+    if url is not None:
+        from .store.postgres import init
+
+        doc = init(url, roles, _timeout())
+    else:
+        if roles:
+            raise BadArgument("--grant-till is for a PostgreSQL ledger", field="--grant-till")
+        path = _db_path(db)
+        existed = path.exists()
+        with open_ledger(db):
+            pass
+        doc = {"db": str(path), "created": not existed, "schema_version": schema.SCHEMA_VERSION}
+        doc["tills"] = []
+    show(doc, "db_init", as_json)
+
+
 @rules_app.command("check", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
 def rules_check(
     file: Annotated[
@@ -1144,7 +1219,7 @@ def demo(
     ruleset = load(rules or bundled_rules())
     for suffix in ("", "-wal", "-shm"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
-    with open_ledger(target) as store:
+    with open_ledger(str(target)) as store:
         steps = run_demo(store, ruleset)
     doc = {"db": str(target), "rules": ruleset.source, "steps": steps}
     show(doc, "demo", as_json, ruleset.program.locale)

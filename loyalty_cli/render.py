@@ -368,6 +368,12 @@ def backup(doc: Doc) -> None:
         _console.print(f"  - {problem}")
 
 
+def db_init(doc: Doc) -> None:
+    done = "created" if doc["created"] else "already there"
+    tills = f"; till roles granted: {', '.join(doc['tills'])}" if doc["tills"] else ""
+    _console.print(f"Ledger {doc['db']}: schema {doc['schema_version']} {done}{tills}")
+
+
 def rules(doc: Doc) -> None:
     _console.print(
         Text.assemble(
@@ -1018,6 +1024,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "history": history,
     "verify": verify,
     "backup": backup,
+    "db_init": db_init,
     "rules": rules,
     "demo": demo,
     "report_summary": report_summary,

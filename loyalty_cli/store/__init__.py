@@ -33,16 +33,35 @@ if TYPE_CHECKING:  # the write side's modules load only when a write happens:
     from . import snapshots
     from . import verify as checks
     from .backup import BackupResult
+    from .dialect import Conn
+    from .postgres import PgConnection
 
 __all__ = ["DEFAULT_TIMEOUT", "Store"]
 
 
 class Store:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection | PgConnection) -> None:
         self.connection = connection
-        self.conn = connection.conn
+        self.conn: Conn = connection.conn
         self.path = connection.path
         self._kept: snapshots.Kept | None = None
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" (a ledger file) or "postgresql" (a server; see postgres.py)."""
+        return getattr(self.connection, "backend", "sqlite")
+
+    def sqlite(self) -> Connection:
+        """The SQLite connection, for what only a ledger file can do (a backup of
+        the file, a private copy for a dry run)."""
+        from ..errors import BadArgument
+
+        if not isinstance(self.connection, Connection):
+            raise BadArgument(
+                f"this needs a SQLite ledger file; {self.path} is on PostgreSQL",
+                code="unsupported_backend",
+            )
+        return self.connection
 
     def keep_accounts(self, budget: int) -> None:
         """Keep accounts between write transactions, up to `budget` lots, tier
@@ -59,11 +78,19 @@ class Store:
         pages miss the cache. Measured on a 1M-row import's rows (the ledger
         floor): 7% less time with 16 MB. Only bulk writers pay for the memory;
         reports and tills keep the default, so they stay flat in the ledger's size."""
-        self.conn.execute(f"PRAGMA cache_size = -{mebibytes * 1024}")
+        if self.backend == "sqlite":
+            self.conn.execute(f"PRAGMA cache_size = -{mebibytes * 1024}")
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:
         return cls(Connection.open(path, create=create, timeout=timeout))
+
+    @classmethod
+    def open_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Store:
+        """A ledger on PostgreSQL (made with `loyalty db init`): psycopg loads here."""
+        from .postgres import PgConnection
+
+        return cls(PgConnection.open(url, timeout=timeout))
 
     def close(self) -> None:
         self.connection.close()
@@ -148,23 +175,25 @@ class Store:
 
         with self.connection.snapshot():
             report = checks.verify(self.conn)
-            checks.remembered(self.conn, self.path, report)
-        if not self.read_only:
-            checks.remember(self.path, report, now)
+            if self.backend == "sqlite":  # the heads file lies beside a ledger file
+                checks.remembered(self.conn, Path(self.path), report)
+        if not self.read_only and self.backend == "sqlite":
+            checks.remember(Path(self.path), report, now)
         return report
 
     def backup(self, dest: Path, *, force: bool = False) -> BackupResult:
         """A verified copy of the live ledger at `dest` (backup.py)."""
         from .backup import backup
 
-        return backup(self.connection, dest, force=force)
+        return backup(self.sqlite(), dest, force=force)
 
     def copy_to(self, path: Path) -> Store:
         """A private copy of the ledger, for a dry run that must see its own writes."""
         import sqlite3
 
+        source = self.sqlite()
         target = sqlite3.connect(path, isolation_level=None)
-        with self.connection.translate():
-            self.conn.backup(target)
+        with source.translate():
+            source.conn.backup(target)
         target.close()
         return Store.open(path, timeout=self.connection.timeout)

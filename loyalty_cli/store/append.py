@@ -4,7 +4,6 @@ for a whole batch (one operation at a till, a chunk of an import)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -13,6 +12,7 @@ from ..clock import day_number, stamp
 from ..engine.records import NewOperation
 from ..models import Ruleset
 from .chain import op_hash, profile_digest
+from .dialect import Conn
 from .schema import insert_many, insert_rows
 from .snapshots import Tip
 
@@ -31,12 +31,12 @@ def profile_fields(profile: Profile) -> tuple[object, ...]:
     )
 
 
-def ensure_ruleset(conn: sqlite3.Connection, ruleset: Ruleset, now: datetime, tip: Tip) -> int:
+def ensure_ruleset(conn: Conn, ruleset: Ruleset, now: datetime, tip: Tip) -> int:
     """The rules text's id, storing it the first time it is used."""
     if tip.ruleset is None:
-        cursor = conn.execute(
+        (tip.ruleset,) = conn.execute(
             "INSERT INTO rulesets (version, source, text, timezone, first_used) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
             (
                 bytes.fromhex(ruleset.version),
                 ruleset.source,
@@ -44,14 +44,12 @@ def ensure_ruleset(conn: sqlite3.Connection, ruleset: Ruleset, now: datetime, ti
                 ruleset.program.timezone,
                 stamp(now),
             ),
-        )
-        assert cursor.lastrowid is not None
-        tip.ruleset = cursor.lastrowid
+        ).fetchone()
     return tip.ruleset
 
 
 def append(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ops: Sequence[NewOperation],
     ruleset: Ruleset,
     now: datetime,

@@ -9,10 +9,10 @@ in store/reports.py: `until` and `cut` exclusive (the end of a day).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from .dialect import Conn
 from .reports import local_shift, rfm_members
 
 # Days since 1970 from a stored time: an offset keeps the division's operand
@@ -54,7 +54,7 @@ def _purchase_days(shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]
 
 
 def buyers(
-    conn: sqlite3.Connection,
+    conn: Conn,
     until: int,
     cut: int,
     cut_day: int,
@@ -104,7 +104,7 @@ def buyers(
 
 
 def later_days(
-    conn: sqlite3.Connection,
+    conn: Conn,
     until: int,
     cut: int,
     cut_day: int,

@@ -5,13 +5,13 @@ table. Reports have their own module (reports.py here)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import NamedTuple
 
 from ..clock import day_number, from_day_number, stamp
 from ..lots import Lot
+from .dialect import Conn
 
 _FAR = 1 << 62  # after every stored time
 
@@ -34,13 +34,13 @@ class HistoryRow(NamedTuple):
     customer_id: str
 
 
-def exists(conn: sqlite3.Connection, customer_id: str) -> str | None:
+def exists(conn: Conn, customer_id: str) -> str | None:
     """The customer's name, "" if they have none; None if they are not enrolled."""
     row = conn.execute("SELECT name FROM customers WHERE id = ?", (customer_id,)).fetchone()
     return None if row is None else (row[0] or "")
 
 
-def points_by_kind(conn: sqlite3.Connection, customer_id: str, until: int | None) -> dict[str, int]:
+def points_by_kind(conn: Conn, customer_id: str, until: int | None) -> dict[str, int]:
     """Points by entry kind, of entries that occurred by `until` (None: all)."""
     rows = conn.execute(
         "SELECT kind, SUM(points) FROM entries WHERE customer_id = ? AND occurred <= ? "
@@ -50,7 +50,7 @@ def points_by_kind(conn: sqlite3.Connection, customer_id: str, until: int | None
     return {str(kind): int(total) for kind, total in rows}
 
 
-def lots(conn: sqlite3.Connection, customer_id: str, until: int | None) -> list[Lot]:
+def lots(conn: Conn, customer_id: str, until: int | None) -> list[Lot]:
     """The customer's lots as they stood at `until`, with what was left in each."""
     limit = _FAR if until is None else until
     rows = conn.execute(
@@ -82,21 +82,19 @@ _HISTORY = (
 )
 
 
-def history(
-    conn: sqlite3.Connection, customer_id: str, limit: int | None, until: int | None
-) -> list[HistoryRow]:
+def history(conn: Conn, customer_id: str, limit: int | None, until: int | None) -> list[HistoryRow]:
     rows = conn.execute(
         _HISTORY + "WHERE e.customer_id = ? AND e.occurred <= ? ORDER BY e.id DESC LIMIT ?",
-        (customer_id, _FAR if until is None else until, -1 if limit is None else limit),
+        (customer_id, _FAR if until is None else until, _FAR if limit is None else limit),
     )
     return [HistoryRow(*row) for row in rows]
 
 
-def entries_of(conn: sqlite3.Connection, op_ids: Sequence[int]) -> list[HistoryRow]:
+def entries_of(conn: Conn, op_ids: Sequence[int]) -> list[HistoryRow]:
     """Every entry of these operations (each operation's entries are the ids after
     the previous operation's last_entry)."""
     rows = conn.execute(
-        _HISTORY + "JOIN (SELECT value AS id FROM json_each(?)) w ON w.id = o.id "
+        _HISTORY + "JOIN (SELECT CAST(value AS INTEGER) AS id FROM json_each(?)) w ON w.id = o.id "
         "WHERE e.id > COALESCE((SELECT p.last_entry FROM operations p WHERE p.id < o.id "
         "ORDER BY p.id DESC LIMIT 1), 0) AND e.id <= o.last_entry ORDER BY e.id",
         (json.dumps(list(op_ids)),),
@@ -104,7 +102,7 @@ def entries_of(conn: sqlite3.Connection, op_ids: Sequence[int]) -> list[HistoryR
     return [HistoryRow(*row) for row in rows]
 
 
-def rules_texts(conn: sqlite3.Connection, versions: Sequence[str]) -> dict[str, tuple[str, str]]:
+def rules_texts(conn: Conn, versions: Sequence[str]) -> dict[str, tuple[str, str]]:
     """(source, text) of each rules version asked for (as hex)."""
     rows = conn.execute(
         "SELECT lower(hex(version)), source, text FROM rulesets "
@@ -114,7 +112,7 @@ def rules_texts(conn: sqlite3.Connection, versions: Sequence[str]) -> dict[str, 
     return {str(v): (str(s), str(t)) for v, s, t in rows}
 
 
-def shop_timezone(conn: sqlite3.Connection) -> str | None:
+def shop_timezone(conn: Conn) -> str | None:
     """The time zone of the rules that wrote last: how `balance`, which reads no
     rules, knows which day it is in the shop."""
     row = conn.execute(
@@ -123,11 +121,11 @@ def shop_timezone(conn: sqlite3.Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-def customer_ids(conn: sqlite3.Connection) -> list[str]:
+def customer_ids(conn: Conn) -> list[str]:
     return [str(cid) for (cid,) in conn.execute("SELECT id FROM customers ORDER BY id")]
 
 
-def birthdays_on(conn: sqlite3.Connection, month_days: Sequence[str]) -> list[str]:
+def birthdays_on(conn: Conn, month_days: Sequence[str]) -> list[str]:
     """Customers whose birthday falls on one of these MM-DD days."""
     marks = ", ".join("?" for _ in month_days)
     rows = conn.execute(
@@ -137,7 +135,7 @@ def birthdays_on(conn: sqlite3.Connection, month_days: Sequence[str]) -> list[st
     return [str(cid) for (cid,) in rows]
 
 
-def points_released(conn: sqlite3.Connection, first: date, last: date) -> int:
+def points_released(conn: Conn, first: date, last: date) -> int:
     """Points that stopped being pending on a day in [first, last]."""
     row = conn.execute(
         "SELECT COALESCE(SUM(points), 0) FROM entries INDEXED BY entries_lots "
@@ -147,7 +145,7 @@ def points_released(conn: sqlite3.Connection, first: date, last: date) -> int:
     return int(row[0])
 
 
-def last_run(conn: sqlite3.Connection, command: str) -> str | None:
+def last_run(conn: Conn, command: str) -> str | None:
     row = conn.execute(
         "SELECT as_of FROM runs WHERE command = ? ORDER BY as_of DESC, id DESC LIMIT 1",
         (command,),
@@ -156,7 +154,7 @@ def last_run(conn: sqlite3.Connection, command: str) -> str | None:
 
 
 def add_run(
-    conn: sqlite3.Connection,
+    conn: Conn,
     command: str,
     as_of: str | None,
     started_at: datetime,

@@ -10,13 +10,13 @@ by an index (schema.py says which).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import NamedTuple
 
 from ..clock import day_number
 from ..kinds import EntryKind
+from .dialect import Conn
 
 _KINDS = tuple(str(kind) for kind in EntryKind)
 
@@ -36,7 +36,7 @@ class CustomerFigures(NamedTuple):
     tier: str | None  # the last tier entry's tier; None: no tier entry yet
 
 
-def first_activity(conn: sqlite3.Connection) -> int | None:
+def first_activity(conn: Conn) -> int | None:
     """The earliest business time of any entry, purchase or enrollment (an enrollment
     that earned nothing still opens the period); one index seek per kind."""
     parts = ["SELECT MIN(occurred) AS m FROM entries WHERE kind = ?" for _ in _KINDS]
@@ -46,7 +46,7 @@ def first_activity(conn: sqlite3.Connection) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
-def members(conn: sqlite3.Connection, start: int, end: int, until: int) -> tuple[int, int]:
+def members(conn: Conn, start: int, end: int, until: int) -> tuple[int, int]:
     """(customers enrolled by `until`, customers enrolled in [start, end))."""
     total, new = conn.execute(
         "SELECT COALESCE(SUM(enrolled < ?), 0), "
@@ -56,7 +56,7 @@ def members(conn: sqlite3.Connection, start: int, end: int, until: int) -> tuple
     return int(total), int(new)
 
 
-def purchasers(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int, int, int, int]:
+def purchasers(conn: Conn, start: int, end: int) -> tuple[int, int, int, int, int]:
     """In [start, end): (active customers: with a purchase, an event or a
     redemption; purchasing customers; customers with 2 or more purchases;
     purchases; their amount in cents). One pass over the index by customer
@@ -74,7 +74,7 @@ def purchasers(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int
     return active, buyers, repeat, purchases, cents
 
 
-def refunds(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int]:
+def refunds(conn: Conn, start: int, end: int) -> tuple[int, int]:
     """(refunds, cents refunded) with business time in [start, end)."""
     count, cents = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM operations "
@@ -84,7 +84,7 @@ def refunds(conn: sqlite3.Connection, start: int, end: int) -> tuple[int, int]:
     return int(count), int(cents)
 
 
-def points(conn: sqlite3.Connection, start: int | None, end: int) -> dict[str, int]:
+def points(conn: Conn, start: int | None, end: int) -> dict[str, int]:
     """Points by entry kind with business time in [start, end) (None: from the
     beginning). A range of the kind-and-time index per kind."""
     marks = ", ".join("?" for _ in _KINDS)
@@ -96,7 +96,7 @@ def points(conn: sqlite3.Connection, start: int | None, end: int) -> dict[str, i
     return {str(kind): int(total) for kind, total in rows}
 
 
-def overdue(conn: sqlite3.Connection, as_of: date) -> int:
+def overdue(conn: Conn, as_of: date) -> int:
     """Points still held at the end of `as_of` in lots that expired on or before
     it. A ledger's sum less these is what all the customers' `balance` add up
     to: overdue points count for no one, whether or not the nightly step has
@@ -120,7 +120,7 @@ def overdue(conn: sqlite3.Connection, as_of: date) -> int:
     return int(given) - int(drawn)
 
 
-def overdue_by_customer(conn: sqlite3.Connection, as_of: date) -> dict[str, int]:
+def overdue_by_customer(conn: Conn, as_of: date) -> dict[str, int]:
     """`overdue`, per customer who has any: the same two ranges, each line
     attributed to its lot's customer."""
     day = day_number(as_of)
@@ -141,7 +141,7 @@ def overdue_by_customer(conn: sqlite3.Connection, as_of: date) -> dict[str, int]
     return {cid: left for cid, left in late.items() if left}
 
 
-def customers(conn: sqlite3.Connection, until: int, as_of: date) -> Iterator[CustomerFigures]:
+def customers(conn: Conn, until: int, as_of: date) -> Iterator[CustomerFigures]:
     """One row per customer enrolled before `until`, by id. Balance is net of
     overdue lots."""
     late = overdue_by_customer(conn, as_of)
@@ -225,7 +225,7 @@ def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, lis
 
 
 def rfm_counts(
-    conn: sqlite3.Connection, until: int, shifts: Sequence[tuple[int, int]]
+    conn: Conn, until: int, shifts: Sequence[tuple[int, int]]
 ) -> list[tuple[int, int, int, int]]:
     """Customers per (r, f, m) score: at most 125 rows, whatever the ledger."""
     sql, params = _rfm_scored(until, shifts)
@@ -234,7 +234,7 @@ def rfm_counts(
 
 
 def rfm_members(
-    conn: sqlite3.Connection, until: int, shifts: Sequence[tuple[int, int]], scores: Sequence[int]
+    conn: Conn, until: int, shifts: Sequence[tuple[int, int]], scores: Sequence[int]
 ) -> Iterator[tuple[str, str | None, str, int, int, int, int, int]]:
     """The customers whose scores, as r * 100 + f * 10 + m, are among `scores`:
     (id, name, last purchase's local day, purchases, net spend in cents, r, f, m),
@@ -250,7 +250,7 @@ def rfm_members(
 
 
 def activity(
-    conn: sqlite3.Connection, bounds: Sequence[tuple[int, int]]
+    conn: Conn, bounds: Sequence[tuple[int, int]]
 ) -> tuple[dict[int, tuple[int, int]], dict[tuple[int, str], int]]:
     """Per time bucket i, given as [start, end) pairs: {i: (purchases, cents)} and
     {(i, kind): points}. Each bucket is a range seek on the kind-and-time indexes."""
@@ -282,7 +282,7 @@ def activity(
     return sales, by_kind
 
 
-def rules(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
+def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
     """Per rule, over its award entries (earn, enroll, gift) in [start, end):
     (rule, awards, customers reached, points, cents of the purchases it fired on)."""
     rows = conn.execute(
@@ -295,7 +295,7 @@ def rules(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, int
     return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
 
 
-def tier_counts(conn: sqlite3.Connection, until: int) -> dict[str | None, int]:
+def tier_counts(conn: Conn, until: int) -> dict[str | None, int]:
     """Customers enrolled before `until` by the tier their last tier entry before
     then recorded; None counts those without one (still in the first tier)."""
     rows = conn.execute(
@@ -308,7 +308,7 @@ def tier_counts(conn: sqlite3.Connection, until: int) -> dict[str | None, int]:
     return {None if tier is None else str(tier): int(count) for tier, count in rows}
 
 
-def tier_moves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, str, int, int]]:
+def tier_moves(conn: Conn, start: int, end: int) -> list[tuple[str, str, int, int]]:
     """Tier changes in [start, end): (from, to, changes, customers)."""
     rows = conn.execute(
         "SELECT tier_from, tier, COUNT(*), COUNT(DISTINCT customer_id) FROM operations "
@@ -319,9 +319,7 @@ def tier_moves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str
     return [(str(a), str(b), int(n), int(c)) for a, b, n, c in rows]
 
 
-def lots(
-    conn: sqlite3.Connection, until: int, as_of: date
-) -> list[tuple[str, str | None, bool, int]]:
+def lots(conn: Conn, until: int, as_of: date) -> list[tuple[str, str | None, bool, int]]:
     """What the lots held at the end of `as_of`, by (earn month, the month of the
     last day they can be spent or None, pending then, points). Lots past their
     expiry are left out: they are gone, written off or not."""

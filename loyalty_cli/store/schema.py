@@ -37,8 +37,9 @@ query (tests/test_store.py shows each plan):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+
+from .dialect import Conn
 
 APPLICATION_ID = 0x4C4F5931  # "LOY1"
 
@@ -182,7 +183,7 @@ TRIGGERS = frozenset(
 )
 
 
-def create(conn: sqlite3.Connection) -> None:
+def create(conn: Conn) -> None:
     """The current schema, in an empty file. One statement per execute:
     executescript() would COMMIT and break the caller's transaction."""
     for statement in (*TABLES, *INDEXES, *_triggers()):
@@ -190,7 +191,7 @@ def create(conn: sqlite3.Connection) -> None:
 
 
 def insert_rows(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ops: Sequence[Sequence[object]],
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
@@ -218,7 +219,7 @@ _BATCH = 64
 
 
 def insert_many(
-    conn: sqlite3.Connection,
+    conn: Conn,
     table: str,
     fields: str,
     rows: Sequence[Sequence[object]],

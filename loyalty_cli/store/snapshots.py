@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
@@ -32,6 +31,7 @@ from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
 from .chain import version_of
+from .dialect import Conn
 from .queries import stored_lot
 from .schema import budget_index
 
@@ -254,7 +254,7 @@ def _size(account: Account) -> int:
 
 
 def load(
-    conn: sqlite3.Connection,
+    conn: Conn,
     ruleset: Ruleset,
     now: datetime,
     customers: Customers,
@@ -348,9 +348,7 @@ def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) ->
     )
 
 
-def accounts(
-    conn: sqlite3.Connection, ruleset: Ruleset | None, customers: Iterable[str]
-) -> dict[str, Account]:
+def accounts(conn: Conn, ruleset: Ruleset | None, customers: Iterable[str]) -> dict[str, Account]:
     """The accounts of `customers` that exist, in one statement."""
     ids = list(customers)
     if not ids:

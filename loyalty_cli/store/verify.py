@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from typing import Any
 
 from ..kinds import EntryKind, OpKind
 from .chain import op_hash, profile_digest, run_hash
+from .dialect import Conn, is_postgres
 from .schema import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS, PROFILE_FIELDS, RUN_FIELDS, TRIGGERS
 
 CHANGED = "was changed, inserted or removed outside loyalty"
@@ -67,20 +67,22 @@ class VerifyReport:
         }
 
 
-Check = Callable[[sqlite3.Connection, VerifyReport], None]
+Check = Callable[[Conn, VerifyReport], None]
 
 
-def integrity(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def integrity(conn: Conn, report: VerifyReport) -> None:
+    if is_postgres(conn):  # no quick_check there: pages are the server's to check
+        return
     check = conn.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         report.problems.append(f"SQLite integrity check failed: {check}")
 
 
-def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[Any, ...]]:
+def _rows(conn: Conn, sql: str) -> Iterator[tuple[Any, ...]]:
     yield from conn.execute(sql)
 
 
-def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def chain(conn: Conn, report: VerifyReport) -> None:
     """Walk the operations in order, each with the entries in its range and their
     draws, recomputing the chain: one pass over each table."""
     versions = {rid: bytes(v).hex() for rid, v in conn.execute("SELECT id, version FROM rulesets")}
@@ -146,21 +148,37 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
         report.problems.append(f"draw #{draw[0]} belongs to no operation: it was added {CHANGED}")
 
 
-def triggers(conn: sqlite3.Connection, report: VerifyReport) -> None:
-    present = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
-    if missing := sorted(TRIGGERS - present):
+def triggers(conn: Conn, report: VerifyReport) -> None:
+    if is_postgres(conn):
+        from .postgres import PG_TRIGGERS
+
+        wanted = PG_TRIGGERS
+        present = {
+            str(n)
+            for (n,) in conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled != 'D'"
+            )
+        }
+    else:
+        wanted = TRIGGERS
+        present = {
+            n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        }
+    if missing := sorted(wanted - present):
         report.problems.append(
             f"the append-only protection was removed: trigger{'s' if len(missing) > 1 else ''}"
             f" {', '.join(missing)} missing"
         )
 
 
-def references(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def references(conn: Conn, report: VerifyReport) -> None:
+    if is_postgres(conn):  # foreign keys are enforced there on every write, always
+        return
     for table, rowid, parent, _ in conn.execute("PRAGMA foreign_key_check"):
         report.problems.append(f"{table} row {rowid} refers to a missing {parent} row")
 
 
-def kinds(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def kinds(conn: Conn, report: VerifyReport) -> None:
     for table, known in (("entries", EntryKind), ("operations", OpKind)):
         names = [str(k) for k in known]
         marks = ", ".join("?" for _ in names)
@@ -171,7 +189,7 @@ def kinds(conn: sqlite3.Connection, report: VerifyReport) -> None:
             report.problems.append(f"{noun} #{row_id} has unknown kind '{kind}'")
 
 
-def lots(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def lots(conn: Conn, report: VerifyReport) -> None:
     """The lots must account for every point: each credit opens a lot, no lot
     gives more than it holds, and every debit but a refund's is fully drawn
     from lots. So a balance can only go negative through a refund the rules
@@ -183,7 +201,7 @@ def lots(conn: sqlite3.Connection, report: VerifyReport) -> None:
         report.problems.append(f"entry #{entry_id} is a credit without a lot")
     for lot_id, drawn, held in conn.execute(
         "SELECT d.lot_id, SUM(d.points), e.points FROM draws d JOIN entries e "
-        "ON e.id = d.lot_id GROUP BY d.lot_id HAVING SUM(d.points) > e.points LIMIT 5"
+        "ON e.id = d.lot_id GROUP BY d.lot_id, e.points HAVING SUM(d.points) > e.points LIMIT 5"
     ):
         report.problems.append(f"lot #{lot_id} gave {drawn} points but held only {held}")
     # A draw's copy of its lot's expiry is not hashed (the lot's is): it must agree.
@@ -199,14 +217,15 @@ def lots(conn: sqlite3.Connection, report: VerifyReport) -> None:
         "SELECT e.id, e.points, COALESCE(d.drawn, 0) AS drawn FROM entries e "
         "LEFT JOIN (SELECT entry_id, SUM(points) AS drawn FROM draws GROUP BY entry_id) d "
         "ON d.entry_id = e.id WHERE e.points <= 0 "
-        "AND (drawn > -e.points OR (e.kind != 'refund' AND drawn != -e.points)) LIMIT 5"
+        "AND (COALESCE(d.drawn, 0) > -e.points "
+        "OR (e.kind != 'refund' AND COALESCE(d.drawn, 0) != -e.points)) LIMIT 5"
     ):
         report.problems.append(
             f"entry #{entry_id} takes {-points} points but draws {drawn} from lots"
         )
 
 
-def rulesets(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def rulesets(conn: Conn, report: VerifyReport) -> None:
     """A rules text must be the one its version names: entries are explained by it."""
     for rid, version, text in conn.execute("SELECT id, version, text FROM rulesets ORDER BY id"):
         if hashlib.sha256(str(text).encode("utf-8")).digest() != bytes(version):
@@ -216,7 +235,7 @@ def rulesets(conn: sqlite3.Connection, report: VerifyReport) -> None:
             )
 
 
-def profiles(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def profiles(conn: Conn, report: VerifyReport) -> None:
     """Each customer's profile must be the one their last enroll or profile
     operation recorded (a salted digest)."""
     recorded = dict(
@@ -240,7 +259,7 @@ def profiles(conn: sqlite3.Connection, report: VerifyReport) -> None:
             )
 
 
-def runs(conn: sqlite3.Connection, report: VerifyReport) -> None:
+def runs(conn: Conn, report: VerifyReport) -> None:
     previous = b""
     for row in conn.execute(f"SELECT {RUN_FIELDS}, hash FROM runs ORDER BY id"):
         if run_hash(previous, row[:-1]) != bytes(row[-1]):
@@ -265,7 +284,7 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def verify(conn: sqlite3.Connection) -> VerifyReport:
+def verify(conn: Conn) -> VerifyReport:
     report = VerifyReport()
     for check in CHECKS:
         check(conn, report)
@@ -279,7 +298,7 @@ def heads_file(ledger: Path) -> Path:
     return Path(f"{ledger}.heads")
 
 
-def remembered(conn: sqlite3.Connection, ledger: Path, report: VerifyReport) -> None:
+def remembered(conn: Conn, ledger: Path, report: VerifyReport) -> None:
     """Each head an earlier verify remembered must still be in the chain: rows cut
     off the end, or a chain rewritten, since then show here."""
     path = heads_file(ledger)

@@ -1,0 +1,432 @@
+"""A ledger on PostgreSQL: the only module that imports psycopg, and only when
+`--db`/`LOYALTY_DB` names a `postgresql://` URL.
+
+- The same tables, indexes and chain as the SQLite file (schema.py), spelt for
+  PostgreSQL (BIGINT, BYTEA); append-only is enforced by PL/pgSQL triggers that
+  refuse UPDATE, DELETE and TRUNCATE, and by roles: `loyalty db init` creates
+  the schema as its owner and grants a till role INSERT and SELECT only (and
+  UPDATE of the contact fields a profile change writes).
+- Every write takes one ledger-wide transaction lock (an advisory lock) before
+  it reads, as SQLite's BEGIN IMMEDIATE does: the engine numbers operations and
+  entries from the chain's tip it read, and an operation's entries are the ids
+  after the previous operation's, so two writers must not decide on the same
+  tip. A lock wait past LOYALTY_BUSY_TIMEOUT (lock_timeout) exits 75.
+- Reads run in one REPEATABLE READ READ ONLY transaction: one snapshot.
+- PgConn takes the store's SQLite SQL and rewrites what PostgreSQL spells
+  differently (see translate); a statement made of tagged UNION ALL parts of
+  different column types runs part by part, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import BadArgument, Busy, InputMissing, LoyaltyError, Refused
+from . import schema
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.adapt import Loader
+except ImportError:  # pragma: no cover - the [postgres] extra is not installed
+    psycopg = None  # type: ignore[assignment]
+
+# The advisory lock every write takes (any fixed number: "LOY1" as an integer).
+WRITE_LOCK = schema.APPLICATION_ID
+
+
+def shown(url: str) -> str:
+    """The URL without a password, for messages (passwords belong in .pgpass)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Rows:
+    """Rows already fetched, as an sqlite3 cursor hands them out."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.rows = rows
+        self.at = 0
+
+    def fetchone(self) -> Any:
+        if self.at >= len(self.rows):
+            return None
+        self.at += 1
+        return self.rows[self.at - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest = self.rows[self.at :]
+        self.at = len(self.rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        while self.at < len(self.rows):
+            self.at += 1
+            yield self.rows[self.at - 1]
+
+
+_NUMBERED = re.compile(r"\?(\d+)")
+_REWRITES = (
+    # SQLite's index hints and join-order CROSS JOIN ... ON: plain joins here.
+    (re.compile(r"\s+INDEXED BY \w+"), ""),
+    (re.compile(r"\bCROSS JOIN\b"), "JOIN"),
+    (re.compile(r"json_each\((\?\d*)\)"), r"json_array_elements_text(\1::json)"),
+    (re.compile(r"lower\(hex\((\w+)\)\)"), r"encode(\1, 'hex')"),
+    (
+        re.compile(r"sqlite_master WHERE type = 'index' AND name IN"),
+        "pg_indexes WHERE indexname IN",
+    ),
+    (re.compile(r"\bIS NOT (?!NULL\b)"), "IS DISTINCT FROM "),
+)
+
+
+@lru_cache(maxsize=256)
+def translate(sql: str) -> tuple[tuple[str, tuple[int, ...] | None], ...]:
+    """SQLite SQL as PostgreSQL statements, each with the parameters it takes:
+    None: all of them, in order (`?`); else the 0-based indexes of the
+    numbered ones (`?N`) in the order they appear. A tagged UNION ALL (see
+    snapshots.py: parts of different column types) becomes one statement per
+    part, each with the WITH clause that opens it."""
+    for pattern, replacement in _REWRITES:
+        sql = pattern.sub(replacement, sql)
+    sql = sql.replace("%", "%%")
+    parts = [sql]
+    prefix, body = "", sql
+    if sql.startswith("WITH "):
+        cut = sql.index(" SELECT '") + 1
+        prefix, body = sql[:cut], sql[cut:]
+    if body.startswith("SELECT '") and " UNION ALL " in body:
+        parts = [prefix + part for part in body.split(" UNION ALL ")]
+    out: list[tuple[str, tuple[int, ...] | None]] = []
+    for part in parts:
+        numbers = tuple(int(n) - 1 for n in _NUMBERED.findall(part))
+        if numbers or "?" not in part:
+            out.append((_NUMBERED.sub("%s", part), numbers))
+        else:
+            out.append((part.replace("?", "%s"), None))
+    return tuple(out)
+
+
+def _integral_numeric() -> type[Any]:
+    class IntegralNumeric(Loader):
+        """SUM over integers is NUMERIC in PostgreSQL; the ledger holds no
+        fractions, so it comes back as the int SQLite gives."""
+
+        def load(self, data: Any) -> int:
+            return int(bytes(data).decode("ascii"))
+
+    return IntegralNumeric
+
+
+class PgConn:
+    """A psycopg connection that speaks to the store as an sqlite3 one does."""
+
+    backend = "postgresql"
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
+        if sql.startswith("CREATE INDEX IF NOT EXISTS"):
+            # A budgeted rule's index (schema.budget_index): the owner makes it
+            # (db init, or a write as the owner); a till role may not, and
+            # does without it (it only speeds up that rule's total).
+            with suppress(pg_errors.InsufficientPrivilege), self.raw.transaction():
+                self.raw.execute(sql.replace("%", "%%"))
+            return Rows([])
+        rows: list[Any] = []
+        for statement, numbers in translate(sql):
+            args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
+            cursor = self.raw.execute(statement, args)
+            if cursor.description is not None:
+                rows += cursor.fetchall()
+        return Rows(rows)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
+        ((statement, numbers),) = translate(sql)
+        assert numbers is None
+        with self.raw.cursor() as cursor:
+            cursor.executemany(statement, [list(p) for p in parameters])
+        return Rows([])
+
+
+def _connect(url: str, timeout: float) -> Any:
+    if psycopg is None:
+        raise BadArgument(
+            "a postgresql:// ledger needs psycopg: pip install 'loyalty-cli[postgres]'",
+            field="--db",
+        )
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=max(2, int(timeout) or 2))
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+        raise InputMissing(f"cannot connect to {shown(url)}: {first}") from None
+    except psycopg.ProgrammingError as exc:  # a malformed URL
+        raise BadArgument(f"--db {shown(url)} is not a usable PostgreSQL URL: {exc}") from None
+    raw.adapters.register_loader("numeric", _integral_numeric())
+    raw.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+    return raw
+
+
+class PgConnection:
+    """A ledger on a PostgreSQL server: its transactions and its errors as a
+    user's, with the same surface as connection.Connection."""
+
+    backend = "postgresql"
+
+    def __init__(self, raw: Any, url: str, timeout: float) -> None:
+        self.raw = raw
+        self.conn = PgConn(raw)
+        self.url = url
+        self.path = shown(url)  # what messages and JSON name the ledger by
+        self.timeout = timeout
+        self.read_only = False
+        self.depth = 0
+
+    @classmethod
+    def open(cls, url: str, *, timeout: float) -> PgConnection:
+        opened = cls(_connect(url, timeout), url, timeout)
+        try:
+            opened._check()
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    def _check(self) -> None:
+        with self.translate():
+            row = self.raw.execute("SELECT to_regclass('loyalty_meta') IS NOT NULL").fetchone()
+            if not row[0]:
+                raise InputMissing(
+                    f"no ledger at {self.path} yet: create it with loyalty db init --db {self.path}"
+                )
+            found = dict(self.raw.execute("SELECT key, value FROM loyalty_meta").fetchall())
+        if found.get("application") != "loyalty":
+            raise InputMissing(f"{self.path} is not a loyalty ledger; pass another --db")
+        version = int(found.get("schema_version", "0"))
+        if version != schema.SCHEMA_VERSION:
+            newer = version > schema.SCHEMA_VERSION
+            raise InputMissing(
+                f"{self.path} has ledger schema {version}, "
+                + (
+                    f"newer than this loyalty knows ({schema.SCHEMA_VERSION}); upgrade loyalty"
+                    if newer
+                    else f"older than this loyalty writes ({schema.SCHEMA_VERSION}); "
+                    "upgrading a PostgreSQL ledger is not supported yet"
+                )
+            )
+
+    def close(self) -> None:
+        self.raw.close()
+
+    # --- errors -------------------------------------------------------------------
+
+    def classify(self, exc: Exception) -> LoyaltyError | None:
+        if isinstance(
+            exc,
+            pg_errors.LockNotAvailable
+            | pg_errors.DeadlockDetected
+            | pg_errors.SerializationFailure
+            | pg_errors.QueryCanceled,
+        ):
+            return Busy(
+                f"database {self.path} is busy: another loyalty command held it too long; "
+                "try again in a moment"
+            )
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return Refused(
+                f"database {self.path} refused: {_first_line(exc)} (this role may not do "
+                "that; see loyalty db init --grant-till)",
+                code="not_permitted",
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            return InputMissing(f"lost the connection to {self.path}: {_first_line(exc)}")
+        return None
+
+    @contextmanager
+    def translate(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            error = self.classify(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    # --- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction holding the ledger's write lock from its start."""
+        assert not self.depth, "write transactions do not nest"
+        with self.translate():
+            self.raw.execute("BEGIN")
+            self.depth = 1
+            try:
+                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                yield
+                self.raw.execute("COMMIT")
+            except BaseException:
+                with suppress(psycopg.Error):
+                    self.raw.execute("ROLLBACK")
+                raise
+            finally:
+                self.depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self.translate():
+            self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield
+            finally:
+                with suppress(psycopg.Error):
+                    self.raw.execute("COMMIT")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- the schema ------------------------------------------------------------------
+
+_TYPES = (
+    (re.compile(r"\bid INTEGER PRIMARY KEY\b"), "id BIGINT PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT ROWID"), ")"),
+)
+
+_APPEND_ONLY_FUNCTION = """
+CREATE FUNCTION loyalty_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% are append-only: add a correcting entry instead', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+_IDENTITY_FUNCTION = """
+CREATE FUNCTION loyalty_keep_identity() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id IS DISTINCT FROM OLD.id OR NEW.enrolled IS DISTINCT FROM OLD.enrolled
+       OR NEW.recorded IS DISTINCT FROM OLD.recorded
+       OR NEW.referred_by IS DISTINCT FROM OLD.referred_by
+       OR NEW.salt IS DISTINCT FROM OLD.salt THEN
+        RAISE EXCEPTION 'a customer''s id, enrollment and referrer never change'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$
+"""
+PG_TRIGGERS = frozenset(
+    [f"{t}_no_{a}" for t in schema.APPEND_ONLY for a in ("update", "delete", "truncate")]
+    + ["customers_no_delete", "customers_no_truncate", "customers_keep_identity"]
+)
+
+
+def schema_statements() -> list[str]:
+    """schema.py's tables and indexes spelt for PostgreSQL, with its triggers."""
+    out = []
+    for table in schema.TABLES:
+        for pattern, replacement in _TYPES:
+            table = pattern.sub(replacement, table)
+        if "CREATE TABLE rulesets" in table:
+            table = table.replace(
+                "id BIGINT PRIMARY KEY", "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+            )
+        out.append(table)
+    out += list(schema.INDEXES)
+    out += [_APPEND_ONLY_FUNCTION, _IDENTITY_FUNCTION]
+    for table in schema.APPEND_ONLY:
+        for action in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION loyalty_refuse()"
+            )
+        out.append(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION loyalty_refuse()"
+        )
+    out += [
+        "CREATE TRIGGER customers_no_delete BEFORE DELETE ON customers "
+        "FOR EACH ROW EXECUTE FUNCTION loyalty_refuse()",
+        "CREATE TRIGGER customers_no_truncate BEFORE TRUNCATE ON customers "
+        "FOR EACH STATEMENT EXECUTE FUNCTION loyalty_refuse()",
+        "CREATE TRIGGER customers_keep_identity BEFORE UPDATE ON customers "
+        "FOR EACH ROW EXECUTE FUNCTION loyalty_keep_identity()",
+        "CREATE TABLE loyalty_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TRIGGER loyalty_meta_no_update BEFORE UPDATE OR DELETE ON loyalty_meta "
+        "FOR EACH ROW EXECUTE FUNCTION loyalty_refuse()",
+    ]
+    return out
+
+
+_ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+LEDGER_TABLES = ("rulesets", "customers", "operations", "entries", "draws", "runs")
+
+
+def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, object]:
+    """Create the ledger's schema (if it is not there yet) as the connecting role,
+    its owner, and grant each till role INSERT and SELECT only (and UPDATE of
+    the contact fields a profile change writes)."""
+    for role in grant_till:
+        if not _ROLE.fullmatch(role):
+            raise BadArgument(
+                f"--grant-till {role[:70]!r} is not a role name (letters, digits and _, "
+                "at most 63)",
+                field="--grant-till",
+            )
+    raw = _connect(url, timeout)
+    target = shown(url)
+    try:
+        with PgConnection(raw, url, timeout).translate():
+            exists = raw.execute("SELECT to_regclass('loyalty_meta') IS NOT NULL").fetchone()[0]
+            with raw.transaction():
+                created = not exists
+                if exists:
+                    PgConnection(raw, url, timeout)._check()
+                else:
+                    for statement in schema_statements():
+                        raw.execute(statement)
+                    raw.execute(
+                        "INSERT INTO loyalty_meta VALUES ('application', 'loyalty'), "
+                        "('schema_version', %s)",
+                        (str(schema.SCHEMA_VERSION),),
+                    )
+                for role in grant_till:
+                    found = raw.execute(
+                        "SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)
+                    ).fetchone()
+                    if found is None:
+                        raise BadArgument(
+                            f"--grant-till {role}: no such role on {target} (create it "
+                            f"first: CREATE ROLE {role} LOGIN)",
+                            field="--grant-till",
+                        )
+                    tables = ", ".join(LEDGER_TABLES)
+                    raw.execute(f'GRANT SELECT, INSERT ON {tables}, loyalty_meta TO "{role}"')
+                    raw.execute(
+                        "GRANT UPDATE (name, email, phone, birthday, birthday_set) "
+                        f'ON customers TO "{role}"'
+                    )
+                    raw.execute(f'GRANT USAGE ON SEQUENCE rulesets_id_seq TO "{role}"')
+                    raw.execute(f'REVOKE TRUNCATE, DELETE ON {tables} FROM "{role}"')
+    finally:
+        raw.close()
+    return {
+        "db": target,
+        "created": created,
+        "schema_version": schema.SCHEMA_VERSION,
+        "tills": list(grant_till),
+    }
