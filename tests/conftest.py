@@ -8,7 +8,7 @@ import json
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -135,3 +135,40 @@ def loyalty_command() -> list[str]:
 
 
 Factory = Callable[..., Shop]
+
+
+# --- the PostgreSQL half ------------------------------------------------------------
+
+_PG_SKIPPED: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throwaway PostgreSQL cluster for the whole run (tests/pgcluster.py),
+    or the test is skipped, saying why."""
+    from . import pgcluster
+
+    reason = pgcluster.why_not()
+    if reason is not None:
+        _PG_SKIPPED.append(reason)
+        pytest.skip(f"PostgreSQL half skipped: {reason}")
+    cluster = pgcluster.Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> str:
+    """The owner's URL of a new, empty database on the cluster (no ledger yet)."""
+    url: str = pg_cluster.url(pg_cluster.database())
+    return url
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _PG_SKIPPED:
+        terminalreporter.write_line(
+            f"PostgreSQL half SKIPPED ({_PG_SKIPPED[0]}): only the SQLite backend was tested"
+        )

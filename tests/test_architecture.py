@@ -14,6 +14,8 @@ OWNERS = {
     "babel": "render",
     "yaml": "rules",
     "sqlite3": "store",
+    # A PostgreSQL ledger only: store/postgres.py, loaded for a postgresql:// --db.
+    "psycopg": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
     # The CLV models' arithmetic (log-gamma, 2F1, a bounded optimiser): only
     # `report clv` loads them (see the start-up test below).
@@ -138,6 +140,7 @@ def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path
     heavy = {"yaml", "rich", "loyalty_cli.evaluator", "loyalty_cli.rules", "pydantic", "hashlib"}
     heavy |= {"loyalty_cli.store.migrations", "loyalty_cli.store.legacy"}
     heavy |= {"numpy", "scipy", "loyalty_cli.clv", "babel"}
+    heavy |= {"psycopg", "loyalty_cli.store.postgres"}
     assert _loaded(_ledger_env(tmp_path), ["balance", "C1"], heavy) == []
 
 
