@@ -284,6 +284,24 @@ POSTGRES_COMMANDS = frozenset(
 )  # fmt: skip
 
 
+_WRITER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def _writer() -> str:
+    """This till's name on a PostgreSQL ledger: its own hash chain there.
+    LOYALTY_TILL, else the host name."""
+    import socket
+
+    _not_blank("LOYALTY_TILL")
+    name = os.environ.get("LOYALTY_TILL") or socket.gethostname()
+    if not _WRITER.fullmatch(name):
+        raise BadArgument(
+            f"till name {name[:70]!r} (LOYALTY_TILL, else the host name) must be 1 to 64 "
+            "letters, digits and _.@- ; set LOYALTY_TILL"
+        )
+    return name
+
+
 def _postgres_url(db: str | None) -> str | None:
     """The PostgreSQL URL `--db`/LOYALTY_DB names, if it names one."""
     from .store.dialect import is_url
@@ -303,7 +321,7 @@ def open_ledger(db: str | None, *, create: bool = True) -> Store:
                 field="--db",
                 code="unsupported_backend",
             )
-        return Store.open_url(url, timeout=_timeout())
+        return Store.open_url(url, timeout=_timeout(), writer=_writer())
     path = _db_path(db)
     if db is None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -408,8 +426,31 @@ def _record(
     if dry_run:
         options["dry_run"] = True
     with open_ledger(db, create=not dry_run) as store:
-        result = use_case(store, ruleset, request, now(), **options)
+        result = _retrying(lambda: use_case(store, ruleset, request, now(), **options))
     show(result.to_json(), view, as_json, ruleset.program.locale)
+
+
+Result = TypeVar("Result")
+_ATTEMPTS = 8
+
+
+def _retrying(write: Callable[[], Result]) -> Result:
+    """Run a write again when it met another at the same moment and was rolled
+    back whole (PostgreSQL; errors.Contended): it then decides afresh on what
+    the other committed. After a few tries it exits 75 like any busy ledger."""
+    import random
+    import time
+
+    from .errors import Contended
+
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return write()
+        except Contended:
+            if attempt == _ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.002, 0.02) * attempt)
+    raise AssertionError("unreachable")
 
 
 # --- shared options ------------------------------------------------------------
@@ -598,7 +639,7 @@ def update(
     changes = _profile(name, email, phone, birthday, _today(ruleset))
     request = ProfileRequest(check_customer_id(customer_id), changes, _at(at, ruleset))
     with open_ledger(db) as store:
-        result = update_profile(store, ruleset, request, now())
+        result = _retrying(lambda: update_profile(store, ruleset, request, now()))
     show(result.to_json(), "profile", as_json, ruleset.program.locale)
 
 
@@ -799,7 +840,7 @@ def tier(
             cid, set_to, check_text(reason, "--reason", lines=True), floor_until, moment
         )
         with open_ledger(db) as store:
-            result = operations.set_tier(store, ruleset, request, now())
+            result = _retrying(lambda: operations.set_tier(store, ruleset, request, now()))
     show(result.to_json(), "tier", as_json, ruleset.program.locale)
 
 
@@ -1145,6 +1186,43 @@ def db_init(
         doc = {"db": str(path), "created": not existed, "schema_version": schema.SCHEMA_VERSION}
         doc["tills"] = []
     show(doc, "db_init", as_json)
+
+
+@db_app.command("copy", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
+def db_copy(
+    source: Annotated[
+        str,
+        typer.Argument(metavar="SRC", help="The ledger to copy: a file or a postgresql:// URL."),
+    ],
+    destination: Annotated[
+        str,
+        typer.Argument(
+            metavar="DEST",
+            help="A new ledger file, or a postgresql:// URL of a database with no ledger yet "
+            "(or an empty one).",
+        ),
+    ],
+    as_json: JsonOption = None,
+) -> None:
+    """Copy a whole ledger between a file and PostgreSQL (either way), ids and hashes unchanged.
+
+    The copy is verified before it is committed; a copy that does not verify
+    leaves DEST as it was (exit 1). Exit 2 if DEST is SRC, an existing file or
+    a database that already holds a ledger; 66 if SRC is missing or cannot be
+    reached.
+
+    Example: loyalty db copy /srv/shop/ledger.db postgresql://owner@db.shop/loyalty
+    """
+    from .errors import TamperDetected
+    from .store.copy import run
+
+    for value, what in ((source, "SRC"), (destination, "DEST")):
+        if not value.strip():
+            raise BadArgument(f"{what} is empty; give a ledger file or a postgresql:// URL")
+    result = run(source, destination, _timeout())
+    show(result.to_json(), "db_copy", as_json)
+    if not result.report.ok:
+        raise TamperDetected(result.report.problems)
 
 
 @rules_app.command("check", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)

@@ -145,6 +145,13 @@ class Busy(LoyaltyError):
     code = "busy"
 
 
+class Contended(Busy):
+    """A write met another at the same moment and was rolled back whole (on
+    PostgreSQL: a deadlock, a serialization failure, or the same new key or
+    customer written by two tills at once). Running it again decides afresh on
+    what the other committed; the CLI does, a few times, before exiting 75."""
+
+
 class RulesInvalid(LoyaltyError):
     """Every problem found in a rules file, collected before failing."""
 

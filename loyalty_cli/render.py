@@ -374,6 +374,19 @@ def db_init(doc: Doc) -> None:
     _console.print(f"Ledger {doc['db']}: schema {doc['schema_version']} {done}{tills}")
 
 
+def db_copy(doc: Doc) -> None:
+    rows = ", ".join(f"{n:,} {table}" for table, n in doc["rows"].items())
+    if doc["ok"]:
+        _console.print(
+            Text.assemble(("Copied", "bold green"), f" {doc['source']} to {doc['destination']}")
+        )
+        _console.print(f"  {rows}; verified, hash chains end where the source's do")
+        return
+    _console.print(Text.assemble(("Copy NOT kept", "bold red"), ": it does not verify"))
+    for problem in doc["problems"]:
+        _console.print(f"  - {problem}")
+
+
 def rules(doc: Doc) -> None:
     _console.print(
         Text.assemble(
@@ -1025,6 +1038,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "verify": verify,
     "backup": backup,
     "db_init": db_init,
+    "db_copy": db_copy,
     "rules": rules,
     "demo": demo,
     "report_summary": report_summary,

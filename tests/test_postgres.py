@@ -83,7 +83,10 @@ def _scenario(shop: Shop, env: dict[str, str]) -> list[Any]:
     verified = _ok(shop, env, "verify")
     for head in ("entries_head", "operations_head"):
         assert verified.pop(head)
+    ((chain,),) = [verified.pop("chains")]
+    assert chain["operation_count"] == verified["operation_count"]
     out.append(verified)
+    out.append(chain["writer"])
     return out
 
 
@@ -95,8 +98,10 @@ def test_the_same_commands_give_the_same_answers_on_postgresql_as_on_a_file(
         + "tiers:\n  metric: spend\n  window: calendar_year\n  downgrade: keep_next_window\n  levels:\n    - {id: bronze, name: Bronze, threshold: 0}\n    - {id: silver, name: Silver, threshold: 100}\n"
     )
     assert _init(shop, pg_url)["created"] is True
-    on_file = _scenario(shop, {})
-    on_server = _scenario(shop, {"LOYALTY_DB": pg_url})
+    on_file = _scenario(shop, {"LOYALTY_TILL": "branch-1"})
+    on_server = _scenario(shop, {"LOYALTY_DB": pg_url, "LOYALTY_TILL": "branch-1"})
+    # A file has one chain; on the server, each till has its own.
+    assert (on_file.pop(), on_server.pop()) == (None, "branch-1")
     assert on_server == on_file
     assert on_file[-1]["ok"] is True and on_file[-1]["operation_count"] > 10
 
@@ -211,7 +216,7 @@ def test_a_till_role_may_append_and_read_but_never_edit_the_ledger(
     # verify reports a missing one).
     with _connect(pg_url) as conn:
         for statement in EDITS[:5]:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only|never"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"append-only|never"):
                 conn.execute(statement)
     assert _ok(shop, env, "balance", "C1")["balance"] == 130
     assert _ok(shop, env, "verify")["ok"] is True
@@ -255,19 +260,26 @@ def test_till_processes_racing_on_shared_customers_never_overdraw_and_record_eac
         _ok(shop, env, "adjust", f"C{n}", "200", "--reason", "opening balance")
     # 12 redemptions of 100 (4 per customer, who each hold 300), and 12 purchases
     # under 6 receipt keys (each sent by two tills), all at once.
+    # Two branches' tills ("north", "south"), each with its own hash chain.
     processes = [
-        _start(shop, till, "redeem", f"C{i % 3}", "--points", "100", "--txn", f"X{i}")
+        _start(
+            shop, till, "redeem", f"C{i % 3}", "--points", "100", "--txn", f"X{i}",
+            LOYALTY_TILL=("north", "south")[i % 2],
+        )
         for i in range(12)
-    ]
+    ]  # fmt: skip
     processes += [
-        _start(shop, till, "earn", f"C{k % 3}", "--amount", "10.00", "--txn", f"K{k}")
-        for k in [*range(6), *range(6)]
-    ]
+        _start(
+            shop, till, "earn", f"C{k % 3}", "--amount", "10.00", "--txn", f"K{k}",
+            LOYALTY_TILL=("north", "south")[n % 2],
+        )
+        for n, k in enumerate([*range(6), *range(6)])
+    ]  # fmt: skip
     results = [_finish(p) for p in processes]
     redeems, earns = results[:12], results[12:]
     approved = Counter(json.loads(out)["customer_id"] for code, out, _ in redeems if code == 0)
     assert approved == {"C0": 3, "C1": 3, "C2": 3}
-    for code, out, err in redeems:
+    for code, _, err in redeems:
         if code:
             assert code == 1 and "insufficient points" in err, err
     assert all(code == 0 for code, _, _ in earns), [e for _, _, e in earns]
@@ -291,7 +303,74 @@ def test_till_processes_racing_on_shared_customers_never_overdraw_and_record_eac
         expected = 300 - 300 + 2 * 10
         assert sums[f"C{n}"] == expected
         assert _ok(shop, env, "balance", f"C{n}")["balance"] == expected
+    verified = _ok(shop, env, "verify")
+    assert verified["ok"] is True, verified["problems"]
+    chains = {c["writer"]: c["operation_count"] for c in verified["chains"]}
+    # the setup's 6 operations ran in this process (the host's name), then
+    # 9 redemptions and 6 purchases from the two branches
+    assert set(chains) - {"north", "south"} and sum(chains.values()) == 6 + 9 + 6
+    assert chains["north"] + chains["south"] == 15
+
+
+def test_each_till_chains_its_own_operations_and_verify_names_the_one_edited(
+    shop: Shop, pg_url: str
+) -> None:
+    _init(shop, pg_url)
+    for n, till in enumerate(["north", "south", "north", "south"]):
+        env = {"LOYALTY_DB": pg_url, "LOYALTY_TILL": till}
+        _ok(shop, env, "enroll", f"C{n}")
+        _ok(shop, env, "earn", f"C{n}", "--amount", "12.00")
+    env = {"LOYALTY_DB": pg_url}
+    doc = _ok(shop, env, "verify")
+    assert [(c["writer"], c["operation_count"]) for c in doc["chains"]] == [
+        ("north", 4),
+        ("south", 4),
+    ]
+    with _connect(pg_url) as conn:
+        # Moving an operation to the other chain breaks both.
+        conn.execute("ALTER TABLE operations DISABLE TRIGGER operations_no_update")
+        conn.execute("UPDATE operations SET writer = 'south' WHERE id = 5")
+        conn.execute("ALTER TABLE operations ENABLE TRIGGER operations_no_update")
+    result = shop.run("verify", "--json", env=env)
+    assert result.exit_code == 1
+    assert "operation #5" in result.stderr and "hash chain" in result.stderr
+    for args in (("balance", "C0"), ("earn", "C0", "--amount", "1.00")):
+        for name in ("a b", "x" * 65, ""):
+            bad = shop.run(*args, env={**env, "LOYALTY_TILL": name})
+            assert bad.exit_code == 2 and "LOYALTY_TILL" in bad.stderr, bad.output
+
+
+def test_tills_on_other_customers_do_not_wait_for_a_locked_one(shop: Shop, pg_url: str) -> None:
+    _init(shop, pg_url)
+    env = {"LOYALTY_DB": pg_url}
+    _ok(shop, env, "enroll", "C1")
+    _ok(shop, env, "enroll", "C2")
+    with _connect(pg_url) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT id FROM customers WHERE id = 'C1' FOR UPDATE")
+        waiting = _start(shop, pg_url, "earn", "C1", "--amount", "5.00", LOYALTY_BUSY_TIMEOUT="5")
+        other = _finish(_start(shop, pg_url, "earn", "C2", "--amount", "5.00"))
+        assert other[0] == 0, other[2]
+        assert waiting.poll() is None  # still waiting for C1
+        holder.execute("ROLLBACK")
+    code, _, err = _finish(waiting)
+    assert code == 0, err
+    assert _ok(shop, env, "balance", "C1")["balance"] == 105
     assert _ok(shop, env, "verify")["ok"] is True
+
+
+def test_tills_enrolling_the_same_new_customer_at_once_enroll_them_once(
+    shop: Shop, pg_url: str
+) -> None:
+    _init(shop, pg_url)
+    results = [
+        _finish(p)
+        for p in [_start(shop, pg_url, "enroll", "NEW", "--name", "Ada") for _ in range(6)]
+    ]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1, 1, 1, 1, 1], [e for _, _, e in results]
+    assert all("already enrolled" in e for c, _, e in results if c)
+    assert _ok(shop, {"LOYALTY_DB": pg_url}, "verify")["members"] == 1
 
 
 def test_a_write_waiting_for_the_lock_past_the_busy_timeout_exits_75(
@@ -304,7 +383,7 @@ def test_a_write_waiting_for_the_lock_past_the_busy_timeout_exits_75(
     with _connect(pg_url) as holder:
         holder.execute("BEGIN")
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        code, out, err = _finish(
+        code, _, err = _finish(
             _start(shop, pg_url, "earn", "C1", "--amount", "5.00", LOYALTY_BUSY_TIMEOUT="0.3")
         )
         # Reads do not wait for writers.
@@ -314,3 +393,99 @@ def test_a_write_waiting_for_the_lock_past_the_busy_timeout_exits_75(
     assert err.strip().splitlines() == [err.strip()] and "is busy" in err
     assert read[0] == 0 and json.loads(read[1])["balance"] == 100
     assert _ok(shop, {"LOYALTY_DB": pg_url}, "balance", "C1")["balance"] == 100
+
+
+# --- moving in and out ----------------------------------------------------------------
+
+
+def _tables(url_or_path: str) -> dict[str, list[Any]]:
+    """Every row of every ledger table, by id, as plain values."""
+    from loyalty_cli.store.copy import TABLES
+
+    out: dict[str, list[Any]] = {}
+    if url_or_path.startswith("postgresql://"):
+        with _connect(url_or_path) as conn:
+            for table, columns in TABLES:
+                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+    else:
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(url_or_path)) as conn:
+            for table, columns in TABLES:
+                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+    return {t: [tuple(r) for r in rows] for t, rows in out.items()}
+
+
+def test_db_copy_moves_a_ledger_to_postgresql_and_back_with_ids_and_hashes_unchanged(
+    shop: Shop, pg_cluster: Any, pg_url: str
+) -> None:
+    # A shop's file, with a referral (a customer referring one enrolled before),
+    # lots, draws and a refund.
+    shop.ok("enroll", "Z1")
+    shop.ok("enroll", "A2", "--referred-by", "Z1")
+    shop.ok("earn", "A2", "--amount", "250.00", "--txn", "R1")
+    shop.ok("redeem", "Z1", "--points", "300")
+    shop.ok("refund", "R1", "--amount", "50.00")
+    before = _tables(str(shop.db))
+    moved = _ok(shop, {}, "db", "copy", str(shop.db), pg_url)
+    assert moved["ok"] is True and moved["rows"]["operations"] == 5
+    assert _tables(pg_url) == before
+    assert moved["operations_head"] == shop.ok("verify")["operations_head"]
+    # The branches go on there, each till on its own chain...
+    env = {"LOYALTY_DB": pg_url}
+    _ok(shop, {**env, "LOYALTY_TILL": "north"}, "earn", "Z1", "--amount", "10.00")
+    _ok(shop, {**env, "LOYALTY_TILL": "south"}, "enroll", "B3")
+    chains = _ok(shop, env, "verify")["chains"]
+    assert [c["writer"] for c in chains] == [None, "north", "south"]
+    # ... and the owner leaving takes it all back to a file.
+    back = shop.dir / "back.db"
+    returned = _ok(shop, {}, "db", "copy", pg_url, str(back))
+    assert returned["ok"] is True and returned["chains"] == chains
+    assert _tables(str(back)) == _tables(pg_url)
+    for who in ("Z1", "A2", "B3"):
+        assert _ok(shop, {"LOYALTY_DB": str(back)}, "balance", who) == _ok(
+            shop, env, "balance", who
+        )
+    # A file written after the return extends the file's own chain.
+    _ok(shop, {"LOYALTY_DB": str(back)}, "earn", "A2", "--amount", "5.00")
+    assert _ok(shop, {"LOYALTY_DB": str(back)}, "verify")["ok"] is True
+
+
+def test_db_copy_refuses_a_destination_that_holds_anything_and_keeps_it_as_it_was(
+    shop: Shop, pg_url: str
+) -> None:
+    shop.ok("enroll", "C1")
+    _ok(shop, {}, "db", "copy", str(shop.db), pg_url)
+    second = shop.dir / "second.db"
+    second.write_text("not yours")
+    for args in (
+        (str(shop.db), pg_url),
+        (str(shop.db), str(second)),
+        (str(shop.db), str(shop.db)),
+        (pg_url, pg_url),
+    ):
+        result = shop.run("db", "copy", *args)
+        assert result.exit_code == 2, (args, result.output)
+        check_error_json(result.stdout, 2, result.stderr.strip().splitlines())
+    assert second.read_text() == "not yours"
+    result = shop.run("db", "copy", str(shop.dir / "none.db"), str(shop.dir / "new.db"))
+    assert result.exit_code == 66 and not (shop.dir / "new.db").exists()
+
+
+def test_db_copy_of_a_ledger_that_does_not_verify_keeps_nothing(shop: Shop, pg_url: str) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    shop.ok("enroll", "C1")
+    shop.ok("earn", "C1", "--amount", "20.00")
+    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER entries_no_update")
+        conn.execute("UPDATE entries SET points = 5000 WHERE id = 2")
+    for dest in (pg_url, str(shop.dir / "copy.db")):
+        result = shop.run("db", "copy", str(shop.db), dest, "--json")
+        assert result.exit_code == 1, result.output
+        assert "does not match the hash chain" in result.stderr
+    assert not (shop.dir / "copy.db").exists()
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 0

@@ -25,7 +25,7 @@ from loyalty_cli.errors import InputMissing, Refused, TamperDetected
 from loyalty_cli.rules import load_rules, parse_rules
 from loyalty_cli.store import Store, snapshots
 from loyalty_cli.store.migrations import MIGRATIONS
-from loyalty_cli.store.schema import APPLICATION_ID, SCHEMA_VERSION, TRIGGERS
+from loyalty_cli.store.schema import APPLICATION_ID, OP_FIELDS, SCHEMA_VERSION, TRIGGERS
 
 from .conftest import EXAMPLE_RULES, Shop
 
@@ -377,7 +377,7 @@ def test_a_schema_5_ledger_gets_its_draws_expiries_and_keeps_its_history(tmp_pat
         conn.execute("PRAGMA user_version = 5")
     with Store.open(db) as store:
         conn = store.conn
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert conn.execute("SELECT * FROM draws ORDER BY id").fetchall() == draws
         assert _indexes(conn) == current
         report = store.verify(NOW)
@@ -391,6 +391,31 @@ def test_a_schema_5_ledger_gets_its_draws_expiries_and_keeps_its_history(tmp_pat
     shop.db = db
     for name, doc in expected["commands"].items():
         assert shop.ok(*name.split()) == in_todays_names(name, doc), name
+
+
+def test_a_schema_6_ledger_gets_the_writer_column_and_keeps_its_chain(tmp_path: Path) -> None:
+    """Schema 6 is schema 7 without operations.writer (the hash chain an
+    operation is on): made here from the upgraded fixture by dropping it."""
+    db = tmp_path / "v6.db"
+    shutil.copy(FIXTURE, db)
+    with Store.open(db) as store:
+        before = store.verify(NOW)
+        operations = store.conn.execute(f"SELECT {OP_FIELDS}, hash FROM operations").fetchall()
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE operations DROP COLUMN writer")
+        conn.execute("PRAGMA user_version = 6")
+    with Store.open(db) as store:
+        conn = store.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert conn.execute(f"SELECT {OP_FIELDS}, hash FROM operations").fetchall() == operations
+        assert (
+            conn.execute("SELECT count(*) FROM operations WHERE writer IS NOT NULL").fetchone()[0]
+            == 0
+        )
+        report = store.verify(NOW)
+        assert report.ok, report.problems
+        assert report.operations_head == before.operations_head
+        assert report.chains == {None: (len(operations), before.operations_head)}
 
 
 def test_a_fresh_ledger_and_an_upgraded_one_have_the_same_indexes(tmp_path: Path) -> None:

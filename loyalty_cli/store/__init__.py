@@ -86,11 +86,12 @@ class Store:
         return cls(Connection.open(path, create=create, timeout=timeout))
 
     @classmethod
-    def open_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Store:
-        """A ledger on PostgreSQL (made with `loyalty db init`): psycopg loads here."""
+    def open_url(cls, url: str, *, writer: str, timeout: float = DEFAULT_TIMEOUT) -> Store:
+        """A ledger on PostgreSQL (made with `loyalty db init`): psycopg loads
+        here. `writer` names this till's hash chain there."""
         from .postgres import PgConnection
 
-        return cls(PgConnection.open(url, timeout=timeout))
+        return cls(PgConnection.open(url, timeout=timeout, writer=writer))
 
     def close(self) -> None:
         self.connection.close()
@@ -119,8 +120,16 @@ class Store:
         the decisions record in it is appended when the block ends, or nothing if
         it raises."""
         from . import append, snapshots
+        from .connection import Connection
 
-        with self.connection.transaction():
+        connection = self.connection
+        with connection.transaction():
+            lock = None
+            if not isinstance(connection, Connection):  # PostgreSQL: see postgres.py
+                if callable(customers) or any(r.budget is not None for r in ruleset.rules):
+                    connection.lock_all()
+                else:
+                    lock = connection.lock_customers
             book, tip = snapshots.load(
                 self.conn,
                 ruleset,
@@ -129,9 +138,14 @@ class Store:
                 [t for t in txns if t is not None],
                 lines_for,
                 self._kept,
+                writer=connection.writer,
+                lock=lock,
             )
             yield book
-            append.append(self.conn, book.take(), ruleset, now, tip)
+            ops = book.take()
+            if ops and not isinstance(connection, Connection):
+                connection.claim(tip)
+            append.append(self.conn, ops, ruleset, now, tip)
             if self._kept is not None:
                 self._kept.keep(tip, ruleset.version, book.accounts)
 

@@ -62,6 +62,16 @@ def append(
     version = ruleset.version
     recorded = stamp(now)
     previous, last_entry, draw_id = tip.hash, tip.entry, tip.draw
+    # Ids after the ones the decisions were made on move up to follow the tip
+    # as it is now (the same on SQLite, which holds its one lock throughout).
+    op_shift, entry_shift = tip.op - tip.base_op, tip.entry - tip.base_entry
+
+    def op_id(old: int) -> int:
+        return old + op_shift if old > tip.base_op else old
+
+    def entry_id(old: int) -> int:
+        return old + entry_shift if old > tip.base_entry else old
+
     op_rows: list[tuple[object, ...]] = []
     entry_rows: list[tuple[object, ...]] = []
     draw_rows: list[tuple[object, ...]] = []
@@ -71,8 +81,9 @@ def append(
         assert op.ruleset == version, "a batch is decided under one rules version"
         # The chain finds an operation's entries as the ids after the previous
         # operation's last: decisions must number them in the order they append.
-        assert op.id > tip.op or (op is ops[0] and op.id == tip.op + 1), "operations out of order"
-        assert all(e.id > last_entry for e in op.entries), "entries out of order"
+        new_id = op_id(op.id)
+        assert new_id > tip.op, "operations out of order"
+        assert all(entry_id(e.id) > last_entry for e in op.entries), "entries out of order"
         occurred = stamp(op.occurred_at)
         entries = []
         draws = []
@@ -80,8 +91,8 @@ def append(
             lot = e.lot
             entries.append(
                 (
-                    e.id,
-                    op.id,
+                    entry_id(e.id),
+                    new_id,
                     e.customer_id,
                     str(e.kind),
                     e.points,
@@ -97,9 +108,9 @@ def append(
             )
             for lot_id, points in e.draws:
                 draw_id += 1
-                draws.append((draw_id, e.id, lot_id, points))
+                draws.append((draw_id, entry_id(e.id), entry_id(lot_id), points))
         if op.entries:
-            last_entry = op.entries[-1].id
+            last_entry = entry_id(op.entries[-1].id)
         digest = None
         if op.profile is not None:
             fields = profile_fields(op.profile)
@@ -113,7 +124,7 @@ def append(
             else:
                 changed.append((name, email, phone, birthday, birthday_set, cid))
         values = (
-            op.id,
+            new_id,
             str(op.kind),
             op.customer_id,
             occurred,
@@ -132,13 +143,13 @@ def append(
             op.tier,
             op.tier_from,
             None if op.until is None else day_number(op.until),
-            op.refund_of,
+            None if op.refund_of is None else op_id(op.refund_of),
             op.clawback,
             digest,
         )
         hashed = (*values[:5], version, *values[6:])
         previous = op_hash(previous, hashed, entries, draws)
-        op_rows.append((*values, previous))
+        op_rows.append((*values, previous, tip.writer))
         entry_rows += entries
         draw_rows += draws
     insert_many(
@@ -154,4 +165,5 @@ def append(
             changed,
         )
     insert_rows(conn, op_rows, entry_rows, draw_rows)
-    tip.op, tip.hash, tip.entry, tip.draw = ops[-1].id, previous, last_entry, draw_id
+    tip.op, tip.hash, tip.entry, tip.draw = op_id(ops[-1].id), previous, last_entry, draw_id
+    tip.base_op, tip.base_entry = tip.op, tip.entry

@@ -43,6 +43,7 @@ class Connection:
         self.timeout = timeout
         self.read_only = False  # opened immutable: its folder cannot be written
         self.depth = 0  # 1 inside a write transaction
+        self.writer: str | None = None  # a file has one hash chain (see postgres.py)
 
     # --- opening ------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ def m005_lean(conn: sqlite3.Connection) -> None:
         )  # fmt: skip
         hashed = (*op[:5], None if ruleset is None else versions[ruleset], *op[6:])
         previous = op_hash(previous, hashed, rows, debits)
-        op_rows.append((*op, previous))
+        op_rows.append((*op, previous, None))
         entry_rows += rows
         draw_rows += debits
     insert_rows(conn, op_rows, entry_rows, draw_rows)
@@ -210,7 +210,7 @@ def m005_lean(conn: sqlite3.Connection) -> None:
     op = (len(op_rows) + 1, "migrate", None, now, now, None, last_entry, None, None, None,
           None, None, None, None, None, note, None, None, None, None, None, None)  # fmt: skip
     previous = op_hash(previous, op, [], [])
-    insert_rows(conn, [(*op, previous)], [], [])
+    insert_rows(conn, [(*op, previous, None)], [], [])
 
     run_previous = b""
     for row in conn.execute(
@@ -262,9 +262,20 @@ def m006_draw_expiry(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
+def m007_writer_chains(conn: sqlite3.Connection) -> None:
+    """Operations name the hash chain they are on (`writer`): NULL for the one
+    chain of a ledger file, a till's name on PostgreSQL, where each till chains
+    its own operations (store/postgres.py), and for a ledger copied back from
+    there. Nothing hashed changes. A file that m005 wrote already has it."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
+    if "writer" not in columns:
+        conn.execute("ALTER TABLE operations ADD COLUMN writer TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
     m006_draw_expiry,
+    m007_writer_chains,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import BadArgument, Busy, InputMissing, LoyaltyError, Refused
+from ..errors import BadArgument, Busy, Contended, InputMissing, LoyaltyError, Refused
 from . import schema
 
 try:
@@ -86,6 +86,7 @@ _REWRITES = (
         "pg_indexes WHERE indexname IN",
     ),
     (re.compile(r"\bIS NOT (?!NULL\b)"), "IS DISTINCT FROM "),
+    (re.compile(r"\bIS (\?\d*)"), r"IS NOT DISTINCT FROM \1::text"),
 )
 
 
@@ -183,8 +184,9 @@ class PgConnection:
 
     backend = "postgresql"
 
-    def __init__(self, raw: Any, url: str, timeout: float) -> None:
+    def __init__(self, raw: Any, url: str, timeout: float, writer: str | None = None) -> None:
         self.raw = raw
+        self.writer = writer  # this process's hash chain
         self.conn = PgConn(raw)
         self.url = url
         self.path = shown(url)  # what messages and JSON name the ledger by
@@ -193,8 +195,8 @@ class PgConnection:
         self.depth = 0
 
     @classmethod
-    def open(cls, url: str, *, timeout: float) -> PgConnection:
-        opened = cls(_connect(url, timeout), url, timeout)
+    def open(cls, url: str, *, timeout: float, writer: str) -> PgConnection:
+        opened = cls(_connect(url, timeout), url, timeout, writer)
         try:
             opened._check()
         except BaseException:
@@ -233,10 +235,15 @@ class PgConnection:
     def classify(self, exc: Exception) -> LoyaltyError | None:
         if isinstance(
             exc,
-            pg_errors.LockNotAvailable
-            | pg_errors.DeadlockDetected
-            | pg_errors.SerializationFailure
-            | pg_errors.QueryCanceled,
+            pg_errors.DeadlockDetected | pg_errors.SerializationFailure | pg_errors.UniqueViolation,
+        ):
+            return Contended(
+                f"database {self.path}: this write met another at the same moment "
+                f"({type(exc).__name__}) and was rolled back; try again"
+            )
+        if isinstance(
+            exc,
+            pg_errors.LockNotAvailable | pg_errors.QueryCanceled,
         ):
             return Busy(
                 f"database {self.path} is busy: another loyalty command held it too long; "
@@ -266,13 +273,13 @@ class PgConnection:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A write transaction holding the ledger's write lock from its start."""
+        """A write transaction (READ COMMITTED): it locks what it touches as it
+        goes (lock_customers, lock_all, claim), and the locks end with it."""
         assert not self.depth, "write transactions do not nest"
         with self.translate():
             self.raw.execute("BEGIN")
             self.depth = 1
             try:
-                self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 yield
                 self.raw.execute("COMMIT")
             except BaseException:
@@ -281,6 +288,42 @@ class PgConnection:
                 raise
             finally:
                 self.depth = 0
+
+    def lock_customers(self, ids: list[str]) -> None:
+        """Lock these customers' rows, in id order (so two writers never wait on
+        each other in a cycle): every decision about them is made on what was
+        committed before the lock, and no one else writes for them until this
+        transaction ends. Writers on other customers go on in parallel."""
+        if ids:
+            self.raw.execute(
+                "SELECT id FROM customers WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
+            )
+
+    def lock_all(self) -> None:
+        """The ledger-wide lock, from the start of a write whose decisions read
+        more than its customers: a budget shared by every customer, or an import."""
+        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def claim(self, tip: Any) -> None:
+        """Just before appending: take the append lock (held to the commit, so
+        batches go in one at a time, each with contiguous ids) and read the tip
+        as it now is, and this writer's chain head (snapshots.Tip)."""
+        self.lock_all()
+        row = self.raw.execute(
+            "SELECT (SELECT max(id) FROM operations), (SELECT max(id) FROM entries), "
+            "(SELECT max(id) FROM draws), (SELECT hash FROM operations WHERE id = "
+            "(SELECT max(id) FROM operations WHERE writer IS NOT DISTINCT FROM %s::text))",
+            (tip.writer,),
+        ).fetchone()
+        tip.op, tip.entry, tip.draw = row[0] or 0, row[1] or 0, row[2] or 0
+        tip.hash = row[3] or b""
+
+    def after_copy(self) -> None:
+        """Rows copied in with their ids (store/copy.py): the rules texts' id
+        sequence goes on after the highest."""
+        self.raw.execute(
+            "SELECT setval('rulesets_id_seq', max(id)) FROM rulesets HAVING max(id) IS NOT NULL"
+        )
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -101,7 +101,9 @@ TABLES = (
         tier TEXT, tier_from TEXT, until INTEGER,   -- tier changes and floors
         refund_of INTEGER REFERENCES operations(id), clawback INTEGER,  -- refunds
         profile BLOB,                      -- enroll, profile: digest of the profile after
-        hash BLOB NOT NULL
+        hash BLOB NOT NULL,
+        writer TEXT                        -- its hash chain: NULL, the ledger file's one
+                                           -- chain; on PostgreSQL, the till that wrote it
     )
     """,
     """
@@ -196,12 +198,12 @@ def insert_rows(
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
 ) -> None:
-    """Operations (OP_FIELDS, hash), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
+    """Operations (OP_FIELDS, hash, writer), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
     the lot's expiry is copied from the lot as they go in),
     each table in as few statements as SQLite's limit on parameters allows: a
     purchase's lines go in one statement, not one per line (on a network every
     statement is a round trip)."""
-    insert_many(conn, "operations", f"{OP_FIELDS}, hash", ops)
+    insert_many(conn, "operations", f"{OP_FIELDS}, hash, writer", ops)
     insert_many(conn, "entries", ENTRY_FIELDS, entries)
     # After the entries: a draw may take from a lot opened in the same batch.
     insert_many(
@@ -251,4 +253,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7

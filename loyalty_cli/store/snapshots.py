@@ -50,7 +50,9 @@ _CONTEXT = " UNION ALL ".join(
             "tip",
             [
                 "(SELECT max(id) FROM operations)",
-                "(SELECT hash FROM operations WHERE id = (SELECT max(id) FROM operations))",
+                # The head of this writer's chain (NULL: the file's one chain).
+                "(SELECT hash FROM operations WHERE id = "
+                "(SELECT max(id) FROM operations WHERE writer IS ?5))",
                 "(SELECT max(id) FROM entries)",
                 "(SELECT max(id) FROM draws)",
                 "(SELECT id FROM rulesets WHERE version = ?2)",
@@ -199,14 +201,31 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
 
 
 class Tip:
-    """The chain's tip and the next ids, held while a write transaction lasts."""
+    """The chain's tip and the next ids, held while a write transaction lasts.
 
-    def __init__(self, op: int, hash_: bytes, entry: int, draw: int, ruleset: int | None) -> None:
+    Decisions number what they write after the ids read here (`base_op`,
+    `base_entry`). On PostgreSQL writers on other customers may append in the
+    meantime: the tip is read again under the append lock just before writing
+    (postgres.PgConnection.claim), and append.py moves the new rows' ids up by
+    the difference, so each batch's ids stay contiguous."""
+
+    def __init__(
+        self,
+        op: int,
+        hash_: bytes,
+        entry: int,
+        draw: int,
+        ruleset: int | None,
+        writer: str | None = None,
+    ) -> None:
         self.op = op
         self.hash = hash_
         self.entry = entry
         self.draw = draw
         self.ruleset = ruleset
+        self.writer = writer
+        self.base_op = op
+        self.base_entry = entry
 
 
 Customers = Iterable[str] | Callable[[dict[str, Recorded]], Iterable[str]]
@@ -262,6 +281,8 @@ def load(
     lines_for: Iterable[str] | None = None,
     kept: Kept | None = None,
     write: bool = True,
+    writer: str | None = None,
+    lock: Callable[[list[str]], None] | None = None,
 ) -> tuple[Book, Tip]:
     """A Book holding the operations recorded under `txns` (with their lines when
     their txn is in `lines_for`; all of them by default), the budgets, and the
@@ -270,11 +291,24 @@ def load(
     the rows that are not already recorded, and no others."""
     wanted = list(dict.fromkeys(txns))
     detailed = wanted if lines_for is None else list(dict.fromkeys(lines_for))
+    locked: list[str] = []
+    if lock is not None and not callable(customers):
+        # Row locks on the customers this write touches, in id order, before
+        # anything about them is read (PostgreSQL; see postgres.py).
+        customers = list(dict.fromkeys(customers))
+        lock(customers)
+        locked = customers
     budgeted = tuple(r.id for r in ruleset.rules if r.budget is not None)
     indexes = [budget_index(rule)[0] for rule in budgeted]
     rows = conn.execute(
         _context(budgeted),
-        (json.dumps(wanted), version_of(ruleset.text), json.dumps(indexes), json.dumps(detailed)),
+        (
+            json.dumps(wanted),
+            version_of(ruleset.text),
+            json.dumps(indexes),
+            json.dumps(detailed),
+            writer,
+        ),
     ).fetchall()
     indexed = len(indexes)
     tip = Tip(0, b"", 0, 0, None)
@@ -284,7 +318,7 @@ def load(
     for row in rows:
         tag = row[0]
         if tag == "tip":
-            tip = Tip(row[1] or 0, row[2] or b"", row[3] or 0, row[4] or 0, row[5])
+            tip = Tip(row[1] or 0, row[2] or b"", row[3] or 0, row[4] or 0, row[5], writer)
             indexed = row[6]
         elif tag == "op":
             ops[row[1]] = list(row[1:19])
@@ -304,6 +338,10 @@ def load(
     for found in recorded.values():
         if lines_for is None or found.txn in detailed:
             people[found.customer_id] = None
+    if lock is not None and not set(people) <= set(locked):
+        # Customers known only from what was recorded (a refund's purchaser):
+        # lock them too, then read everything again under the locks.
+        return load(conn, ruleset, now, list(people), wanted, lines_for, kept, write, writer, lock)
     known: dict[str, Account] = {}
     if kept is not None and kept.valid(tip, ruleset.version):
         known = {cid: kept.accounts[cid] for cid in people if cid in kept.accounts}

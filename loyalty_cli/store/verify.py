@@ -49,6 +49,9 @@ class VerifyReport:
     operations_head: str | None = None
     problems: list[str] = field(default_factory=list)
     head_id: int | None = None  # the newest operation, as remembered in the heads file
+    # Each hash chain's operations and head, by writer (None: a ledger file's
+    # one chain; on PostgreSQL each till chains its own operations).
+    chains: dict[str | None, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +66,12 @@ class VerifyReport:
             "first_bad_entry": self.first_bad_entry,
             "entries_head": self.entries_head,
             "operations_head": self.operations_head,
+            "chains": [
+                {"writer": writer, "operation_count": count, "head": head}
+                for writer, (count, head) in sorted(
+                    self.chains.items(), key=lambda item: (item[0] is not None, item[0] or "")
+                )
+            ],
             "problems": self.problems,
         }
 
@@ -91,9 +100,13 @@ def chain(conn: Conn, report: VerifyReport) -> None:
     entry = next(entries, None)
     draw = next(draws, None)
     previous = b""
+    heads: dict[str | None, bytes] = {}  # each writer's chain
+    counts: dict[str | None, int] = {}
     newest_entry_op: bytes | None = None
     bad_op: int | None = None
-    for row in conn.execute(f"SELECT {OP_FIELDS}, hash FROM operations ORDER BY id"):
+    for row in conn.execute(f"SELECT {OP_FIELDS}, hash, writer FROM operations ORDER BY id"):
+        writer = row[-1]
+        row = row[:-1]
         report.operations += 1
         op_id, last_entry = int(row[0]), int(row[6])
         mine: list[tuple[Any, ...]] = []
@@ -111,7 +124,7 @@ def chain(conn: Conn, report: VerifyReport) -> None:
             draw = next(draws, None)
         ruleset = row[5]
         hashed = (*row[:5], None if ruleset is None else versions.get(ruleset, "?"), *row[6:-1])
-        expected = op_hash(previous, hashed, mine, taken)
+        expected = op_hash(heads.get(writer, b""), hashed, mine, taken)
         stored = bytes(row[-1])
         if expected != stored and bad_op is None:
             bad_op = op_id
@@ -130,9 +143,11 @@ def chain(conn: Conn, report: VerifyReport) -> None:
             newest_entry_op = stored
         # Follow the stored hashes, so one bad row is reported once, not as a
         # cascade through every row after it.
-        previous = stored
+        previous = heads[writer] = stored
+        counts[writer] = counts.get(writer, 0) + 1
         report.head_id = op_id
     report.operations_head = previous.hex() if previous else None
+    report.chains = {w: (counts[w], head.hex()) for w, head in heads.items()}
     report.entries_head = newest_entry_op.hex() if newest_entry_op else None
     left = 0
     while entry is not None:
