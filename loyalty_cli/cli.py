@@ -316,8 +316,8 @@ def open_ledger(db: str | None, *, create: bool = True) -> Store:
         name = _output.command or "this command"
         if name not in POSTGRES_COMMANDS:
             raise BadArgument(
-                f"'{name}' does not run on a PostgreSQL ledger yet; run it on a SQLite "
-                "ledger file (loyalty db copy is not available yet either)",
+                f"'{name}' does not run on a PostgreSQL ledger yet; run it on a file copy "
+                "(loyalty db copy URL FILE)",
                 field="--db",
                 code="unsupported_backend",
             )

@@ -57,6 +57,9 @@ class Shop:
         self.rules.write_text(BASIC_RULES)
         self.runner = CliRunner()
         self.now: datetime | None = None
+        # A postgresql:// URL when the test runs on the PostgreSQL backend
+        # (BACKENDS below); the ledger is then there, not in `db`.
+        self.url: str | None = None
 
     def clock(self, moment: str | None) -> None:
         """Set what the CLI reads as now (ISO 8601, UTC; a bare date is noon UTC),
@@ -73,7 +76,7 @@ class Shop:
         return self.rules
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
-        base = {"LOYALTY_DB": str(self.db), "LOYALTY_RULES": str(self.rules)}
+        base = {"LOYALTY_DB": self.url or str(self.db), "LOYALTY_RULES": str(self.rules)}
         if self.now is None:
             return self.runner.invoke(app, list(args), env={**base, **(env or {})})
         frozen = self.now
@@ -117,15 +120,40 @@ def check_error_json(stdout: str, code: int, lines: list[str]) -> dict[str, Any]
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> Shop:
-    return Shop(tmp_path)
+def backend() -> str:
+    """The ledger's backend: "sqlite", or, in a module that lists both in
+    BACKENDS, each of them in turn (see pytest_generate_tests)."""
+    return "sqlite"
+
+
+def _on(backend: str, s: Shop, request: pytest.FixtureRequest) -> Shop:
+    if backend == "postgresql":
+        s.url = request.getfixturevalue("pg_url")
+        result = s.run("db", "init", "--json")
+        assert result.exit_code == 0, result.output
+    return s
 
 
 @pytest.fixture
-def example_shop(tmp_path: Path) -> Shop:
+def shop(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Shop:
+    return _on(backend, Shop(tmp_path), request)
+
+
+@pytest.fixture
+def example_shop(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Shop:
     s = Shop(tmp_path)
     shutil.copy(EXAMPLE_RULES, s.rules)
-    return s
+    return _on(backend, s, request)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module with `BACKENDS = ("sqlite", "postgresql")` runs each of its
+    shop tests on both, but those marked `sqlite_only` (they read the ledger
+    file, or use a command PostgreSQL does not run yet)."""
+    backends = getattr(metafunc.module, "BACKENDS", None)
+    uses_shop = {"shop", "example_shop"} & set(metafunc.fixturenames)
+    if backends and uses_shop and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("backend", backends)
 
 
 def loyalty_command() -> list[str]:

@@ -13,6 +13,9 @@ from loyalty_cli.store.schema import SCHEMA_VERSION
 
 from .conftest import Shop
 
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
+
 
 def snapshot(db: Path) -> tuple[object, ...]:
     """Every row of every ledger table: equal snapshots mean nothing was written."""
@@ -151,6 +154,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
 ]
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     ("args", "code", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )

@@ -9,7 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import EXAMPLE_RULES, Shop, check_error_json, loyalty_command
+
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
 
 
 def error_of(shop: Shop, code: int, *args: str) -> dict[str, Any]:
@@ -101,6 +106,7 @@ def test_a_missing_file_is_named(shop: Shop) -> None:
     assert (error["code"], error["file"]) == ("input_missing", str(shop.dir / "none.db"))
 
 
+@pytest.mark.sqlite_only
 def test_a_csv_missing_a_column_points_at_its_header(shop: Shop) -> None:
     sales = shop.dir / "sales.csv"
     sales.write_text("customer_id,date\nC1,2026-11-01\n")
@@ -108,6 +114,7 @@ def test_a_csv_missing_a_column_points_at_its_header(shop: Shop) -> None:
     assert (error["code"], error["file"], error["line"]) == ("data_rejected", str(sales), 1)
 
 
+@pytest.mark.sqlite_only
 def test_a_command_that_printed_its_document_adds_no_second(shop: Shop) -> None:
     """import-csv with rejected rows: its summary says so; stdout stays one document."""
     shop.ok("enroll", "C1")

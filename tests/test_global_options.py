@@ -8,7 +8,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .conftest import Shop, check_error_json, loyalty_command
+
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
 
 
 def test_options_before_the_command_work_as_after_it(shop: Shop) -> None:
@@ -25,6 +30,7 @@ def test_options_before_the_command_work_as_after_it(shop: Shop) -> None:
     assert shop.run("balance", "C2", "--json").exit_code == 1
 
 
+@pytest.mark.sqlite_only
 def test_the_command_s_own_option_wins_over_one_before_it(shop: Shop) -> None:
     shop.ok("enroll", "C1")
     missing = shop.dir / "missing.db"

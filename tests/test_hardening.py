@@ -23,6 +23,9 @@ from loyalty_cli.store import Store
 from .conftest import Shop
 from .test_bad_input import snapshot
 
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
+
 HEADER = "txn_id,customer_id,amount,date,category"
 
 
@@ -53,6 +56,7 @@ def everything_still_works(shop: Shop, customers: tuple[str, ...] = ("C1",)) -> 
 # --- 1. --rejects never overwrites the ledger or an input ------------------------
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("target", ["ledger", "input", "link to the ledger", "rules", "wal"])
 def test_rejects_may_not_name_the_ledger_or_an_input(till: Shop, target: str) -> None:
     till.ok("earn", "C1", "--amount", "5.00")
@@ -73,6 +77,7 @@ def test_rejects_may_not_name_the_ledger_or_an_input(till: Shop, target: str) ->
     assert till.ok("verify")["ok"] is True
 
 
+@pytest.mark.sqlite_only
 def test_a_rejects_file_keeps_the_input_columns_and_imports_again_once_fixed(till: Shop) -> None:
     sales = write(
         till,
@@ -112,6 +117,7 @@ def test_a_rejects_file_keeps_the_input_columns_and_imports_again_once_fixed(til
     ]
 
 
+@pytest.mark.sqlite_only
 def test_rejects_from_files_with_different_headers_line_up_by_column_name(till: Shop) -> None:
     a = write(till, "txn_id,customer_id,amount,date\nA1,C1,x,2026-11-20\n", "a.csv")
     b = write(till, "customer_id,date,amount,sku\nC1,2026-11-20,y,S1\n", "b.csv")
@@ -135,6 +141,7 @@ def test_a_rejects_file_in_a_missing_folder_fails_before_anything_is_imported(ti
 # --- 2 and 3. bad rows are rejected, never a traceback, never the rest lost -------
 
 
+@pytest.mark.sqlite_only
 def test_hostile_rows_are_rejected_one_by_one_and_the_good_ones_imported(till: Shop) -> None:
     big = "x" * (200 * 1024)
     sales = write(
@@ -172,6 +179,7 @@ def test_hostile_rows_are_rejected_one_by_one_and_the_good_ones_imported(till: S
     everything_still_works(till)
 
 
+@pytest.mark.sqlite_only
 def test_an_unclosed_quote_is_rejected_not_silently_swallowed(till: Shop) -> None:
     # In a column the import does not read, so that nothing else would notice.
     sales = write(
@@ -187,6 +195,7 @@ def test_an_unclosed_quote_is_rejected_not_silently_swallowed(till: Shop) -> Non
     assert f"{sales}:3: a quote opened in this row is never closed (lines 3-4" in result.stderr
 
 
+@pytest.mark.sqlite_only
 def test_twenty_digit_quantities_are_rejected(till: Shop) -> None:
     sales = write(
         till,
@@ -200,6 +209,7 @@ def test_twenty_digit_quantities_are_rejected(till: Shop) -> None:
     everything_still_works(till)
 
 
+@pytest.mark.sqlite_only
 def test_two_columns_with_the_same_name_are_refused_before_anything_is_written(
     till: Shop,
 ) -> None:
@@ -213,6 +223,7 @@ def test_two_columns_with_the_same_name_are_refused_before_anything_is_written(
 # --- 4. no integer overflow can get in ---------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_the_largest_adjustment_leaves_every_command_working(till: Shop) -> None:
     till.ok("adjust", "C1", "1000000000", "--reason", "the limit itself")
     till.ok("adjust", "C1", "1000000000", "--reason", "and again")
@@ -289,6 +300,7 @@ def test_non_utf8_arguments_are_refused_in_a_real_process(tmp_path: Path) -> Non
 # --- a full disk and a read-only folder -----------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_full_ledger_mid_import_is_exit_66_and_leaves_it_intact(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -343,6 +355,7 @@ def test_a_ledger_in_a_read_only_folder_reads_and_refuses_writes_clearly(
     assert "read-only" in message and "not an SQLite database" not in message
 
 
+@pytest.mark.sqlite_only
 def test_an_award_beyond_the_limit_is_refused_and_writes_nothing(shop: Shop) -> None:
     shop.write_rules(
         """\

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from importlib import metadata
 
+import pytest
+
 from .conftest import Shop
+
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
 
 NEW_YORK = """\
 program: {name: NY, currency: USD, timezone: America/New_York}
@@ -36,6 +41,7 @@ def test_a_reused_txn_is_refused_naming_the_original_time_in_shop_time(shop: Sho
     assert "at 2026-07-01T10:30:00-04:00)" in message  # summer: EDT
 
 
+@pytest.mark.sqlite_only
 def test_as_of_and_at_are_one_option_on_every_reading_command(shop: Shop) -> None:
     shop.ok("enroll", "C1", "--at", "2026-11-01T10:00")
     shop.ok("earn", "C1", "--amount", "40", "--at", "2026-11-20T10:00")

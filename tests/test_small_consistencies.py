@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import Shop
+
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
 
 NO_WELCOME = """\
 program: {name: T, currency: USD, timezone: Europe/London}
@@ -29,6 +34,7 @@ def test_a_rule_that_fired_for_0_points_is_not_listed_as_not_firing(shop: Shop) 
     assert "big-spender" in did_not and "base" not in did_not
 
 
+@pytest.mark.sqlite_only
 def test_the_summary_s_default_period_starts_at_an_enrollment_that_earned_nothing(
     shop: Shop,
 ) -> None:
@@ -40,6 +46,7 @@ def test_the_summary_s_default_period_starts_at_an_enrollment_that_earned_nothin
     assert (doc["from"], doc["members"], doc["new_members"]) == ("2026-11-01", 1, 1)
 
 
+@pytest.mark.sqlite_only
 def test_an_earn_dated_before_the_enrollment_is_refused(shop: Shop) -> None:
     shop.clock("2026-11-20")
     shop.ok("enroll", "C1", "--at", "2026-11-10T09:00")

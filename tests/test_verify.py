@@ -140,6 +140,8 @@ def test_a_clean_ledger_verifies_ok_and_counts_its_entries_operations_and_custom
         "first_bad_entry": None,
         "entries_head": head,  # the newest entry is in the newest operation
         "operations_head": head,
+        # a file's one chain
+        "chains": [{"writer": None, "operation_count": 5, "head": head}],
         "problems": [],
     }
 
