@@ -125,6 +125,12 @@ def customer_ids(conn: Conn) -> list[str]:
     return [str(cid) for (cid,) in conn.execute("SELECT id FROM customers ORDER BY id")]
 
 
+def enrolled_before(conn: Conn, until: int) -> list[str]:
+    """Customers enrolled before `until` (a stored time), by id."""
+    rows = conn.execute("SELECT id FROM customers WHERE enrolled < ? ORDER BY id", (until,))
+    return [str(cid) for (cid,) in rows]
+
+
 def birthdays_on(conn: Conn, month_days: Sequence[str]) -> list[str]:
     """Customers whose birthday falls on one of these MM-DD days."""
     marks = ", ".join("?" for _ in month_days)
