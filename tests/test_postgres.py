@@ -489,3 +489,67 @@ def test_db_copy_of_a_ledger_that_does_not_verify_keeps_nothing(shop: Shop, pg_u
     assert not (shop.dir / "copy.db").exists()
     with _connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 0
+
+
+def test_a_till_killed_mid_write_leaves_nothing_and_its_retry_records_the_sale_once(
+    shop: Shop, pg_url: str
+) -> None:
+    import signal
+    import time
+
+    _init(shop, pg_url)
+    env = {"LOYALTY_DB": pg_url}
+    _ok(shop, env, "enroll", "C1")
+    with _connect(pg_url) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT id FROM customers WHERE id = 'C1' FOR UPDATE")
+        till = _start(
+            shop, pg_url, "earn", "C1", "--amount", "20.00", "--txn", "K1",
+            LOYALTY_BUSY_TIMEOUT="60",
+        )  # fmt: skip
+        # Killed inside its write transaction, waiting for the customer's row.
+        deadline = time.monotonic() + 60
+        with _connect(pg_url) as watcher:
+            while not watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[
+                0
+            ]:
+                assert time.monotonic() < deadline and till.poll() is None
+                time.sleep(0.05)
+        till.send_signal(signal.SIGKILL)
+        till.communicate(timeout=30)
+        holder.execute("ROLLBACK")
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM operations WHERE txn = 'K1'").fetchone()[0] == 0
+    first = _ok(shop, env, "earn", "C1", "--amount", "20.00", "--txn", "K1")
+    again = _ok(shop, env, "earn", "C1", "--amount", "20.00", "--txn", "K1")
+    assert first["duplicate"] is False and again["duplicate"] is True
+    assert _ok(shop, env, "balance", "C1")["balance"] == 120
+    assert _ok(shop, env, "verify")["ok"] is True
+
+
+def test_tills_racing_for_a_budget_shared_by_every_customer_never_exceed_it(
+    shop: Shop, pg_url: str
+) -> None:
+    shop.write_rules(
+        shop.rules.read_text().replace(
+            "earn:\n", "earn:\n  - {id: launch, on: purchase, points: 100, budget: 250}\n"
+        )
+    )
+    _init(shop, pg_url, TILL)
+    till = pg_url.replace("//owner@", f"//{TILL}@")
+    for n in range(6):
+        _ok(shop, {"LOYALTY_DB": till}, "enroll", f"C{n}")
+    results = [
+        _finish(p)
+        for p in [
+            _start(shop, till, "earn", f"C{n}", "--amount", "1.00", LOYALTY_TILL=f"t{n}")
+            for n in range(6)
+        ]
+    ]
+    assert all(code == 0 for code, _, _ in results), [e for _, _, e in results]
+    with _connect(pg_url) as conn:
+        given = conn.execute(
+            "SELECT SUM(points)::bigint, count(*) FROM entries WHERE rule = 'launch'"
+        ).fetchone()
+    assert given[0] == 250  # 100 + 100 + 50, then nothing: never more than the budget
+    assert _ok(shop, {"LOYALTY_DB": till}, "verify")["ok"] is True

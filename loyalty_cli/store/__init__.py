@@ -127,8 +127,9 @@ class Store:
             lock = None
             if not isinstance(connection, Connection):  # PostgreSQL: see postgres.py
                 if callable(customers) or any(r.budget is not None for r in ruleset.rules):
+                    # A budget shared by every customer (or an import): one at a time.
                     connection.lock_all()
-                else:
+                if not callable(customers):
                     lock = connection.lock_customers
             book, tip = snapshots.load(
                 self.conn,

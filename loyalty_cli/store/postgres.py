@@ -33,6 +33,9 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg.adapt import Loader
+    from psycopg.pq import TransactionStatus
+
+    IDLE = TransactionStatus.IDLE
 except ImportError:  # pragma: no cover - the [postgres] extra is not installed
     psycopg = None  # type: ignore[assignment]
 
@@ -144,12 +147,23 @@ class PgConn:
             with suppress(pg_errors.InsufficientPrivilege), self.raw.transaction():
                 self.raw.execute(sql.replace("%", "%%"))
             return Rows([])
-        rows: list[Any] = []
-        for statement, numbers in translate(sql):
-            args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
-            cursor = self.raw.execute(statement, args)
-            if cursor.description is not None:
-                rows += cursor.fetchall()
+        statements = translate(sql)
+        alone = len(statements) > 1 and self.raw.info.transaction_status == IDLE
+        if alone:
+            # The parts of one SQLite statement are read from one snapshot, as
+            # that statement would be (inside a write, the customers' row locks
+            # keep what they read still).
+            self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            rows: list[Any] = []
+            for statement, numbers in statements:
+                args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
+                cursor = self.raw.execute(statement, args)
+                if cursor.description is not None:
+                    rows += cursor.fetchall()
+        finally:
+            if alone:
+                self.raw.execute("COMMIT")
         return Rows(rows)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
