@@ -280,7 +280,7 @@ def _db_path(db: str | None) -> Path:
 # others refuse such a --db with one line, before anything is read or written.
 POSTGRES_COMMANDS = frozenset(
     {"enroll", "earn", "redeem", "adjust", "refund", "update", "balance", "history", "tier",
-     "rewards", "verify"}
+     "rewards", "verify", "nightly"}
 )  # fmt: skip
 
 

@@ -9,6 +9,9 @@ import pytest
 
 from .conftest import Shop
 
+# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
+BACKENDS = ("sqlite", "postgresql")
+
 NIGHTLY_RULES = """\
 program: {name: Shop, timezone: Europe/London}
 points: {pending_days: 10, expire_after_months: 1, expire_at: same_day}
@@ -110,6 +113,7 @@ def test_a_late_run_catches_up_on_the_birthdays_it_missed(night: Shop) -> None:
     assert ("earn", 200, "2022-03-15") in kinds(night, "C1")  # dated on the birthday
 
 
+@pytest.mark.sqlite_only
 def test_nightly_writes_due_expiries_and_tier_changes_and_a_second_run_changes_nothing(
     night: Shop,
 ) -> None:
@@ -134,6 +138,7 @@ def test_nightly_writes_due_expiries_and_tier_changes_and_a_second_run_changes_n
     assert night.ok("verify")["ok"] is True
 
 
+@pytest.mark.sqlite_only
 def test_a_late_run_dates_a_tier_change_on_the_day_it_happened(night: Shop) -> None:
     """Run on 2023-01-10 after a last run on 2022-12-11, nightly finds C1 fell to
     Bronze when the calendar year turned: the change is dated 1 January, so the

@@ -158,7 +158,6 @@ def test_without_psycopg_a_postgresql_url_is_refused_saying_how_to_install_it(
 @pytest.mark.parametrize(
     "args",
     [
-        ("nightly",),
         ("report",),
         ("report", "liability"),
         ("import-csv", "{dir}/sales.csv"),

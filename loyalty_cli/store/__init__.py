@@ -189,7 +189,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self.connection.transaction():
+        """A write of the runs table (imports, nightly): on PostgreSQL under the
+        ledger-wide lock, as the runs' chain is extended from its newest row."""
+        from .connection import Connection
+
+        connection = self.connection
+        with connection.transaction():
+            if not isinstance(connection, Connection):  # PostgreSQL
+                connection.lock_all()
             yield
 
     def verify(self, now: datetime) -> checks.VerifyReport:
