@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -155,10 +155,14 @@ class PgConn:
             # keep what they read still).
             self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
+            cursors = []
+            # All the parts in one round trip (libpq's pipeline mode).
+            with self.raw.pipeline() if len(statements) > 1 else nullcontext():
+                for statement, numbers in statements:
+                    args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
+                    cursors.append(self.raw.cursor().execute(statement, args))
             rows: list[Any] = []
-            for statement, numbers in statements:
-                args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
-                cursor = self.raw.execute(statement, args)
+            for cursor in cursors:
                 if cursor.description is not None:
                     rows += cursor.fetchall()
         finally:
@@ -188,7 +192,6 @@ def _connect(url: str, timeout: float) -> Any:
     except psycopg.ProgrammingError as exc:  # a malformed URL
         raise BadArgument(f"--db {shown(url)} is not a usable PostgreSQL URL: {exc}") from None
     raw.adapters.register_loader("numeric", _integral_numeric())
-    raw.execute(f"SET lock_timeout = {int(timeout * 1000)}")
     return raw
 
 
@@ -219,13 +222,16 @@ class PgConnection:
         return opened
 
     def _check(self) -> None:
-        with self.translate():
-            row = self.raw.execute("SELECT to_regclass('loyalty_meta') IS NOT NULL").fetchone()
-            if not row[0]:
-                raise InputMissing(
-                    f"no ledger at {self.path} yet: create it with loyalty db init --db {self.path}"
-                )
-            found = dict(self.raw.execute("SELECT key, value FROM loyalty_meta").fetchall())
+        """The busy timeout set and the ledger's marks read, in one round trip."""
+        try:
+            with self.translate(), self.raw.pipeline():
+                self.raw.cursor().execute(f"SET lock_timeout = {int(self.timeout * 1000)}")
+                meta = self.raw.cursor().execute("SELECT key, value FROM loyalty_meta")
+            found = dict(meta.fetchall())
+        except pg_errors.UndefinedTable:
+            raise InputMissing(
+                f"no ledger at {self.path} yet: create it with loyalty db init --db {self.path}"
+            ) from None
         if found.get("application") != "loyalty":
             raise InputMissing(f"{self.path} is not a loyalty ledger; pass another --db")
         version = int(found.get("schema_version", "0"))
@@ -445,6 +451,7 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
                 field="--grant-till",
             )
     raw = _connect(url, timeout)
+    raw.execute(f"SET lock_timeout = {int(timeout * 1000)}")
     target = shown(url)
     try:
         with PgConnection(raw, url, timeout).translate():
