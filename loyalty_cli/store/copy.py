@@ -177,9 +177,8 @@ def run(source: str, destination: str, timeout: float) -> CopyResult:
             created = path
         result = CopyResult(str(src.path), str(dest.path))
         try:
+            # The destination's transaction holds its ledger-wide lock (Store.transaction).
             with src.snapshot(), dest.transaction():
-                if not isinstance(dest.connection, Connection):
-                    dest.connection.lock_all()
                 copy(src.conn, dest.conn, result)
                 if not result.report.ok:
                     raise _Failed()
