@@ -44,7 +44,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
-    from .models import Ruleset
+    from .models import Line, Ruleset
 
 Command = TypeVar("Command", bound=Callable[..., None])
 
@@ -326,6 +326,36 @@ def _text(value: str | None, what: str) -> str | None:
     return check_text(value, what, TEXT_MAX, lines=True)
 
 
+def _input_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def _read_input(path: str, what: str) -> str:
+    """A small text input named on the command line (FILE, or - for stdin), as
+    UTF-8; a missing or unreadable file is exit 66, bad bytes exit 65."""
+    from .errors import InputMissing
+    from .receipts import MAX_LINES_BYTES
+
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_LINES_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_LINES_BYTES + 1)
+    except OSError as exc:
+        raise InputMissing(
+            f"{what} {path}: cannot read it ({exc.strerror or exc})", field=what
+        ) from None
+    if len(data) > MAX_LINES_BYTES:
+        raise DataRejected(f"{_input_name(path)}: more than {MAX_LINES_BYTES:,} bytes", field=what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataRejected(
+            f"{_input_name(path)}: not UTF-8 (byte {exc.start + 1}); save it as UTF-8", field=what
+        ) from None
+
+
 def _code(value: str | None, what: str) -> str | None:
     """An optional key or code (--txn, --category, --sku): one short line."""
     if value is None or not value.strip():
@@ -581,6 +611,22 @@ def earn(
     quantity: Annotated[
         int | None, typer.Option(help="Number of items.", min=1, max=MAX_QUANTITY)
     ] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line",
+            help="A receipt line, CATEGORY[/SKU]:[QTYx]PRICE[-DISCOUNT], e.g. shoes:59.90 or "
+            "food/SKU-123:2x4.50. Repeat for each line. Records a purchase.",
+        ),
+    ] = None,
+    lines_file: Annotated[
+        str | None,
+        typer.Option(
+            "--lines",
+            help="A receipt's lines as JSON lines, from FILE or - (stdin): "
+            '{"sku", "category", "quantity", "unit_price" or "amount", "discount"} each.',
+        ),
+    ] = None,
     txn: TxnOption = None,
     at: AtOption = None,
     dry_run: Annotated[
@@ -593,27 +639,55 @@ def earn(
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Record a purchase (--amount) or an action (--event) and award points.
+    """Record a purchase (--amount, or its lines with --line/--lines) or an action
+    (--event) and award points.
 
     Example: loyalty earn C1001 --amount 42.50 --category shoes --txn R-5521
+    Example: loyalty earn C1001 --line shoes:59.90 --line food/SKU-123:2x4.50 --txn R-5522
     """
     from .engine.awards import check_event
     from .operations import EarnRequest, earn
+    from .receipts import check_receipt, parse_line, read_lines, total
 
-    if (amount is None) == (event is None):
-        raise BadArgument("give either --amount (a purchase) or --event (an action)")
+    ways = [w for w, given in (("--amount", amount), ("--event", event)) if given is not None]
+    if line or lines_file is not None:
+        ways.append("--line" if line else "--lines")
+    if line and lines_file is not None:
+        raise BadArgument("give the receipt's lines with --line or with --lines, not both")
+    if len(ways) != 1:
+        raise BadArgument(
+            "give one of --amount or --line/--lines (a purchase) or --event (an action)"
+            + (f"; got {' and '.join(ways)}" if ways else "")
+        )
     if event is not None and (category or sku or quantity):
         raise BadArgument("--category, --sku and --quantity describe purchases, not events")
+    if ways[0] in ("--line", "--lines") and (category or sku or quantity):
+        raise BadArgument(
+            "--category, --sku and --quantity describe an --amount purchase; "
+            "put them in each --line instead"
+        )
+    receipt: tuple[Line, ...] = ()
+    if line:
+        receipt = check_receipt([parse_line(spec) for spec in line], "--line")
+    elif lines_file is not None:
+        receipt = read_lines(_read_input(lines_file, "--lines"), _input_name(lines_file))
     ruleset = load(rules)
+    if len(receipt) == 1:
+        # A one-line receipt is a purchase as --amount records it, and earns the same.
+        (only,) = receipt
+        amount, category, sku, quantity = None, only.category, only.sku, only.quantity
     request = EarnRequest(
         customer_id=check_customer_id(customer_id),
         event="purchase" if event is None else check_event(ruleset, event),
-        amount=None if amount is None else parse_amount(amount),
+        amount=total(receipt)
+        if receipt
+        else (None if amount is None else parse_amount(amount)),
         category=_code(category, "--category"),
         sku=_code(sku, "--sku"),
         quantity=quantity,
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
+        lines=receipt if len(receipt) > 1 else (),
     )
     _record(db, earn, ruleset, request, "earn", as_json, dry_run=dry_run, explain=explain)
 

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from ..account import Profile
-from ..models import Award, AwardLine, Reward, TierPolicy
+from ..models import Award, AwardLine, ItemAward, Reward, TierPolicy
 from ..tiers import TierStatus
 from ..values import format_utc
 
@@ -17,6 +17,25 @@ def line_json(line: AwardLine) -> dict[str, object]:
     out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
     if line.reward is not None:
         out["reward"] = line.reward
+    return out
+
+
+def item_json(item: ItemAward, explain: bool) -> dict[str, object]:
+    """A receipt line and what it earned, by rule."""
+    line = item.line
+    out: dict[str, object] = {
+        "number": item.number,
+        "sku": line.sku,
+        "category": line.category,
+        "quantity": line.quantity,
+        "amount": str(line.amount),
+        "points": item.points,
+        "excluded_by": item.excluded_by,
+        "lines": [line_json(award_line) for award_line in item.lines],
+    }
+    if explain:
+        out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in item.skipped if not s.fired]
+        out["zero_points"] = [{"rule": s.rule, "reason": s.reason} for s in item.skipped if s.fired]
     return out
 
 
@@ -48,6 +67,8 @@ class AwardResult:
             "duplicate": self.duplicate,
             "dry_run": self.dry_run,
         }
+        if self.award.items:
+            out["items"] = [item_json(item, self.explain) for item in self.award.items]
         if self.explain:
             # A rule that fired for 0 points did fire: it is not among those skipped.
             skips = self.award.skipped

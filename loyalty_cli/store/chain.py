@@ -26,11 +26,14 @@ def op_hash(
     op: Sequence[object],
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
+    items: Sequence[Sequence[object]] = (),
 ) -> bytes:
     """sha256(previous hash, the operation, its entries (each with its lot's
-    dates) and its draws), as one JSON array, so that a row cannot move between
-    them. `op` holds OP_FIELDS with the rules version as its hex text."""
-    text = json.dumps([op, entries, draws], separators=(",", ":"), default=bytes.hex)
+    dates), its draws and its receipt lines), as one JSON array, so that a row
+    cannot move between them. `op` holds OP_FIELDS with the rules version as its
+    hex text. An operation without receipt lines hashes as it always has."""
+    parts = [op, entries, draws, items] if items else [op, entries, draws]
+    text = json.dumps(parts, separators=(",", ":"), default=bytes.hex)
     return hashlib.sha256(previous + text.encode("ascii")).digest()
 
 

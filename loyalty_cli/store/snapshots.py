@@ -16,6 +16,7 @@ reads all it needs in two round trips, as a till's earn does.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 import sqlite3
 from collections import OrderedDict
@@ -27,7 +28,7 @@ from typing import Any
 from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
-from ..engine.records import Recorded, RecordedLine
+from ..engine.records import Recorded, RecordedItem, RecordedLine
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -99,6 +100,28 @@ _CONTEXT = " UNION ALL ".join(
             "FROM operations o JOIN entries e ON e.id > COALESCE((SELECT p.last_entry "
             "FROM operations p WHERE p.id < o.id ORDER BY p.id DESC LIMIT 1), 0) "
             "AND e.id <= o.last_entry WHERE o.txn IN (SELECT value FROM json_each(?4))",
+        ),
+        # A receipt's lines, and what its refunds returned of each.
+        _part(
+            "item",
+            [
+                "o.id",
+                "i.number",
+                "i.quantity",
+                "i.amount_cents",
+                "i.points",
+                "i.sku",
+                "i.category",
+            ],
+            "FROM operations o JOIN items i ON i.op_id = o.id "
+            "WHERE o.txn IN (SELECT value FROM json_each(?4))",
+        ),
+        _part(
+            "returned",
+            ["o.id", "i.number", "SUM(i.quantity)", "SUM(i.amount_cents)", "SUM(i.points)"],
+            "FROM operations o JOIN operations r ON r.refund_of = o.id "
+            "JOIN items i ON i.op_id = r.id "
+            "WHERE o.txn IN (SELECT value FROM json_each(?4)) GROUP BY o.id, i.number",
         ),
     ]
 )
@@ -280,6 +303,8 @@ def load(
     tip = Tip(0, b"", 0, 0, None)
     ops: dict[int, list[Any]] = {}
     lines: dict[int, list[RecordedLine]] = {}
+    items: dict[int, dict[int, RecordedItem]] = {}
+    returned: list[tuple[Any, ...]] = []
     budgets = Budgets({rule: 0 for rule in budgeted})
     for row in rows:
         tag = row[0]
@@ -290,15 +315,31 @@ def load(
             ops[row[1]] = list(row[1:19])
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
+        elif tag == "item":
+            items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:9])
+        elif tag == "returned":
+            returned.append(row[1:6])
         else:
             budgets.totals[row[1]] = int(row[2])
     if indexed < len(indexes) and write:
         # The first write under rules with a new budget indexes that rule's lines.
         for rule in budgeted:
             conn.execute(budget_index(rule)[1])
+    for op_id, number, quantity, cents, points in returned:
+        sold = items.get(op_id, {}).get(number)
+        if sold is None:  # a one-line purchase returned by line: its line is number 1
+            sold = items.setdefault(op_id, {})[number] = RecordedItem(number, 0, 0, 0)
+        items[op_id][number] = replace(
+            sold,
+            returned_quantity=int(quantity),
+            returned_cents=int(cents),
+            returned_points=-int(points),
+        )
     recorded: dict[str, Recorded] = {}
     for op_id, values in ops.items():
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
+        if op_id in items:
+            found = replace(found, items=tuple(v for _, v in sorted(items[op_id].items())))
         recorded[found.txn] = found
     people = dict.fromkeys(customers(recorded) if callable(customers) else customers)
     for found in recorded.values():
