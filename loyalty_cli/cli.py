@@ -326,6 +326,25 @@ def _text(value: str | None, what: str) -> str | None:
     return check_text(value, what, TEXT_MAX, lines=True)
 
 
+def _returned(spec: str) -> tuple[str, int | None]:
+    """`SKU[:QTY]` of refund --line."""
+    key, colon, units = spec.strip().rpartition(":") if ":" in spec else (spec.strip(), "", "")
+    if not colon:
+        key = spec.strip()
+    code = _code(key, "--line")
+    if code is None:
+        raise BadArgument(f"--line {spec!r} names no SKU, category or #N", field="--line")
+    if not colon:
+        return code, None
+    if not units.isdigit() or not 1 <= int(units) <= MAX_QUANTITY:
+        raise BadArgument(
+            f"--line {spec!r}: quantity {units!r} must be a whole number from 1 to "
+            f"{MAX_QUANTITY:,}",
+            field="--line",
+        )
+    return code, int(units)
+
+
 def _input_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
@@ -759,18 +778,30 @@ def refund(
         str | None, typer.Option(help="Amount refunded. Default: all that is left to refund.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Note kept with the refund.")] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line",
+            help="Return units of a line: SKU[:QTY] (or its category, or #N for line N); "
+            "QTY left out: all of them. Repeat for each line.",
+        ),
+    ] = None,
     txn: TxnOption = None,
     at: AtOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Take back a purchase's points, in proportion to the amount refunded.
+    """Take back a purchase's points, in proportion to the amount refunded, or
+    exactly what the returned lines earned (--line).
 
     Example: loyalty refund R-5521 --amount 20.00 --txn RF-5521-1
+    Example: loyalty refund R-5522 --line SKU-123:1 --txn RF-5522-1
     """
     from .operations import RefundRequest, refund
 
+    if line and amount is not None:
+        raise BadArgument("give --amount or --line, not both: a line's amount is known")
     ruleset = load(rules)
     request = RefundRequest(
         refund_of=check_text(refund_of, "TXN", CUSTOMER_ID_MAX),
@@ -778,6 +809,7 @@ def refund(
         reason=_text(reason, "--reason"),
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
+        returns=tuple(_returned(spec) for spec in line or ()),
     )
     _record(db, refund, ruleset, request, "refund", as_json)
 

@@ -86,6 +86,26 @@ def _lines(doc: Doc) -> None:
         _console.print(table)
 
 
+def _items(items: list[Doc]) -> None:
+    """A receipt's lines, each with its points by rule."""
+    table = _table("Line", "Item", "Qty", "Amount", "Points", "By rule")
+    for item in items:
+        what = " / ".join(v for v in (item["category"], item["sku"]) if v)
+        if item.get("excluded_by"):
+            how = f"excluded by {item['excluded_by']}"
+        else:
+            how = ", ".join(f"{x['rule']} {_signed(x['points'])}" for x in item.get("lines", []))
+        table.add_row(
+            str(item["number"]),
+            what,
+            _num(item["quantity"]),
+            _money(item["amount"], None),
+            _signed(item["points"]),
+            how,
+        )
+    _console.print(table)
+
+
 def _headline(doc: Doc, what: str) -> None:
     """`C1 <what> · balance N`, with a note when nothing was written."""
     head = Text.assemble(
@@ -105,6 +125,8 @@ def earn(doc: Doc) -> None:
         else f"'{doc['event']}'"
     )
     _headline(doc, f"earned {_num(doc['points'])} points for a {what}")
+    if doc.get("items"):
+        _items(doc["items"])
     _lines(doc)
     if not doc["lines"] and "skipped" not in doc:
         _console.print("No rule gave points; add --explain to see why.")

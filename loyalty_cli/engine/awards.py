@@ -182,7 +182,7 @@ def bought(account: Account, ruleset: Ruleset, cents: int, day: date) -> Account
 
 def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Award:
     """What a recorded operation awarded, its lines explained as when it was made."""
-    if found.items:
+    if len([i for i in found.items if i.quantity > 0]) > 1:
         return _recorded_receipt(found)
     rules = book.rules_of(found.ruleset)
     amount = None if amount_cents is None else from_cents(amount_cents)
@@ -219,6 +219,7 @@ def _recorded_receipt(found: Recorded) -> Award:
             i.points,
         )
         for i in found.items
+        if i.quantity > 0
     )
     return Award(sum(line.points for line in lines), lines, items=items)
 

@@ -138,6 +138,28 @@ class PointsResult:
 
 
 @dataclass(frozen=True)
+class ReturnedItem:
+    """A sold line a refund returned units of, and the points they took back."""
+
+    number: int
+    sku: str | None
+    category: str | None
+    quantity: int
+    amount: Decimal
+    points: int  # negative: taken back
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "number": self.number,
+            "sku": self.sku,
+            "category": self.category,
+            "quantity": self.quantity,
+            "amount": str(self.amount),
+            "points": self.points,
+        }
+
+
+@dataclass(frozen=True)
 class RefundResult:
     customer_id: str
     refund_of: str
@@ -151,9 +173,10 @@ class RefundResult:
     occurred_at: str
     txn: str | None
     duplicate: bool = False
+    items: tuple[ReturnedItem, ...] = ()  # the lines it returned (a refund by line)
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "customer_id": self.customer_id,
             "refund_of": self.refund_of,
             "amount": str(self.amount),
@@ -167,6 +190,9 @@ class RefundResult:
             "txn": self.txn,
             "duplicate": self.duplicate,
         }
+        if self.items:
+            out["items"] = [item.to_json() for item in self.items]
+        return out
 
 
 @dataclass(frozen=True)

@@ -316,7 +316,7 @@ def load(
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
         elif tag == "item":
-            items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:9])
+            items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:8])
         elif tag == "returned":
             returned.append(row[1:6])
         else:
