@@ -698,9 +698,7 @@ def earn(
     request = EarnRequest(
         customer_id=check_customer_id(customer_id),
         event="purchase" if event is None else check_event(ruleset, event),
-        amount=total(receipt)
-        if receipt
-        else (None if amount is None else parse_amount(amount)),
+        amount=total(receipt) if receipt else (None if amount is None else parse_amount(amount)),
         category=_code(category, "--category"),
         sku=_code(sku, "--sku"),
         quantity=quantity,
@@ -970,6 +968,19 @@ def import_csv(
         str | None,
         typer.Option(help="strptime format for dates, e.g. %d/%m/%Y. Default: ISO 8601."),
     ] = None,
+    cancel_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="A receipt number starting with this is a cancellation (e.g. C): its "
+            "lines go back to the customer's purchase that sold them."
+        ),
+    ] = None,
+    reject_guests: Annotated[
+        bool,
+        typer.Option(
+            "--reject-guests", help="Reject rows with no customer (default: count them skipped)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing on success.")] = False,
     db: DbOption = None,
     rules: RulesOption = None,
@@ -991,6 +1002,8 @@ def import_csv(
         decimal_comma=decimal_comma,
         thousands=thousands,
         date_format=date_format,
+        cancel_prefix=_code(cancel_prefix, "--cancel-prefix"),
+        reject_guests=reject_guests,
     )
     if files.count("-") > 1:
         raise BadArgument("'-' (standard input) can be given only once")

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, tzinfo
 from dataclasses import replace
+from datetime import date, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -43,7 +43,6 @@ from .models import (
     Skip,
     TierLevel,
 )
-
 
 _ROUNDING = {"floor": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -97,12 +96,12 @@ def evaluate(
         )
         return Award(0, (), skipped if explain else ())
     spent: dict[str, int] = {}
-    lines, skipped, multipliers = _part(
+    lines, skips, multipliers = _part(
         rules, activity.amount, activity.amount, facts, local_day, state, ruleset, spent, explain
     )
-    _multiply(lines, skipped, multipliers, state, rounding, spent, activity.event == "purchase")
+    _multiply(lines, skips, multipliers, state, rounding, spent, activity.event == "purchase")
     return Award(
-        points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skipped)
+        points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skips)
     )
 
 
@@ -116,9 +115,11 @@ def _excluder(
     """The first exclusion rule that matches a line, if any. Exclusions are judged
     before every other rule, whatever their priority."""
     for rule in rules:
-        if rule.exclude and _why_not(
-            rule, basket, facts, local_day, state.usage.get(rule.id), explain=False
-        ) is None:
+        if (
+            rule.exclude
+            and _why_not(rule, basket, facts, local_day, state.usage.get(rule.id), explain=False)
+            is None
+        ):
             return rule.id
     return None
 
@@ -223,8 +224,8 @@ def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain
             ItemAward(n, line, 0, excluded_by=by)
             for n, (line, by) in enumerate(zip(activity.lines, excluded, strict=True), 1)
         )
-        skipped = tuple(Skip(r.id, why) for r in rules if not r.exclude) if explain else ()
-        return Award(0, (), skipped, items)
+        unreached = tuple(Skip(r.id, why) for r in rules if not r.exclude) if explain else ()
+        return Award(0, (), unreached, items)
     receipt_facts = {
         **common,
         "amount": basket,

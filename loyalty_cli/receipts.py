@@ -92,7 +92,9 @@ def read_lines(text: str, source: str) -> tuple[Line, ...]:
             problems.append(exc.message)
     if problems:
         first = problems[0]
-        more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])})" if problems[1:] else ""
+        more = (
+            f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])})" if problems[1:] else ""
+        )
         raise DataRejected(first + more, file=source)
     if not lines:
         raise DataRejected(f"{source}: no receipt lines (one JSON object per line)", file=source)
@@ -102,15 +104,13 @@ def read_lines(text: str, source: str) -> tuple[Line, ...]:
 def _json_line(raw: str, where: str) -> Line:
     try:
         doc = json.loads(raw, parse_float=str, parse_int=str)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise BadArgument(f"{where}: not JSON ({exc.msg})") from None
     if not isinstance(doc, dict):
-        raise BadArgument(f"{where}: a line is a JSON object such as {{\"sku\": \"A1\", ...}}")
+        raise BadArgument(f'{where}: a line is a JSON object such as {{"sku": "A1", ...}}')
     unknown = sorted(set(doc) - set(LINE_KEYS))
     if unknown:
-        raise BadArgument(
-            f"{where}: unknown key '{unknown[0]}' (keys: {', '.join(LINE_KEYS)})"
-        )
+        raise BadArgument(f"{where}: unknown key '{unknown[0]}' (keys: {', '.join(LINE_KEYS)})")
     sku = _code(_string(doc.get("sku"), where, "sku"), f"{where}: sku")
     category = _code(_string(doc.get("category"), where, "category"), f"{where}: category")
     if sku is None and category is None:
@@ -125,9 +125,7 @@ def _json_line(raw: str, where: str) -> Line:
         else parse_amount(value, what=f"{where}: {key}", allow_zero=key != "discount")
         for key in ("unit_price", "amount", "discount")
     }
-    amount = line_amount(
-        quantity, money["unit_price"], money["amount"], money["discount"], where
-    )
+    amount = line_amount(quantity, money["unit_price"], money["amount"], money["discount"], where)
     return Line(amount=amount, quantity=quantity, sku=sku, category=category)
 
 

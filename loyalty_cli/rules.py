@@ -988,8 +988,7 @@ class _Reader:
             self.problem(
                 node,
                 f"{what} needs exactly one of points, points_per_unit, multiply, reward or "
-                "exclude"
-                + (f" (it has {', '.join(awards)})" if awards else ""),
+                "exclude" + (f" (it has {', '.join(awards)})" if awards else ""),
             )
         points = self.optional(f, "points", lambda n: self.integer(n, "points", BOUNDS["points"]))
         per_unit = self.optional(

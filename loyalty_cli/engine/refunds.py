@@ -197,7 +197,9 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         format_utc(at),
         request.txn,
         items=tuple(
-            ReturnedItem(i.number, i.sku, i.category, i.quantity, from_cents(i.amount_cents), i.points)
+            ReturnedItem(
+                i.number, i.sku, i.category, i.quantity, from_cents(i.amount_cents), i.points
+            )
             for i in returned
         ),
     )

@@ -174,3 +174,25 @@ def add_run(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (*run, run_hash(previous, run)),
     )
+
+
+def sales_of(
+    conn: sqlite3.Connection, wanted: Sequence[tuple[str, str, int]]
+) -> dict[tuple[str, str], list[str]]:
+    """For each (customer, SKU or category, until: seconds), the txns of that
+    customer's purchases up to `until` that sold it, newest first: where a
+    cancellation with no link to its sale returns its items. Through the
+    customer index, then each purchase's lines by their key."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for customer_id, what, until in wanted:
+        rows = conn.execute(
+            "SELECT o.txn FROM operations o INDEXED BY operations_customer "
+            "WHERE o.customer_id = ?1 AND o.kind = 'purchase' AND o.occurred <= ?3 "
+            "AND o.txn IS NOT NULL AND (o.sku = ?2 COLLATE NOCASE OR o.category = ?2 "
+            "COLLATE NOCASE OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
+            "(i.sku = ?2 COLLATE NOCASE OR i.category = ?2 COLLATE NOCASE))) "
+            "ORDER BY o.occurred DESC, o.id DESC LIMIT 50",
+            (customer_id, what, until),
+        ).fetchall()
+        out[(customer_id, what.casefold())] = [str(txn) for (txn,) in rows]
+    return out

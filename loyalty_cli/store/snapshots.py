@@ -16,11 +16,11 @@ reads all it needs in two round trips, as a till's earn does.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
