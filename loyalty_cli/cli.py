@@ -675,7 +675,7 @@ def earn(
         raise BadArgument("give the receipt's lines with --line or with --lines, not both")
     if len(ways) != 1:
         raise BadArgument(
-            "give one of --amount or --line/--lines (a purchase) or --event (an action)"
+            "give either --amount or --line/--lines (a purchase) or --event (an action)"
             + (f"; got {' and '.join(ways)}" if ways else "")
         )
     if event is not None and (category or sku or quantity):

@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
@@ -645,9 +646,6 @@ def import_sources(
                 break
         if not chunk:
             break
-        # Decided in time order: a file sorted by nothing (or a receipt completed
-        # late in it) still enrolls, earns and returns in the order they happened.
-        chunk.sort(key=_when)
         locked = clock.monotonic()
         outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
         # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
@@ -697,11 +695,6 @@ class Group(NamedTuple):
     parsed: list[Parsed | LoyaltyError]
 
 
-def _when(group: Group) -> datetime:
-    times = [p.at for p in group.parsed if isinstance(p, Parsed) and p.kind != "guest"]
-    return min(times, default=_NEVER)
-
-
 def _keyed(prepared: Sequence[tuple[Source, dict[str, int], list[str], Iterator[Row]]]) -> bool:
     return any("txn_id" in columns for _, columns, _, _ in prepared)
 
@@ -732,9 +725,13 @@ def _groups(
     now: datetime,
 ) -> Iterator[Group]:
     """Each file's rows, parsed, as groups: a row on its own, or a receipt's rows
-    once its last row is read (so a receipt spread over the file, or over several
-    files, is one group). Held rows are only those of receipts still open."""
+    (so a receipt spread over the file, or over several files, is one group).
+    Groups come in the order of their first row, as typing the rows would
+    record them, once complete; when more than WAITING rows wait behind a
+    receipt still open, the complete ones go ahead (memory stays bounded)."""
     open_: dict[str, Group] = {}
+    queue: deque[tuple[str | None, Group]] = deque()
+    waiting = 0
     for source, _columns, _header, data in prepared:
         for row in data:
             try:
@@ -744,17 +741,39 @@ def _groups(
             txn = row.values.get("txn_id")
             wanted = counts.get(txn, 1) if txn is not None else 1
             if wanted == 1:
-                yield Group(source, [row], [parsed])
-                continue
-            assert txn is not None
-            group = open_.setdefault(txn, Group(source, [], []))
-            group.rows.append(row)
-            group.parsed.append(parsed)
-            if len(group.rows) == wanted:
-                del open_[txn]
-                yield group
-    # Only if a file changed between the two passes: what is open is still a receipt.
-    yield from open_.values()
+                queue.append((None, Group(source, [row], [parsed])))
+            else:
+                assert txn is not None
+                group = open_.get(txn)
+                if group is None:
+                    group = open_[txn] = Group(source, [], [])
+                    queue.append((txn, group))
+                group.rows.append(row)
+                group.parsed.append(parsed)
+                if len(group.rows) == wanted:
+                    del open_[txn]
+            waiting += 1
+            while queue and (queue[0][0] is None or queue[0][0] not in open_):
+                done = queue.popleft()[1]
+                waiting -= len(done.rows)
+                yield done
+            if waiting > WAITING:
+                kept: deque[tuple[str | None, Group]] = deque()
+                for key, group in queue:
+                    if key is not None and key in open_:
+                        kept.append((key, group))
+                    else:
+                        waiting -= len(group.rows)
+                        yield group
+                queue = kept
+    # What is still open (only if a file changed between the two passes) is
+    # still a receipt.
+    for _, group in queue:
+        yield group
+
+
+# Rows held behind a receipt whose rows are not all read yet, at most.
+WAITING = 10 * CHUNK
 
 
 Outcome = tuple[int, bool] | LoyaltyError | None  # None: skipped (no customer)
@@ -791,22 +810,30 @@ def _chunk(
         # Rows already imported need no account: a re-run reads only their keys.
         return [p.customer_id for p in parsed if p.txn not in recorded]
 
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = [None] * len(chunk)
     detailed = sorted(refunded | candidates)
+    # Cancellations go after the chunk's sales: one listed before the sale it
+    # returns (a file sorted by nothing) still finds it.
+    order = sorted(range(len(chunk)), key=lambda n: _cancels(chunk[n]))
     with store.writing(ruleset, now, customers, [*keys, *detailed], lines_for=detailed) as book:
         decided: dict[tuple[str, str], list[str]] = {}  # sales decided in this chunk
-        for group in chunk:
+        for n in order:
+            group = chunk[n]
             bad = next((p for p in group.parsed if isinstance(p, LoyaltyError)), None)
             if bad is not None:
-                outcomes.append(_rejected_receipt(group, bad))
+                outcomes[n] = _rejected_receipt(group, bad)
                 continue
             rows_ = [p for p in group.parsed if isinstance(p, Parsed)]
             try:
                 with book.row():
-                    outcomes.append(_apply_group(book, rows_, enroll_unknown, sales, decided))
+                    outcomes[n] = _apply_group(book, rows_, enroll_unknown, sales, decided)
             except LoyaltyError as error:
-                outcomes.append(error)
+                outcomes[n] = error
     return outcomes
+
+
+def _cancels(group: Group) -> bool:
+    return any(isinstance(p, Parsed) and p.kind == "return" for p in group.parsed)
 
 
 def _rejected_receipt(group: Group, bad: LoyaltyError) -> LoyaltyError:
