@@ -93,6 +93,8 @@ def _items(items: list[Doc]) -> None:
         what = " / ".join(v for v in (item["category"], item["sku"]) if v)
         if item.get("excluded_by"):
             how = f"excluded by {item['excluded_by']}"
+        elif "excluded_by" not in item:
+            how = ""
         else:
             how = ", ".join(f"{x['rule']} {_signed(x['points'])}" for x in item.get("lines", []))
         table.add_row(
@@ -358,6 +360,10 @@ def history(doc: Doc) -> None:
             e["reason"] or e["detail"] or "",
         )
     _console.print(table)
+    for receipt in doc.get("receipts", []):
+        what = "returned on" if receipt["kind"] == "refund" else "lines of"
+        _console.print(f"{what} {receipt['txn'] or 'receipt'}:")
+        _items([{**item, "lines": []} for item in receipt["items"]])
 
 
 def verify(doc: Doc) -> None:

@@ -196,3 +196,28 @@ def sales_of(
         ).fetchall()
         out[(customer_id, what.casefold())] = [str(txn) for (txn,) in rows]
     return out
+
+
+class ItemRow(NamedTuple):
+    op_id: int
+    number: int
+    sku: str | None
+    category: str | None
+    quantity: int
+    amount_cents: int
+    points: int
+
+
+def items_of(conn: sqlite3.Connection, op_ids: Sequence[int]) -> dict[int, list[ItemRow]]:
+    """The receipt lines of these operations (a receipt's lines, or what a refund
+    returned), by operation, in line order: one primary-key range each."""
+    rows = conn.execute(
+        "SELECT i.op_id, i.number, i.sku, i.category, i.quantity, i.amount_cents, i.points "
+        "FROM (SELECT value AS id FROM json_each(?)) w JOIN items i ON i.op_id = w.id "
+        "ORDER BY i.op_id, i.number",
+        (json.dumps(sorted(set(op_ids))),),
+    )
+    out: dict[int, list[ItemRow]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(ItemRow(*row))
+    return out
