@@ -385,8 +385,9 @@ def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo, now: 
             )
         kind = "refund" if refund_of is not None else "return"
         return Parsed(kind, customer_id, at, amount, txn, category, None, sku, quantity, refund_of)
-    return Parsed("purchase", customer_id, at, amount, txn, category=category, sku=sku,
-                  quantity=quantity)  # fmt: skip
+    return Parsed(
+        "purchase", customer_id, at, amount, txn, category=category, sku=sku, quantity=quantity
+    )
 
 
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a guest row's time: it is never used
@@ -402,8 +403,10 @@ def _quantity(text: str | None) -> tuple[int | None, bool]:
         raise BadArgument(f"quantity {text[:40]!r} is not a whole number")
     quantity = int(digits)
     if not 1 <= quantity <= MAX_QUANTITY:
-        raise BadArgument(f"quantity {text[:40]} must be from 1 to {MAX_QUANTITY:,} (or -1 to "
-                          f"-{MAX_QUANTITY:,} for a return)")  # fmt: skip
+        raise BadArgument(
+            f"quantity {text[:40]} must be from 1 to {MAX_QUANTITY:,} (or -1 to "
+            f"-{MAX_QUANTITY:,} for a return)"
+        )
     return quantity, negative
 
 
@@ -659,8 +662,9 @@ def import_sources(
                 continue
             if isinstance(outcome, LoyaltyError):
                 for row, parsed in zip(group.rows, group.parsed, strict=True):
-                    reject(group.source, row, parsed if isinstance(parsed, LoyaltyError)
-                           else outcome)  # fmt: skip
+                    reject(
+                        group.source, row, parsed if isinstance(parsed, LoyaltyError) else outcome
+                    )
                 continue
             points, duplicate = outcome
             if duplicate:
@@ -880,13 +884,18 @@ def _apply_group(
         raise BadArgument(f"txn {first.txn!r} is on {len(rows_)} event rows; an event is one row")
     at = min(p.at for p in rows_)
     if kind == "purchase":
-        lines = tuple(Line(p.amount or Decimal(0), p.quantity or 1, p.sku, p.category)
-                      for p in rows_)  # fmt: skip
+        lines = tuple(
+            Line(p.amount or Decimal(0), p.quantity or 1, p.sku, p.category) for p in rows_
+        )
         receipt = check_receipt(list(lines), f"receipt {first.txn!r}")
         request = EarnRequest(
-            first.customer_id, "purchase", amount=total(receipt), txn=first.txn, at=at,
+            first.customer_id,
+            "purchase",
+            amount=total(receipt),
+            txn=first.txn,
+            at=at,
             lines=receipt,
-        )  # fmt: skip
+        )
         if request.amount is not None and request.amount <= 0:
             raise BadArgument(f"receipt {first.txn!r} comes to 0.00: nothing was paid")
         points, duplicate = _earn(book, request, enroll_unknown)
