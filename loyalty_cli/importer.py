@@ -504,8 +504,8 @@ class ImportSummary:
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
-    skipped: int = 0  # rows with no customer (guest sales)
-    receipts: int = 0  # purchases, refunds and events imported: a receipt's rows are one
+    rows_skipped: int = 0  # rows with no customer (guest sales)
+    receipt_count: int = 0  # purchases, refunds and events imported: a receipt's rows are one
     points: int = 0
     customers: int = 0
     seconds: float = 0.0
@@ -658,7 +658,7 @@ def import_sources(
         size = max(1, min(CHUNK, fits, size * 2))
         for group, outcome in zip(chunk, outcomes, strict=True):
             if outcome is None:
-                summary.skipped += len(group.rows)
+                summary.rows_skipped += len(group.rows)
                 continue
             if isinstance(outcome, LoyaltyError):
                 for row, parsed in zip(group.rows, group.parsed, strict=True):
@@ -671,7 +671,7 @@ def import_sources(
                 summary.duplicates += len(group.rows)
             else:
                 summary.imported += len(group.rows)
-                summary.receipts += 1
+                summary.receipt_count += 1
                 summary.points += points
                 first = group.parsed[0]
                 assert isinstance(first, Parsed)

@@ -542,8 +542,8 @@ class Rules:
             "categories": [
                 {
                     "category": category,
-                    "earned": earned,
-                    "refunded": back,
+                    "points_earned": earned,
+                    "points_refunded": back,
                     "points": earned + back,
                 }
                 for category, earned, back in self.categories

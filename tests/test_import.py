@@ -126,8 +126,8 @@ def test_bad_rows_are_rejected_with_their_line_and_never_stop_the_good_ones(till
     assert result.exit_code == 65, result.output
     doc = json.loads(result.stdout)
     # R1's two rows are one receipt of two lines; R7, with no customer, a guest sale.
-    assert (doc["rows_read"], doc["imported"], doc["rejected"], doc["skipped"]) == (9, 2, 6, 1)
-    assert doc["receipts"] == 1
+    assert (doc["rows_read"], doc["imported"], doc["rejected"], doc["rows_skipped"]) == (9, 2, 6, 1)
+    assert doc["receipt_count"] == 1
     reasons = [
         line.split(": ", 2)[1:]
         for line in result.stderr.splitlines()

@@ -619,12 +619,17 @@ def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> Non
     doc = shop.ok("import-csv", str(path), *ONLINE_MAP)
     assert doc["rejected"] == 0, doc
     # 17 rows: 2 guest rows skipped; 9 receipts (7 invoices, 2 cancellations)
-    assert (doc["rows_read"], doc["imported"], doc["skipped"], doc["receipts"]) == (17, 15, 2, 9)
+    assert (doc["rows_read"], doc["imported"], doc["rows_skipped"], doc["receipt_count"]) == (
+        17,
+        15,
+        2,
+        9,
+    )
     expected = expected_online_points(path)
     assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 193}
     assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
     again = shop.ok("import-csv", str(path), *ONLINE_MAP)
-    assert (again["imported"], again["duplicates"], again["skipped"]) == (0, 15, 2)
+    assert (again["imported"], again["duplicates"], again["rows_skipped"]) == (0, 15, 2)
     history = shop.ok("history", "13748")
     assert [
         (r["txn"], r["kind"], [(i["sku"], i["quantity"], i["points"]) for i in r["items"]])
@@ -652,7 +657,7 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
         header + "K-3,C1,2026-11-19T12:00,,pens,1,1.00\nK-1,C1,2026-11-19T10:00,SKU-X,,2,4.50\n"
     )
     doc = shop.ok("import-csv", str(one), str(two), "--enroll-unknown")
-    assert (doc["imported"], doc["receipts"], doc["rejected"]) == (4, 3, 0)
+    assert (doc["imported"], doc["receipt_count"], doc["rejected"]) == (4, 3, 0)
     # K-1 as typed: 88 + 27 + big-basket 25 + first 7 + three-items 5; then 1 and 1
     assert shop.ok("balance", "C1")["balance"] == 88 + 27 + 25 + 7 + 5 + 1 + 1
 
@@ -668,7 +673,7 @@ def test_a_receipt_with_a_bad_row_is_rejected_whole_and_guests_can_be_refused(sh
     result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
     assert result.exit_code == 65
     doc = json.loads(result.stdout)
-    assert (doc["rejected"], doc["skipped"], doc["imported"]) == (2, 1, 0)
+    assert (doc["rejected"], doc["rows_skipped"], doc["imported"]) == (2, 1, 0)
     assert (
         f"rejected: {path}:2: its receipt is rejected whole: line 3 of it is bad (quantity 'x' is not a whole number)"
         in result.stderr
@@ -704,10 +709,10 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
     doc = till.ok("report", "rules", "--to", "2026-11-19")
     assert doc["categories"] == [
         # food: line 27 + R2's 10; back: 27 x 1/2 -> 13, and half of R2's 10
-        {"category": "food", "earned": 37, "refunded": -13 - 5, "points": 19},
-        {"category": "shoes", "earned": 88, "refunded": 0, "points": 88},
+        {"category": "food", "points_earned": 37, "points_refunded": -13 - 5, "points": 19},
+        {"category": "shoes", "points_earned": 88, "points_refunded": 0, "points": 88},
         # R1's own part: big-basket 25 + first 7 + three-items 5
-        {"category": None, "earned": 37, "refunded": 0, "points": 37},
+        {"category": None, "points_earned": 37, "points_refunded": 0, "points": 37},
     ]
     assert doc["points"] == 37 + 88 + 37
     activity = till.ok("report", "activity", "--to", "2026-11-19")
