@@ -690,6 +690,8 @@ def earn(
         receipt = check_receipt([parse_line(spec) for spec in line], "--line")
     elif lines_file is not None:
         receipt = read_lines(_read_input(lines_file, "--lines"), _input_name(lines_file))
+    if receipt and total(receipt) <= 0:
+        raise BadArgument("the receipt's lines come to 0.00: a purchase must cost something")
     ruleset = load(rules)
     if len(receipt) == 1:
         # A one-line receipt is a purchase as --amount records it, and earns the same.

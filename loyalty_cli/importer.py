@@ -905,11 +905,19 @@ def _apply_group(
                 decided.setdefault((p.customer_id, what), []).insert(0, first.txn)
         return points, duplicate
     wanted = tuple((p.sku or p.category or "", p.quantity) for p in rows_)
-    if book.find(first.txn) is not None:
-        return 0, True  # a re-run: the return was imported under its own number
     if kind == "refund":
         assert first.refund_of is not None
         return _give_back(book, first, first.refund_of, wanted, at, first.txn)
+    found = book.find(first.txn)
+    if found is not None:
+        if found.kind != "refund" or found.customer_id != first.customer_id:
+            raise Refused(
+                f"txn {first.txn!r} was already used for a different operation (a "
+                f"{found.kind} of {found.customer_id!r}); a cancellation needs its own number"
+            )
+        # A re-run: the cancellation was imported under its own number (the sales it
+        # went back to are no longer the ones with units left, so it is not decided again).
+        return 0, True
     return _cancel(book, rows_, at, sales, decided)
 
 
@@ -1031,6 +1039,8 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
             row.customer_id, awards.check_event(ruleset, row.event), txn=row.txn, at=row.at
         )
     else:
+        if row.amount is not None and row.amount <= 0:
+            raise BadArgument(f"amount {row.amount} must be greater than zero: nothing was paid")
         request = EarnRequest(
             row.customer_id,
             "purchase",

@@ -423,6 +423,7 @@ def test_lines_come_as_json_lines_from_a_file_or_stdin(till: Shop) -> None:
         (["--line", "a:1", "--amount", "5"], 2, "got --amount and --line"),
         (["--line", "a:1", "--category", "b"], 2, "put them in each --line instead"),
         (["--lines", "missing.jsonl"], 66, "--lines missing.jsonl: cannot read it"),
+        (["--line", "a:0", "--line", "b:0"], 2, "the receipt's lines come to 0.00"),
     ],
 )
 def test_bad_lines_are_one_clear_line_and_change_nothing(
