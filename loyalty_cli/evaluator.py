@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import date, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
@@ -250,17 +249,19 @@ def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain
         lines, skipped, multipliers = _part(
             line_rules, line.amount, basket, facts, local_day, state, ruleset, spent, explain
         )
-        both = sorted([*multipliers, *receipt_multipliers], key=lambda r: order[r.id])
+        both = (
+            sorted([*multipliers, *receipt_multipliers], key=lambda r: order[r.id])
+            if multipliers and receipt_multipliers
+            else multipliers or receipt_multipliers
+        )
         _multiply(lines, skipped, both, state, rounding, spent, purchase)
         points = sum(item.points for item in lines)
         items_out.append(ItemAward(n, line, points, tuple(lines), tuple(skipped)))
     _multiply(own, own_skipped, receipt_multipliers, state, rounding, spent, purchase)
-    totals: dict[str, list[AwardLine]] = {}
+    totals: dict[str, list[tuple[str, AwardLine]]] = {}
     for part, name in [*((i.lines, f"line {i.number}") for i in items_out), (own, "receipt")]:
         for award_line in part:
-            totals.setdefault(award_line.rule, []).append(
-                replace(award_line, detail=f"{name}: {award_line.detail}")
-            )
+            totals.setdefault(award_line.rule, []).append((name, award_line))
     ranked = sorted(
         totals.items(),
         key=lambda kv: (kv[0].startswith("tier:"), order.get(kv[0], len(order))),
@@ -268,10 +269,10 @@ def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain
     summed = tuple(
         AwardLine(
             rule=rule,
-            points=sum(p.points for p in parts),
-            detail="; ".join(p.detail for p in parts),
-            reward=parts[0].reward,
-            trimmed=any(p.trimmed for p in parts),
+            points=sum(p.points for _, p in parts),
+            detail="; ".join(f"{name}: {p.detail}" for name, p in parts),
+            reward=parts[0][1].reward,
+            trimmed=any(p.trimmed for _, p in parts),
         )
         for rule, parts in ranked
     )
