@@ -661,10 +661,10 @@ def import_sources(
                 summary.rows_skipped += len(group.rows)
                 continue
             if isinstance(outcome, LoyaltyError):
-                for row, parsed in zip(group.rows, group.parsed, strict=True):
-                    reject(
-                        group.source, row, parsed if isinstance(parsed, LoyaltyError) else outcome
-                    )
+                for source, row, parsed in zip(
+                    group.sources, group.rows, group.parsed, strict=True
+                ):
+                    reject(source, row, parsed if isinstance(parsed, LoyaltyError) else outcome)
                 continue
             points, duplicate = outcome
             if duplicate:
@@ -694,7 +694,7 @@ class Group(NamedTuple):
     """The rows of one receipt (rows sharing a txn, wherever they are in the
     files), or one row: decided together, never split across chunks."""
 
-    source: Source
+    sources: list[Source]  # each row's file
     rows: list[Row]
     parsed: list[Parsed | LoyaltyError]
 
@@ -735,7 +735,7 @@ def _groups(
     receipt still open, the complete ones go ahead (memory stays bounded)."""
     open_: dict[str, Group] = {}
     queue: deque[tuple[str | None, Group]] = deque()
-    waiting = 0
+    stuck = 0  # rows of complete groups waiting behind an open one
     for source, _columns, _header, data in prepared:
         for row in data:
             try:
@@ -745,31 +745,32 @@ def _groups(
             txn = row.values.get("txn_id")
             wanted = counts.get(txn, 1) if txn is not None else 1
             if wanted == 1:
-                queue.append((None, Group(source, [row], [parsed])))
+                queue.append((None, Group([source], [row], [parsed])))
+                stuck += 1
             else:
                 assert txn is not None
                 group = open_.get(txn)
                 if group is None:
-                    group = open_[txn] = Group(source, [], [])
+                    group = open_[txn] = Group([], [], [])
                     queue.append((txn, group))
+                group.sources.append(source)
                 group.rows.append(row)
                 group.parsed.append(parsed)
                 if len(group.rows) == wanted:
                     del open_[txn]
-            waiting += 1
+                    stuck += wanted
             while queue and (queue[0][0] is None or queue[0][0] not in open_):
                 done = queue.popleft()[1]
-                waiting -= len(done.rows)
+                stuck -= len(done.rows)
                 yield done
-            if waiting > WAITING:
+            if stuck > WAITING:
                 kept: deque[tuple[str | None, Group]] = deque()
                 for key, group in queue:
                     if key is not None and key in open_:
                         kept.append((key, group))
                     else:
-                        waiting -= len(group.rows)
                         yield group
-                queue = kept
+                queue, stuck = kept, 0
     # What is still open (only if a file changed between the two passes) is
     # still a receipt.
     for _, group in queue:

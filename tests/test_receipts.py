@@ -647,6 +647,7 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
     shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(importer, "CHUNK", 2)
+    monkeypatch.setattr(importer, "WAITING", 1)  # K-2 and K-3 go ahead of the open K-1
     shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
     header = "txn_id,customer_id,date,sku,category,quantity,unit_price\n"
     one = shop.dir / "a.csv"
@@ -657,10 +658,30 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
     two.write_text(
         header + "K-3,C1,2026-11-19T12:00,,pens,1,1.00\nK-1,C1,2026-11-19T10:00,SKU-X,,2,4.50\n"
     )
-    doc = shop.ok("import-csv", str(one), str(two), "--enroll-unknown")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    doc = shop.ok("import-csv", str(one), str(two))
     assert (doc["imported"], doc["receipt_count"], doc["rejected"]) == (4, 3, 0)
-    # K-1 as typed: 88 + 27 + big-basket 25 + first 7 + three-items 5; then 1 and 1
-    assert shop.ok("balance", "C1")["balance"] == 88 + 27 + 25 + 7 + 5 + 1 + 1
+    # K-1 as typed: 88 + 27 + big-basket 25 + three-items 5; K-2 and K-3 1 each, and
+    # whichever is decided first the first-purchase 7
+    assert shop.ok("balance", "C1")["balance"] == 88 + 27 + 25 + 5 + 1 + 1 + 7
+    with closing(sqlite3.connect(shop.db)) as conn:
+        lines = conn.execute(
+            "SELECT o.txn, i.number, i.points FROM items i JOIN operations o ON o.id = i.op_id"
+        ).fetchall()
+    assert lines == [("K-1", 1, 88), ("K-1", 2, 27)]
+
+
+def test_a_receipts_rows_are_rejected_naming_each_ones_file(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    header = "txn_id,customer_id,date,category,quantity,unit_price\n"
+    one, two = shop.dir / "a.csv", shop.dir / "b.csv"
+    one.write_text(header + "K-1,C1,2026-11-19,shoes,1,10.00\n")
+    two.write_text(header + "K-2,C1,2026-11-19,pens,1,1.00\nK-1,C1,2026-11-19,shoes,-1,abc\n")
+    result = shop.run("import-csv", str(one), str(two), "--enroll-unknown", "--json")
+    assert result.exit_code == 65
+    rejected = [line for line in result.stderr.splitlines() if line.startswith("rejected:")]
+    assert rejected[0].startswith(f"rejected: {one}:2: its receipt is rejected whole: line 3")
+    assert rejected[1].startswith(f"rejected: {two}:3: unit_price 'abc' is not a number")
 
 
 def test_a_receipt_with_a_bad_row_is_rejected_whole_and_guests_can_be_refused(shop: Shop) -> None:
