@@ -44,7 +44,7 @@ from .values import (
 )
 
 if TYPE_CHECKING:
-    from .models import Line, Ruleset
+    from .models import Ruleset
 
 Command = TypeVar("Command", bound=Callable[..., None])
 
@@ -324,55 +324,6 @@ def _text(value: str | None, what: str) -> str | None:
     if value is None or not value.strip():
         return None
     return check_text(value, what, TEXT_MAX, lines=True)
-
-
-def _returned(spec: str) -> tuple[str, int | None]:
-    """`SKU[:QTY]` of refund --line."""
-    key, colon, units = spec.strip().rpartition(":") if ":" in spec else (spec.strip(), "", "")
-    if not colon:
-        key = spec.strip()
-    code = _code(key, "--line")
-    if code is None:
-        raise BadArgument(f"--line {spec!r} names no SKU, category or #N", field="--line")
-    if not colon:
-        return code, None
-    if not units.isdigit() or not 1 <= int(units) <= MAX_QUANTITY:
-        raise BadArgument(
-            f"--line {spec!r}: quantity {units!r} must be a whole number from 1 to "
-            f"{MAX_QUANTITY:,}",
-            field="--line",
-        )
-    return code, int(units)
-
-
-def _input_name(path: str) -> str:
-    return "<stdin>" if path == "-" else path
-
-
-def _read_input(path: str, what: str) -> str:
-    """A small text input named on the command line (FILE, or - for stdin), as
-    UTF-8; a missing or unreadable file is exit 66, bad bytes exit 65."""
-    from .errors import InputMissing
-    from .receipts import MAX_LINES_BYTES
-
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_LINES_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_LINES_BYTES + 1)
-    except OSError as exc:
-        raise InputMissing(
-            f"{what} {path}: cannot read it ({exc.strerror or exc})", field=what
-        ) from None
-    if len(data) > MAX_LINES_BYTES:
-        raise DataRejected(f"{_input_name(path)}: more than {MAX_LINES_BYTES:,} bytes", field=what)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataRejected(
-            f"{_input_name(path)}: not UTF-8 (byte {exc.start + 1}); save it as UTF-8", field=what
-        ) from None
 
 
 def _code(value: str | None, what: str) -> str | None:
@@ -666,7 +617,7 @@ def earn(
     """
     from .engine.awards import check_event
     from .operations import EarnRequest, earn
-    from .receipts import check_receipt, parse_line, read_lines, total
+    from .receipts import given_lines, total
 
     ways = [w for w, given in (("--amount", amount), ("--event", event)) if given is not None]
     if line or lines_file is not None:
@@ -685,13 +636,7 @@ def earn(
             "--category, --sku and --quantity describe an --amount purchase; "
             "put them in each --line instead"
         )
-    receipt: tuple[Line, ...] = ()
-    if line:
-        receipt = check_receipt([parse_line(spec) for spec in line], "--line")
-    elif lines_file is not None:
-        receipt = read_lines(_read_input(lines_file, "--lines"), _input_name(lines_file))
-    if receipt and total(receipt) <= 0:
-        raise BadArgument("the receipt's lines come to 0.00: a purchase must cost something")
+    receipt = given_lines(line or [], lines_file, sys.stdin.buffer)
     ruleset = load(rules)
     if len(receipt) == 1:
         # A one-line receipt is a purchase as --amount records it, and earns the same.
@@ -799,6 +744,7 @@ def refund(
     Example: loyalty refund R-5522 --line SKU-123:1 --txn RF-5522-1
     """
     from .operations import RefundRequest, refund
+    from .receipts import parse_return
 
     if line and amount is not None:
         raise BadArgument("give --amount or --line, not both: a line's amount is known")
@@ -809,7 +755,7 @@ def refund(
         reason=_text(reason, "--reason"),
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
-        returns=tuple(_returned(spec) for spec in line or ()),
+        returns=tuple(parse_return(spec) for spec in line or ()),
     )
     _record(db, refund, ruleset, request, "refund", as_json)
 

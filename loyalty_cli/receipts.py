@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from typing import IO
 
-from .errors import BadArgument, DataRejected
+from .errors import BadArgument, DataRejected, InputMissing
 from .models import Line
 from .values import CUSTOMER_ID_MAX, MAX_AMOUNT, MAX_QUANTITY, check_text, parse_amount
 
@@ -146,6 +147,67 @@ def check_receipt(lines: list[Line], source: str) -> tuple[Line, ...]:
 
 def total(lines: tuple[Line, ...]) -> Decimal:
     return sum((line.amount for line in lines), Decimal("0.00"))
+
+
+def given_lines(specs: list[str], path: str | None, stdin: IO[bytes]) -> tuple[Line, ...]:
+    """The receipt `earn` was given: its --line specs, or the JSON lines of
+    --lines FILE (or - for `stdin`); () when neither. A receipt of 0.00 is refused."""
+    if specs:
+        lines = check_receipt([parse_line(spec) for spec in specs], "--line")
+    elif path is not None:
+        lines = read_lines(read_input(path, "--lines", stdin), input_name(path))
+    else:
+        return ()
+    if total(lines) <= 0:
+        raise BadArgument("the receipt's lines come to 0.00: a purchase must cost something")
+    return lines
+
+
+def input_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def read_input(path: str, what: str, stdin: IO[bytes]) -> str:
+    """A small text input named on the command line (FILE, or - for stdin), as
+    UTF-8; a missing or unreadable file is exit 66, bad bytes exit 65."""
+    try:
+        if path == "-":
+            data = stdin.read(MAX_LINES_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_LINES_BYTES + 1)
+    except OSError as exc:
+        raise InputMissing(
+            f"{what} {path}: cannot read it ({exc.strerror or exc})", field=what
+        ) from None
+    if len(data) > MAX_LINES_BYTES:
+        raise DataRejected(f"{input_name(path)}: more than {MAX_LINES_BYTES:,} bytes", field=what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataRejected(
+            f"{input_name(path)}: not UTF-8 (byte {exc.start + 1}); save it as UTF-8", field=what
+        ) from None
+
+
+def parse_return(spec: str) -> tuple[str, int | None]:
+    """`SKU[:QTY]` of `refund --line` (or a category, or #N): what to return, and
+    how many units (None: all that are left)."""
+    key, colon, units = spec.strip().rpartition(":")
+    if not colon:
+        key = spec.strip()
+    code = _code(key, "--line")
+    if code is None:
+        raise BadArgument(f"--line {spec!r} names no SKU, category or #N", field="--line")
+    if not colon:
+        return code, None
+    if not units.isdigit() or not 1 <= int(units) <= MAX_QUANTITY:
+        raise BadArgument(
+            f"--line {spec!r}: quantity {units!r} must be a whole number from 1 to "
+            f"{MAX_QUANTITY:,}",
+            field="--line",
+        )
+    return code, int(units)
 
 
 def _string(value: object, where: str, key: str) -> str | None:
