@@ -1137,6 +1137,9 @@ def rules_check(
                 "on": r.on,
                 "priority": r.priority,
                 "stop": r.stop,
+                # where it is judged on a receipt of several lines (purchases only)
+                "scope": r.scope if r.on == "purchase" else None,
+                "exclude": r.exclude,
                 "line": r.location.line,
             }
             for r in ruleset.rules

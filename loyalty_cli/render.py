@@ -395,13 +395,15 @@ def rules(doc: Doc) -> None:
         _console.print(
             Text(f"locale {locale} is not one babel knows: figures are shown in {shown} form")
         )
-    table = _table("Rule", "On", "Priority", "Stop", "Line")
+    table = _table("Rule", "On", "Priority", "Stop", "Per", "Line")
     for rule in doc["rules"]:
+        per = rule.get("scope") or ""
         table.add_row(
             rule["rule"],
             rule["on"],
             str(rule["priority"]),
             "stop" if rule["stop"] else "",
+            f"{per}, excludes" if rule.get("exclude") else per,
             str(rule["line"]),
         )
     _console.print(table)

@@ -91,6 +91,15 @@ def test_a_rule_is_judged_per_line_when_it_earns_by_amount_or_tests_what_a_line_
     assert [r.scope for r in told.rules] == ["line", "receipt"]
 
 
+def test_rules_check_shows_where_each_rule_is_judged(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 1}\n")
+    doc = shop.ok("rules", "check")
+    shown = {r["rule"]: (r["scope"], r["exclude"]) for r in doc["rules"]}
+    assert shown["no-gift-cards"] == ("line", True)
+    assert shown["big-basket"] == ("receipt", False)
+    assert shown["welcome"] == (None, False)
+
+
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
