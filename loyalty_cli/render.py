@@ -361,8 +361,11 @@ def history(doc: Doc) -> None:
         )
     _console.print(table)
     for receipt in doc.get("receipts", []):
-        what = "returned on" if receipt["kind"] == "refund" else "lines of"
-        _console.print(f"{what} {receipt['txn'] or 'receipt'}:")
+        if receipt["kind"] == "refund":
+            label = "returned" + (f" under {receipt['txn']}" if receipt["txn"] else "")
+        else:
+            label = f"lines of {receipt['txn'] or 'a receipt'}"
+        _console.print(f"{label}:")
         _items([{**item, "lines": []} for item in receipt["items"]])
 
 
