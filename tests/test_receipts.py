@@ -785,3 +785,24 @@ def test_editing_a_receipts_line_fails_verify(till: Shop) -> None:
     result = till.run("verify", "--json")
     assert result.exit_code == 1
     assert "does not match the hash chain" in json.loads(result.stdout)["problems"][0]
+
+
+def test_a_return_row_with_refund_of_returns_those_units_from_that_receipt(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,quantity,unit_price,refund_of\n"
+        "K-1,C1,2026-11-19T10:00,A,3,2.00,\n"
+        "K-1,C1,2026-11-19T10:00,B,1,5.00,\n"
+        "RT-1,C1,2026-11-19T11:00,A,-2,2.00,K-1\n"
+    )
+    doc = shop.ok("import-csv", str(path), "--enroll-unknown")
+    assert (doc["imported"], doc["receipt_count"], doc["rejected"]) == (3, 2, 0)
+    # K-1: line A 6 points for 3 units, line B 5, the receipt's first 7 and three-items 5
+    history = shop.ok("history", "C1")
+    assert history["receipts"][0]["items"] == [
+        {"number": 1, "sku": "A", "category": None, "quantity": 2, "amount": "4.00", "points": -4}
+    ]
+    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4
+    again = shop.ok("import-csv", str(path), "--enroll-unknown")
+    assert (again["imported"], again["duplicates"]) == (0, 3)
