@@ -503,6 +503,8 @@ def test_a_return_takes_back_exactly_what_its_units_earned(till: Shop) -> None:
     assert (last["points"], last["refunded"]) == (-(88 + 25 + 7 + 5), "68.90")
     assert till.ok("balance", "C1")["balance"] == 0
     assert till.ok("verify")["ok"] is True
+    categories = till.ok("report", "rules", "--to", "2026-11-19")["categories"]
+    assert [(c["category"], c["points"]) for c in categories] == [("shoes", 0), (None, 0)]
 
 
 def test_a_one_line_purchase_is_returned_by_unit_and_its_last_unit_takes_the_rest(

@@ -300,8 +300,9 @@ def categories(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str
     back by refunds). A one-line purchase counts under its category; a receipt
     of several lines under each line's, and its own points (a bonus per
     receipt) under None, with purchases that name no category. A refund by line
-    counts under the lines it returned (the points they were due to take back);
-    a refund by amount under its purchase's category."""
+    counts under the lines it returned (the points they were due to take back),
+    and the receipt's own points its last line took back under None; a refund by
+    amount under its purchase's category."""
     one_line = conn.execute(
         "SELECT o.category, SUM(e.points) FROM entries e INDEXED BY entries_time "
         "JOIN operations o ON o.id = e.op_id WHERE e.kind = 'earn' AND e.occurred >= ?1 "
@@ -328,8 +329,18 @@ def categories(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str
         "AND NOT EXISTS (SELECT 1 FROM items i WHERE i.op_id = r.id) GROUP BY p.category",
         (start, end),
     ).fetchall()
+    # The receipt's own points that the return of its last line took back.
+    (own_back,) = conn.execute(
+        "SELECT COALESCE(SUM(r.clawback + (SELECT SUM(i.points) FROM items i "
+        "WHERE i.op_id = r.id)), 0) FROM operations r INDEXED BY operations_time "
+        "WHERE r.kind = 'refund' AND r.occurred >= ?1 AND r.occurred < ?2 "
+        "AND EXISTS (SELECT 1 FROM items i WHERE i.op_id = r.id)",
+        (start, end),
+    ).fetchone()
     earned: dict[str | None, int] = {}
     back: dict[str | None, int] = {}
+    if own_back:
+        back[None] = -int(own_back)
     # A receipt of several lines has no category of its own: its earn entries
     # sum under None above; its lines move their points to their categories.
     for category, points in one_line:
