@@ -133,10 +133,13 @@ def _part(
     ruleset: Ruleset,
     spent: dict[str, int],
     explain: bool,
+    fixed: Mapping[str, tuple[str | None, str | None]] | None = None,
 ) -> tuple[list[AwardLine], list[Skip], list[Rule]]:
     """Run the point rules of one part (a line, or a receipt as a whole): their
     lines, why the others did not fire, and the multipliers that fired. `amount`
-    is what points_per_unit multiplies; `basket` what min_amount tests."""
+    is what points_per_unit multiplies; `basket` what min_amount tests. `fixed`:
+    each rule's reasons that are the same on every line (see _fixed), worked out
+    once per receipt."""
     lines: list[AwardLine] = []
     skipped: list[Skip] = []
     multipliers: list[Rule] = []
@@ -149,7 +152,15 @@ def _part(
             if explain:
                 skipped.append(Skip(rule.id, f"not reached: rule '{stopped_by}' has stop: true"))
             continue
-        reason = _why_not(rule, basket, facts, local_day, state.usage.get(rule.id), explain)
+        if fixed is None:
+            reason = _why_not(rule, basket, facts, local_day, state.usage.get(rule.id), explain)
+        else:
+            reason, after = fixed[rule.id]
+            if reason is None:
+                if rule.when is not None and not matches(rule.when, facts):
+                    reason = f"condition not met: {describe(rule.when)}" if explain else _NO
+                else:
+                    reason = after
         if reason is not None:
             if explain:
                 skipped.append(Skip(rule.id, reason))
@@ -239,6 +250,11 @@ def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain
     )
     order = {rule.id: n for n, rule in enumerate(rules)}
     purchase = activity.event == "purchase"
+    fixed = {
+        rule.id: _fixed(rule, basket, local_day, state.usage.get(rule.id), explain)
+        for rule in line_rules
+        if not rule.exclude
+    }
     items_out: list[ItemAward] = []
     for n, (line, facts, by) in enumerate(
         zip(activity.lines, line_facts, excluded, strict=True), 1
@@ -247,8 +263,9 @@ def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain
             items_out.append(ItemAward(n, line, 0, excluded_by=by))
             continue
         lines, skipped, multipliers = _part(
-            line_rules, line.amount, basket, facts, local_day, state, ruleset, spent, explain
-        )
+            line_rules, line.amount, basket, facts, local_day, state, ruleset, spent, explain,
+            fixed,
+        )  # fmt: skip
         both = (
             sorted([*multipliers, *receipt_multipliers], key=lambda r: order[r.id])
             if multipliers and receipt_multipliers
@@ -417,27 +434,39 @@ def _why_not(
     explain: bool = True,
 ) -> str | None:
     """None if the rule fires; else why not (in words only when `explain`)."""
-    if rule.window_from is not None and local_day < rule.window_from:
-        return f"window starts {rule.window_from}" if explain else _NO
-    if rule.window_to is not None and local_day > rule.window_to:
-        return f"window ended {rule.window_to}" if explain else _NO
-    if rule.weekdays is not None and local_day.weekday() not in rule.weekdays:
-        if not explain:
-            return _NO
-        days = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(rule.weekdays))
-        return f"only on {days}; {local_day} is a {_WEEKDAY_NAMES[local_day.weekday()]}"
-    if rule.min_amount is not None and (basket or 0) < rule.min_amount:
-        if not explain:
-            return _NO
-        return f"amount {basket} is below min_amount {_num(rule.min_amount)}"
+    before, after = _fixed(rule, basket, local_day, usage, explain)
+    if before is not None:
+        return before
     if rule.when is not None and not matches(rule.when, facts):
         return f"condition not met: {describe(rule.when)}" if explain else _NO
+    return after
+
+
+def _fixed(
+    rule: Rule, basket: Decimal | None, local_day: date, usage: RuleUsage | None, explain: bool
+) -> tuple[str | None, str | None]:
+    """Why a rule does not fire for what is the same on every line of a receipt
+    (its window, weekdays, the basket, its count cap): the reasons before its
+    condition and after it, in the order they are told."""
+    if rule.window_from is not None and local_day < rule.window_from:
+        return (f"window starts {rule.window_from}" if explain else _NO), None
+    if rule.window_to is not None and local_day > rule.window_to:
+        return (f"window ended {rule.window_to}" if explain else _NO), None
+    if rule.weekdays is not None and local_day.weekday() not in rule.weekdays:
+        if not explain:
+            return _NO, None
+        days = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(rule.weekdays))
+        return f"only on {days}; {local_day} is a {_WEEKDAY_NAMES[local_day.weekday()]}", None
+    if rule.min_amount is not None and (basket or 0) < rule.min_amount:
+        if not explain:
+            return _NO, None
+        return f"amount {basket} is below min_amount {_num(rule.min_amount)}", None
     cap = rule.cap
     if cap is not None and cap.count is not None and usage and usage.count >= cap.count:
         if not explain:
-            return _NO
-        return f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
-    return None
+            return None, _NO
+        return None, f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
+    return None, None
 
 
 def _per(rule: Rule) -> str:
