@@ -60,6 +60,7 @@ FIELDS = (
     "quantity",
     "refund_of",
     "unit_price",
+    "discount",
 )
 # Column names tills use for each field, compared without case, spaces or underscores.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -117,6 +118,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "quantity": ("quantity", "qty", "units", "count"),
     "refund_of": ("refund_of", "return_of", "refund_for", "original_txn", "original_receipt"),
     "unit_price": ("unit_price", "price_each", "each", "item_price"),
+    "discount": ("discount", "line_discount", "discount_amount"),
 }
 DELIMITERS = (",", ";", "\t", "|")
 _CURRENCY_MARKS = re.compile(r"^[\s$€£¥]*|[\s$€£¥]*$")
@@ -413,24 +415,32 @@ def _quantity(text: str | None) -> tuple[int | None, bool]:
 def _line_amount(
     values: Mapping[str, str | None], quantity: int | None, returning: bool, options: Options
 ) -> Decimal:
-    """The row's amount: its amount column, else quantity x unit_price. A return
-    may write them negative."""
+    """The row's amount, what it earns on: its amount column (what the line cost
+    after its discount), else quantity x unit_price less its discount. Given
+    both, they must agree. A return may write them negative."""
     raw_amount, raw_price = values.get("amount"), values.get("unit_price")
     if raw_amount is None and raw_price is None:
         raise BadArgument("amount is empty" if "amount" in values else "unit_price is empty")
     total = None if raw_amount is None else _amount(raw_amount, options, returning, "amount")
+    raw_off = values.get("discount")
+    off = None if raw_off is None else _amount(raw_off, options, returning, "discount")
     if raw_price is None:
         assert total is not None
         return total
     price = _amount(raw_price, options, returning, "unit_price")
     product = price * (quantity or 1)
-    if total is not None and total != product:
-        raise BadArgument(
-            f"amount {raw_amount} is not quantity {quantity or 1} x unit_price {raw_price} "
-            f"({product}); map only one of them"
-        )
     if product > MAX_AMOUNT:
         raise BadArgument(f"quantity x unit_price is {product}, more than {MAX_AMOUNT:,}")
+    if off is not None:
+        if off > product:
+            raise BadArgument(f"discount {raw_off} is more than quantity x unit_price ({product})")
+        product -= off
+    if total is not None and total != product:
+        less = "" if off is None else f" less discount {raw_off}"
+        raise BadArgument(
+            f"amount {raw_amount} is not quantity {quantity or 1} x unit_price {raw_price}"
+            f"{less} ({product}); map only one of them"
+        )
     return product
 
 
@@ -458,7 +468,7 @@ def _amount(text: str, options: Options, returning: bool = False, what: str = "a
         cleaned = cleaned[1:]
     try:
         # A line may cost nothing (a free item); unit prices too.
-        return parse_amount(cleaned, what=what, allow_zero=what == "unit_price")
+        return parse_amount(cleaned, what=what, allow_zero=what in ("unit_price", "discount"))
     except LoyaltyError as error:
         hint = ""
         if "," in cleaned and not options.decimal_comma:

@@ -808,3 +808,25 @@ def test_a_return_row_with_refund_of_returns_those_units_from_that_receipt(shop:
     assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4
     again = shop.ok("import-csv", str(path), "--enroll-unknown")
     assert (again["imported"], again["duplicates"]) == (0, 3)
+
+
+def test_a_csv_line_earns_on_quantity_times_unit_price_less_its_discount(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,category,quantity,unit_price,discount,amount\n"
+        "K-1,C1,2026-11-19,pens,4,5.00,2.50,\n"
+        "K-1,C1,2026-11-19,pens,1,10.00,,10.00\n"
+        "K-2,C1,2026-11-19,pens,1,10.00,1.00,10.00\n"
+        "K-3,C1,2026-11-19,pens,1,10.00,11.00,\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
+    doc = json.loads(result.stdout)
+    assert (doc["imported"], doc["rejected"]) == (2, 2)
+    assert (
+        "amount 10.00 is not quantity 1 x unit_price 10.00 less discount 1.00 (9.00)"
+        in result.stderr
+    )
+    assert "discount 11.00 is more than quantity x unit_price (10.00)" in result.stderr
+    history = shop.ok("history", "C1")
+    assert [i["amount"] for i in history["receipts"][0]["items"]] == ["17.50", "10.00"]
