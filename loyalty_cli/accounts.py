@@ -111,6 +111,7 @@ def entry_json(row: HistoryRow, detail: str | None) -> dict[str, object]:
         "detail": detail,
         "amount": None if row.amount_cents is None else str(from_cents(row.amount_cents)),
         "txn": row.txn,
+        "store": row.store,
         "rules_version": None if row.version is None else bytes(row.version).hex(),
     }
 

@@ -581,6 +581,9 @@ def earn(
     quantity: Annotated[
         int | None, typer.Option(help="Number of items.", min=1, max=MAX_QUANTITY)
     ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="The store or till of the purchase (rules may test it).")
+    ] = None,
     line: Annotated[
         list[str] | None,
         typer.Option(
@@ -629,8 +632,10 @@ def earn(
             "give either --amount or --line/--lines (a purchase) or --event (an action)"
             + (f"; got {' and '.join(ways)}" if ways else "")
         )
-    if event is not None and (category or sku or quantity):
-        raise BadArgument("--category, --sku and --quantity describe purchases, not events")
+    if event is not None and (category or sku or quantity or store):
+        raise BadArgument(
+            "--category, --sku, --quantity and --store describe purchases, not events"
+        )
     if ways[0] in ("--line", "--lines") and (category or sku or quantity):
         raise BadArgument(
             "--category, --sku and --quantity describe an --amount purchase; "
@@ -652,6 +657,7 @@ def earn(
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
         lines=receipt if len(receipt) > 1 else (),
+        store=_code(store, "--store"),
     )
     _record(db, earn, ruleset, request, "earn", as_json, dry_run=dry_run, explain=explain)
 

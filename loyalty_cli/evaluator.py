@@ -483,6 +483,7 @@ def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, ob
         "sku": activity.sku,
         "quantity": activity.quantity,
         "items": activity.quantity or 1,
+        "store": activity.store,
         "customer_id": activity.customer_id,
         "purchases": state.purchases,
         "spend": state.spend,

@@ -61,6 +61,7 @@ FIELDS = (
     "refund_of",
     "unit_price",
     "discount",
+    "store",
 )
 # Column names tills use for each field, compared without case, spaces or underscores.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -119,6 +120,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "refund_of": ("refund_of", "return_of", "refund_for", "original_txn", "original_receipt"),
     "unit_price": ("unit_price", "price_each", "each", "item_price"),
     "discount": ("discount", "line_discount", "discount_amount"),
+    "store": ("store", "store_id", "branch", "location", "till", "till_id", "register"),
 }
 DELIMITERS = (",", ";", "\t", "|")
 _CURRENCY_MARKS = re.compile(r"^[\s$€£¥]*|[\s$€£¥]*$")
@@ -168,6 +170,7 @@ class Parsed(NamedTuple):
     sku: str | None = None
     quantity: int | None = None
     refund_of: str | None = None
+    store: str | None = None
 
 
 @dataclass(frozen=True)
@@ -377,6 +380,7 @@ def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo, now: 
     returning = negative or cancelled or refund_of is not None
     amount = _line_amount(v, quantity, returning, options)
     category, sku = _field(v, "category"), _field(v, "sku")
+    store = _field(v, "store")
     if refund_of is not None and quantity is None:
         return Parsed("refund", customer_id, at, amount, txn, refund_of=refund_of)
     if returning:
@@ -388,7 +392,15 @@ def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo, now: 
         kind = "refund" if refund_of is not None else "return"
         return Parsed(kind, customer_id, at, amount, txn, category, None, sku, quantity, refund_of)
     return Parsed(
-        "purchase", customer_id, at, amount, txn, category=category, sku=sku, quantity=quantity
+        "purchase",
+        customer_id,
+        at,
+        amount,
+        txn,
+        category=category,
+        sku=sku,
+        quantity=quantity,
+        store=store,
     )
 
 
@@ -899,6 +911,12 @@ def _apply_group(
             Line(p.amount or Decimal(0), p.quantity or 1, p.sku, p.category) for p in rows_
         )
         receipt = check_receipt(list(lines), f"receipt {first.txn!r}")
+        stores = {p.store for p in rows_ if p.store is not None}
+        if len(stores) > 1:
+            raise BadArgument(
+                f"the rows of receipt {first.txn!r} name different stores "
+                f"({', '.join(sorted(stores))}); a receipt is one store's"
+            )
         request = EarnRequest(
             first.customer_id,
             "purchase",
@@ -906,6 +924,7 @@ def _apply_group(
             txn=first.txn,
             at=at,
             lines=receipt,
+            store=next(iter(stores), None),
         )
         if request.amount is not None and request.amount <= 0:
             raise BadArgument(f"receipt {first.txn!r} comes to 0.00: nothing was paid")
@@ -1061,5 +1080,6 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
             quantity=row.quantity,
             txn=row.txn,
             at=row.at,
+            store=row.store,
         )
     return _earn(book, request, enroll_unknown)

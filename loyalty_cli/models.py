@@ -206,6 +206,7 @@ class Activity:
     # sku and quantity are None). A one-line purchase keeps its line in the fields
     # above, and evaluates exactly as a purchase always has.
     lines: tuple[Line, ...] = ()
+    store: str | None = None  # a purchase's store or till
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "sku": ("str", True),
     "quantity": ("int", True),
     "items": ("int", True),
+    "store": ("str", True),
     "customer_id": ("str", False),
     "purchases": ("int", False),
     "spend": ("decimal", False),

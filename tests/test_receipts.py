@@ -830,3 +830,33 @@ def test_a_csv_line_earns_on_quantity_times_unit_price_less_its_discount(shop: S
     assert "discount 11.00 is more than quantity x unit_price (10.00)" in result.stderr
     history = shop.ok("history", "C1")
     assert [i["amount"] for i in history["receipts"][0]["items"]] == ["17.50", "10.00"]
+
+
+def test_a_purchase_names_its_store_which_rules_may_test_and_the_chain_covers(
+    shop: Shop,
+) -> None:
+    shop.write_rules(
+        RULES
+        + "  - {id: welcome, on: enroll, points: 0}\n"
+        + "  - {id: downtown, on: purchase, when: {store: downtown}, points: 3}\n"
+    )
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    doc = shop.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Downtown", "--txn", "R", "--at", "2026-11-19")  # fmt: skip
+    assert (doc["store"], {a["rule"]: a["points"] for a in doc["lines"]}["downtown"]) == ("Downtown", 3)  # fmt: skip
+    plain = shop.ok("earn", "C1", "--amount", "5", "--txn", "P", "--at", "2026-11-19")
+    assert "store" not in plain and "downtown" not in {a["rule"] for a in plain["lines"]}
+    assert shop.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Downtown", "--txn", "R")["duplicate"]  # fmt: skip
+    other = shop.fails(1, "earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Uptown", "--txn", "R")  # fmt: skip
+    assert "store=Downtown" in other
+    stores = {e["txn"]: e["store"] for e in shop.ok("history", "C1")["entries"]}
+    assert stores == {"R": "Downtown", "P": None}
+    path = shop.dir / "s.csv"
+    path.write_text("txn_id,customer_id,date,amount,till\nT1,C1,2026-11-19,4.00,uptown\n")
+    shop.ok("import-csv", str(path))
+    assert {e["txn"]: e["store"] for e in shop.ok("history", "C1")["entries"]}["T1"] == "uptown"
+    assert shop.ok("verify")["ok"] is True
+    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER operations_no_update")
+        conn.execute("UPDATE operations SET store = 'Elsewhere' WHERE txn = 'R'")
+    assert shop.run("verify", "--json").exit_code == 1

@@ -347,7 +347,9 @@ def in_todays_names(command: str, doc: dict[str, Any]) -> dict[str, Any]:
     elif command.startswith("history"):
         doc["timezone"] = "Europe/London"
         doc["receipts"] = []  # issue 12: no receipt of several lines before it
-        doc["entries"] = [{"entry": e.pop("id"), **e} for e in map(dict, doc["entries"])]
+        doc["entries"] = [
+            {"entry": e.pop("id"), **e, "store": None} for e in map(dict, doc["entries"])
+        ]
     elif command.startswith("tier"):
         spend = doc["metric"] == "spend"
         for name in ("qualifying", "to_next", "to_keep"):

@@ -266,6 +266,7 @@ def earn(
             0 if account is None else accounts.balance(account, today_of(ruleset, now)),
             duplicate=True,
             dry_run=dry_run,
+            store=found.store,
         )
     account = book.account(request.customer_id)
     if account is None:
@@ -294,6 +295,7 @@ def earn(
         sku=request.sku,
         quantity=request.quantity,
         lines=request.lines,
+        store=request.store,
     )
     current = standing(account, ruleset, today)
     state = customer_state(book, account, activity, None if current is None else current.level)
@@ -310,6 +312,7 @@ def earn(
         state.balance + award.points,
         dry_run=dry_run,
         explain=explain,
+        store=request.store,
     )
     if dry_run:
         return result
@@ -332,6 +335,7 @@ def earn(
         sku=request.sku,
         quantity=request.quantity,
         items=receipt_items(award),
+        store=request.store,
     )
     ops.append(op)
     account = credited(account, ruleset, op.entries, at)

@@ -149,6 +149,7 @@ def recorded_of(op: NewOperation, **extra: Any) -> Recorded:
         )
         if op.kind == "purchase"
         else (),
+        store=op.store,
         **extra,
     )
 

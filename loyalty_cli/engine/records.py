@@ -70,6 +70,7 @@ class NewOperation:
     clawback: int | None = None  # refunds: the points it was due to take back
     profile: Profile | None = None  # enroll and profile: the profile after it
     items: tuple[NewItem, ...] = ()  # a receipt's lines, or the lines a refund returned
+    store: str | None = None  # a purchase's store or till
 
     @property
     def points(self) -> int:
@@ -127,6 +128,7 @@ class Recorded:
     refunded_cents: int = 0  # purchases: refunded so far
     due_back: int = 0  # purchases: points their refunds were due to take back so far
     items: tuple[RecordedItem, ...] = ()  # a receipt of several lines: its lines
+    store: str | None = None
 
     @property
     def points(self) -> int:
@@ -142,6 +144,7 @@ class Recorded:
                 "category": self.category,
                 "sku": self.sku,
                 "quantity": self.quantity,
+                "store": self.store,
             }
         if self.kind == OpKind.REFUND:
             return {"refund_of": self.refund_of_txn, "amount": _money(self.amount_cents)}

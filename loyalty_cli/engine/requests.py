@@ -43,6 +43,7 @@ class EarnRequest:
     # A receipt of two or more lines (amount is then their total, and category,
     # sku and quantity are None); a one-line purchase uses the fields above.
     lines: tuple[Line, ...] = ()
+    store: str | None = None  # the store or till of a purchase
 
     def content(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -53,6 +54,8 @@ class EarnRequest:
             "sku": self.sku,
             "quantity": self.quantity,
         }
+        if self.store is not None:  # only then, as lines: older digests stay valid
+            out["store"] = self.store
         if self.lines:  # only then: a one-line purchase keeps the digest it always had
             out["lines"] = [
                 [line.sku, line.category, line.quantity, str(line.amount)] for line in self.lines

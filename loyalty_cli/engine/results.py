@@ -53,6 +53,7 @@ class AwardResult:
     duplicate: bool = False
     dry_run: bool = False
     explain: bool = False
+    store: str | None = None  # a purchase's store or till, when given
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -67,6 +68,8 @@ class AwardResult:
             "duplicate": self.duplicate,
             "dry_run": self.dry_run,
         }
+        if self.store is not None:
+            out["store"] = self.store
         if self.award.items:
             out["items"] = [item_json(item, self.explain) for item in self.award.items]
         if self.explain:

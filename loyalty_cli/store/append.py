@@ -144,8 +144,8 @@ def append(
             for i in op.items
         ]
         hashed = (*values[:5], version, *values[6:])
-        previous = op_hash(previous, hashed, entries, draws, items)
-        op_rows.append((*values, previous))
+        previous = op_hash(previous, hashed, entries, draws, items, op.store)
+        op_rows.append((*values, previous, op.store))
         entry_rows += entries
         draw_rows += draws
         item_rows += items

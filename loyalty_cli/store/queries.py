@@ -32,6 +32,7 @@ class HistoryRow(NamedTuple):
     txn: str | None
     version: bytes | None  # the rules version of its operation
     customer_id: str
+    store: str | None  # a purchase's store or till
 
 
 def exists(conn: sqlite3.Connection, customer_id: str) -> str | None:
@@ -77,7 +78,8 @@ def stored_lot(lot_id: int, earned: int, available: int, expires: int | None, le
 
 _HISTORY = (
     "SELECT e.id, e.op_id, e.occurred, e.kind, e.points, e.rule, e.reward, e.reason, e.detail, "
-    "o.amount_cents, o.txn, (SELECT version FROM rulesets WHERE id = o.ruleset), e.customer_id "
+    "o.amount_cents, o.txn, (SELECT version FROM rulesets WHERE id = o.ruleset), e.customer_id, "
+    "o.store "
     "FROM entries e JOIN operations o ON o.id = e.op_id "
 )
 

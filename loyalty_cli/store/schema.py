@@ -117,7 +117,8 @@ TABLES = (
         tier TEXT, tier_from TEXT, until INTEGER,   -- tier changes and floors
         refund_of INTEGER REFERENCES operations(id), clawback INTEGER,  -- refunds
         profile BLOB,                      -- enroll, profile: digest of the profile after
-        hash BLOB NOT NULL
+        hash BLOB NOT NULL,
+        store TEXT                         -- a purchase's store or till, when given
     )
     """,
     """
@@ -214,12 +215,20 @@ def insert_rows(
     draws: Sequence[Sequence[object]],
     items: Sequence[Sequence[object]] = (),
 ) -> None:
-    """Operations (OP_FIELDS, hash), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
+    """Operations (OP_FIELDS, hash[, store]), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
     the lot's expiry is copied from the lot as they go in),
     each table in as few statements as SQLite's limit on parameters allows: a
     purchase's lines go in one statement, not one per line (on a network every
     statement is a round trip)."""
-    insert_many(conn, "operations", f"{OP_FIELDS}, hash", ops)
+    # A purchase's store comes after the hash (it is hashed only when given, see
+    # chain.op_hash); rows written without it (m005's) have none.
+    width = OP_FIELDS.count(",") + 3
+    insert_many(
+        conn,
+        "operations",
+        f"{OP_FIELDS}, hash, store",
+        [row if len(row) == width else (*row, None) for row in ops],
+    )
     insert_many(conn, "entries", ENTRY_FIELDS, entries)
     # After the entries: a draw may take from a lot opened in the same batch.
     insert_many(

@@ -81,6 +81,7 @@ _CONTEXT = " UNION ALL ".join(
                 "(SELECT p.txn FROM operations p WHERE p.id = o.refund_of)",
                 "(SELECT SUM(r.amount_cents) FROM operations r WHERE r.refund_of = o.id)",
                 "(SELECT SUM(r.clawback) FROM operations r WHERE r.refund_of = o.id)",
+                "o.store",
             ],
             "FROM operations o WHERE o.txn IN (SELECT value FROM json_each(?1))",
         ),
@@ -312,7 +313,7 @@ def load(
             tip = Tip(row[1] or 0, row[2] or b"", row[3] or 0, row[4] or 0, row[5])
             indexed = row[6]
         elif tag == "op":
-            ops[row[1]] = list(row[1:19])
+            ops[row[1]] = list(row[1:20])
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
         elif tag == "item":
@@ -364,7 +365,7 @@ def load(
 def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) -> Recorded:
     (
         _id, txn, kind, cid, occurred, content, version, amount, event, category, sku,
-        quantity, reward, reason, clawback, refund_of_txn, refunded, due,
+        quantity, reward, reason, clawback, refund_of_txn, refunded, due, store,
     ) = values  # fmt: skip
     return Recorded(
         id=op_id,
@@ -386,6 +387,7 @@ def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) ->
         clawback=clawback,
         refunded_cents=int(refunded or 0),
         due_back=int(due or 0),
+        store=store,
     )
 
 

@@ -101,7 +101,8 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
     previous = b""
     newest_entry_op: bytes | None = None
     bad_op: int | None = None
-    for row in conn.execute(f"SELECT {OP_FIELDS}, hash FROM operations ORDER BY id"):
+    for full in conn.execute(f"SELECT {OP_FIELDS}, hash, store FROM operations ORDER BY id"):
+        row, store = full[:-1], full[-1]
         report.operations += 1
         op_id, last_entry = int(row[0]), int(row[6])
         mine: list[tuple[Any, ...]] = []
@@ -123,7 +124,7 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
             item = next(items, None)
         ruleset = row[5]
         hashed = (*row[:5], None if ruleset is None else versions.get(ruleset, "?"), *row[6:-1])
-        expected = op_hash(previous, hashed, mine, taken, sold)
+        expected = op_hash(previous, hashed, mine, taken, sold, store)
         stored = bytes(row[-1])
         if expected != stored and bad_op is None:
             bad_op = op_id
