@@ -934,6 +934,17 @@ def _apply_group(
                 what = (p.sku or p.category or "").casefold()
                 decided.setdefault((p.customer_id, what), []).insert(0, first.txn)
         return points, duplicate
+    if kind == "refund":
+        if len({p.refund_of for p in rows_}) > 1:
+            raise BadArgument(
+                f"the rows of return {first.txn!r} name different receipts in refund_of; "
+                "one return gives back lines of one receipt"
+            )
+        if any(p.quantity is None for p in rows_):
+            raise BadArgument(
+                f"return {first.txn!r} has several rows: each needs a quantity and a sku or "
+                "category (the lines it gives back), or give each refund its own number"
+            )
     wanted = tuple((p.sku or p.category or "", p.quantity) for p in rows_)
     if kind == "refund":
         assert first.refund_of is not None

@@ -860,3 +860,21 @@ def test_a_purchase_names_its_store_which_rules_may_test_and_the_chain_covers(
         conn.execute("DROP TRIGGER operations_no_update")
         conn.execute("UPDATE operations SET store = 'Elsewhere' WHERE txn = 'R'")
     assert shop.run("verify", "--json").exit_code == 1
+
+
+def test_a_return_of_several_rows_must_name_one_receipt_and_its_lines(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,quantity,amount,refund_of\n"
+        "K-1,C1,2026-11-19T10:00,A,1,2.00,\n"
+        "K-2,C1,2026-11-19T10:00,A,1,2.00,\n"
+        "RT-1,C1,2026-11-19T11:00,A,-1,2.00,K-1\n"
+        "RT-1,C1,2026-11-19T11:00,A,-1,2.00,K-2\n"
+        "RT-2,C1,2026-11-19T11:00,,,1.00,K-1\n"
+        "RT-2,C1,2026-11-19T11:00,,,1.00,K-1\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
+    assert json.loads(result.stdout)["rejected"] == 4
+    assert "the rows of return 'RT-1' name different receipts in refund_of" in result.stderr
+    assert "return 'RT-2' has several rows: each needs a quantity" in result.stderr
