@@ -755,7 +755,9 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
 # --- the store ----------------------------------------------------------------------
 
 
-def test_a_schema_6_ledger_gets_the_items_table_and_keeps_its_chain(tmp_path: Path) -> None:
+def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_its_chain(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "v6.db"
     shutil.copy(FIXTURE, db)
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -765,6 +767,7 @@ def test_a_schema_6_ledger_gets_the_items_table_and_keeps_its_chain(tmp_path: Pa
         conn.execute("DROP TRIGGER items_no_update")
         conn.execute("DROP TRIGGER items_no_delete")
         conn.execute("DROP TABLE items")
+        conn.execute("ALTER TABLE operations DROP COLUMN store")
         conn.execute("PRAGMA user_version = 6")
     with Store.open(db) as store:
         conn = store.conn
@@ -772,6 +775,8 @@ def test_a_schema_6_ledger_gets_the_items_table_and_keeps_its_chain(tmp_path: Pa
         report = store.verify(now)
         assert report.ok, report.problems
         assert report.operations_head == head
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
+        assert columns[-1] == "store"
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1)")
         for change in ("UPDATE items SET points = 2", "DELETE FROM items"):
