@@ -405,14 +405,14 @@ def _tables(url_or_path: str) -> dict[str, list[Any]]:
     if url_or_path.startswith("postgresql://"):
         with _connect(url_or_path) as conn:
             for table, columns in TABLES:
-                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2").fetchall()
     else:
         import sqlite3
         from contextlib import closing
 
         with closing(sqlite3.connect(url_or_path)) as conn:
             for table, columns in TABLES:
-                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+                out[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2").fetchall()
     return {t: [tuple(r) for r in rows] for t, rows in out.items()}
 
 
@@ -426,9 +426,13 @@ def test_db_copy_moves_a_ledger_to_postgresql_and_back_with_ids_and_hashes_uncha
     shop.ok("earn", "A2", "--amount", "250.00", "--txn", "R1")
     shop.ok("redeem", "Z1", "--points", "300")
     shop.ok("refund", "R1", "--amount", "50.00")
+    # a receipt with lines (items), and one line of it returned
+    shop.ok("earn", "Z1", "--line", "shoes/S1:2x10.00", "--line", "bags/B1:5.00", "--txn", "R2")
+    shop.ok("refund", "R2", "--line", "S1:1")
     before = _tables(str(shop.db))
+    assert len(before["items"]) == 3
     moved = _ok(shop, {}, "db", "copy", str(shop.db), pg_url)
-    assert moved["ok"] is True and moved["rows"]["operations"] == 5
+    assert moved["ok"] is True and moved["rows"]["operations"] == 7
     assert _tables(pg_url) == before
     assert moved["operations_head"] == shop.ok("verify")["operations_head"]
     # The branches go on there, each till on its own chain...

@@ -20,6 +20,8 @@ from . import verify as checks
 from .dialect import Conn
 from .schema import DRAW_COLUMNS, ENTRY_FIELDS, OP_FIELDS, RUN_FIELDS, insert_many
 
+ITEM_COLUMNS = "op_id, number, sku, category, quantity, amount_cents, points"
+
 CUSTOMER_COLUMNS = (
     "id, name, email, phone, birthday, referred_by, enrolled, recorded, birthday_set, salt"
 )
@@ -28,7 +30,8 @@ CUSTOMER_COLUMNS = (
 TABLES = (
     ("rulesets", "id, version, source, text, timezone, first_used"),
     ("customers", CUSTOMER_COLUMNS),
-    ("operations", f"{OP_FIELDS}, hash, writer"),
+    ("operations", f"{OP_FIELDS}, hash, store, writer"),
+    ("items", ITEM_COLUMNS),
     ("entries", ENTRY_FIELDS),
     ("draws", DRAW_COLUMNS),
     ("runs", f"{RUN_FIELDS}, hash"),
@@ -57,19 +60,22 @@ class CopyResult:
 
 
 def _chunks(conn: Conn, table: str, columns: str) -> Iterator[list[Any]]:
-    """The table's rows in id order, a chunk at a time (keyset: `id > last`)."""
+    """The table's rows in key order, a chunk at a time (keyset: after the last
+    key; an item's key is its operation and its line number)."""
     last: Any = None
+    key = "op_id, number" if table == "items" else "id"
+    after = "(op_id > ?1 OR (op_id = ?1 AND number > ?2))" if table == "items" else "id > ?1"
     while True:
         if last is None:
-            sql = f"SELECT {columns} FROM {table} ORDER BY id LIMIT {_CHUNK}"
+            sql = f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {_CHUNK}"
             rows = conn.execute(sql).fetchall()
         else:
-            sql = f"SELECT {columns} FROM {table} WHERE id > ? ORDER BY id LIMIT {_CHUNK}"
-            rows = conn.execute(sql, (last,)).fetchall()
+            sql = f"SELECT {columns} FROM {table} WHERE {after} ORDER BY {key} LIMIT {_CHUNK}"
+            rows = conn.execute(sql, last).fetchall()
         if not rows:
             return
         yield [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows]
-        last = rows[-1][0]
+        last = rows[-1][:2] if table == "items" else rows[-1][:1]
 
 
 def _customers(conn: Conn) -> list[tuple[Any, ...]]:

@@ -436,7 +436,7 @@ def schema_statements() -> list[str]:
 
 
 _ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-LEDGER_TABLES = ("rulesets", "customers", "operations", "entries", "draws", "runs")
+LEDGER_TABLES = ("rulesets", "customers", "operations", "entries", "draws", "runs", "items")
 
 
 def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, object]:
