@@ -48,15 +48,23 @@ class Connection:
 
     @classmethod
     def open(
-        cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        path: Path,
+        *,
+        create: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
     ) -> Connection:
+        """`read_only`: SQLite refuses every write on this connection (mode=ro), so
+        a command that must leave the file as it found it (simulate, explain) cannot
+        write to it, not even by a migration."""
         try:
-            return cls._open(path, create, timeout)
+            return cls._open(path, create and not read_only, timeout, read_only)
         except OSError as exc:  # a name too long, a loop of links, a path through a file
             raise InputMissing(f"database {path} cannot be used: {exc.strerror}") from None
 
     @classmethod
-    def _open(cls, path: Path, create: bool, timeout: float) -> Connection:
+    def _open(cls, path: Path, create: bool, timeout: float, read_only: bool) -> Connection:
         if path.is_symlink() and not path.exists():
             raise InputMissing(
                 f"database {path} is a link to {os.readlink(path)}, which does not exist; "
@@ -80,9 +88,15 @@ class Connection:
                 )
         elif not os.access(path, os.R_OK):
             raise InputMissing(f"cannot read database {path}: permission denied")
-        writable = not exists or os.access(path, os.W_OK)
+        writable = not read_only and (not exists or os.access(path, os.W_OK))
         try:
-            conn = sqlite3.connect(path, timeout=_POLL, isolation_level=None)
+            if read_only:
+                from urllib.parse import quote
+
+                uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=_POLL, isolation_level=None)
+            else:
+                conn = sqlite3.connect(path, timeout=_POLL, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputMissing(f"cannot open database {path}: {exc}") from None
         opened = cls(conn, path, timeout)
@@ -102,6 +116,7 @@ class Connection:
         except BaseException:
             opened.conn.close()
             raise
+        opened.read_only = opened.read_only or read_only
         return opened
 
     def _open_immutable(self) -> sqlite3.Connection:
