@@ -1171,6 +1171,69 @@ def explain(
 
 
 @command()
+def simulate(
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First day replayed under the new rules, YYYY-MM-DD (shop-local). Default: "
+            "the beginning. Earlier operations are replayed under the rules they were "
+            "recorded with.",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Last day replayed, YYYY-MM-DD (shop-local). Default: today."),
+    ] = None,
+    customers: Annotated[
+        int,
+        typer.Option(
+            "--customers",
+            help="How many customers gaining and losing most to list.",
+            min=1,
+            max=MAX_ROWS,
+        ),
+    ] = 10,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv", help="One CSV row per customer: balances and tiers, actual and simulated."
+        ),
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Replay the recorded history under other rules (--rules NEW.yaml), in memory, and
+    compare with what was awarded: points, liability, points per rule, tiers, rewards,
+    the customers gaining and losing most, and what the new rules would refuse.
+    Writes nothing: the ledger is opened read-only.
+
+    Example: loyalty simulate --rules new-rules.yaml --from 2026-01-01 --customers 20
+    """
+    from .simulate import simulate as replay_history
+    from .simulate import today_default
+
+    if as_csv and as_json:
+        raise BadArgument("--csv and --json are two outputs; give one")
+    ruleset = load(rules)
+    today = today_default(ruleset, now())
+    first = _report_date(from_, "--from")
+    last = _report_date(to, "--to") or today
+    if first is not None and first > last:
+        raise BadArgument(f"--from {first} is after --to {last}", field="--from")
+    with open_ledger(db, create=False, read_only=True) as store:
+        result = replay_history(store, ruleset, first, last, customers)
+    if as_csv:
+        from .exports import write_csv
+
+        header, rows = result.table()
+        write_csv(header, rows, sys.stdout)
+        return
+    show(result.to_json(), "simulate", as_json, ruleset.program.locale)
+
+
+@command()
 def demo(
     db: Annotated[
         Path | None,
