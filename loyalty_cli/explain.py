@@ -113,7 +113,7 @@ def explain(store: Store, current: Ruleset | None, key: str, diff: bool) -> dict
         "reward": op.reward,
         "refund_of": op.refund_of_txn,
         "rules_version": op.version,
-        "rules_source": op.source,
+        "file": op.source,
         "rules_current": current is not None and op.version == current.version,
         "rules_text": op.text,
         "points": sum(e[3] for e in op.entries),
@@ -248,8 +248,8 @@ def show_version(store: Store, version: str, current: Ruleset | None, diff: bool
     full, source, text, first = found[0]
     return {
         "rules_version": full,
-        "source": source,
-        "first_used": format_utc(from_stamp(first)),
+        "file": source,
+        "first_used_at": format_utc(from_stamp(first)),
         "current": current is not None and current.version == full,
         "text": text,
         "diff": _diff(text, full, source, current) if diff else None,

@@ -71,8 +71,8 @@ class Report:
             "file": self.file,
             "rules_version": self.version,
             "tests": len(self.outcomes),
-            "passed": len(self.outcomes) - self.failed,
-            "failed": self.failed,
+            "tests_passed": len(self.outcomes) - self.failed,
+            "tests_failed": self.failed,
             "cases": [_case_json(o) for o in self.outcomes],
         }
 

@@ -127,43 +127,45 @@ class Simulation:
         actual, simulated = self.actual, self.simulated
         liability_a = sum(self.actual_balance.values())
         liability_s = sum(self.simulated_balance.values())
-        totals: dict[str, dict[str, Any]] = {
-            "points_earned": _pair(
-                sum(actual.kinds[k] for k in _AWARDS), sum(simulated.kinds[k] for k in _AWARDS)
-            ),
-            "points_redeemed": _pair(-actual.kinds["redeem"], -simulated.kinds["redeem"]),
-            "points_refunded": _pair(-actual.kinds["refund"], -simulated.kinds["refund"]),
-            "points_expired": _pair(-actual.kinds["expire"], -simulated.kinds["expire"]),
-            "points_adjusted": _pair(actual.kinds["adjust"], simulated.kinds["adjust"]),
-            "liability_points": _pair(liability_a, liability_s),
-        }
+        figures = {"actual": (actual, liability_a), "simulated": (simulated, liability_s)}
+        totals: dict[str, dict[str, Any]] = {}
+        for name, (side, outstanding) in figures.items():
+            totals[name] = {
+                "points_earned": sum(side.kinds[k] for k in _AWARDS),
+                "points_redeemed": -side.kinds["redeem"],
+                "points_refunded": -side.kinds["refund"],
+                "points_expired": -side.kinds["expire"],
+                "points_adjusted": side.kinds["adjust"],
+                "points_outstanding": outstanding,
+            }
+        totals["difference"] = {k: v - totals["actual"][k] for k, v in totals["simulated"].items()}
         value = self.rules.program.point_value
         if value is not None:
-            totals["liability_value"] = {
-                "actual": _money(liability_a * value),
-                "simulated": _money(liability_s * value),
-                "difference": _money((liability_s - liability_a) * value),
-            }
+            totals["actual"]["liability_value"] = _money(liability_a * value)
+            totals["simulated"]["liability_value"] = _money(liability_s * value)
+            totals["difference"]["liability_value"] = _money((liability_s - liability_a) * value)
         rules = sorted(set(actual.rules) | set(simulated.rules))
         rewards = sorted(set(actual.rewards) | set(simulated.rewards))
         diffs = [(s - a, cid, a, s) for cid, a, s, _, _ in self.customers() if s != a]
         gainers = sorted((d for d in diffs if d[0] > 0), key=lambda d: (-d[0], d[1]))
         losers = sorted((d for d in diffs if d[0] < 0), key=lambda d: (d[0], d[1]))
         return {
-            "rules": self.rules.source,
+            "file": self.rules.source,
             "rules_version": self.rules.version,
             "from": None if self.first is None else self.first.isoformat(),
             "to": self.last.isoformat(),
             "operations": self.operations,
-            "customers": len(self.actual_balance),
-            "totals": totals,
+            "members": len(self.actual_balance),
+            "totals_actual": totals["actual"],
+            "totals_simulated": totals["simulated"],
+            "totals_difference": totals["difference"],
             "rules_points": [
                 {"rule": r, **_pair(actual.rules[r], simulated.rules[r])} for r in rules
             ],
             "rewards": [
                 {"reward": r, **_pair(actual.rewards[r], simulated.rewards[r])} for r in rewards
             ],
-            "tiers": self._tiers(),
+            "tier_changes": self._tiers(),
             "customers_changed": len(diffs),
             "gainers": [_customer(d) for d in gainers[: self.top]],
             "losers": [_customer(d) for d in losers[: self.top]],
@@ -204,8 +206,8 @@ class Simulation:
             changed.append(
                 {
                     "customer_id": cid,
-                    "actual": a,
-                    "simulated": s,
+                    "actual_tier": a,
+                    "simulated_tier": s,
                     "first_differs": first,
                     "actual_changes": [{"day": d, "tier": t} for d, t in was],
                     "simulated_changes": [{"day": d, "tier": t} for d, t in now],
@@ -213,16 +215,17 @@ class Simulation:
             )
         rank = {t: i for i, t in enumerate(ids)}
         ends = [
-            (rank.get(c["actual"] or "", 0), rank.get(c["simulated"] or "", 0)) for c in changed
+            (rank.get(c["actual_tier"] or "", 0), rank.get(c["simulated_tier"] or "", 0))
+            for c in changed
         ]
         up = sum(1 for a, s in ends if s > a)
         down = sum(1 for a, s in ends if s < a)
         return {
-            "levels": levels,
+            "by_tier": levels,
             "customers_changed": len(changed),
             "would_end_higher": up,
             "would_end_lower": down,
-            "changed": changed[: self.top],
+            "moved": changed[: self.top],
         }
 
 
@@ -306,7 +309,7 @@ def simulate(
                     result.actual.changes.setdefault(op.customer_id, []).append((day, op.tier))
             if inside:
                 result.operations += 1
-            _replay(book, op, inside, result)
+            _replay(book, op, left, result)
             _fold(book, (begin, until), tz, result)
             _forget(book, op, left)
         while run < len(runs):
@@ -336,85 +339,88 @@ def _use(book: Book, rules: Ruleset) -> None:
                 book.budgets.totals.setdefault(rule.id, 0)
 
 
-def _replay(book: Book, op: replay.PastOp, inside: bool, result: Simulation) -> None:
+def _replay(book: Book, op: replay.PastOp, left: dict[str, int], result: Simulation) -> None:
     """One recorded request, decided again; a refusal is reported, not raised."""
     at = from_stamp(op.occurred)
     cid = op.customer_id
+    # Each decision changes the Book only once it has decided (one `apply`), so a
+    # refused one leaves it as it was. A purchase keeps its txn only when a refund
+    # will look it up: nothing else needs the key (the history has no retries).
+    txn = op.txn if op.kind != "purchase" or op.txn in left else None
     try:
-        with book.row():
-            if op.kind == "enroll":
-                assert cid is not None
-                awards.enroll(
-                    book,
-                    EnrollRequest(
-                        cid,
-                        birthday=op.birthday,
-                        referred_by=op.referred_by,
-                        at=at,
-                        salt=op.salt or b"",
-                    ),
-                )
-            elif op.kind in ("purchase", "event"):
-                assert cid is not None
-                purchase = op.kind == "purchase"
-                request = EarnRequest(
+        if op.kind == "enroll":
+            assert cid is not None
+            awards.enroll(
+                book,
+                EnrollRequest(
                     cid,
-                    "purchase" if purchase else op.event or "",
-                    amount=None if op.amount_cents is None else from_cents(op.amount_cents),
-                    category=op.category,
-                    sku=op.sku,
-                    quantity=op.quantity,
+                    birthday=op.birthday,
+                    referred_by=op.referred_by,
+                    at=at,
+                    salt=op.salt or b"",
+                ),
+            )
+        elif op.kind in ("purchase", "event"):
+            assert cid is not None
+            purchase = op.kind == "purchase"
+            request = EarnRequest(
+                cid,
+                "purchase" if purchase else op.event or "",
+                amount=None if op.amount_cents is None else from_cents(op.amount_cents),
+                category=op.category,
+                sku=op.sku,
+                quantity=op.quantity,
+                txn=txn,
+                at=at,
+            )
+            awards.earn(book, request)
+        elif op.kind == "refund" and op.refund_of_txn is not None:
+            assert op.amount_cents is not None
+            refunds.refund(
+                book,
+                RefundRequest(op.refund_of_txn, from_cents(op.amount_cents), txn=op.txn, at=at),
+            )
+        elif op.kind == "redeem":
+            assert cid is not None
+            cost = -sum(e.points for e in op.entries)
+            spending.redeem(
+                book,
+                RedeemRequest(
+                    cid,
+                    points=None if op.reward else cost,
+                    reward=op.reward,
+                    reason=op.reason,
                     txn=op.txn,
                     at=at,
-                )
-                awards.earn(book, request)
-            elif op.kind == "refund" and op.refund_of_txn is not None:
-                assert op.amount_cents is not None
-                refunds.refund(
-                    book,
-                    RefundRequest(op.refund_of_txn, from_cents(op.amount_cents), txn=op.txn, at=at),
-                )
-            elif op.kind == "redeem":
-                assert cid is not None
-                cost = -sum(e.points for e in op.entries)
-                spending.redeem(
-                    book,
-                    RedeemRequest(
-                        cid,
-                        points=None if op.reward else cost,
-                        reward=op.reward,
-                        reason=op.reason,
-                        txn=op.txn,
-                        at=at,
-                    ),
-                )
-            elif op.kind == "adjust":
-                assert cid is not None
-                spending.adjust(
-                    book,
-                    AdjustRequest(
-                        cid,
-                        sum(e.points for e in op.entries),
-                        op.reason or "adjustment",
-                        txn=op.txn,
-                        at=at,
-                    ),
-                )
-            elif op.kind == "tier" and op.event == "override" and op.tier is not None:
-                assert cid is not None
-                account = book.account(cid)
-                if account is None:
-                    raise awards.refuse_unknown(cid)
-                until = None if op.until is None else from_day_number(op.until)
-                outcome, _ = tiering.set_tier(
-                    account,
-                    book.ruleset,
-                    TierRequest(cid, op.tier, op.reason or "set by hand", until, at),
-                    at,
-                    book.ids(),
-                )
-                book.apply(outcome)
-            # Expiries and tier changes are decided again; profiles change no points.
+                ),
+            )
+        elif op.kind == "adjust":
+            assert cid is not None
+            spending.adjust(
+                book,
+                AdjustRequest(
+                    cid,
+                    sum(e.points for e in op.entries),
+                    op.reason or "adjustment",
+                    txn=op.txn,
+                    at=at,
+                ),
+            )
+        elif op.kind == "tier" and op.event == "override" and op.tier is not None:
+            assert cid is not None
+            account = book.account(cid)
+            if account is None:
+                raise awards.refuse_unknown(cid)
+            until = None if op.until is None else from_day_number(op.until)
+            outcome, _ = tiering.set_tier(
+                account,
+                book.ruleset,
+                TierRequest(cid, op.tier, op.reason or "set by hand", until, at),
+                at,
+                book.ids(),
+            )
+            book.apply(outcome)
+        # Expiries and tier changes are decided again; profiles change no points.
     except LoyaltyError as error:
         result.refused_count += 1
         if len(result.refused) < MAX_REFUSED:

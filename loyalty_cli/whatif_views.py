@@ -76,12 +76,14 @@ def rules_test(doc: Doc) -> list[Block]:
                     "red",
                 )
             )
-    verdict = "OK" if not doc["failed"] else f"{doc['failed']} FAILED"
-    style = "green" if not doc["failed"] else "bold red"
+    verdict = "OK" if not doc["tests_failed"] else f"{doc['tests_failed']} FAILED"
+    style = "green" if not doc["tests_failed"] else "bold red"
     return [
         table,
         *failures,
-        Line(f"{doc['file']}: {doc['passed']} of {doc['tests']} tests passed: {verdict}", style),
+        Line(
+            f"{doc['file']}: {doc['tests_passed']} of {doc['tests']} tests passed: {verdict}", style
+        ),
     ]
 
 
@@ -89,8 +91,8 @@ def rules_show(doc: Doc) -> list[Block]:
     current = " (the current rules)" if doc["current"] else ""
     out: list[Block] = [
         Line(
-            f"rules version {doc['rules_version']}{current} · {doc['source']} · "
-            f"first used {doc['first_used']}",
+            f"rules version {doc['rules_version']}{current} · {doc['file']} · "
+            f"first used {doc['first_used_at']}",
             "bold",
         )
     ]
@@ -131,7 +133,7 @@ def explain(doc: Doc) -> list[Block]:
         now = "the current rules" if doc["rules_current"] else "not the current rules"
         out.append(
             Line(
-                f"rules version {version[:12]} ({doc['rules_source']}; {now}): "
+                f"rules version {version[:12]} ({doc['file']}; {now}): "
                 f"loyalty rules show {version[:12]}"
             )
         )
@@ -164,19 +166,19 @@ def simulate(doc: Doc) -> list[Block]:
     period = f"{doc['from'] or 'the start'} to {doc['to'] or 'today'}"
     out: list[Block] = [
         Line(
-            f"Simulated {doc['operations']:,} operations ({period}) under {doc['rules']} "
+            f"Simulated {doc['operations']:,} operations ({period}) under {doc['file']} "
             f"(version {doc['rules_version'][:12]}); nothing was written",
             "bold",
         )
     ]
     totals = Table(None, ["Figure", "Actual", "Simulated", "Difference"], 3)
-    for name, row in doc["totals"].items():
+    for name in doc["totals_actual"]:
         totals.rows.append(
             [
                 name.replace("_", " "),
-                _fig(row["actual"]),
-                _fig(row["simulated"]),
-                _fig(row["difference"], signed=True),
+                _fig(doc["totals_actual"][name]),
+                _fig(doc["totals_simulated"][name]),
+                _fig(doc["totals_difference"][name], signed=True),
             ]
         )
     out.append(totals)
@@ -203,9 +205,9 @@ def simulate(doc: Doc) -> list[Block]:
                 ]
             )
         out.append(rewards)
-    if doc["tiers"] is not None:
+    if doc["tier_changes"] is not None:
         tiers = Table("Tiers at the end", ["Tier", "Actual", "Simulated", "Difference"], 3)
-        for row in doc["tiers"]["levels"]:
+        for row in doc["tier_changes"]["by_tier"]:
             tiers.rows.append(
                 [
                     row["tier"],
@@ -220,9 +222,14 @@ def simulate(doc: Doc) -> list[Block]:
             ["Customer", "Actual", "Simulated", "First differs"],
             0,
         )
-        for row in doc["tiers"]["changed"]:
+        for row in doc["tier_changes"]["moved"]:
             moves.rows.append(
-                [row["customer_id"], row["actual"], row["simulated"], row["first_differs"] or ""]
+                [
+                    row["customer_id"],
+                    row["actual_tier"],
+                    row["simulated_tier"],
+                    row["first_differs"] or "",
+                ]
             )
         if moves.rows:
             out.append(moves)
