@@ -1128,7 +1128,7 @@ def rules_show(
     """
     from .explain import show_version
 
-    current = load(rules) if diff else None
+    current = load(rules) if diff else _report_rules(rules)
     with open_ledger(db, create=False, read_only=True) as store:
         doc = show_version(store, version, current, diff)
     show(doc, "rules_show", as_json)
@@ -1162,9 +1162,9 @@ def explain(
     from .explain import explain as explain_past
 
     txn = check_text(txn, "TXN", CUSTOMER_ID_MAX)
-    current = None
-    if diff or rules is not None:
-        current = load(rules)
+    # The current rules, to say whether they are the ones of then: --diff needs them,
+    # otherwise the default file is read only if it is there.
+    current = load(rules) if diff else _report_rules(rules)
     with open_ledger(db, create=False, read_only=True) as store:
         doc = explain_past(store, current, txn, diff)
     show(doc, "explain", as_json)

@@ -114,7 +114,7 @@ def explain(store: Store, current: Ruleset | None, key: str, diff: bool) -> dict
         "refund_of": op.refund_of_txn,
         "rules_version": op.version,
         "file": op.source,
-        "rules_current": current is not None and op.version == current.version,
+        "rules_current": None if current is None else op.version == current.version,
         "rules_text": op.text,
         "points": sum(e[3] for e in op.entries),
         "fired": fired,
@@ -250,7 +250,7 @@ def show_version(store: Store, version: str, current: Ruleset | None, diff: bool
         "rules_version": full,
         "file": source,
         "first_used_at": format_utc(from_stamp(first)),
-        "current": current is not None and current.version == full,
+        "current": None if current is None else current.version == full,
         "text": text,
         "diff": _diff(text, full, source, current) if diff else None,
     }

@@ -130,7 +130,9 @@ def explain(doc: Doc) -> list[Block]:
     if version is None:
         out.append(Line("no rules version is stamped on this operation"))
     else:
-        now = "the current rules" if doc["rules_current"] else "not the current rules"
+        now = {True: "the current rules", False: "not the current rules"}.get(
+            doc["rules_current"], "no current rules file to compare"
+        )
         out.append(
             Line(
                 f"rules version {version[:12]} ({doc['file']}; {now}): "
