@@ -25,6 +25,8 @@ from loyalty_cli.store import Store
 
 from .conftest import EXAMPLE_RULES, Shop
 
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ledger-v4.db"
+
 # --- simulate: the same rules give no difference --------------------------------
 
 PROGRAMME = """\
@@ -423,3 +425,19 @@ def test_rules_show_asks_for_more_digits_when_a_prefix_is_ambiguous(shop: Shop) 
         shop.ok("enroll", f"C{i}")
     message = shop.fails(2, "rules", "show", prefix)
     assert f"'{prefix}' matches 2 rules versions" in message and "give more digits" in message
+
+
+def test_an_old_ledger_keeps_its_rules_texts_for_explain(tmp_path: Path, shop: Shop) -> None:
+    """Every schema stored each rules version's text, so explain and rules show work on
+    an upgraded schema-4 ledger; a command that only reads does not upgrade one."""
+    old = tmp_path / "old.db"
+    old.write_bytes(FIXTURE.read_bytes())
+    before = digest(old)
+    message = shop.fails(66, "explain", "R-0", "--db", str(old))
+    assert "schema 4 and this command only reads" in message and digest(old) == before
+    shop.ok("verify", "--db", str(old))  # upgrades it
+    doc = shop.ok("explain", "R-0", "--db", str(old))
+    assert doc["operation"] == "purchase" and doc["rules_text"]
+    assert doc["fired"] and all(line["detail"] for line in doc["fired"])
+    shown = shop.ok("rules", "show", doc["rules_version"], "--db", str(old))
+    assert shown["text"] == doc["rules_text"]

@@ -42,6 +42,7 @@ class Connection:
         self.path = path
         self.timeout = timeout
         self.read_only = False  # opened immutable: its folder cannot be written
+        self.asked_read_only = False  # opened mode=ro: a command that must not write
         self.depth = 0  # 1 inside a write transaction
 
     # --- opening ------------------------------------------------------------------
@@ -100,6 +101,7 @@ class Connection:
         except sqlite3.Error as exc:
             raise InputMissing(f"cannot open database {path}: {exc}") from None
         opened = cls(conn, path, timeout)
+        opened.asked_read_only = read_only
         try:
             try:
                 opened._prepare(writable)
@@ -177,6 +179,11 @@ class Connection:
         self.conn.execute("PRAGMA recursive_triggers = ON")
         if version == schema.SCHEMA_VERSION:
             return
+        if self.asked_read_only:
+            raise InputMissing(
+                f"database {path} has ledger schema {version} and this command only reads; "
+                "upgrade it first with any other command (loyalty verify --db ...)"
+            )
         if not writable or self.read_only:
             raise InputMissing(f"database {path} needs upgrading but is not writable")
         with self.translate():
