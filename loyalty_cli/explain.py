@@ -180,7 +180,10 @@ def _not_fired(
     tier = _tier(then, before, day)
     state = awards.customer_state(book, account, activity, tier)
     award = evaluate(then, activity, state, explain=True)
-    out = [{"rule": s.rule, "reason": s.reason} for s in award.skipped]
+    out = [
+        {"rule": s.rule, "reason": f"fired, but {s.reason}" if s.fired else s.reason}
+        for s in award.skipped
+    ]
     recorded = sorted((e[4] or e[2], e[3]) for e in mine)
     again = sorted((line.rule, line.points) for line in award.lines)
     note = None

@@ -151,7 +151,7 @@ def explain(doc: Doc) -> list[Block]:
         )
     fired.columns = ["Rule", "Customer", "How", "Points"]
     fired.rows = [[r[0], r[1], r[3], r[2]] for r in fired.rows]
-    out.append(fired)
+    out.append(fired if fired.rows else Line("No rule gave points."))
     if doc["not_fired"]:
         table = Table("Did not fire", ["Rule", "Why not"], 0)
         table.rows = [[s["rule"], s["reason"]] for s in doc["not_fired"]]
