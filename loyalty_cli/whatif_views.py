@@ -76,6 +76,8 @@ def rules_test(doc: Doc) -> list[Block]:
                     "red",
                 )
             )
+    if not doc["tests"]:
+        return [Line(f"{doc['file']}: no test cases (add a tests: section; see the README)")]
     verdict = "OK" if not doc["tests_failed"] else f"{doc['tests_failed']} FAILED"
     style = "green" if not doc["tests_failed"] else "bold red"
     return [
