@@ -135,7 +135,8 @@ BOUNDS: dict[str, Bound] = {
 }
 CASE_POINTS = Bound(0, TRILLION)
 CASE_SIGNED = Bound(-TRILLION, TRILLION)
-CASE_MONEY = Bound(0, int(MAX_AMOUNT))
+CASE_MONEY = Bound(0, int(MAX_AMOUNT))  # spend so far
+CASE_AMOUNT = Bound(0, int(MAX_AMOUNT), above_low=True)  # a purchase's, a refund's
 
 TOP_KEYS = ("program", "points", "tiers", "earn", "rewards", "tests")
 # A test case (`loyalty rules test`) and the customer it is about.
@@ -1246,7 +1247,9 @@ class _Reader:
     ) -> tuple[RuleCase, ...]:
         out: list[RuleCase] = []
         seen: dict[str, int] = {}
-        for item in self.sequence(node, "tests", MAX_CASES, "split them over two files", "tests"):
+        for item in self.sequence(
+            node, "tests", MAX_CASES, "keep the cases that guard what changes", "tests"
+        ):
             try:
                 case = self.case(item, program, rules, tiers)
             except _Invalid:
@@ -1339,7 +1342,7 @@ class _Reader:
         return value.astimezone(UTC)
 
     def money(self, node: yaml.Node, what: str) -> Decimal:
-        value = self.decimal(node, what, CASE_MONEY)
+        value = self.decimal(node, what, CASE_AMOUNT)
         if value != value.quantize(Decimal("0.01")):
             raise self.fail(node, f"{what} has more than 2 decimal places, got {value}")
         return value.quantize(Decimal("0.01"))

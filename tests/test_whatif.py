@@ -344,6 +344,10 @@ def test_bad_cases_are_refused_at_their_line(shop: Shop) -> None:
           customer: {tier: platinum}
           purchase: {amount: 1.234}
           expect: {base: 1}
+        - name: nothing bought
+          at: 2026-05-05T12:00
+          purchase: {amount: 0}
+          expect: {}
         """), "  "))  # fmt: skip
     result = shop.run("rules", "test")
     assert result.exit_code == 78, result.output
@@ -354,6 +358,7 @@ def test_bad_cases_are_refused_at_their_line(shop: Shop) -> None:
     assert "at must be a date and time like 2026-11-24T12:00, got 'yesterday'" in errors
     assert "unknown tier 'platinum'" in errors
     assert "amount has more than 2 decimal places" in errors
+    assert "amount must be greater than zero, got 0" in errors
 
 
 # --- explain and rules show --------------------------------------------------------
