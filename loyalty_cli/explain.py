@@ -128,10 +128,10 @@ def explain(store: Store, current: Ruleset | None, key: str, diff: bool) -> dict
 
 
 def _refund_detail(op: pasts.PastOperation, taken: int) -> str:
-    assert op.amount_cents is not None
+    refunded = "" if op.amount_cents is None else f" of {from_cents(op.amount_cents)}"
     whole = "" if op.refund_of_cents is None else f" of a {from_cents(op.refund_of_cents)} purchase"
     text = (
-        f"refund of {from_cents(op.amount_cents)}{whole} ({op.refund_of_txn}): {op.clawback} "
+        f"refund{refunded}{whole} ({op.refund_of_txn}): {op.clawback} "
         "points due back (the purchase's points x amount refunded / its amount, floor, "
         f"less what earlier refunds took back); {-taken} taken"
     )

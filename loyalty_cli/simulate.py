@@ -44,7 +44,7 @@ from .engine.requests import (
     TierRequest,
 )
 from .errors import LoyaltyError, RulesInvalid
-from .models import Ruleset
+from .models import Line, Ruleset
 from .store import Store, replay
 from .store import reports as ledger_reports
 from .values import format_utc, from_cents
@@ -372,13 +372,25 @@ def _replay(book: Book, op: replay.PastOp, left: dict[str, int], result: Simulat
                 quantity=op.quantity,
                 txn=txn,
                 at=at,
+                lines=tuple(
+                    Line(from_cents(cents), quantity, sku, category)
+                    for _, sku, category, quantity, cents in op.items
+                )
+                if purchase and len(op.items) > 1
+                else (),
+                store=op.store,
             )
             awards.earn(book, request)
         elif op.kind == "refund" and op.refund_of_txn is not None:
-            assert op.amount_cents is not None
             refunds.refund(
                 book,
-                RefundRequest(op.refund_of_txn, from_cents(op.amount_cents), txn=op.txn, at=at),
+                RefundRequest(
+                    op.refund_of_txn,
+                    None if op.items or op.amount_cents is None else from_cents(op.amount_cents),
+                    txn=op.txn,
+                    at=at,
+                    returns=tuple((f"#{number}", units) for number, _, _, units, _ in op.items),
+                ),
             )
         elif op.kind == "redeem":
             assert cid is not None

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from loyalty_cli import operations as ops
 from loyalty_cli.errors import LoyaltyError
+from loyalty_cli.models import Line
 from loyalty_cli.nightly import run_nightly
 from loyalty_cli.rules import parse_rules
 from loyalty_cli.simulate import simulate
@@ -57,6 +58,8 @@ steps = st.lists(
     st.one_of(
         st.tuples(st.just("buy"), st.integers(0, 2), st.integers(1, 9000)),
         st.tuples(st.just("bags"), st.integers(0, 2), st.integers(1, 9000)),
+        st.tuples(st.just("receipt"), st.integers(0, 2), st.integers(2, 9000)),
+        st.tuples(st.just("return"), st.integers(0, 30), st.integers(1, 2)),
         st.tuples(st.just("review"), st.integers(0, 2), st.just(0)),
         st.tuples(st.just("redeem"), st.integers(0, 2), st.integers(1, 120)),
         st.tuples(st.just("coffee"), st.integers(0, 2), st.just(0)),
@@ -95,6 +98,18 @@ def build_history(db: Path, plan: list[tuple[str, int, int]]) -> datetime:
                 )
                 ops.earn(store, RULES, request, at)
                 bought.append(f"R{n}")
+            elif kind == "receipt":  # two lines, one of bags, two units each
+                first, second = Decimal(number) / 100, Decimal(number % 777 + 1) / 100
+                lines = (Line(first, 2, "S1", "bags"), Line(second, 2, "S2", None))
+                request = ops.EarnRequest(
+                    cid, "purchase", amount=first + second, lines=lines, txn=f"R{n}", at=at
+                )
+                ops.earn(store, RULES, request, at)
+                bought.append(f"R{n}")
+            elif kind == "return" and bought:
+                txn = bought[who % len(bought)]
+                request = ops.RefundRequest(txn, None, at=at, returns=((f"#{number}", 1),))
+                ops.refund(store, RULES, request, at)
             elif kind == "review":
                 ops.earn(store, RULES, ops.EarnRequest(cid, "review", txn=f"V{n}", at=at), at)
             elif kind == "redeem":

@@ -41,14 +41,18 @@ class PastOp(NamedTuple):
     referred_by: str | None
     birthday: str | None
     salt: bytes | None
+    store: str | None
     entries: tuple[Entry, ...]
+    # A receipt's lines (number, sku, category, quantity, amount_cents); a refund's:
+    # the sold lines it returned (number, units).
+    items: tuple[tuple[int, str | None, str | None, int, int], ...] = ()
 
 
 _OPS = (
     "SELECT o.id, o.kind, o.customer_id, o.occurred, o.recorded, lower(hex(r.version)), o.txn, "
     "o.amount_cents, o.event, o.category, o.sku, o.quantity, o.reward, o.reason, o.tier, o.until, "
     "(SELECT p.txn FROM operations p WHERE p.id = o.refund_of), "
-    "c.referred_by, c.birthday, c.salt, o.last_entry "
+    "c.referred_by, c.birthday, c.salt, o.store, o.last_entry "
     "FROM operations o LEFT JOIN rulesets r ON r.id = o.ruleset "
     "LEFT JOIN customers c ON o.kind = 'enroll' AND c.id = o.customer_id "
     "ORDER BY o.id"
@@ -61,7 +65,12 @@ def operations(conn: sqlite3.Connection, until: int) -> Iterator[PastOp]:
     entries = conn.execute(
         "SELECT id, customer_id, kind, points, rule, reward FROM entries ORDER BY id"
     )
+    lines = conn.execute(
+        "SELECT op_id, number, sku, category, quantity, amount_cents FROM items "
+        "ORDER BY op_id, number"
+    )
     pending = entries.fetchone()
+    line = lines.fetchone()
     last = 0
     for row in ops:
         last_entry = row[-1]
@@ -72,8 +81,13 @@ def operations(conn: sqlite3.Connection, until: int) -> Iterator[PastOp]:
                 mine.append(Entry(*pending[1:]))
             pending = entries.fetchone()
         last = max(last, last_entry)
+        items = []
+        while line is not None and line[0] <= row[0]:
+            if line[0] == row[0]:
+                items.append(tuple(line[1:]))
+            line = lines.fetchone()
         if row[3] <= until:
-            yield PastOp._make((*row[:-1], tuple(mine)))
+            yield PastOp._make((*row[:-1], tuple(mine), tuple(items)))
 
 
 def nightly_runs(conn: sqlite3.Connection) -> list[tuple[str, int, str | None]]:
