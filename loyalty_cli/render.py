@@ -79,6 +79,11 @@ def _lines(doc: Doc) -> None:
         for zero in doc["zero_points"]:
             table.add_row(zero["rule"], zero["reason"])
         _console.print(table)
+    if doc.get("games"):
+        table = _table("Game moved", "Progress")
+        for moved in doc["games"]:
+            table.add_row(moved["game"], moved["progress"])
+        _console.print(table)
     if doc.get("skipped"):
         table = _table("Did not fire", "Why")
         for skip in doc["skipped"]:
@@ -729,6 +734,43 @@ def report_rules(doc: Doc) -> None:
     _chart([(r["rule"], r["points"]) for r in doc["rules"]], "green")
 
 
+def game_progress(doc: Doc) -> None:
+    _console.print(Text.assemble((doc["customer_id"], "bold"), f"'s games, {doc['as_of']}"))
+    table = _table("Game", "Progress", "Next")
+    for g in doc["games"]:
+        table.add_row(g["name"], g["progress"], g["next_reward"] or "")
+    _console.print(table)
+    if doc["badges"]:
+        held = ", ".join(f"{b['name']} ({b['date']})" for b in doc["badges"])
+        _console.print(f"Badges: {held}")
+    for near in doc["within_reach"]:
+        _console.print(Text(f"Within reach: {near}", "green"))
+
+
+def report_games(doc: Doc) -> None:
+    span = f"{doc['from']} to {doc['to']}" if doc["from"] else f"to {doc['to']}"
+    table = _report_table(
+        "Game",
+        "Customers",
+        "Rounds",
+        "Points",
+        "Rewards",
+        "Badges",
+        numeric=5,
+        title=f"Games, {span}",
+    )
+    for g in doc["games"]:
+        table.add_row(
+            g["name"],
+            _num(g["customers"]),
+            _num(g["rounds_completed"]),
+            _num(g["points"]),
+            _num(g["rewards_given"]),
+            _num(g["badges_given"]),
+        )
+    _fit(table, ("Badges", "Rewards"))
+
+
 def report_tiers(doc: Doc) -> None:
     table = _report_table(
         "Tier",
@@ -1012,4 +1054,6 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "report_segments": report_segments,
     "report_liability": report_liability,
     "report_clv": report_clv,
+    "report_games": report_games,
+    "progress": game_progress,
 }

@@ -31,6 +31,8 @@ from typing import NamedTuple, Protocol, TypeVar
 import yaml
 
 from .errors import InputMissing, Location, Problem, RulesInvalid, did_you_mean
+from .games.model import Games
+from .games.section import read_badges, read_games
 from .models import (
     All,
     Any_,
@@ -131,7 +133,7 @@ BOUNDS: dict[str, Bound] = {
     "whole-number condition": Bound(-TRILLION, TRILLION),  # quantity, purchases, balance...
 }
 
-TOP_KEYS = ("program", "points", "tiers", "earn", "rewards")
+TOP_KEYS = ("program", "points", "tiers", "earn", "rewards", "badges", "games")
 TIER_KEYS = ("metric", "window", "downgrade", "levels")
 LEVEL_KEYS = ("id", "name", "threshold", "multiplier", "perks")
 METRICS = ("spend", "points")
@@ -182,6 +184,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "enrolled_days": ("int", False),
     "referred": ("bool", False),
     "tier": ("str", False),
+    "badge": ("str", False),  # a badge the customer holds (see games.section)
 }
 OPS_BY_TYPE = {
     "str": ("eq", "ne", "in", "not_in"),
@@ -341,6 +344,22 @@ class _Reader:
         self.source = source
         self.problems: list[Problem] = []
         self.tier_ids: tuple[str, ...] = ()  # known once the tiers section is read
+        self.badge_ids: tuple[str, ...] = ()  # known once the badges section is read
+
+    # What the games' section reader (games.section) uses besides the methods below.
+    Invalid = _Invalid
+
+    def is_mapping(self, node: yaml.Node) -> bool:
+        return isinstance(node, yaml.MappingNode)
+
+    def is_sequence(self, node: yaml.Node) -> bool:
+        return isinstance(node, yaml.SequenceNode)
+
+    def line_of(self, node: yaml.Node) -> int:
+        return int(node.start_mark.line) + 1
+
+    def bound(self, low: int, high: int, above_low: bool = False) -> Bound:
+        return Bound(low, high, above_low)
 
     # --- locating and reporting --------------------------------------------
 
@@ -390,7 +409,12 @@ class _Reader:
         policy = self.optional(top, "points", self.points_policy) or PointsPolicy()
         tiers = self.optional(top, "tiers", self.tiers)
         rewards = self.optional(top, "rewards", self.rewards) or {}
+        badges = self.optional(top, "badges", lambda n: read_badges(self, n)) or ()
+        self.badge_ids = tuple(b.id for b in badges)
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
+        games = self.optional(top, "games", lambda n: read_games(self, n, rewards, badges))
+        if games is None and badges:
+            games = Games((), badges)
         self.check_worst_award(rules, tiers)
         if program is None or self.problems:
             return None
@@ -403,6 +427,7 @@ class _Reader:
             version=rules_version(text),
             points=policy,
             tiers=tiers,
+            games=games,
         )
 
     def check_worst_award(self, rules: tuple[Rule, ...], tiers: TierPolicy | None) -> None:
@@ -1099,6 +1124,17 @@ class _Reader:
             )
         return value
 
+    def badge_ref(self, node: yaml.Node) -> str:
+        value = self.text(node)
+        if value not in self.badge_ids:
+            known = list(self.badge_ids)
+            raise self.fail(
+                node,
+                f"unknown badge '{value}'{self.suggest(value, known)}; badges are: "
+                + (", ".join(known) or "none (add a badges: section)"),
+            )
+        return value
+
     def window(self, node: yaml.Node) -> tuple[date | None, date | None]:
         f = self.mapping(node, WINDOW_KEYS, "window")
         if not f:
@@ -1194,6 +1230,8 @@ class _Reader:
         read = self.field_reader(kind, name)
         if name == "tier":
             read = self.tier_ref
+        if name == "badge":
+            read = self.badge_ref
         if op in ("in", "not_in"):
             items = self.sequence(
                 node, f"'{op}' on '{name}'", fix="test a category instead of listing every value"
