@@ -8,8 +8,8 @@ conflict.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from typing import TypeVar
 
@@ -183,7 +183,7 @@ def rewards_for(
 
 
 def _games_of(ruleset: Ruleset) -> Games:
-    if ruleset.games is None or not ruleset.games.games and not ruleset.games.badges:
+    if ruleset.games is None or (not ruleset.games.games and not ruleset.games.badges):
         raise BadArgument(
             f"{ruleset.source} has no games: add a games: section (see rules.example.yaml)"
         )
