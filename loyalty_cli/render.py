@@ -240,6 +240,9 @@ def nightly(doc: Doc) -> None:
     table.add_row("tier upgrades", _num(doc["tier_upgrades"]), "")
     table.add_row("tier downgrades", _num(doc["tier_downgrades"]), "")
     table.add_row("points no longer pending", "", _num(doc["became_available"]))
+    if doc.get("streaks_broken") or doc.get("challenges_missed"):
+        table.add_row("game streaks broken", _num(doc["streaks_broken"]), "")
+        table.add_row("challenges closed unfinished", _num(doc["challenges_missed"]), "")
     _console.print(table)
 
 

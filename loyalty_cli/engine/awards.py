@@ -264,8 +264,9 @@ def earn(
     award = evaluate(ruleset, activity, state, explain=explain)
     played = None
     if ruleset.games is not None and account.play is not None:
+        tier = None if current is None else current.level.id
         award, played = playing.play(
-            ruleset, account.play, activity, award, today, ids.next_op, explain
+            ruleset, account.play, activity, award, today, ids.next_op, explain, tier
         )
     award = bounded(award, request.event)
     result = AwardResult(

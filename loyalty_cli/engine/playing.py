@@ -20,6 +20,7 @@ def play(
     day: date,
     op_id: int,
     explain: bool,
+    tier: str | None = None,
 ) -> tuple[Award, Play]:
     """The award with the lines the activity's games pay added (each after the
     rules' lines), and the play after it; with `explain`, each game it moved and
@@ -42,7 +43,7 @@ def play(
     elif activity.event in book.events:
         fact = Fact(op_id, day, activity.event)
     earned = before.earned + sum(line.points for line in award.lines)
-    lines, after = games.decide(book, before, fact, earned)
+    lines, after = games.decide(book, before, fact, earned, tier)
     paid = tuple(
         Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)
         for line in lines
@@ -51,7 +52,7 @@ def play(
     moved: tuple[tuple[str, str], ...] = ()
     if explain:
         moved = tuple(
-            (game.id, games.words(games.standing(game, after)))
+            (game.id, games.words(games.standing(game, after, day)))
             for game in book.games
             if games.measure(game, after.facts, after.earned)
             != games.measure(game, before.facts, before.earned)

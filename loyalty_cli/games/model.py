@@ -70,10 +70,47 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Streak:
+    """At least `at_least` counted purchases in each of `length` consecutive
+    calendar weeks (from Monday) or months, shop-local; up to `forgive` missed
+    periods inside one streak do not break it (they do not count toward it)."""
+
+    period: Literal["week", "month"]
+    at_least: int
+    length: int
+    forgive: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One goal of a challenge: a count of purchases or units, or money spent,
+    over the purchases its own filter lets through (and the game's)."""
+
+    metric: Metric  # purchases, spend or units
+    target: Decimal
+    categories: frozenset[str] | None = None
+    skus: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Goals to reach inside a fixed window of shop days (both included), for
+    everyone or for customers in `tiers` (their tier at the purchase)."""
+
+    start: date
+    end: date
+    goals: tuple[Goal, ...]
+    tiers: frozenset[str] | None = None
+
+
+Kind = Literal["stamps", "milestones", "streak", "challenge"]
+
+
+@dataclass(frozen=True, slots=True)
 class Game:
     id: str
     name: str
-    kind: Literal["stamps", "milestones"]
+    kind: Kind
     filter: Filter
     line: int  # where the file gives it, for messages
     give: Give = Give()
@@ -84,11 +121,13 @@ class Game:
     # milestones: thresholds on a lifetime total, each paid once
     metric: Metric = "purchases"
     steps: tuple[Step, ...] = ()
+    streak: Streak | None = None
+    challenge: Challenge | None = None
 
     @property
     def noun(self) -> str:
         """What the game counts, in words."""
-        if self.kind == "stamps":
+        if self.kind in ("stamps", "streak", "challenge"):
             return "stamps"
         if self.metric == "units":
             cats = sorted(self.filter.categories or self.filter.skus or ())

@@ -9,10 +9,12 @@ file's (every one at once, each at its line).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from .model import METRICS, Badge, Filter, Game, Games, Give, Step
+from .model import METRICS, Badge, Challenge, Filter, Game, Games, Give, Goal, Step, Streak
 
 T = TypeVar("T")
 
@@ -25,13 +27,21 @@ GAME_KEYS = (
     "per_day",
     "milestones",
     "metric",
+    "streak",
+    "challenge",
     "on",
     "min_amount",
     "category",
     "sku",
     "give",
 )
-KINDS = ("stamps", "milestones")
+KINDS = ("stamps", "milestones", "streak", "challenge")
+STREAK_KEYS = ("period", "at_least", "length", "forgive")
+CHALLENGE_KEYS = ("from", "to", "tiers", "goals")
+GOAL_KEYS = ("purchases", "spend", "units", "category", "sku")
+GOAL_METRICS = ("purchases", "spend", "units")
+MAX_LENGTH = 520  # ten years of weeks
+MAX_GOALS = 20
 GIVE_KEYS = ("points", "reward", "badge")
 STEP_KEYS = ("at", "give")
 MAX_GAMES = 100
@@ -70,6 +80,8 @@ class Reader(Protocol):
     def is_sequence(self, node: Any) -> bool: ...
     def line_of(self, node: Any) -> int: ...
     def bound(self, low: int, high: int, above_low: bool = False) -> Any: ...
+    def day(self, node: Any, what: str) -> date: ...
+    def tier_list(self, node: Any) -> frozenset[str]: ...
 
 
 def read_badges(reader: Reader, node: Any) -> tuple[Badge, ...]:
@@ -117,7 +129,7 @@ def _game(reader: Reader, node: Any, rewards: Any, badges: tuple[str, ...]) -> G
         reader.problem(
             node,
             f"{what} needs exactly one of stamps (a card of N stamps; every Nth purchase is a "
-            "card of N) or milestones (a list of lifetime totals)"
+            "card of N), milestones (a list of lifetime totals), streak or challenge"
             + (f" (it has {', '.join(kinds)})" if kinds else ""),
         )
     on = reader.optional(f, "on", lambda n: reader.identifier(n, "'on'")) or "purchase"
@@ -169,6 +181,19 @@ def _game(reader: Reader, node: Any, rewards: Any, badges: tuple[str, ...]) -> G
             )
             or ()
         )
+    streak = challenge = None
+    if kind in ("streak", "challenge"):
+        for key in ("metric", "per_day"):
+            if key in f:
+                reader.problem(f[key][0], f"'{key}' does not go with a {kind}")
+        if "give" not in f:
+            reader.problem(node, f"{what} is missing required key 'give'")
+        if kind == "streak":
+            streak = reader.optional(f, "streak", lambda n: _streak(reader, n, what))
+        else:
+            challenge = reader.optional(f, "challenge", lambda n: _challenge(reader, n, what))
+        if (streak or challenge) is None or give is None:
+            return None
     if gid is None or kind is None or (kind == "stamps" and (stamps is None or give is None)):
         return None
     if kind == "milestones" and not steps:
@@ -191,6 +216,8 @@ def _game(reader: Reader, node: Any, rewards: Any, badges: tuple[str, ...]) -> G
         per_day=per_day,
         metric=metric,  # type: ignore[arg-type]
         steps=steps,
+        streak=streak,
+        challenge=challenge,
     )
 
 
@@ -261,13 +288,13 @@ def _steps(
             if reader.is_mapping(item):
                 f = reader.mapping(item, STEP_KEYS, "a milestone")
                 at = reader.required(
-                    f, "at", lambda n: _total(reader, n, metric), item, "a milestone"
+                    f, "at", lambda n: _total(reader, n, metric=metric), item, "a milestone"
                 )
                 own = reader.optional(f, "give", lambda n: _give(reader, n, rewards, badges, what))
                 if at is None:
                     continue
             else:
-                at, own = _total(reader, item, metric), None
+                at, own = _total(reader, item, metric=metric), None
         except reader.Invalid:
             continue
         step_give = own or give
@@ -283,10 +310,72 @@ def _steps(
     return tuple(out)
 
 
-def _total(reader: Reader, node: Any, metric: str) -> Decimal:
+def _total(reader: Reader, node: Any, *, metric: str) -> Decimal:
     if metric == "spend":
         value = reader.decimal(node, "a milestone", reader.bound(0, MAX_TOTAL, True))
         if value != value.quantize(Decimal("0.01")):
             raise reader.fail(node, f"a milestone on spend has at most 2 decimals, got {value}")
         return value.quantize(Decimal("0.01"))
     return Decimal(reader.integer(node, "a milestone", reader.bound(1, MAX_TOTAL)))
+
+
+def _streak(reader: Reader, node: Any, what: str) -> Streak:
+    f = reader.mapping(node, STREAK_KEYS, f"the streak of {what}")
+    period = reader.required(
+        f, "period", lambda n: _choice(reader, n, "period", ("week", "month")), node, "a streak"
+    )
+    at_least = reader.optional(
+        f, "at_least", lambda n: reader.integer(n, "at_least", reader.bound(1, MAX_PER_DAY * 31))
+    )
+    length = reader.required(
+        f, "length", lambda n: reader.integer(n, "length", reader.bound(1, MAX_LENGTH)), node,
+        "a streak",
+    )  # fmt: skip
+    forgive = reader.optional(
+        f, "forgive", lambda n: reader.integer(n, "forgive", reader.bound(0, MAX_LENGTH))
+    )
+    if period is None or length is None:
+        raise reader.Invalid()
+    if forgive is not None and forgive >= length:
+        raise reader.fail(
+            f["forgive"][1],
+            f"forgive ({forgive}) must be less than length ({length}): a streak cannot be "
+            "mostly missed periods",
+        )
+    return Streak(period, at_least or 1, length, forgive or 0)  # type: ignore[arg-type]
+
+
+def _challenge(reader: Reader, node: Any, what: str) -> Challenge:
+    f = reader.mapping(node, CHALLENGE_KEYS, f"the challenge of {what}")
+    start = reader.required(f, "from", lambda n: reader.day(n, "from"), node, "a challenge")
+    end = reader.required(f, "to", lambda n: reader.day(n, "to"), node, "a challenge")
+    tiers = reader.optional(f, "tiers", reader.tier_list)
+    goals = reader.required(f, "goals", lambda n: _goals(reader, n, what), node, "a challenge")
+    if start is None or end is None or not goals:
+        raise reader.Invalid()
+    if end < start:
+        raise reader.fail(f["to"][1], f"the challenge of {what} ends ({end}) before it starts")
+    return Challenge(start, end, goals, tiers)
+
+
+def _goals(reader: Reader, node: Any, what: str) -> tuple[Goal, ...]:
+    items = reader.sequence(node, "goals", MAX_GOALS, noun="goals")
+    if not items:
+        raise reader.fail(node, f"the challenge of {what} needs at least one goal")
+    out: list[Goal] = []
+    for item in items:
+        try:
+            f = reader.mapping(item, GOAL_KEYS, "a goal")
+        except reader.Invalid:
+            continue
+        metrics = [k for k in GOAL_METRICS if k in f]
+        if len(metrics) != 1:
+            reader.problem(item, "a goal needs exactly one of purchases, spend or units")
+            continue
+        metric = metrics[0]
+        target = reader.optional(f, metric, partial(_total, reader, metric=metric))
+        categories = reader.optional(f, "category", lambda n: _words(reader, n, "category"))
+        skus = reader.optional(f, "sku", lambda n: _words(reader, n, "sku"))
+        if target is not None:
+            out.append(Goal(metric, target, categories, skus))  # type: ignore[arg-type]
+    return tuple(out)

@@ -32,7 +32,7 @@ class ProgressResult:
     rewards: dict[str, str]  # catalogue reward id -> name
 
     def standings(self) -> list[Standing]:
-        return [standing(game, self.play) for game in self.games.games]
+        return [standing(game, self.play, self.as_of) for game in self.games.games]
 
     def next_reward(self, s: Standing) -> str | None:
         """What the next round gives, less a badge the customer already holds."""
@@ -62,8 +62,9 @@ class ProgressResult:
                 "within_reach": s.within_reach,
             }
             rows.append(row)
-            if s.within_reach:
-                reachable.append(reach(s, self.games))
+            prize = row["next_reward"]
+            if s.within_reach and isinstance(prize, str):
+                reachable.append(reach(s, prize))
         held = {p.what: p.day for p in sorted(self.play.paid, key=lambda p: p.day, reverse=True)}
         badges = []
         for badge in self.games.badges:
