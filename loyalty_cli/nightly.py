@@ -87,8 +87,10 @@ def run_nightly(store: Store, ruleset: Ruleset, as_of: date, now: datetime) -> N
                 assert account is not None
                 expired, before, after = night(book, account, as_of, first)
                 summary.members += 1
-                if ruleset.games is not None and account.play is not None:
-                    broken, missed = settled(ruleset.games, account.play, first, as_of)
+                account = book.account(cid)
+                if ruleset.games is not None and account is not None and account.play:
+                    tier = account.tier or (ranks[0] if ranks else None)
+                    broken, missed = settled(ruleset.games, account.play, first, as_of, tier)
                     summary.streaks_broken += broken
                     summary.challenges_missed += missed
                 if expired:

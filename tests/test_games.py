@@ -512,3 +512,154 @@ def test_a_replay_of_the_ledger_gives_the_same_progress_and_awards(steps: list[A
         assert games.words(stored) == games.words(again)
         assert stored.rounds == again.rounds
     assert {(p.game, p.round) for p in account.play.paid} == {parse_rule(r) for _, r, _, _ in lines}
+
+
+# --- streaks, challenges and the nightly step ---------------------------------------------
+
+STREAKS = """\
+program: {name: Streak Shop, currency: USD, timezone: Europe/London}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+tiers:
+  metric: spend
+  window: lifetime
+  downgrade: reevaluate
+  levels:
+    - {id: bronze, name: Bronze, threshold: 0}
+    - {id: gold, name: Gold, threshold: 500}
+games:
+  - id: weekly
+    name: Weekly regular
+    streak: {period: week, at_least: 2, length: 3, forgive: 1}
+    give: {points: 100}
+  - id: monthly
+    name: Monthly
+    streak: {period: month, length: 2}
+    give: {points: 40}
+  - id: autumn
+    name: Autumn challenge
+    challenge:
+      from: 2026-11-01
+      to: 2026-11-30
+      goals:
+        - {purchases: 2, category: coffee}
+        - {spend: 20}
+    give: {points: 300}
+  - id: gold-only
+    name: Gold challenge
+    challenge: {from: 2026-11-01, to: 2026-11-30, tiers: [gold], goals: [{purchases: 1}]}
+    give: {points: 1000}
+"""
+
+
+@pytest.fixture
+def streak_shop(shop: Shop) -> Shop:
+    shop.rules.write_text(STREAKS)
+    shop.clock("2026-12-31")
+    shop.ok("enroll", "ann", "--at", "2026-10-01T09:00")
+    return shop
+
+
+def rules_paid(doc: dict[str, Any]) -> list[str]:
+    return [line["rule"] for line in doc["lines"] if line["rule"].startswith("game:")]
+
+
+def test_a_streak_pays_after_its_run_forgives_a_missed_week_and_breaks_past_it(
+    streak_shop: Shop,
+) -> None:
+    shop = streak_shop
+    # 2 Nov is a Monday. Two purchases a week: weeks of 2 and 9 Nov, 16 Nov missed
+    # (forgiven), 23 Nov completes the 3-week streak.
+    paid = []
+    for n, day in enumerate(("02", "03", "09", "10", "23", "24")):
+        doc = buy(shop, "5.00", day, f"W{n}")
+        paid.append([r for r in rules_paid(doc) if "weekly" in r])
+    assert paid == [[], [], [], [], [], ["game:weekly#1"]]
+    # One purchase a week is not enough, and two missed weeks break a streak.
+    shop.clock("2026-12-09")
+    buy_at = {"30": "2026-11-30", "01": "2026-12-01"}
+    for n, day in enumerate(buy_at.values()):
+        shop.ok("earn", "ann", "--amount", "5.00", "--at", f"{day}T10:00", "--txn", f"V{n}")
+    weekly = next(g for g in shop.ok("progress", "ann")["games"] if g["game"] == "weekly")
+    assert weekly["progress"] == (
+        "1-week streak (of 3), 2 more purchases this week to keep it going (1 missed week forgiven)"
+    )
+    shop.clock("2026-12-22")
+    weekly = next(g for g in shop.ok("progress", "ann")["games"] if g["game"] == "weekly")
+    assert weekly["progress"].startswith("no streak yet: 2 more purchases this week")
+    night = shop.ok("nightly", "--as-of", "2026-12-21")
+    assert night["streaks_broken"] == 1
+    # Idempotent: a re-run for the same day writes nothing and counts the same.
+    assert shop.ok("nightly", "--as-of", "2026-12-21")["streaks_broken"] == 1
+    monthly = next(g for g in shop.ok("progress", "ann")["games"] if g["game"] == "monthly")
+    assert monthly["rounds_completed"] == 1  # November and December
+
+
+def test_a_challenge_pays_inside_its_window_and_only_for_its_tiers(streak_shop: Shop) -> None:
+    shop = streak_shop
+    assert rules_paid(buy(shop, "30.00", "02", "C1", "--category", "tea")) == []
+    done = buy(shop, "3.00", "03", "C2", "--category", "coffee")
+    assert "game:autumn#1" not in rules_paid(done)
+    done = buy(shop, "3.00", "04", "C3", "--category", "coffee")
+    assert "game:autumn#1" in rules_paid(done)
+    assert "game:gold-only#1" not in rules_paid(done)  # bronze
+    gold = buy(shop, "600.00", "05", "C4")
+    assert "game:gold-only#1" not in rules_paid(gold)  # the tier before the purchase
+    assert "game:gold-only#1" in rules_paid(buy(shop, "1.00", "06", "C5"))
+    progress = shop.ok("progress", "ann")["games"]
+    autumn = next(g for g in progress if g["game"] == "autumn")
+    assert autumn["progress"] == "completed (2 of 2 goals)"
+
+
+def test_a_challenge_closes_unfinished_and_the_nightly_step_counts_it(streak_shop: Shop) -> None:
+    shop = streak_shop
+    shop.ok("enroll", "bob", "--at", "2026-10-01T09:00")
+    shop.ok("earn", "bob", "--amount", "3.00", "--category", "coffee", "--at", "2026-11-03T10:00")
+    late = shop.ok(
+        "earn", "bob", "--amount", "30.00", "--category", "coffee", "--at", "2026-12-03T10:00"
+    )
+    assert "game:autumn#1" not in rules_paid(late)  # after the window
+    autumn = next(g for g in shop.ok("progress", "bob")["games"] if g["game"] == "autumn")
+    assert autumn["progress"] == "closed on 2026-11-30: 0 of 2 goals reached"
+    assert shop.ok("nightly", "--as-of", "2026-12-01")["challenges_missed"] == 1
+    assert shop.ok("nightly", "--as-of", "2026-12-02")["challenges_missed"] == 0
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            "  - {id: s, streak: {period: day, length: 3}, give: {points: 1}}\n",
+            "period must be one of week, month",
+        ),
+        (
+            "  - {id: s, streak: {period: week, length: 3, forgive: 3}, give: {points: 1}}\n",
+            "forgive (3) must be less than length (3)",
+        ),
+        (
+            "  - {id: s, streak: {period: week}, give: {points: 1}}\n",
+            "missing required key 'length'",
+        ),
+        (
+            "  - {id: c, challenge: {from: 2026-02-01, to: 2026-01-01, goals: [{purchases: 1}]},"
+            " give: {points: 1}}\n",
+            "ends (2026-01-01) before it starts",
+        ),
+        (
+            "  - {id: c, challenge: {from: 2026-01-01, to: 2026-02-01, goals: [{visits: 1}]},"
+            " give: {points: 1}}\n",
+            "unknown key 'visits' in a goal",
+        ),
+        (
+            "  - {id: c, challenge: {from: 2026-01-01, to: 2026-02-01, tiers: [vip],"
+            " goals: [{purchases: 1}]}, give: {points: 1}}\n",
+            "unknown tier 'vip'",
+        ),
+    ],
+)
+def test_a_bad_streak_or_challenge_is_refused_at_its_line(
+    shop: Shop, section: str, message: str
+) -> None:
+    shop.rules.write_text("program: {name: S, timezone: Europe/London}\ngames:\n" + section)
+    err = shop.fails(78, "rules", "check")
+    assert message in err and "rules.yaml:3:" in err, err

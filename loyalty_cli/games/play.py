@@ -242,9 +242,13 @@ def decide(
     held = set(play.badges)
     for game in games.games:
         total = measure(game, facts, earned)
-        if total == measure(game, play.facts, play.earned):
-            continue
         rule = game.challenge
+        # A challenge's goals stop at their targets: a purchase that counts may
+        # still pay one reached while the customer was not in its tiers.
+        if total == measure(game, play.facts, play.earned) and (
+            rule is None or fact is None or not counts(game, fact)
+        ):
+            continue
         if rule is not None and (
             fact is None
             or not rule.start <= fact.day <= rule.end
@@ -377,11 +381,14 @@ def gives(give: Give, games: Games, rewards: dict[str, str] | None = None) -> st
     return " and ".join(parts)
 
 
-def settled(games: Games, play: Play, first: date, last: date) -> tuple[int, int]:
+def settled(
+    games: Games, play: Play, first: date, last: date, tier: str | None = None
+) -> tuple[int, int]:
     """What time alone settled over the days [first, last] (the nightly step's):
     (streaks broken: a period ended missed beyond what is forgiven, and the run
     went back to 0; challenges closed unfinished: their window ended with the
-    customer taking part but short of the goals). Nothing is written for either:
+    customer taking part, in its tiers as of now, but short of the goals).
+    Nothing is written for either:
     progress is worked out from the ledger, so a re-run counts the same."""
     broken = missed = 0
     for game in games.games:
@@ -401,7 +408,9 @@ def settled(games: Games, play: Play, first: date, last: date) -> tuple[int, int
                 day = _next(game, day)
         rule = game.challenge
         if rule is not None and first <= rule.end + timedelta(days=1) <= last:
-            taking_part = measure(game, play.facts, play.earned) > 0
+            taking_part = measure(game, play.facts, play.earned) > 0 and (
+                rule.tiers is None or tier in rule.tiers
+            )
             if taking_part and not _rounds(play.paid, game.id):
                 missed += 1
     return broken, missed
