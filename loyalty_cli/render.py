@@ -746,7 +746,7 @@ def game_progress(doc: Doc) -> None:
     if doc["badges"]:
         held = ", ".join(f"{b['name']} ({b['date']})" for b in doc["badges"])
         _console.print(f"Badges: {held}")
-    for near in doc["within_reach"]:
+    for near in doc["reach"]:
         _console.print(Text(f"Within reach: {near}", "green"))
 
 

@@ -268,7 +268,7 @@ def test_progress_says_what_is_within_reach(games_shop: Shop) -> None:
     }
     spend = next(g for g in doc["games"] if g["game"] == "big-spender")
     assert spend["current_spend"] == "80.00" and spend["target_spend"] == "100.00"
-    assert doc["within_reach"] == [
+    assert doc["reach"] == [
         "Every fifth purchase: 1 stamp to go for 25 points",
         "Big spender: 20.00 to spend to go for 200 points",
     ]

@@ -82,7 +82,7 @@ class ProgressResult:
             "as_of": self.as_of.isoformat(),
             "games": rows,
             "badges": badges,
-            "within_reach": reachable,
+            "reach": reachable,
         }
 
 
