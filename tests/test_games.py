@@ -663,3 +663,16 @@ def test_a_bad_streak_or_challenge_is_refused_at_its_line(
     shop.rules.write_text("program: {name: S, timezone: Europe/London}\ngames:\n" + section)
     err = shop.fails(78, "rules", "check")
     assert message in err and "rules.yaml:3:" in err, err
+
+
+def test_a_card_can_count_visits_an_event_no_earn_rule_needs_to_reward(shop: Shop) -> None:
+    shop.rules.write_text(
+        "program: {name: S, timezone: Europe/London}\n"
+        "games:\n  - {id: visits, name: Visits, on: visit, stamps: 2, give: {points: 5}}\n"
+    )
+    shop.clock("2026-12-01")
+    shop.ok("enroll", "ann", "--at", "2026-11-01T09:00")
+    first = shop.ok("earn", "ann", "--event", "visit", "--at", "2026-11-02T10:00")
+    second = shop.ok("earn", "ann", "--event", "visit", "--at", "2026-11-03T10:00")
+    assert (first["points"], second["points"]) == (0, 5)
+    assert "no rule" in shop.fails(2, "earn", "ann", "--event", "vist")
