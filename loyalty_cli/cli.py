@@ -1098,6 +1098,12 @@ def rules_check(
             {"reward": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()
         ],
     }
+    if ruleset.games is not None:
+        doc["games"] = [
+            {"game": g.id, "name": g.name, "kind": g.kind, "line": g.line}
+            for g in ruleset.games.games
+        ]
+        doc["badges"] = [{"badge": b.id, "name": b.name} for b in ruleset.games.badges]
     show(doc, "rules", as_json, program.locale)
 
 

@@ -390,6 +390,13 @@ def rules(doc: Doc) -> None:
         for reward in doc["rewards"]:
             table.add_row(reward["reward"], reward["name"], _num(reward["cost"]))
         _console.print(table)
+    if doc.get("games"):
+        table = _table("Game", "Name", "Kind", "Line")
+        for game in doc["games"]:
+            table.add_row(game["game"], game["name"], game["kind"], str(game["line"]))
+        _console.print(table)
+    if doc.get("badges"):
+        _console.print("Badges: " + ", ".join(b["name"] for b in doc["badges"]))
     _console.print(f"{doc['file']}: OK, {len(doc['rules'])} rules, {len(doc['rewards'])} rewards")
 
 
