@@ -3,7 +3,7 @@ carries for them. Pure data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Literal
@@ -204,6 +204,10 @@ class Play:
     facts: tuple[Fact, ...] = ()
     paid: tuple[Paid, ...] = ()
     earned: int = 0
+    # Each game's total over `facts` once worked out (games.play; the facts never
+    # change, and points are not kept here), so an import row does not count a
+    # customer's history again for every game.
+    memo: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def badges(self) -> frozenset[str]:

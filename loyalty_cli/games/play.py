@@ -238,16 +238,24 @@ def decide(
     given again; a challenge pays only on a purchase inside its window."""
     facts = play.facts if fact is None else (*play.facts, fact)
     after = Play(facts, play.paid, earned)
+    # What a fact that does not count for a game leaves: that game's total.
+    after.memo.update(play.memo)
+    if fact is not None:
+        after.memo[""] = Decimal(max(_last_day(play), fact.day.toordinal()))
     lines: list[Line] = []
     held = set(play.badges)
     for game in games.games:
-        total = measure(game, facts, earned)
+        if game.kind == "milestones" and game.metric == "points":
+            before, total = Decimal(play.earned), Decimal(earned)
+        elif fact is None or not counts(game, fact):
+            continue
+        else:
+            before = _measured(game, play)
+            total = after.memo[game.id] = _added(game, play, fact, before)
         rule = game.challenge
         # A challenge's goals stop at their targets: a purchase that counts may
         # still pay one reached while the customer was not in its tiers.
-        if total == measure(game, play.facts, play.earned) and (
-            rule is None or fact is None or not counts(game, fact)
-        ):
+        if total == before and rule is None:
             continue
         if rule is not None and (
             fact is None
@@ -261,6 +269,55 @@ def decide(
                 continue
             lines += _lines(games, game, round_, give, total, held)
     return lines, after
+
+
+def _measured(game: Game, play: Play) -> Decimal:
+    """measure(), remembered on the play (whose facts never change)."""
+    known = play.memo.get(game.id)
+    if known is None:
+        known = play.memo[game.id] = measure(game, play.facts, play.earned)
+    return known
+
+
+def _last_day(play: Play) -> int:
+    """The latest day of the play's facts (as an ordinal; 0 without any),
+    remembered under the key "" (no game id is empty)."""
+    known = play.memo.get("")
+    if known is None:
+        latest = max((f.day.toordinal() for f in play.facts), default=0)
+        known = play.memo[""] = Decimal(latest)
+    return int(known)
+
+
+def _added(game: Game, play: Play, fact: Fact, before: Decimal) -> Decimal:
+    """The game's total once `fact` (which counts for it) is added to `play`,
+    whose total is `before`: worked out from the fact alone where the total is
+    a plain sum, or when the fact is the latest and adds nothing (a stamp past
+    the day's limit, a purchase in a streak's period already met); else counted
+    again from every fact."""
+    latest = _last_day(play) <= fact.day.toordinal()
+    if game.kind == "milestones" or (game.kind == "stamps" and game.per_day is None):
+        if game.kind == "stamps" or game.metric == "purchases":
+            return before + 1
+        if game.metric == "units":
+            return before + fact.units
+        return before + from_cents(fact.cents)
+    if latest and game.kind in ("stamps", "streak"):
+        # The facts on the fact's day (stamps) or in its period (a streak).
+        if game.kind == "stamps":
+            first, limit = fact.day, game.per_day
+        else:
+            assert game.streak is not None
+            first, limit = period_start(game, fact.day), game.streak.at_least
+        # Every fact, not only the last ones: a backdated fact may sit after them.
+        already = sum(1 for f in play.facts if f.day >= first and counts(game, f))
+        if limit is not None and already >= limit:
+            return before
+        if game.kind == "stamps":
+            return before + 1
+    if game.challenge is not None and not game.challenge.start <= fact.day <= game.challenge.end:
+        return before
+    return measure(game, (*play.facts, fact), play.earned)
 
 
 def _lines(
