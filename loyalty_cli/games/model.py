@@ -148,6 +148,23 @@ class Games:
         return frozenset(g.filter.on for g in self.games if g.filter.on != "purchase")
 
     @property
+    def details(self) -> bool:
+        """Whether a game needs a purchase's category, sku or quantity."""
+        return any(
+            g.filter.categories is not None
+            or g.filter.skus is not None
+            or (g.kind == "milestones" and g.metric == "units")
+            or (
+                g.challenge is not None
+                and any(
+                    x.categories is not None or x.skus is not None or x.metric == "units"
+                    for x in g.challenge.goals
+                )
+            )
+            for g in self.games
+        )
+
+    @property
     def by_points(self) -> bool:
         """Whether a game counts points earned (a lifetime total the snapshot sums)."""
         return any(g.kind == "milestones" and g.metric == "points" for g in self.games)

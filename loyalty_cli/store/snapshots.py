@@ -126,40 +126,51 @@ def _context(budgeted: tuple[str, ...]) -> str:
 _RULE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
-def _accounts_statement(games: bool) -> str:
-    """The accounts statement; with games, it also reads what they count: each
-    purchase's category, sku and quantity, the events games count (?3), the game
-    lines paid, and the points the rules earned (milestones on points), in the
-    same statement, so a purchase that moves games costs no extra read."""
+@lru_cache(maxsize=16)
+def _accounts_statement(details: bool, events: bool, points: bool, games: bool) -> str:
+    """The accounts statement. With games (`games`), the usage part also reads the
+    game lines paid (the same scan of the customer's entries), and as the games
+    need: each purchase's category, sku and quantity (`details`: a filter on
+    them, or units), the events games count (`events`, ?3), and the points the
+    rules earned (`points`: milestones on points); all in the one statement, so
+    a purchase that moves games costs no extra read. Each part is there only
+    when some game needs it: the purchase columns cost a table lookup a purchase
+    (the customer index covers the rest)."""
     purchase = ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"]
     extra: list[str] = []
-    if games:
+    if details:
         purchase += ["o.category", "o.sku", "o.quantity"]
-        extra = [
+    if events:
+        extra.append(
             _part(
                 "event",
                 ["o.customer_id", "o.id", "o.occurred", "o.event"],
                 "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
                 "ON o.customer_id = ids.id AND o.kind = 'event' "
                 "WHERE o.event IN (SELECT value FROM json_each(?3))",
-            ),
-            _part(
-                "game",
-                ["e.customer_id", "e.kind", "e.rule", "e.reward", "e.points", "e.occurred"],
-                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
-                "ON e.customer_id = ids.id AND e.kind IN ('earn', 'gift', 'badge') "
-                "WHERE e.rule LIKE 'game:%'",
-            ),
+            )
+        )
+    if points:
+        extra.append(
             _part(
                 "earned",
                 ["e.customer_id", "SUM(e.points)"],
                 "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
                 "ON e.customer_id = ids.id AND e.kind IN ('earn', 'enroll') "
                 "WHERE e.rule IS NULL OR e.rule NOT LIKE 'game:%' GROUP BY e.customer_id",
-            ),
-        ]
+            )
+        )
+    use = _USE_WHERE + (
+        " OR (e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%')" if games else ""
+    )
     return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
-        [*_ACCOUNT_PARTS[:3], _part("purchase", purchase, _PURCHASES), *_ACCOUNT_PARTS[3:], *extra]
+        [
+            *_ACCOUNT_PARTS[:3],
+            _part("purchase", purchase, _PURCHASES),
+            *_ACCOUNT_PARTS[3:],
+            _part("use", list(_USE_COLUMNS), _USE_FROM + use),
+            *extra,
+        ]
     )
 
 
@@ -224,16 +235,16 @@ _ACCOUNT_PARTS = (
         "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
         "ON o.customer_id = ids.id AND o.kind = 'tier'",
     ),
-    _part(
-        "use",
-        ["e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points"],
-        "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-        "WHERE (e.kind IN ('earn', 'enroll', 'gift') AND e.rule IN "
-        "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)",
-    ),
 )
-_ACCOUNTS = _accounts_statement(False)
-_ACCOUNTS_WITH_GAMES = _accounts_statement(True)
+_USE_COLUMNS = ("e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points")
+_USE_FROM = (
+    "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id WHERE "
+)
+_USE_WHERE = (
+    "(e.kind IN ('earn', 'enroll', 'gift') AND e.rule IN "
+    "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)"
+)
+_ACCOUNTS = _accounts_statement(False, False, False, False)
 
 
 class Tip:
@@ -401,8 +412,11 @@ def accounts(
     # Built as the rows come: a chunk's accounts can be tens of thousands of rows,
     # and holding them all at once would be most of an import's memory.
     if games is not None:
-        params = (json.dumps(ids), json.dumps(capped), json.dumps(sorted(games.events)))
-        return build(conn.execute(_ACCOUNTS_WITH_GAMES, params), ruleset)
+        statement = _accounts_statement(games.details, bool(games.events), games.by_points, True)
+        params: tuple[str, ...] = (json.dumps(ids), json.dumps(capped))
+        if games.events:
+            params += (json.dumps(sorted(games.events)),)
+        return build(conn.execute(statement, params), ruleset)
     return build(conn.execute(_ACCOUNTS, (json.dumps(ids), json.dumps(capped))), ruleset)
 
 
@@ -423,6 +437,17 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     taken: dict[int, int] = {}  # refund op -> points it took
     tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None, int]]] = {}
     uses: dict[str, list[Use]] = {}
+    days: dict[int, date] = {}
+
+    def day_of(occurred: int) -> date:
+        """The shop day of a stored time, by its quarter of an hour: every time
+        zone's offset is a whole number of quarters, so a quarter lies in one day."""
+        quarter = occurred // 900
+        day = days.get(quarter)
+        if day is None:
+            day = days[quarter] = shop_day(from_stamp(quarter * 900), tz)
+        return day
+
     games = None if ruleset is None else ruleset.games
     played: dict[str, list[Fact]] = {}  # counted events, then (below) purchases
     paid: dict[str, list[Paid]] = {}
@@ -461,13 +486,6 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         elif tag == "event":
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
-        elif tag == "game":
-            found = parse_rule(row[3])
-            if found is not None:
-                day = shop_day(from_stamp(row[6]), tz)
-                paid.setdefault(cid, []).append(
-                    Paid(found[0], found[1], str(row[2]), int(row[5]), row[4], day)
-                )
         elif tag == "earned":
             rules_points[cid] = int(row[2])
         elif tag == "refund":
@@ -477,19 +495,14 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         elif tag == "tier":
             tiers.setdefault(cid, []).append(tuple(row[2:8]))
         else:
+            found = None if games is None else parse_rule(row[3])
+            if found is not None:  # a game's line: kind, rule, reward, occurred, points
+                paid.setdefault(cid, []).append(
+                    Paid(found[0], found[1], str(row[2]), int(row[6]), row[4], day_of(row[5]))
+                )
+                continue
             key = f"reward:{row[4]}" if row[2] == "redeem" else str(row[3])
             uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), row[6]))
-    days: dict[int, date] = {}
-
-    def day_of(occurred: int) -> date:
-        """The shop day of a stored time, by its quarter of an hour: every time
-        zone's offset is a whole number of quarters, so a quarter lies in one day."""
-        quarter = occurred // 900
-        day = days.get(quarter)
-        if day is None:
-            day = days[quarter] = shop_day(from_stamp(quarter * 900), tz)
-        return day
-
     refunded: dict[int, list[int]] = {}  # purchase op -> [cents, points taken]
     for refund_op, (purchase, cents) in refunds.items():
         sums = refunded.setdefault(purchase, [0, 0])
