@@ -5,7 +5,6 @@ after writing off what expired and before recording a tier change."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime, tzinfo
 
 from .. import account as accounts
@@ -162,7 +161,8 @@ def credited(
     if play is not None:
         # Milestones on points count the rules' points, never the games' own.
         gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
-        play = replace(play, earned=play.earned + gained)
+        if gained:
+            play = Play(play.facts, play.paid, play.earned + gained, play.memo)
     return account.with_(
         lots=add_lots(account, entries),
         net=account.net + sum(e.points for e in mine),

@@ -3,7 +3,6 @@ and the games' pure decisions (games/play.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 
 from ..games import play as games
@@ -48,7 +47,8 @@ def play(
         Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)
         for line in lines
     )
-    after = replace(after, paid=after.paid + paid)
+    if paid:
+        after = Play(after.facts, after.paid + paid, after.earned, after.memo)
     moved: tuple[tuple[str, str], ...] = ()
     if explain:
         moved = tuple(
