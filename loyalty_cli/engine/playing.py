@@ -68,7 +68,8 @@ def play(
             award.points + sum(line.points for line in lines),
             award.lines + added,
             award.skipped,
-            moved,
+            award.items,
+            games=moved,
         ),
         after,
     )
