@@ -196,7 +196,7 @@ def test_a_refund_after_a_full_card_leaves_it_paid_and_the_next_card_in_arrears(
     assert shop.ok("balance", "ann")["balance"] == balance - 3
     card = next(g for g in shop.ok("progress", "ann")["games"] if g["game"] == "coffee-card")
     assert card["progress"] == "0 of 3 stamps (1 to make up for refunds)"
-    assert card["current"] == -1
+    assert card["reached"] == -1
     # The stamp made up, and three more: only then does the second card pay.
     rounds = []
     for n, day in enumerate(("06", "07", "08", "09")):
@@ -261,13 +261,13 @@ def test_progress_says_what_is_within_reach(games_shop: Shop) -> None:
         "kind": "stamps",
         "progress": "4 of 5 stamps",
         "rounds_completed": 0,
-        "current": 4,
+        "reached": 4,
         "target": 5,
         "next_reward": "25 points",
         "within_reach": True,
     }
     spend = next(g for g in doc["games"] if g["game"] == "big-spender")
-    assert spend["current_spend"] == "80.00" and spend["target_spend"] == "100.00"
+    assert spend["reached_spend"] == "80.00" and spend["target_spend"] == "100.00"
     assert doc["reach"] == [
         "Every fifth purchase: 1 stamp to go for 25 points",
         "Big spender: 20.00 to spend to go for 200 points",

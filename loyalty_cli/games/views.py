@@ -56,7 +56,7 @@ class ProgressResult:
                 "rounds_completed": s.rounds,
                 # Money for spend milestones, a whole number of stamps, purchases,
                 # units or points otherwise: two names, one type each.
-                ("current_spend" if money else "current"): _figure(game, s.current),
+                ("reached_spend" if money else "reached"): _figure(game, s.current),
                 ("target_spend" if money else "target"): _figure(game, s.target),
                 "next_reward": self.next_reward(s),
                 "within_reach": s.within_reach,
