@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from loyalty_cli.games.section import (
     BADGE_KEYS,
@@ -125,3 +126,19 @@ def test_demo_never_overwrites_a_file_it_did_not_make(shop: Shop) -> None:
     message = shop.fails(2, "demo", "--db", str(shop.db))
     assert "will not overwrite" in message
     assert shop.ok("balance", "C1")["balance"] == 100
+
+
+def test_explain_on_the_demo_agrees_with_what_was_recorded(shop: Shop) -> None:
+    """Ada holds the coffee card's badge when she buys shoes (R-1001), so the
+    badge holders' rule fired; and the purchase that filled her card (C-005)
+    carries the card's lines. Explained again, neither disagrees with the ledger."""
+    demo = str(shop.dir / "demo.db")
+    shop.ok("demo", "--db", demo)
+    rules = str(Path(__file__).resolve().parent.parent / "rules.example.yaml")
+    shoes = shop.ok("explain", "R-1001", "--db", demo, "--rules", rules)
+    assert "regulars-earn-more" in [line["rule"] for line in shoes["fired"]]
+    assert "regulars-earn-more" not in [line["rule"] for line in shoes["not_fired"]]
+    assert shoes["note"] is None
+    card = shop.ok("explain", "C-005", "--db", demo, "--rules", rules)
+    assert any(line["rule"].startswith("game:coffee-card#") for line in card["fired"])
+    assert card["note"] is None
