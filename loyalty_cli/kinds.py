@@ -31,6 +31,7 @@ class EntryKind(StrEnum):
     EXPIRE = "expire"
     REFUND = "refund"
     TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
+    BADGE = "badge"  # a game gave a badge, 0 points, the badge in `reward`; never spendable
 
 
 # Entries that are the rules' awards: what "points earned" counts.

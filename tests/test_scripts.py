@@ -17,7 +17,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 @pytest.mark.parametrize(
-    "script", ["bench_core", "bench_import", "bench_report", "bench_simulate", "bench_pg"]
+    "script",
+    ["bench_core", "bench_import", "bench_report", "bench_simulate", "bench_games", "bench_pg"],
 )
 def test_each_benchmark_starts(script: str) -> None:
     done = subprocess.run(
