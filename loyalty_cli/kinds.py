@@ -17,6 +17,10 @@ class OpKind(StrEnum):
     EXPIRE = "expire"
     TIER = "tier"  # a tier change (event 'change') or a manual floor ('override')
     PROFILE = "profile"
+    # Marketing consent on a channel (`category`: email, sms) given or withdrawn
+    # (`event`), with its source (`reason`): the history that proves it.
+    CONSENT = "consent"
+    ERASE = "erase"  # a customer's personal fields removed, for good; `reason` says why
     MIGRATE = "migrate"  # the store was rewritten; names the old chain heads
 
 

@@ -243,6 +243,70 @@ def profile(doc: Doc) -> None:
     _console.print(Text.assemble((doc["customer_id"], "bold"), f" updated: {changed}"))
 
 
+def customer(doc: Doc) -> None:
+    """`customer show`: who, consent per channel, tier, then the balance table."""
+    head = Text.assemble((doc["customer_id"], "bold"))
+    if doc["name"]:
+        head.append(f" {doc['name']}")
+    head.append(f" · enrolled {doc['enrollment']['occurred_at'][:10]}")
+    _console.print(head)
+    if doc["erased"]:
+        erased = doc["erased"]
+        _console.print(f"Erased on {erased['occurred_at'][:10]}: {erased['reason']}")
+    contacts = [f"{k}: {doc[k]}" for k in ("email", "phone", "birthday") if doc[k]]
+    if contacts:
+        _console.print(" · ".join(contacts))
+    if doc["referred_by"]:
+        _console.print(f"Referred by {doc['referred_by']}")
+    for channel in ("email", "sms"):
+        state = doc[f"{channel}_consent"]
+        if state is None:
+            _console.print(f"Marketing by {channel}: never asked")
+        else:
+            source = f" ({state['source']})" if state["source"] else ""
+            day = state["occurred_at"][:10]
+            _console.print(f"Marketing by {channel}: {state['status']} {day}{source}")
+    if doc["tier_status"]:
+        t = doc["tier_status"]
+        _console.print(Text.assemble("Tier: ", (t["name"], "bold"), f" (x{t['multiplier']})"))
+    _balance_table([doc])
+
+
+def erase(doc: Doc) -> None:
+    if doc["already_erased"]:
+        said = f"{doc['customer_id']} was already erased on {doc['occurred_at'][:10]}"
+    else:
+        fields = ", ".join(doc["erased_fields"]) or "no personal fields held"
+        said = f"{doc['customer_id']} erased: {fields}"
+    if not doc["purged"]:
+        said += " (a reader held the ledger: run it again to finish clearing the file)"
+    _console.print(said)
+
+
+def audience(doc: Doc) -> None:
+    """`customer list`: who the list holds, then who the selection left out and why."""
+    table = _report_table(
+        "Customer", "Name", doc["channel"].capitalize(), "Tier", "Balance", "Expiring", numeric=2
+    )
+    for row in doc["rows"]:
+        expiring = ""
+        if row["expiring_points"]:
+            expiring = f"{_num(row['expiring_points'])} from {row['next_expiry']}"
+        contact = row["email"] if doc["channel"] == "email" else row["phone"]
+        table.add_row(
+            row["customer_id"], row["name"] or "", contact, row["tier"] or "",
+            _num(row["balance"]), expiring,
+        )  # fmt: skip
+    _console.print(table)
+    left = []
+    if doc["no_contact"]:
+        left.append(f"{_num(doc['no_contact'])} without an address")
+    if doc["no_consent"]:
+        left.append(f"{_num(doc['no_consent'])} without consent")
+    said = f"{_num(doc['customers'])} of {_num(doc['selected'])} selected"
+    _errors.print(said + (f" ({', '.join(left)} left out)" if left else ""))
+
+
 def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
@@ -998,6 +1062,9 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "rewards": rewards,
     "nightly": nightly,
     "profile": profile,
+    "customer": customer,
+    "audience": audience,
+    "erase": erase,
     "import": import_summary,
     "balance": balance,
     "history": history,

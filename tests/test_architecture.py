@@ -59,12 +59,16 @@ def test_each_library_is_imported_by_its_one_module_only() -> None:
         for name in imports(module):
             top = name.split(".")[0]
             if top in OWNERS:
-                assert owner(module) == OWNERS[top], f"{module} imports {top}"
+                # A command group of the CLI (cli_customer.py) is part of the CLI.
+                allowed = owner(module) == OWNERS[top] or (
+                    OWNERS[top] == "cli" and owner(module).startswith("cli_")
+                )
+                assert allowed, f"{module} imports {top}"
 
 
 def test_the_core_never_imports_the_cli_or_the_renderer() -> None:
     for module in modules():
-        if owner(module) in ("cli", "__main__"):
+        if owner(module) in ("cli", "__main__") or owner(module).startswith("cli_"):
             continue
         for name in imports(module):
             assert not name.startswith(("loyalty_cli.cli", "loyalty_cli.render")), (

@@ -139,6 +139,7 @@ def test_enroll_with_referral_pays_the_referrer_once(shop: Shop) -> None:
             "duplicate": False,
             "dry_run": False,
         },
+        "consent_changes": [],
     }
     # Enrolling bob again with --exist-ok changes nothing and pays nobody twice.
     again = shop.ok("enroll", "bob", "--referred-by", "ann", "--exist-ok")

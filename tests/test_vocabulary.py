@@ -133,6 +133,12 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     take("adjust", "adjust", "bob", "-5", "--reason", "typo", "--at", "2026-11-04T11:00")
     take("refund", "refund", "R1", "--amount", "20.00", "--at", "2026-11-05T10:00")
     take("update", "update", "ann", "--email", "ann@example.com")
+    take(
+        "update consent",
+        "update", "ann", "--consent", "email", "--withdraw", "sms", "--consent-source", "till",
+    )  # fmt: skip
+    take("customer show", "customer", "show", "ann")
+    take("customer export", "customer", "export", "ann")
     take("balance", "balance", "ann")
     take("history", "history", "ann")
     take("tier", "tier", "ann")
@@ -148,6 +154,8 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
         take(f"report {report}", "report", report)
     take("report segments", "report", "segments", "--segment", "new")
     take("report clv", "report", "clv")
+    take("customer erase", "customer", "erase", "bob", "--reason", "request 1")
+    take("customer show erased", "customer", "show", "bob")
     return docs
 
 
@@ -193,7 +201,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 27
+    assert len(documents(shop, as_json=False)) == 32
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

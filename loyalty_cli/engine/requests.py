@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from .consent import ConsentChange
+
 # Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
 SYSTEM_EVENTS = {
     "enroll": "'loyalty enroll'",
@@ -26,6 +28,9 @@ class EnrollRequest:
     at: datetime | None = None
     exist_ok: bool = False
     salt: bytes = b""  # random, from the caller: keys the profile digest
+    # Marketing consent given or withdrawn at enrollment (engine.consent), and where.
+    consent: tuple[ConsentChange, ...] = ()
+    consent_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,16 @@ class ProfileRequest:
     customer_id: str
     changes: dict[str, str | None]  # name, email, phone, birthday: the new values
     at: datetime | None = None
+    consent: tuple[ConsentChange, ...] = ()
+    consent_source: str | None = None
+
+
+@dataclass(frozen=True)
+class EraseRequest:
+    customer_id: str
+    reason: str  # kept in the ledger: it must not repeat what is erased
+    at: datetime | None = None
+    salt: bytes = b""  # random, from the caller: replaces the profile's salt
 
 
 @dataclass(frozen=True)

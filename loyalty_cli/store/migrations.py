@@ -262,9 +262,28 @@ def m006_draw_expiry(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
+def m007_erasure(conn: sqlite3.Connection) -> None:
+    """`customer erase` (the one sanctioned removal) replaces the customer's salt
+    as it empties their personal fields, so the digests chained before it can no
+    longer be tested against a guess; the identity trigger now allows exactly
+    that. Nothing hashed changes. Written out here, not taken from schema.py,
+    so that this step stays what it was when later schemas change the trigger."""
+    conn.execute("DROP TRIGGER IF EXISTS customers_keep_identity")
+    conn.execute(
+        "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
+        "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
+        "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
+        "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
+        "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL)) "
+        "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
+        "nor their salt but in an erasure'); END"
+    )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
     m006_draw_expiry,
+    m007_erasure,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -174,3 +174,57 @@ def add_run(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (*run, run_hash(previous, run)),
     )
+
+
+class ProfileEvent(NamedTuple):
+    """A profile, consent or erasure operation, as a customer's record shows it."""
+
+    id: int
+    kind: str  # enroll, profile, consent, erase
+    occurred: int
+    recorded: int
+    event: str | None  # consent: given or withdrawn
+    category: str | None  # consent: the channel
+    reason: str | None  # profile: the fields changed; consent: its source; erase: why
+
+
+def profile_events(
+    conn: sqlite3.Connection, customer_id: str, kinds: Sequence[str]
+) -> list[ProfileEvent]:
+    """The customer's operations of these kinds, oldest first (operations_customer)."""
+    marks = ", ".join("?" for _ in kinds)
+    rows = conn.execute(
+        "SELECT id, kind, occurred, recorded, event, category, reason FROM operations "
+        f"WHERE customer_id = ? AND kind IN ({marks}) ORDER BY id",
+        (customer_id, *kinds),
+    )
+    return [ProfileEvent(*row) for row in rows]
+
+
+def consent_by_customer(conn: sqlite3.Connection, channel: str) -> dict[str, tuple[str, int]]:
+    """Each customer's latest consent change on `channel`: (given|withdrawn, occurred)."""
+    rows = conn.execute(
+        "SELECT customer_id, event, occurred FROM operations WHERE id IN (SELECT MAX(id) "
+        "FROM operations WHERE kind = 'consent' AND category = ? GROUP BY customer_id)",
+        (channel,),
+    )
+    return {str(cid): (str(event), int(at)) for cid, event, at in rows}
+
+
+def erased(conn: sqlite3.Connection, customer_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """(when, why) each of these customers was erased, for those who were."""
+    rows = conn.execute(
+        "SELECT customer_id, occurred, reason FROM operations WHERE kind = 'erase' "
+        "AND customer_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(customer_ids)),),
+    )
+    return {str(cid): (int(at), str(reason)) for cid, at, reason in rows}
+
+
+def last_purchases(conn: sqlite3.Connection) -> dict[str, int]:
+    """Each customer's latest purchase time (operations_customer)."""
+    rows = conn.execute(
+        "SELECT customer_id, MAX(occurred) FROM operations WHERE kind = 'purchase' "
+        "GROUP BY customer_id"
+    )
+    return {str(cid): int(at) for cid, at in rows}

@@ -160,12 +160,24 @@ def _triggers() -> list[str]:
     out += [
         "CREATE TRIGGER customers_no_delete BEFORE DELETE ON customers "
         "BEGIN SELECT RAISE(ABORT, 'customers are never deleted'); END",
-        "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
-        "referred_by, salt ON customers "
-        "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change'); "
-        "END",
+        KEEP_IDENTITY,
     ]
     return out
+
+
+# A customer's id, enrollment and referrer never change; the salt changes only
+# in an erasure, which empties the personal fields in the same UPDATE
+# (engine/profiles.erase): a new salt makes the digests chained before it
+# untestable against a guess of the erased values.
+KEEP_IDENTITY = (
+    "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
+    "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
+    "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
+    "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
+    "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL)) "
+    "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
+    "nor their salt but in an erasure'); END"
+)
 
 
 def budget_index(rule: str) -> tuple[str, str]:
@@ -250,4 +262,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
