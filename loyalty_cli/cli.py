@@ -1344,6 +1344,7 @@ def _clv_options(
     return options
 
 
+from . import cli_reach  # noqa: E402, F401  (registers notices, statement, messages)
 from .cli_customer import customer_app  # noqa: E402  (it builds on the helpers above)
 
 app.add_typer(customer_app, name="customer")

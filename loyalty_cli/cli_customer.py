@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from . import cli
 from .cli import (
     Command,
     CustomerArg,
@@ -25,7 +26,6 @@ from .cli import (
     open_ledger,
     show,
 )
-from . import cli
 from .errors import EXIT_CODES_HELP, BadArgument
 from .values import check_customer_id, parse_date
 

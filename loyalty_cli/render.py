@@ -307,6 +307,17 @@ def audience(doc: Doc) -> None:
     _errors.print(said + (f" ({', '.join(left)} left out)" if left else ""))
 
 
+def notices(doc: Doc) -> None:
+    """`notices`: one line per notice, and whether it was given."""
+    table = _table("Customer", "Notice", "What", "Given")
+    for row in doc["rows"]:
+        given = row["given_at"][:10] if row["given_at"] else ""
+        table.add_row(row["customer_id"], row["kind"], row["message"], given)
+    _console.print(table)
+    if doc["marked_given"]:
+        _errors.print(f"{_num(doc['marked_given'])} notices marked given")
+
+
 def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
@@ -1064,6 +1075,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "profile": profile,
     "customer": customer,
     "audience": audience,
+    "notices": notices,
     "erase": erase,
     "import": import_summary,
     "balance": balance,

@@ -228,3 +228,32 @@ def last_purchases(conn: sqlite3.Connection) -> dict[str, int]:
         "GROUP BY customer_id"
     )
     return {str(cid): int(at) for cid, at in rows}
+
+
+def tier_changes_since(
+    conn: sqlite3.Connection, since: int
+) -> list[tuple[int, str, str, str, int]]:
+    """Tier changes (not floors set by hand) from `since` on: (operation, customer,
+    tier, from tier, occurred), oldest first (operations_time)."""
+    rows = conn.execute(
+        "SELECT id, customer_id, tier, tier_from, occurred FROM operations "
+        "WHERE kind = 'tier' AND occurred >= ? AND event = 'change' ORDER BY id",
+        (since,),
+    )
+    return [(int(i), str(c), str(t), str(f), int(o)) for i, c, t, f, o in rows]
+
+
+def given_notices(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, int]:
+    """When each of these notices was given, for those that were."""
+    rows = conn.execute(
+        "SELECT key, given FROM notices_given WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    return {str(key): int(at) for key, at in rows}
+
+
+def mark_given(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """(key, customer, kind, given, how) rows, none of them given before."""
+    from .schema import insert_many
+
+    insert_many(conn, "notices_given", "key, customer_id, kind, given, how", rows)

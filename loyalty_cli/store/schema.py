@@ -57,9 +57,17 @@ DRAW_COLUMNS = f"{DRAW_FIELDS}, expires_on"
 RUN_FIELDS = "id, command, as_of, started, finished, summary"
 PROFILE_FIELDS = "id, name, email, phone, birthday, referred_by, enrolled, birthday_set"
 
-APPEND_ONLY = ("operations", "entries", "draws", "rulesets", "runs")
+APPEND_ONLY = (
+    "operations",
+    "entries",
+    "draws",
+    "rulesets",
+    "runs",
+    "notices_given",
+    "messages_sent",
+)
 
-TABLES = (
+TABLES: tuple[str, ...] = (
     """
     CREATE TABLE rulesets (
         id INTEGER PRIMARY KEY,
@@ -137,6 +145,34 @@ TABLES = (
     )
     """,
 )
+# Reaching customers (schema 7): which notices were given and which messages
+# sent, so a cron job never gives or sends one twice. Not chained: they record
+# what was said to customers, not points, and hold no personal data (a refusal
+# keeps the server's reply code, not its text, which names the address).
+REACHING = (
+    """
+    CREATE TABLE notices_given (
+        key TEXT PRIMARY KEY,              -- the notice's stable key (notices.py)
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        kind TEXT NOT NULL,
+        given INTEGER NOT NULL,            -- when it was marked given
+        how TEXT NOT NULL                  -- 'marked' (notices --mark-given) or 'message'
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE messages_sent (
+        key TEXT PRIMARY KEY,              -- template and what it is about (messages.py)
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        template TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        status TEXT NOT NULL,              -- sent | refused
+        message_id TEXT,                   -- the Message-ID header of a sent mail
+        reply INTEGER                      -- a refusal's SMTP reply code
+    ) WITHOUT ROWID
+    """,
+)
+TABLES = (*TABLES, *REACHING)
+
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
     "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)",
