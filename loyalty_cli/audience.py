@@ -170,8 +170,10 @@ def accounts_of(store: Store, ruleset: Ruleset, ids: list[str]) -> Iterator[Acco
         yield from (found[cid] for cid in ids[start : start + CHUNK] if cid in found)
 
 
-def select(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) -> Audience:
-    """The customers the criteria pick, with contact and consent on the channel."""
+def _matching(
+    store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime
+) -> tuple[list[Member], date]:
+    """Every customer the filters pick (contact and consent aside), as members."""
     criteria.check(ruleset)
     today = today_of(ruleset, now)
     tz = zone(ruleset.program.timezone)
@@ -180,13 +182,11 @@ def select(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) ->
         if criteria.segment is not None:
             wanted = segment_members(store, ruleset, criteria, today)
             ids = [cid for cid in ids if cid in wanted]
-        given = queries.consent_by_customer(store.conn, criteria.channel)
         bought = queries.last_purchases(store.conn)
     since = None
     if criteria.inactive_since is not None:
         since = stamp(day_start(criteria.inactive_since, tz))
-    members: list[Member] = []
-    selected = no_contact = no_consent = 0
+    found: list[Member] = []
     for account in accounts_of(store, ruleset, ids):
         profile = account.profile
         last = bought.get(account.id)
@@ -202,15 +202,7 @@ def select(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) ->
         expiring = lots.split(account.lots, today, horizon).expiring
         if criteria.expiring_within is not None and not expiring:
             continue
-        selected += 1
-        address = profile.email if criteria.channel == "email" else profile.phone
-        if not address:
-            no_contact += 1
-            continue
-        if not criteria.transactional and given.get(account.id, ("",))[0] != consent.GIVEN:
-            no_consent += 1
-            continue
-        members.append(
+        found.append(
             Member(
                 account.id,
                 profile.name,
@@ -223,7 +215,33 @@ def select(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) ->
                 None if last is None else today_of(ruleset, from_stamp(last)),
             )
         )
-    return Audience(criteria, today, members, selected, no_contact, no_consent)
+    return found, today
+
+
+def select(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) -> Audience:
+    """The customers the criteria pick, with contact and consent on the channel."""
+    found, today = _matching(store, ruleset, criteria, now)
+    with store.snapshot():
+        given = queries.consent_by_customer(store.conn, criteria.channel)
+    members: list[Member] = []
+    no_contact = no_consent = 0
+    for member in found:
+        address = member.email if criteria.channel == "email" else member.phone
+        if not address:
+            no_contact += 1
+        elif (
+            not criteria.transactional and given.get(member.customer_id, ("",))[0] != consent.GIVEN
+        ):
+            no_consent += 1
+        else:
+            members.append(member)
+    return Audience(criteria, today, members, len(found), no_contact, no_consent)
+
+
+def select_ids(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime) -> list[str]:
+    """The customers the criteria pick, contact and consent aside (a statement is
+    written for each, reachable or not)."""
+    return [m.customer_id for m in _matching(store, ruleset, criteria, now)[0]]
 
 
 def segment_members(store: Store, ruleset: Ruleset, criteria: Criteria, today: date) -> set[str]:

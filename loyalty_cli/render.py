@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from rich import box
@@ -35,25 +34,17 @@ def show(view: str, doc: Doc, locale: str | None = None) -> None:
     VIEWS[view](doc)
 
 
-@lru_cache(maxsize=8)
 def _babel(name: str) -> Any:
-    """babel's Locale for a name, else for its language alone, else None (figures are
-    then shown plainly, and `rules check` says the locale is not known). Babel is
-    imported here only, when a table is drawn for a shop that gave a locale."""
-    from babel import Locale, UnknownLocaleError
+    """babel's Locale for a name, else None (see formats.py, which owns babel)."""
+    from .formats import locale_of
 
-    for candidate in (name, name.split("_")[0]):
-        try:
-            return Locale.parse(candidate)
-        except (UnknownLocaleError, ValueError):
-            continue
-    return None
+    return locale_of(name)
 
 
 def known_locale(name: str) -> bool:
-    """Whether babel knows the locale itself (not just its language)."""
-    found = _babel(name)
-    return found is not None and str(found) == name
+    from .formats import known_locale as known
+
+    return known(name)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -318,6 +309,12 @@ def notices(doc: Doc) -> None:
         _errors.print(f"{_num(doc['marked_given'])} notices marked given")
 
 
+def statements(doc: Doc) -> None:
+    _console.print(
+        f"{_num(doc['customers'])} {doc['format']} statements written in {doc['folder']}"
+    )
+
+
 def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
@@ -500,16 +497,9 @@ def _money(amount: str | None, currency: str | None) -> str:
         return ""
     from decimal import Decimal
 
-    value = Decimal(amount)
-    locale = _babel(_locale) if _locale else None
-    if locale is not None:
-        from babel.numbers import format_currency, format_decimal
+    from .formats import money
 
-        if currency:
-            return str(format_currency(value, currency, locale=locale))
-        return str(format_decimal(value, "#,##0.00", locale=locale))
-    shown = f"{value:,.2f}"
-    return f"{shown} {currency}" if currency else shown
+    return money(Decimal(amount), currency, _locale)
 
 
 def _amount(value: str | int | None) -> str:
@@ -529,12 +519,9 @@ def _segment(key: str) -> str:
 
 
 def _num(value: int) -> str:
-    locale = _babel(_locale) if _locale else None
-    if locale is not None:
-        from babel.numbers import format_decimal
+    from .formats import number
 
-        return str(format_decimal(value, locale=locale))
-    return f"{value:,}"
+    return number(value, _locale)
 
 
 def _report_table(*columns: str, numeric: int, title: str | None = None) -> Table:
@@ -1076,6 +1063,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "customer": customer,
     "audience": audience,
     "notices": notices,
+    "statements": statements,
     "erase": erase,
     "import": import_summary,
     "balance": balance,

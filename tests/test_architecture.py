@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loyalty_cli"
 OWNERS = {
     "typer": "cli",
     "rich": "render",
-    "babel": "render",
+    "babel": "formats",  # the shop's locale: render's tables, statements, messages
     "yaml": "rules",
     "sqlite3": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
