@@ -134,3 +134,188 @@ def statement(
          "files": [str(p) for p in written]},
         "statements", as_json, ruleset.program.locale,
     )  # fmt: skip
+
+
+@command()
+def messages(
+    template: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TEMPLATE",
+            help="The message template: 'Subject: ...', a blank line, the body (Jinja2).",
+        ),
+    ],
+    sender: Annotated[
+        str | None,
+        typer.Option(
+            "--from", envvar="LOYALTY_MAIL_FROM", help="The shop's address the mail comes from."
+        ),
+    ] = None,
+    notice: Annotated[
+        list[str] | None,
+        typer.Option("--notice", help="One message per notice of this kind (repeat)."),
+    ] = None,
+    campaign: Annotated[
+        str | None,
+        typer.Option(help="One message per selected customer, once per campaign NAME."),
+    ] = None,
+    segment: Annotated[str | None, typer.Option(help="--campaign: this RFM segment.")] = None,
+    tier: Annotated[str | None, typer.Option(help="--campaign: this tier.")] = None,
+    expiring_within: Annotated[
+        int | None,
+        typer.Option("--expiring-within", metavar="DAYS", help="--campaign: points expiring."),
+    ] = None,
+    inactive_since: Annotated[
+        str | None,
+        typer.Option(
+            "--inactive-since", metavar="YYYY-MM-DD", help="--campaign: no purchase since."
+        ),
+    ] = None,
+    within: Annotated[int, typer.Option(help="--notice: as `notices --within`.")] = 14,
+    birthday_within: Annotated[
+        int, typer.Option("--birthday-within", help="--notice: as `notices`.")
+    ] = 7,
+    lookback: Annotated[int, typer.Option(help="--notice: as `notices --lookback`.")] = 30,
+    transactional: Annotated[
+        bool,
+        typer.Option(
+            "--transactional",
+            help="Not marketing: sent without email consent, and without the unsubscribe line.",
+        ),
+    ] = False,
+    unsubscribe: Annotated[
+        str | None,
+        typer.Option(help="An unsubscribe URL (default: reply to --from with UNSUBSCRIBE)."),
+    ] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Write a mail-merge CSV here; send nothing.")
+    ] = None,
+    eml: Annotated[
+        Path | None, typer.Option("--eml", help="Write one .eml file per message in this folder.")
+    ] = None,
+    smtp: Annotated[
+        str | None,
+        typer.Option(
+            "--smtp", metavar="HOST[:PORT]", help="Send through this server (STARTTLS; port 587)."
+        ),
+    ] = None,
+    smtp_netrc: Annotated[
+        Path | None,
+        typer.Option(
+            "--smtp-netrc",
+            envvar="LOYALTY_SMTP_NETRC",
+            help="A netrc-style file with the server's login. Default: LOYALTY_SMTP_USER and "
+            "LOYALTY_SMTP_PASSWORD, else ~/.netrc.",
+        ),
+    ] = None,
+    no_starttls: Annotated[
+        bool,
+        typer.Option("--no-starttls", help="Plain SMTP, for a relay on this machine only."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Render and list the messages; send nothing.")
+    ] = False,
+    rate: Annotated[int, typer.Option(help="At most this many messages a minute.")] = 60,
+    limit: Annotated[int | None, typer.Option(help="At most this many messages this run.")] = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Render the owner's template for each customer a message is due to, and write
+    it (--csv, --eml) or send it (--smtp); nothing is ever sent twice.
+
+    Example (crontab): 0 9 * * * loyalty messages /srv/shop/expiring.txt --notice
+    points_expiring --from shop@example.com --smtp mail.example.com
+    """
+    import os
+    import time
+
+    from . import mailer
+    from . import messages as run_messages
+    from .audience import Criteria
+    from .notices import Window, kinds_of
+    from .reports import segment_name
+    from .values import parse_date
+
+    outputs = [o for o in (csv_file, eml, smtp) if o is not None] + ([True] if dry_run else [])
+    if len(outputs) != 1:
+        raise BadArgument("give one of --csv FILE, --eml FOLDER, --smtp HOST, --dry-run")
+    if sender is None:
+        raise BadArgument("give --from ADDRESS (or LOYALTY_MAIL_FROM)", field="--from")
+    if not 1 <= rate <= run_messages.MAX_RATE:
+        raise BadArgument(f"--rate must be from 1 to {run_messages.MAX_RATE}", field="--rate")
+    ruleset = load(rules)
+    settings = run_messages.Settings(
+        template=template,
+        sender=sender.strip(),
+        notice_kinds=kinds_of(notice) if notice else (),
+        campaign=None if campaign is None else campaign.strip(),
+        criteria=Criteria(
+            segment=None if segment is None else segment_name(segment),
+            tier=cli._code(tier, "--tier"),
+            expiring_within=expiring_within,
+            inactive_since=None
+            if inactive_since is None
+            else parse_date(inactive_since, what="--inactive-since"),
+        ),
+        window=Window(within, birthday_within, lookback),
+        transactional=transactional,
+        unsubscribe=cli._code(unsubscribe, "--unsubscribe"),
+        limit=limit,
+    )
+    server = None
+    if smtp is not None:
+        host, port = mailer.parse_address(smtp)
+        user, password = (
+            os.environ.get("LOYALTY_SMTP_USER"),
+            os.environ.get("LOYALTY_SMTP_PASSWORD"),
+        )
+        if not (user and password):
+            netrc_file = smtp_netrc
+            if netrc_file is None and (Path.home() / ".netrc").exists():
+                netrc_file = Path.home() / ".netrc"
+            found = mailer.credentials(host, netrc_file)
+            user, password = found if found else (None, None)
+        cafile = os.environ.get("LOYALTY_SMTP_CAFILE") or None
+        if cafile is not None and not Path(cafile).is_file():
+            raise BadArgument(f"LOYALTY_SMTP_CAFILE {cafile} is not a file")
+        server = mailer.Server(
+            host, port, not no_starttls, user, password, None if cafile is None else Path(cafile)
+        )
+        mailer.check(server)
+    shop = ruleset.program.name
+    with open_ledger(db, create=False) as store:
+        moment = cli.now()
+        run = run_messages.prepare(store, ruleset, settings, moment)
+        protected = [store.path, Path(ruleset.source), template]
+        if csv_file is not None:
+            from .exports import OutputFile
+
+            out = OutputFile(csv_file, "--csv", protected)
+            try:
+                run_messages.write_csv(run, out.file)
+            except BaseException:
+                out.discard()
+                raise
+            out.commit()
+            run.written.append(str(csv_file))
+        elif eml is not None:
+            run_messages.write_eml(run, settings, shop, moment, eml, protected)
+        elif server is not None:
+            chosen = server
+            run_messages.send(
+                store,
+                run,
+                settings,
+                shop,
+                cli.now,
+                lambda: mailer.connect(chosen),
+                lambda: time.sleep(60 / rate),
+            )
+    mode = "csv" if csv_file else "eml" if eml else "smtp" if smtp else "dry_run"
+    show(run.to_json(mode), "messages", as_json, ruleset.program.locale)
+    for draft, code, words in run.refused:
+        cli.say(f"refused: {draft.customer_id} <{draft.to}>: {code or ''} {words}".rstrip())
+    if run.stopped is not None:
+        cli.say(f"error: {run.stopped}")
+        raise typer.Exit(mailer.Unavailable.exit_code)

@@ -315,6 +315,24 @@ def statements(doc: Doc) -> None:
     )
 
 
+def messages(doc: Doc) -> None:
+    """`messages`: what was due, sent or written, and who was left out."""
+    table = _table("Customer", "To", "Subject")
+    for row in doc["rows"]:
+        table.add_row(row["customer_id"], row["to"], row["subject"])
+    _console.print(table)
+    done = {
+        "smtp": f"{_num(doc['sent'])} sent",
+        "csv": f"written to {', '.join(doc['files'])}",
+        "eml": f"{_num(len(doc['files']))} .eml files written",
+        "dry_run": "nothing sent (dry run)",
+    }[doc["mode"]]
+    left = f"{_num(doc['already_sent'])} sent before"
+    left += f", {_num(doc['no_address'])} without an address"
+    left += f", {_num(doc['no_consent'])} without consent"
+    _errors.print(f"{_num(len(doc['rows']))} due: {done}; {left}")
+
+
 def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
@@ -1064,6 +1082,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "audience": audience,
     "notices": notices,
     "statements": statements,
+    "messages": messages,
     "erase": erase,
     "import": import_summary,
     "balance": balance,

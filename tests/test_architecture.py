@@ -12,6 +12,7 @@ OWNERS = {
     "typer": "cli",
     "rich": "render",
     "babel": "formats",  # the shop's locale: render's tables, statements, messages
+    "jinja2": "templates",  # the owner's message templates, in the sandbox
     "yaml": "rules",
     "sqlite3": "store",
     "sqlite_utils": "-",  # a benchmark peer, never imported at run time
@@ -141,7 +142,7 @@ def test_balance_loads_neither_yaml_nor_rich_nor_the_rules_engine(tmp_path: Path
     # nor for numpy and scipy (half a second, for `report clv` alone).
     heavy = {"yaml", "rich", "loyalty_cli.evaluator", "loyalty_cli.rules", "pydantic", "hashlib"}
     heavy |= {"loyalty_cli.store.migrations", "loyalty_cli.store.legacy"}
-    heavy |= {"numpy", "scipy", "loyalty_cli.clv", "babel"}
+    heavy |= {"numpy", "scipy", "loyalty_cli.clv", "babel", "jinja2"}
     assert _loaded(_ledger_env(tmp_path), ["balance", "C1"], heavy) == []
 
 

@@ -94,9 +94,11 @@ def test_mark_given_gives_each_notice_once(shop_: Shop) -> None:
     assert keys(shop_.ok("notices", "--pending", "--kind", "reward_affordable")) == [
         "reward_affordable/bob/coffee/1"
     ]
-    with closing(sqlite3.connect(shop_.db)) as conn:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM notices_given")
+    with (
+        closing(sqlite3.connect(shop_.db)) as conn,
+        pytest.raises(sqlite3.IntegrityError, match="append-only"),
+    ):
+        conn.execute("DELETE FROM notices_given")
     assert shop_.ok("verify")["ok"]
 
 

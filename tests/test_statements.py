@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -37,7 +36,9 @@ def cafe(shop: Shop) -> Shop:
     shop.write_rules(RULES)
     shop.clock("2026-07-20")
     shop.ok("enroll", "ann", "--name", "Ann <b>&</b> Lee", "--at", "2026-06-10T09:00")
-    shop.ok("earn", "ann", "--amount", "42.50", "--at", "2026-07-01T13:00:00+00:00")  # 14:00 in London
+    shop.ok(
+        "earn", "ann", "--amount", "42.50", "--at", "2026-07-01T13:00:00+00:00"
+    )  # 14:00 in London
     shop.ok("earn", "ann", "--event", "review", "--at", "2026-07-02T08:00:00+00:00")
     shop.ok("redeem", "ann", "--reward", "coffee", "--at", "2026-07-03T10:30:00+00:00")
     shop.ok("enroll", "b/o b", "--at", "2026-07-05T10:00")

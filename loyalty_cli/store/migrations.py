@@ -290,7 +290,7 @@ def m007_reaching(conn: sqlite3.Connection) -> None:
         conn.execute(
             "CREATE TABLE messages_sent (key TEXT PRIMARY KEY, customer_id TEXT NOT NULL "
             "REFERENCES customers(id), template TEXT NOT NULL, sent INTEGER NOT NULL, "
-            "status TEXT NOT NULL, message_id TEXT, reply INTEGER) WITHOUT ROWID"
+            "message_id TEXT NOT NULL) WITHOUT ROWID"
         )
     for table in ("notices_given", "messages_sent"):
         for action in ("UPDATE", "DELETE"):

@@ -257,3 +257,32 @@ def mark_given(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> 
     from .schema import insert_many
 
     insert_many(conn, "notices_given", "key, customer_id, kind, given, how", rows)
+
+
+def messages_sent(conn: sqlite3.Connection, keys: Sequence[str]) -> set[str]:
+    """Which of these messages were sent before."""
+    rows = conn.execute(
+        "SELECT key FROM messages_sent WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    return {str(key) for (key,) in rows}
+
+
+def record_sent(
+    conn: sqlite3.Connection,
+    message: tuple[object, ...],
+    notice: tuple[object, ...] | None,
+) -> None:
+    """A sent message (key, customer, template, sent, Message-ID) and, when it gave
+    a notice not given before, that notice (key, customer, kind, given, how)."""
+    conn.execute(
+        "INSERT INTO messages_sent (key, customer_id, template, sent, message_id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        message,
+    )
+    if notice is not None:
+        conn.execute(
+            "INSERT INTO notices_given (key, customer_id, kind, given, how) "
+            "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM notices_given WHERE key = ?)",
+            (*notice, notice[0]),
+        )

@@ -147,8 +147,8 @@ TABLES: tuple[str, ...] = (
 )
 # Reaching customers (schema 7): which notices were given and which messages
 # sent, so a cron job never gives or sends one twice. Not chained: they record
-# what was said to customers, not points, and hold no personal data (a refusal
-# keeps the server's reply code, not its text, which names the address).
+# what was said to customers, not points, and hold no personal data (a refused
+# message is reported, not kept: the server's reply names the address).
 REACHING = (
     """
     CREATE TABLE notices_given (
@@ -164,10 +164,8 @@ REACHING = (
         key TEXT PRIMARY KEY,              -- template and what it is about (messages.py)
         customer_id TEXT NOT NULL REFERENCES customers(id),
         template TEXT NOT NULL,
-        sent INTEGER NOT NULL,
-        status TEXT NOT NULL,              -- sent | refused
-        message_id TEXT,                   -- the Message-ID header of a sent mail
-        reply INTEGER                      -- a refusal's SMTP reply code
+        sent INTEGER NOT NULL,             -- when the server took it
+        message_id TEXT NOT NULL           -- its Message-ID header
     ) WITHOUT ROWID
     """,
 )
