@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import day_number, from_day_number
 from .errors import BadArgument
-from .reports import Period, Shop, Table, buckets, money, rate, segment, sort_key
+from .reports import Period, Shop, Table, buckets, money, rate, segment, sort_key, tiers_as_of
 from .store import Store
 from .store import clv as sql
 from .store import reports as report_sql
@@ -602,11 +602,12 @@ def build(
                 model, end, as_of, options.by, (x, t_x, T), held, buyers, later
             )
     first_tier = shop.tiers.levels[0].id if shop.tiers else None
+    standing = dict(tiers_as_of(store, shop, span))
     rows = [
         CustomerValue(
             customer_id=b.id,
             name=b.name,
-            tier=b.tier if b.tier is not None else first_tier,
+            tier=standing.get(b.id, b.tier if b.tier is not None else first_tier),
             segment=segment(*b.rfm),
             first=from_day_number(b.first),
             last=from_day_number(b.last),

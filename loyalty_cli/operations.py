@@ -8,11 +8,12 @@ conflict.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
-from .clock import from_stamp
+from .clock import from_stamp, stamp
 from .engine import awards, consent, profiles, refunds, spending, tiering
 from .engine.book import Book
 from .engine.lifecycle import today_of
@@ -39,6 +40,7 @@ from .engine.results import (
 )
 from .errors import RulesInvalid
 from .models import Ruleset
+from .standing import standings
 from .store import Store, queries
 
 __all__ = [
@@ -181,20 +183,20 @@ def set_tier(store: Store, ruleset: Ruleset, request: TierRequest, now: datetime
 
 
 def tier_of(store: Store, ruleset: Ruleset, customer_id: str, at: datetime) -> TierResult:
-    account = store.accounts(ruleset, [customer_id]).get(customer_id)
+    """A customer's tier as of `at`, from what was recorded by then (standing.py)."""
+    tiering.policy_of(ruleset)
+    account = store.standings(ruleset, [customer_id], stamp(at) + 1).get(customer_id)
     if account is None:
         raise awards.refuse_unknown(customer_id)
     return tiering.tier_of(account, ruleset, today_of(ruleset, at))
 
 
 def distribution(store: Store, ruleset: Ruleset, at: datetime) -> Distribution:
-    """Customers per tier, reading their accounts a thousand at a time."""
-    tiering.policy_of(ruleset)
-    ids = queries.customer_ids(store.conn)
-    counted: list[object] = []
-    for start in range(0, len(ids), 1000):
-        counted += store.accounts(ruleset, ids[start : start + 1000]).values()
-    return tiering.distribution(counted, ruleset, today_of(ruleset, at))  # type: ignore[arg-type]
+    """Customers enrolled by `at` per tier as of `at`, the way the reports count them."""
+    policy = tiering.policy_of(ruleset)
+    today = today_of(ruleset, at)
+    counts = Counter(s.level.id for _, s in standings(store, ruleset, stamp(at) + 1, today))
+    return Distribution(policy, counts, today)
 
 
 def rewards_for(

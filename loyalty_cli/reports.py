@@ -15,6 +15,8 @@ time zone. "As of" a day means the ledger as it stood at the end of that day.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import day_start, from_stamp, shop_day, stamp, zone
 from .errors import BadArgument, did_you_mean
+from .standing import standings
 from .store import Store
 from .store import reports as sql
 from .values import CENTS, from_cents
@@ -47,6 +50,7 @@ class Shop:
     point_value: Decimal | None = None
     tiers: TierPolicy | None = None
     locale: str | None = None
+    ruleset: Ruleset | None = None  # for tiers as of a moment (standing.py)
 
     @classmethod
     def of(cls, ruleset: Ruleset | None, stored_timezone: str | None) -> Shop:
@@ -56,7 +60,12 @@ class Shop:
             return cls(stored_timezone or "UTC")
         program = ruleset.program
         return cls(
-            program.timezone, program.currency, program.point_value, ruleset.tiers, program.locale
+            program.timezone,
+            program.currency,
+            program.point_value,
+            ruleset.tiers,
+            program.locale,
+            ruleset,
         )
 
 
@@ -370,6 +379,9 @@ def customers(
     if sort not in CUSTOMER_SORTS:
         raise BadArgument(f"--sort '{sort}' is not one of: {', '.join(CUSTOMER_SORTS)}")
     first_tier = shop.tiers.levels[0].id if shop.tiers else None
+    # The tier as of the day, worked out as `tier` works it out; without the
+    # rules, the last one the ledger recorded.
+    held = dict(tiers_as_of(store, shop, span))
     rows = []
     for c in sql.customers(store.conn, span.until, span.as_of):
         first, last = c.first_purchase, c.last_purchase
@@ -377,7 +389,7 @@ def customers(
             CustomerRow(
                 customer_id=c.id,
                 name=c.name,
-                tier=c.tier if c.tier is not None else first_tier,
+                tier=held.get(c.id, c.tier if c.tier is not None else first_tier),
                 balance=c.balance,
                 spend_cents=c.spend_cents,
                 purchases=c.purchases,
@@ -607,12 +619,19 @@ def tiers(store: Store, shop: Shop, span: Period) -> Tiers:
         raise BadArgument(
             "the tiers report needs a rules file with a tiers: section (pass --rules)"
         )
-    return Tiers(
-        span,
-        shop.tiers,
-        sql.tier_counts(store.conn, span.until),
-        sql.tier_moves(store.conn, span.start, span.end),
+    counts: dict[str | None, int] = dict(
+        Counter(tier for _, tier in tiers_as_of(store, shop, span))
     )
+    return Tiers(span, shop.tiers, counts, sql.tier_moves(store.conn, span.start, span.end))
+
+
+def tiers_as_of(store: Store, shop: Shop, span: Period) -> Iterator[tuple[str, str]]:
+    """(customer, tier) as of the end of the as-of day, for everyone enrolled by
+    then, as `tier` works it out (standing.py); nothing without the rules' tiers."""
+    if shop.ruleset is None or shop.ruleset.tiers is None:
+        return
+    for cid, status in standings(store, shop.ruleset, span.until, span.as_of):
+        yield cid, status.level.id
 
 
 # --- RFM segments --------------------------------------------------------------------

@@ -270,3 +270,36 @@ def test_window_totals_equal_the_plain_sum(
         Decimal(0),
     )
     assert Totals(dated, window).at(day) == plain
+
+
+def test_tier_and_the_reports_agree_between_a_change_and_the_nightly_run(tiered: Shop) -> None:
+    """Time alone (a manual floor running out) moves C2 down on 1 April; until
+    nightly records it, `tier`, `report tiers` and `report customers` all show
+    the tier as of the moment, not the last one recorded."""
+    tiered.ok("enroll", "C2", "--at", "2026-01-02")
+    tiered.ok("enroll", "C3", "--at", "2026-01-02")
+    tiered.ok("earn", "C1", "--amount", "350", "--at", "2026-02-01")
+    tiered.ok("earn", "C3", "--amount", "120", "--at", "2026-02-01")
+    reason = ["--reason", "opening VIP", "--until", "2026-03-31", "--at", "2026-03-01"]
+    tiered.ok("tier", "C2", "--set", "gold", *reason)
+
+    def everywhere(day: str) -> dict[str, str]:
+        counts = {t["tier"]: t["customers"] for t in tiered.ok("tier", "--as-of", day)["tiers"]}
+        report = tiered.ok("report", "tiers", "--as-of", day)
+        assert counts == {t["tier"]: t["customers"] for t in report["tiers"]}, day
+        rows = tiered.ok("report", "customers", "--as-of", day)["rows"]
+        alone = [
+            tiered.ok("tier", r["customer_id"], "--as-of", f"{day}T23:59")["tier"] for r in rows
+        ]
+        assert alone == [r["tier"] for r in rows], day
+        return {r["customer_id"]: tier for r, tier in zip(rows, alone, strict=True)}
+
+    assert everywhere("2026-03-31") == {"C1": "gold", "C2": "gold", "C3": "silver"}
+    # The floor has ended; nothing recorded it yet.
+    assert everywhere("2026-04-02") == {"C1": "gold", "C2": "bronze", "C3": "silver"}
+    tiered.ok("nightly", "--as-of", "2026-04-02")
+    assert everywhere("2026-04-02") == {"C1": "gold", "C2": "bronze", "C3": "silver"}
+    moves = tiered.ok("report", "tiers", "--from", "2026-04-01", "--to", "2026-04-02")
+    assert moves["movements"] == [
+        {"from_tier": "gold", "to_tier": "bronze", "changes": 1, "customers": 1}
+    ]

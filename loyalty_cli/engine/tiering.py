@@ -4,8 +4,6 @@ arithmetic is in tiers.py."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -19,7 +17,7 @@ from .book import Ids, Outcome
 from .lifecycle import today_of
 from .records import NewEntry, NewOperation
 from .requests import TierRequest
-from .results import Distribution, TierResult
+from .results import TierResult
 
 
 def standing(account: Account, ruleset: Ruleset, today: date) -> TierStatus | None:
@@ -136,13 +134,3 @@ def set_tier(
     ops = (override,) if change is None else (override, change)
     result = TierResult(account.id, policy, current, today, changed=True)
     return Outcome(ops, (after,)), result
-
-
-def distribution(accounts_: Iterable[Account], ruleset: Ruleset, today: date) -> Distribution:
-    policy = policy_of(ruleset)
-    counts: Counter[str] = Counter()
-    for account in accounts_:
-        current = standing(account, ruleset, today)
-        assert current is not None
-        counts[current.level.id] += 1
-    return Distribution(policy, counts, today)

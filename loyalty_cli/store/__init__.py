@@ -130,6 +130,15 @@ class Store:
         with self.connection.translate():
             return snapshots.accounts(self.conn, ruleset, customers)
 
+    def standings(
+        self, ruleset: Ruleset, customers: Iterable[str], until: int
+    ) -> dict[str, Account]:
+        """Accounts holding a tier's inputs as recorded before `until` (snapshots.standings)."""
+        from . import snapshots
+
+        with self.connection.translate():
+            return snapshots.standings(self.conn, ruleset, customers, until)
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         with self.connection.snapshot():

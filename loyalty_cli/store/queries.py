@@ -127,6 +127,12 @@ def customer_ids(conn: sqlite3.Connection) -> list[str]:
     return [str(cid) for (cid,) in conn.execute("SELECT id FROM customers ORDER BY id")]
 
 
+def enrolled_before(conn: sqlite3.Connection, until: int) -> list[str]:
+    """Customers enrolled before `until` (a stored time), by id."""
+    rows = conn.execute("SELECT id FROM customers WHERE enrolled < ? ORDER BY id", (until,))
+    return [str(cid) for (cid,) in rows]
+
+
 def birthdays_on(conn: sqlite3.Connection, month_days: Sequence[str]) -> list[str]:
     """Customers whose birthday falls on one of these MM-DD days."""
     marks = ", ".join("?" for _ in month_days)

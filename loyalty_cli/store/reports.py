@@ -295,19 +295,6 @@ def rules(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, int
     return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
 
 
-def tier_counts(conn: sqlite3.Connection, until: int) -> dict[str | None, int]:
-    """Customers enrolled before `until` by the tier their last tier entry before
-    then recorded; None counts those without one (still in the first tier)."""
-    rows = conn.execute(
-        "SELECT t.tier, COUNT(*) FROM customers c LEFT JOIN "
-        "(SELECT customer_id, rule AS tier, MAX(id) FROM entries "
-        "WHERE kind = 'tier' AND occurred < ? GROUP BY customer_id) t "
-        "ON t.customer_id = c.id WHERE c.enrolled < ? GROUP BY t.tier",
-        (until, until),
-    )
-    return {None if tier is None else str(tier): int(count) for tier, count in rows}
-
-
 def tier_moves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, str, int, int]]:
     """Tier changes in [start, end): (from, to, changes, customers)."""
     rows = conn.execute(

@@ -198,6 +198,76 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
 )
 
 
+@lru_cache(maxsize=2)
+def _standings(by_points: bool) -> str:
+    """The accounts statement cut to a tier's inputs (profile, purchases, refunds,
+    tier operations, and under a points metric the points earned and taken back),
+    as the ledger stood before ?2: `build` makes accounts of it like any other,
+    so a report's tiers are worked out as `tier` and the write path work them
+    out. Lots come with nothing left in them, since no standing reads a balance:
+    that skips the draws, most of the cost of reading an account."""
+    parts = [
+        _part(
+            "customer",
+            [
+                *("c.id", "c.name", "c.email", "c.phone", "c.birthday", "c.referred_by"),
+                *("c.enrolled", "c.birthday_set", "c.salt"),
+            ],
+            "FROM customers c JOIN ids ON c.id = ids.id",
+        ),
+        _part(
+            "purchase",
+            ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"],
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'purchase' AND o.occurred < ?2",
+        ),
+        _part(
+            "refund",
+            ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'refund' AND o.occurred < ?2",
+        ),
+        _part(
+            "tier",
+            ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason", "o.occurred"],
+            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+            "ON o.customer_id = ids.id AND o.kind = 'tier' AND o.occurred < ?2",
+        ),
+    ]
+    if by_points:
+        parts += [
+            _part(
+                "lot",
+                [
+                    *("e.customer_id", "e.id", "e.kind", "0", "e.points"),
+                    *("e.earned_on", "e.available_on", "e.expires_on"),
+                ],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id WHERE e.kind IN ('enroll', 'earn') "
+                "AND e.points > 0 AND e.occurred < ?2",
+            ),
+            _part(
+                "taken",
+                ["e.customer_id", "e.op_id", "e.points"],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred < ?2",
+            ),
+        ]
+    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+
+
+def standings(
+    conn: sqlite3.Connection, ruleset: Ruleset, customers: Iterable[str], until: int
+) -> dict[str, Account]:
+    """The accounts of `customers` as far as their tier goes, from what was
+    recorded before `until` (a stored time)."""
+    ids = list(customers)
+    if not ids:
+        return {}
+    by_points = ruleset.tiers is not None and ruleset.tiers.metric == "points"
+    return build(conn.execute(_standings(by_points), (json.dumps(ids), until)), ruleset)
+
+
 class Tip:
     """The chain's tip and the next ids, held while a write transaction lasts."""
 
