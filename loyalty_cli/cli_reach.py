@@ -319,3 +319,39 @@ def messages(
     if run.stopped is not None:
         cli.say(f"error: {run.stopped}")
         raise typer.Exit(mailer.Unavailable.exit_code)
+
+
+@command()
+def transfer(
+    from_customer: Annotated[str, typer.Argument(metavar="FROM", help="Who gives the points.")],
+    to_customer: Annotated[str, typer.Argument(metavar="TO", help="Who receives them.")],
+    points: Annotated[int, typer.Argument(metavar="POINTS", help="How many (spendable) points.")],
+    reason: Annotated[str | None, typer.Option(help="Why (required; kept in the ledger).")] = None,
+    txn: cli.TxnOption = None,
+    at: cli.AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Move points from one member to another (a family pooling points); each lot
+    moved keeps its own expiry. Refused if FROM has fewer spendable points.
+
+    Example: loyalty transfer C1002 C1001 300 --reason "family pool" --txn T-88
+    """
+    from .operations import TransferRequest, transfer
+    from .values import check_points
+
+    if reason is None or (text := cli._text(reason, "--reason")) is None:
+        raise BadArgument("transfer needs --reason (it is kept in the ledger)", field="--reason")
+    ruleset = load(rules)
+    request = TransferRequest(
+        check_customer_id(from_customer, what="FROM"),
+        check_customer_id(to_customer, what="TO"),
+        check_points(points, "POINTS"),
+        text,
+        cli._code(txn, "--txn"),
+        cli._at(at, ruleset),
+    )
+    with open_ledger(db) as store:
+        result = transfer(store, ruleset, request, cli.now())
+    show(result.to_json(), "transfer", as_json, ruleset.program.locale)

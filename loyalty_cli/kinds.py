@@ -21,6 +21,9 @@ class OpKind(StrEnum):
     # (`event`), with its source (`reason`): the history that proves it.
     CONSENT = "consent"
     ERASE = "erase"  # a customer's personal fields removed, for good; `reason` says why
+    # Points moved from one member (the operation's customer) to another, their
+    # lots' dates kept: a debit entry for the giver, a credit per lot for the receiver.
+    TRANSFER = "transfer"
     MIGRATE = "migrate"  # the store was rewritten; names the old chain heads
 
 
@@ -35,6 +38,7 @@ class EntryKind(StrEnum):
     EXPIRE = "expire"
     REFUND = "refund"
     TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
+    TRANSFER = "transfer"  # points given to another member (-) or received (+, a lot)
 
 
 # Entries that are the rules' awards: what "points earned" counts.

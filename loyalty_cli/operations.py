@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from .clock import from_stamp, stamp
-from .engine import awards, consent, profiles, refunds, spending, tiering
+from .engine import awards, consent, profiles, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.lifecycle import today_of
 from .engine.profiles import EraseResult
@@ -27,6 +27,7 @@ from .engine.requests import (
     RedeemRequest,
     RefundRequest,
     TierRequest,
+    TransferRequest,
 )
 from .engine.results import (
     AwardResult,
@@ -38,6 +39,7 @@ from .engine.results import (
     RewardsResult,
     TierResult,
 )
+from .engine.transfers import TransferResult
 from .errors import RulesInvalid
 from .models import Ruleset
 from .standing import standings
@@ -52,6 +54,7 @@ __all__ = [
     "RedeemRequest",
     "RefundRequest",
     "TierRequest",
+    "TransferRequest",
 ]
 
 
@@ -169,6 +172,14 @@ def erase(store: Store, ruleset: Ruleset, request: EraseRequest, now: datetime) 
         earlier = None if found is None else (from_stamp(found[0]), found[1])
         result = profiles.erase(book, request, earlier)
     return replace(result, purged=store.purge())
+
+
+def transfer(
+    store: Store, ruleset: Ruleset, request: TransferRequest, now: datetime
+) -> TransferResult:
+    people = [request.from_customer, request.to_customer]
+    with store.writing(ruleset, now, people, [request.txn]) as book:
+        return transfers.transfer(book, request)
 
 
 def set_tier(store: Store, ruleset: Ruleset, request: TierRequest, now: datetime) -> TierResult:

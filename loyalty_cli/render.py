@@ -333,6 +333,17 @@ def messages(doc: Doc) -> None:
     _errors.print(f"{_num(len(doc['rows']))} due: {done}; {left}")
 
 
+def transfer(doc: Doc) -> None:
+    again = " (already recorded)" if doc["duplicate"] else ""
+    _console.print(
+        Text.assemble(
+            f"{_num(doc['points'])} points from ", (doc["from_customer"], "bold"),
+            " to ", (doc["to_customer"], "bold"), f"{again}: balances now ",
+            f"{_num(doc['from_balance'])} and {_num(doc['to_balance'])}",
+        )
+    )  # fmt: skip
+
+
 def import_summary(doc: Doc) -> None:
     """For people, on stderr: stdout stays free for data."""
     verb = "would import" if doc["dry_run"] else "imported"
@@ -1083,6 +1094,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "notices": notices,
     "statements": statements,
     "messages": messages,
+    "transfer": transfer,
     "erase": erase,
     "import": import_summary,
     "balance": balance,

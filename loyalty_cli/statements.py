@@ -88,9 +88,9 @@ class Statement:
             else {
                 "name": t.name,
                 "tier_until": None if t.until is None else t.until.isoformat(),
-                "to_keep": t.keep,
+                "how_to_keep": t.keep,
                 "next_tier_name": t.next_name,
-                "to_next": t.to_next,
+                "how_to_reach_next": t.to_next,
             },
             "activity": [
                 {
@@ -248,6 +248,9 @@ def words(rows: list[HistoryRow], ruleset: Ruleset) -> str:
         return f"Adjustment: {first.reason}" if first.reason else "Adjustment"
     if kind == "expire":
         return "Points expired"
+    if kind == "transfer":
+        moved = "Points received" if sum(r.points for r in rows) > 0 else "Points given"
+        return f"{moved}: {first.reason}" if first.reason else moved
     if kind == "refund":
         return f"Refund of {money(first.amount_cents)}" if first.amount_cents else "Refund"
     if kind == "tier":

@@ -166,6 +166,7 @@ def test_balance_json_shape(shop: Shop) -> None:
         "points_adjusted": -5,
         "points_expired": 0,
         "points_refunded": 0,
+        "points_transferred": 0,
     }
 
 

@@ -124,7 +124,7 @@ def test_the_json_statement(cafe: Shop) -> None:
     doc = json.loads(run(cafe, "ann", "--json"))
     assert (doc["balance"], doc["available"], doc["pending"]) == (37, 37, 0)
     assert doc["expiring"] == [{"date": "2027-08-01", "last_day": "2027-07-31", "points": 37}]
-    assert doc["tier_status"]["to_next"] == "spend £57.50 more"
+    assert doc["tier_status"]["how_to_reach_next"] == "spend £57.50 more"
     purchase = next(a for a in doc["activity"] if a["kind"] == "earn" and a["points"] == 42)
     assert purchase["occurred_at"] == "2026-07-01T13:00:00Z"
     assert purchase["local_time"] == "2026-07-01T14:00+01:00"

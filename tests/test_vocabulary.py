@@ -154,6 +154,10 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
         take(f"report {report}", "report", report)
     take("report segments", "report", "segments", "--segment", "new")
     take("report clv", "report", "clv")
+    take("customer list", "customer", "list", "--transactional")
+    take("notices", "notices", "--within", "60")
+    take("statement", "statement", "ann")
+    take("transfer", "transfer", "ann", "bob", "10", "--reason", "pool", "--at", "2026-11-06T10:00")
     take("customer erase", "customer", "erase", "bob", "--reason", "request 1")
     take("customer show erased", "customer", "show", "bob")
     return docs
@@ -201,7 +205,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 32
+    assert len(documents(shop, as_json=False)) == 36
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

@@ -113,3 +113,21 @@ class TierRequest:
     reason: str
     until: date | None = None
     at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    from_customer: str
+    to_customer: str
+    points: int
+    reason: str
+    txn: str | None = None
+    at: datetime | None = None
+
+    def content(self) -> dict[str, object]:
+        return {
+            "customer_id": self.from_customer,
+            "to": self.to_customer,
+            "points": self.points,
+            "reason": self.reason,
+        }

@@ -57,8 +57,8 @@ def lots(conn: sqlite3.Connection, customer_id: str, until: int | None) -> list[
         "SELECT e.id, e.earned_on, e.available_on, e.expires_on, e.points - "
         "COALESCE((SELECT SUM(d.points) FROM draws d JOIN entries de ON de.id = d.entry_id "
         "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) FROM entries e "
-        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0 "
-        "AND e.occurred <= ?1 ORDER BY e.id",
+        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust', 'transfer') "
+        "AND e.points > 0 AND e.occurred <= ?1 ORDER BY e.id",
         (limit, customer_id),
     )
     return [stored_lot(*row) for row in rows if row[4]]

@@ -161,7 +161,7 @@ _ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL "
                 "e.expires_on",
             ],
             "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-            "WHERE e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0",
+            "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
         ),
         _part(
             "purchase",
