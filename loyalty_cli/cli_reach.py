@@ -57,7 +57,7 @@ def notices(
 
     ruleset = load(rules)
     window = Window(within, birthday_within, lookback, kinds_of(kind or ()))
-    with open_ledger(db, create=mark_given) as store:
+    with open_ledger(db, create=False) as store:
         result = find(
             store, ruleset, window, cli.now(), pending_only=pending, mark_given=mark_given
         )

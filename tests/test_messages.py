@@ -368,3 +368,42 @@ def test_a_campaign_goes_once_per_customer(cafe: Shop) -> None:
         "spring/spring-2026/zoe",
     ]
     assert doc["no_consent"] == 1
+
+
+def test_the_rate_limit_pauses_between_messages(
+    cafe: Shop, server: tuple[Inbox, int], certificate: tuple[Path, Path]
+) -> None:
+    """The pause comes between messages (not before the first, nor after the last),
+    and each message is recorded as it goes: a run stopped half-way keeps them."""
+    from datetime import UTC, datetime
+
+    from loyalty_cli import mailer
+    from loyalty_cli import messages as m
+    from loyalty_cli.rules import load_rules
+    from loyalty_cli.store import Store
+
+    inbox, port = server
+    ruleset = load_rules(cafe.rules)
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    settings = m.Settings(
+        template=cafe.dir / "verfall.txt",
+        sender="hallo@cafe.example",
+        notice_kinds=("points_expiring",),
+        window=m.Window(within=30),
+    )
+    log: list[str] = []
+    target = mailer.Server("127.0.0.1", port, True, "shop", "s3cret", certificate[0])
+    with Store.open(cafe.db) as store:
+        run = m.prepare(store, ruleset, settings, now)
+        assert [d.customer_id for d in run.drafts] == ["gus", "max", "zoe"]
+
+        def pause() -> None:
+            log.append(f"pause after {len(inbox.messages)}")
+
+        m.send(
+            store, run, settings, "Café Zürich", lambda: now, lambda: mailer.connect(target), pause
+        )
+        assert log == ["pause after 0", "pause after 1"]  # gus was refused, then max, zoe
+        assert [d.customer_id for d in run.sent] == ["max", "zoe"]
+        again = m.prepare(store, ruleset, settings, now)
+        assert (len(again.drafts), again.already_sent) == (1, 2)
