@@ -32,6 +32,7 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
+from .account import Account
 from .audience import Criteria, accounts_of, select, split_name
 from .clock import stamp
 from .engine import consent
@@ -158,10 +159,10 @@ def _unsubscribe_line(settings: Settings, shop: str) -> str:
 
 
 def context(
-    store: Store, ruleset: Ruleset, customer_id: str, now: datetime, notice: Notice | None
+    account: Account, ruleset: Ruleset, now: datetime, notice: Notice | None
 ) -> dict[str, Any]:
     """What a template may use: the customer, their statement's figures, the notice."""
-    account = store.accounts(ruleset, [customer_id])[customer_id]
+    customer_id = account.id
     made = build(account, [], ruleset, now)
     figures = made.to_json()
     first, last = split_name(account.profile.name)
@@ -230,9 +231,10 @@ def prepare(store: Store, ruleset: Ruleset, settings: Settings, now: datetime) -
         fresh = fresh[: settings.limit]
     footer = None if settings.transactional else _unsubscribe_line(settings, ruleset.program.name)
     drafts = []
+    people = {a.id: a for a in accounts_of(store, ruleset, sorted({cid for _, cid, _ in fresh}))}
     for key, cid, about in fresh:
-        account = store.accounts(ruleset, [cid])[cid]
-        rendered = template.render(context(store, ruleset, cid, now, about), cid)
+        account = people[cid]
+        rendered = template.render(context(account, ruleset, now, about), cid)
         body = rendered.body.rstrip("\n") + "\n"
         if footer:
             body += f"\n-- \n{footer}\n"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from . import lots
@@ -31,7 +31,7 @@ from .clock import day_start, from_stamp, stamp, zone
 from .engine.lifecycle import today_of
 from .engine.spending import reward_refusal
 from .engine.tiering import standing
-from .errors import BadArgument
+from .errors import BadArgument, did_you_mean
 from .models import Ruleset
 from .store import Store, queries
 
@@ -68,8 +68,6 @@ class Window:
                 )
         for kind in self.kinds:
             if kind not in KINDS:
-                from .errors import did_you_mean
-
                 raise BadArgument(
                     f"--kind '{kind}' is not a notice{did_you_mean(kind, KINDS)}; "
                     f"kinds: {', '.join(KINDS)}",
@@ -260,9 +258,7 @@ class Notices:
         }
 
 
-def facts_of(
-    store: Store, ruleset: Ruleset, window: Window, today: date, customers: Sequence[str] | None
-) -> Facts:
+def facts_of(store: Store, ruleset: Ruleset, window: Window, today: date) -> Facts:
     tz = zone(ruleset.program.timezone)
     moves: dict[str, list[TierMove]] = {}
     if {"tier_reached", "tier_lost"} & set(window.kinds) and ruleset.tiers is not None:
@@ -317,8 +313,6 @@ def find(
 
 
 def _given(notice: Notice, at: datetime) -> Notice:
-    from dataclasses import replace
-
     return replace(notice, given_at=at)
 
 
@@ -327,7 +321,7 @@ def _collect(
 ) -> list[Notice]:
     from .audience import accounts_of
 
-    facts = facts_of(store, ruleset, window, today, customers)
+    facts = facts_of(store, ruleset, window, today)
     ids = list(customers) if customers is not None else queries.customer_ids(store.conn)
     out: list[Notice] = []
     for account in accounts_of(store, ruleset, ids):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -205,9 +206,8 @@ def _last(gone: date) -> date:
     return gone - timedelta(days=1)
 
 
-def _signed(points: int, n: object) -> str:
-    shown = n(points)  # type: ignore[operator]
-    return f"+{shown}" if points > 0 else str(shown)
+def _signed(points: int, n: Callable[[int], str]) -> str:
+    return f"+{n(points)}" if points > 0 else n(points)
 
 
 # --- deciding the words --------------------------------------------------------------
