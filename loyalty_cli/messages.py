@@ -338,11 +338,9 @@ def write_eml(
 ) -> None:
     """One .eml file per message, named by its key, written whole."""
     from .exports import OutputFile
-    from .statements import file_name
+    from .statements import file_name, make_folder
 
-    if folder.exists() and not folder.is_dir():
-        raise BadArgument(f"--eml {folder} is a file; name a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "--eml")
     for draft in run.drafts:
         name = file_name(draft.key.replace("/", "_"), "text").removesuffix(".txt") + ".eml"
         out = OutputFile(folder / name, "message", protected)

@@ -367,6 +367,18 @@ def file_name(customer_id: str, form: str) -> str:
     return f"{safe}.{ext}"
 
 
+def make_folder(folder: Path, what: str) -> None:
+    """The folder output files go in, made if missing; one that cannot be is refused."""
+    from .errors import InputMissing
+
+    if folder.exists() and not folder.is_dir():
+        raise BadArgument(f"{what} {folder} is a file; name a folder", field=what)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputMissing(f"{what} {folder} cannot be made: {exc.strerror}", field=what) from None
+
+
 def write_all(
     store: Store,
     ruleset: Ruleset,
@@ -382,9 +394,7 @@ def write_all(
     from .audience import accounts_of
     from .exports import OutputFile
 
-    if folder.exists() and not folder.is_dir():
-        raise BadArgument(f"--out {folder} is a file; name a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "--out")
     written: list[Path] = []
     for account in accounts_of(store, ruleset, ids):
         out = OutputFile(folder / file_name(account.id, form), "statement", protected)
