@@ -321,6 +321,7 @@ def in_todays_names(command: str, doc: dict[str, Any]) -> dict[str, Any]:
     if command.startswith("balance"):
         for name in ("earned", "redeemed", "adjusted", "expired", "refunded"):
             doc[f"points_{name}"] = doc.pop(name)
+        doc["points_transferred"] = 0  # issue 15: transfers between members
     elif command.startswith("history"):
         doc["timezone"] = "Europe/London"
         doc["entries"] = [{"entry": e.pop("id"), **e} for e in map(dict, doc["entries"])]

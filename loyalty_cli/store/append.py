@@ -160,11 +160,11 @@ def append(
             "birthday_set = ? WHERE id = ?",
             changed,
         )
-    if erased:
+    insert_rows(conn, op_rows, entry_rows, draw_rows)
+    if erased:  # after the erase operations: the schema's trigger looks for them
         conn.executemany(
             "UPDATE customers SET name = NULL, email = NULL, phone = NULL, birthday = NULL, "
             "birthday_set = ?, salt = ? WHERE id = ?",
             erased,
         )
-    insert_rows(conn, op_rows, entry_rows, draw_rows)
     tip.op, tip.hash, tip.entry, tip.draw = ops[-1].id, previous, last_entry, draw_id

@@ -276,7 +276,8 @@ def m007_reaching(conn: sqlite3.Connection) -> None:
         "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
         "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
         "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
-        "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL)) "
+        "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL "
+        "AND EXISTS (SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) "
         "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
         "nor their salt but in an erasure'); END"
     )

@@ -200,15 +200,17 @@ def _triggers() -> list[str]:
 
 
 # A customer's id, enrollment and referrer never change; the salt changes only
-# in an erasure, which empties the personal fields in the same UPDATE
-# (engine/profiles.erase): a new salt makes the digests chained before it
-# untestable against a guess of the erased values.
+# in an erasure: an UPDATE that empties the personal fields of a customer whose
+# `erase` operation is recorded (engine/profiles.erase, store/append.py). A new
+# salt makes the digests chained before it untestable against a guess of the
+# erased values.
 KEEP_IDENTITY = (
     "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
     "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
     "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
     "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
-    "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL)) "
+    "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL "
+    "AND EXISTS (SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) "
     "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
     "nor their salt but in an erasure'); END"
 )
