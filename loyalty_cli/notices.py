@@ -288,13 +288,16 @@ def find(
     mark_given: bool = False,
 ) -> Notices:
     """Today's notices (for `customers`, or everyone), each with when it was given.
-    `mark_given`: the pending ones are marked given in the same write transaction
-    that read them, so two runs at once cannot both give one."""
+    `mark_given`: the ones not given yet are marked given. They are worked out
+    without the write lock (a minute for 50,000 customers: the tills must not wait
+    that long), then which of them were given is read again under the lock, in the
+    transaction that marks the rest: two runs at once cannot both give one."""
     window.check()
     today = today_of(ruleset, now)
     if mark_given:
-        with store.transaction():
+        with store.snapshot():
             found = _collect(store, ruleset, window, today, customers)
+        with store.transaction():
             given = queries.given_notices(store.conn, [n.key for n in found])
             pending = [n for n in found if n.key not in given]
             queries.mark_given(

@@ -154,3 +154,31 @@ def test_the_next_birthday_is_within_a_year_and_on_the_birthday(born: date, toda
     assert when is not None and today <= when and (when - today).days <= 366
     assert when.month == born.month
     assert when.day == born.day or (born.month, born.day, when.day) == (2, 29, 28)
+
+
+def test_two_runs_at_once_never_give_a_notice_twice(shop_: Shop) -> None:
+    """Real processes, started together: each notice is in one run's answer only."""
+    import json
+    import os
+    import subprocess
+
+    from .conftest import loyalty_command
+
+    env = {**os.environ, "LOYALTY_DB": str(shop_.db), "LOYALTY_RULES": str(shop_.rules)}
+    runs = [
+        subprocess.Popen(
+            [*loyalty_command(), "notices", "--mark-given", "--json", "--within", "366"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    given: list[str] = []
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        given += [row["key"] for row in json.loads(out)["rows"]]
+    assert len(given) == len(set(given)) > 0
+    shop_.clock(None)  # the processes ran on the real clock
+    assert shop_.ok("notices", "--pending", "--within", "366")["rows"] == []
