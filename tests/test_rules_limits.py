@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -687,18 +686,15 @@ def alias_bomb(levels: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_an_alias_bomb_is_refused_in_milliseconds(shop: Shop) -> None:
-    bomb = alias_bomb(9)  # 10^9 leaves if expanded; ~550 bytes
+def test_an_alias_bomb_is_refused_before_it_expands(shop: Shop) -> None:
+    bomb = alias_bomb(9)  # 10^9 leaves if expanded (this test would never end); ~550 bytes
     assert len(bomb) < 600
     shop.rules.write_text(bomb)
-    started = time.perf_counter()
     message = shop.fails(78, "rules", "check", str(shop.rules), "--json")
-    elapsed = time.perf_counter() - started
     assert message == (
         f"error: {shop.rules}:2:7: YAML anchors and aliases (&a, *a) are not supported; "
         "write the values out (90 in this file)"
     )
-    assert elapsed < 1.0, elapsed
 
 
 def test_dev_zero_is_refused_after_reading_one_mebibyte(shop: Shop) -> None:
@@ -731,16 +727,13 @@ def valid_mebibyte() -> str:
     return "".join(out)
 
 
-def test_a_mebibyte_of_valid_rules_loads_fast_and_one_byte_more_is_refused(shop: Shop) -> None:
+def test_a_mebibyte_of_valid_rules_loads_and_one_byte_more_is_refused(shop: Shop) -> None:
     rules = valid_mebibyte()
     exact = rules + "#" + "x" * (MAX_BYTES - len(rules.encode()) - 2) + "\n"
     assert len(exact.encode()) == MAX_BYTES
     shop.rules.write_text(exact)
-    started = time.perf_counter()
     doc = accepted(shop, exact)
-    elapsed = time.perf_counter() - started
     assert len(doc["rules"]) > 500  # type: ignore[arg-type]
-    assert elapsed < 2.0, elapsed  # ~0.4 s on a laptop
     assert refused(shop, exact + "\n") == [
         f"{exact.count(chr(10)) + 1}:1: the rules file is larger than 1 MiB (1,048,576 bytes), "
         "the most a rules file may be; check that this is the right file, or shorten "
