@@ -9,7 +9,7 @@ evaluator are loaded only to explain an award line in `history`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from . import lots
@@ -114,6 +114,7 @@ def entry_json(row: HistoryRow, detail: str | None) -> dict[str, object]:
         "detail": detail,
         "amount": None if row.amount_cents is None else str(from_cents(row.amount_cents)),
         "txn": row.txn,
+        "store": row.store,
         "rules_version": None if row.version is None else bytes(row.version).hex(),
     }
 
@@ -124,6 +125,7 @@ class HistoryResult:
     balance: int
     entries: list[dict[str, object]]
     timezone: str
+    receipts: list[dict[str, object]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -131,6 +133,7 @@ class HistoryResult:
             "timezone": self.timezone,
             "balance": self.balance,
             "entries": self.entries,
+            "receipts": self.receipts,
         }
 
 
@@ -147,18 +150,66 @@ def history(
             raise unknown_customer(customer_id)
         held = holdings(store, customer_id, shop_today(store, as_of or now), until)
         rows = queries.history(store.conn, customer_id, limit, until)
-        details = explain(store, rows)
+        items = queries.items_of(store.conn, [row.op_id for row in rows])
+        details = explain(store, rows, items)
         timezone = queries.shop_timezone(store.conn) or "UTC"
     return HistoryResult(
-        customer_id, held.balance, [entry_json(row, details[row.id]) for row in rows], timezone
+        customer_id,
+        held.balance,
+        [entry_json(row, details[row.id]) for row in rows],
+        timezone,
+        _receipts(rows, items),
     )
 
 
-def explain(store: Store, rows: list[HistoryRow]) -> dict[int, str | None]:
+def _receipts(
+    rows: list[HistoryRow], items: dict[int, list[queries.ItemRow]]
+) -> list[dict[str, object]]:
+    """The receipt lines of the operations shown (a receipt of several lines, or
+    what a refund by line returned), newest first like the entries."""
+    out: list[dict[str, object]] = []
+    seen: set[int] = set()
+    for row in rows:
+        if row.op_id in seen or row.op_id not in items:
+            continue
+        seen.add(row.op_id)
+        out.append(
+            {
+                "txn": row.txn,
+                "occurred_at": iso(row.occurred),
+                "kind": "refund" if row.kind == "refund" else "purchase",
+                "items": [
+                    {
+                        "number": i.number,
+                        "sku": i.sku,
+                        "category": i.category,
+                        "quantity": i.quantity,
+                        "amount": str(from_cents(i.amount_cents)),
+                        "points": i.points,
+                    }
+                    for i in items[row.op_id]
+                ],
+            }
+        )
+    return out
+
+
+def explain(
+    store: Store, rows: list[HistoryRow], items: dict[int, list[queries.ItemRow]] | None = None
+) -> dict[int, str | None]:
     """Each entry's detail: as stored, or rebuilt from the rules that made it (the
-    ledger keeps the words only of lines a cap or a budget cut short)."""
+    ledger keeps the words only of lines a cap or a budget cut short). A rule's
+    entry on a receipt of several lines sums its lines: its words say so."""
     out: dict[int, str | None] = {row.id: row.detail for row in rows}
-    missing = [r for r in rows if r.detail is None and r.rule is not None and r.kind != "tier"]
+    items = items or {}
+    for row in rows:
+        if row.detail is None and row.kind == "earn" and row.op_id in items:
+            out[row.id] = f"over the receipt's {len(items[row.op_id])} lines"
+    missing = [
+        r
+        for r in rows
+        if r.detail is None and r.rule is not None and r.kind != "tier" and r.op_id not in items
+    ]
     if not missing:
         return out
     from .evaluator import base_of, line_detail

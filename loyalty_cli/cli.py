@@ -625,6 +625,25 @@ def earn(
     quantity: Annotated[
         int | None, typer.Option(help="Number of items.", min=1, max=MAX_QUANTITY)
     ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="The store or till of the purchase (rules may test it).")
+    ] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line",
+            help="A receipt line, CATEGORY[/SKU]:[QTYx]PRICE[-DISCOUNT], e.g. shoes:59.90 or "
+            "food/SKU-123:2x4.50. Repeat for each line. Records a purchase.",
+        ),
+    ] = None,
+    lines_file: Annotated[
+        str | None,
+        typer.Option(
+            "--lines",
+            help="A receipt's lines as JSON lines, from FILE or - (stdin): "
+            '{"sku", "category", "quantity", "unit_price" or "amount", "discount"} each.',
+        ),
+    ] = None,
     txn: TxnOption = None,
     at: AtOption = None,
     dry_run: Annotated[
@@ -637,27 +656,52 @@ def earn(
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Record a purchase (--amount) or an action (--event) and award points.
+    """Record a purchase (--amount, or its lines with --line/--lines) or an action
+    (--event) and award points.
 
     Example: loyalty earn C1001 --amount 42.50 --category shoes --txn R-5521
+    Example: loyalty earn C1001 --line shoes:59.90 --line food/SKU-123:2x4.50 --txn R-5522
     """
     from .engine.awards import check_event
     from .operations import EarnRequest, earn
+    from .receipts import given_lines, total
 
-    if (amount is None) == (event is None):
-        raise BadArgument("give either --amount (a purchase) or --event (an action)")
-    if event is not None and (category or sku or quantity):
-        raise BadArgument("--category, --sku and --quantity describe purchases, not events")
+    ways = [w for w, given in (("--amount", amount), ("--event", event)) if given is not None]
+    if line or lines_file is not None:
+        ways.append("--line" if line else "--lines")
+    if line and lines_file is not None:
+        raise BadArgument("give the receipt's lines with --line or with --lines, not both")
+    if len(ways) != 1:
+        raise BadArgument(
+            "give either --amount or --line/--lines (a purchase) or --event (an action)"
+            + (f"; got {' and '.join(ways)}" if ways else "")
+        )
+    if event is not None and (category or sku or quantity or store):
+        raise BadArgument(
+            "--category, --sku, --quantity and --store describe purchases, not events"
+        )
+    if ways[0] in ("--line", "--lines") and (category or sku or quantity):
+        raise BadArgument(
+            "--category, --sku and --quantity describe an --amount purchase; "
+            "put them in each --line instead"
+        )
+    receipt = given_lines(line or [], lines_file, sys.stdin.buffer)
     ruleset = load(rules)
+    if len(receipt) == 1:
+        # A one-line receipt is a purchase as --amount records it, and earns the same.
+        (only,) = receipt
+        amount, category, sku, quantity = None, only.category, only.sku, only.quantity
     request = EarnRequest(
         customer_id=check_customer_id(customer_id),
         event="purchase" if event is None else check_event(ruleset, event),
-        amount=None if amount is None else parse_amount(amount),
+        amount=total(receipt) if receipt else (None if amount is None else parse_amount(amount)),
         category=_code(category, "--category"),
         sku=_code(sku, "--sku"),
         quantity=quantity,
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
+        lines=receipt if len(receipt) > 1 else (),
+        store=_code(store, "--store"),
     )
     _record(db, earn, ruleset, request, "earn", as_json, dry_run=dry_run, explain=explain)
 
@@ -729,18 +773,31 @@ def refund(
         str | None, typer.Option(help="Amount refunded. Default: all that is left to refund.")
     ] = None,
     reason: Annotated[str | None, typer.Option(help="Note kept with the refund.")] = None,
+    line: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line",
+            help="Return units of a line: SKU[:QTY] (or its category, or #N for line N); "
+            "QTY left out: all of them. Repeat for each line.",
+        ),
+    ] = None,
     txn: TxnOption = None,
     at: AtOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Take back a purchase's points, in proportion to the amount refunded.
+    """Take back a purchase's points, in proportion to the amount refunded, or
+    exactly what the returned lines earned (--line).
 
     Example: loyalty refund R-5521 --amount 20.00 --txn RF-5521-1
+    Example: loyalty refund R-5522 --line SKU-123:1 --txn RF-5522-1
     """
     from .operations import RefundRequest, refund
+    from .receipts import parse_return
 
+    if line and amount is not None:
+        raise BadArgument("give --amount or --line, not both: a line's amount is known")
     ruleset = load(rules)
     request = RefundRequest(
         refund_of=check_text(refund_of, "TXN", CUSTOMER_ID_MAX),
@@ -748,6 +805,7 @@ def refund(
         reason=_text(reason, "--reason"),
         txn=_code(txn, "--txn"),
         at=_at(at, ruleset),
+        returns=tuple(parse_return(spec) for spec in line or ()),
     )
     _record(db, refund, ruleset, request, "refund", as_json)
 
@@ -908,6 +966,19 @@ def import_csv(
         str | None,
         typer.Option(help="strptime format for dates, e.g. %d/%m/%Y. Default: ISO 8601."),
     ] = None,
+    cancel_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="A receipt number starting with this is a cancellation (e.g. C): its "
+            "lines go back to the customer's purchase that sold them."
+        ),
+    ] = None,
+    reject_guests: Annotated[
+        bool,
+        typer.Option(
+            "--reject-guests", help="Reject rows with no customer (default: count them skipped)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing on success.")] = False,
     db: DbOption = None,
     rules: RulesOption = None,
@@ -929,6 +1000,8 @@ def import_csv(
         decimal_comma=decimal_comma,
         thousands=thousands,
         date_format=date_format,
+        cancel_prefix=_code(cancel_prefix, "--cancel-prefix"),
+        reject_guests=reject_guests,
     )
     if files.count("-") > 1:
         raise BadArgument("'-' (standard input) can be given only once")
@@ -1114,6 +1187,9 @@ def rules_check(
                 "on": r.on,
                 "priority": r.priority,
                 "stop": r.stop,
+                # where it is judged on a receipt of several lines (purchases only)
+                "scope": r.scope if r.on == "purchase" else None,
+                "exclude": r.exclude,
                 "line": r.location.line,
             }
             for r in ruleset.rules

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, tzinfo
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from .models import (
     Compare,
     Condition,
     CustomerState,
+    ItemAward,
     Not,
     Rounding,
     Rule,
@@ -41,8 +42,6 @@ from .models import (
     Skip,
     TierLevel,
 )
-
-_NOON = datetime(2000, 1, 1, 12, tzinfo=UTC)  # a placeholder time for rebuilt details
 
 _ROUNDING = {"floor": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "ceil": ROUND_CEILING}
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -77,20 +76,91 @@ def evaluate(
 ) -> Award:
     """Apply the rules to one activity. Pure: no clock, no I/O. `explain`: also say
     why each other rule did not fire (words nobody reads during an import)."""
+    if len(activity.lines) > 1:
+        return _receipt(ruleset, activity, state, explain)
     tz = shop_zone(ruleset)
     rounding = ruleset.program.rounding
     facts = _facts(activity, state, tz)
     local_day = shop_day(activity.at, tz)
+    rules = rules_for(ruleset, activity.event)
+    excluded_by = _excluder(rules, activity.amount, facts, local_day, state)
+    if excluded_by is not None:
+        # A one-line purchase of an excluded line is a receipt of excluded lines only.
+        why = f"not reached: the purchase is excluded by rule '{excluded_by}'"
+        skipped = tuple(
+            Skip(r.id, "excludes this purchase: it earns nothing", fired=True)
+            if r.id == excluded_by
+            else Skip(r.id, why)
+            for r in rules
+        )
+        return Award(0, (), skipped if explain else ())
+    spent: dict[str, int] = {}
+    lines, skips, multipliers = _part(
+        rules, activity.amount, activity.amount, facts, local_day, state, ruleset, spent, explain
+    )
+    _multiply(lines, skips, multipliers, state, rounding, spent, activity.event == "purchase")
+    return Award(
+        points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skips)
+    )
+
+
+def _excluder(
+    rules: Iterable[Rule],
+    basket: Decimal | None,
+    facts: Mapping[str, object],
+    local_day: date,
+    state: CustomerState,
+) -> str | None:
+    """The first exclusion rule that matches a line, if any. Exclusions are judged
+    before every other rule, whatever their priority."""
+    for rule in rules:
+        if (
+            rule.exclude
+            and _why_not(rule, basket, facts, local_day, state.usage.get(rule.id), explain=False)
+            is None
+        ):
+            return rule.id
+    return None
+
+
+def _part(
+    rules: Iterable[Rule],
+    amount: Decimal | None,
+    basket: Decimal | None,
+    facts: Mapping[str, object],
+    local_day: date,
+    state: CustomerState,
+    ruleset: Ruleset,
+    spent: dict[str, int],
+    explain: bool,
+    fixed: Mapping[str, tuple[str | None, str | None]] | None = None,
+) -> tuple[list[AwardLine], list[Skip], list[Rule]]:
+    """Run the point rules of one part (a line, or a receipt as a whole): their
+    lines, why the others did not fire, and the multipliers that fired. `amount`
+    is what points_per_unit multiplies; `basket` what min_amount tests. `fixed`:
+    each rule's reasons that are the same on every line (see _fixed), worked out
+    once per receipt."""
     lines: list[AwardLine] = []
     skipped: list[Skip] = []
     multipliers: list[Rule] = []
     stopped_by: str | None = None
-    for rule in rules_for(ruleset, activity.event):
+    rounding = ruleset.program.rounding
+    for rule in rules:
+        if rule.exclude:
+            continue
         if stopped_by is not None:
             if explain:
                 skipped.append(Skip(rule.id, f"not reached: rule '{stopped_by}' has stop: true"))
             continue
-        reason = _why_not(rule, activity, facts, local_day, state.usage.get(rule.id), explain)
+        if fixed is None:
+            reason = _why_not(rule, basket, facts, local_day, state.usage.get(rule.id), explain)
+        else:
+            reason, after = fixed[rule.id]
+            if reason is None:
+                if rule.when is not None and not matches(rule.when, facts):
+                    reason = f"condition not met: {describe(rule.when)}" if explain else _NO
+                else:
+                    reason = after
         if reason is not None:
             if explain:
                 skipped.append(Skip(rule.id, reason))
@@ -98,22 +168,154 @@ def evaluate(
         if rule.is_multiplier:
             multipliers.append(rule)
         else:
-            _add(lines, skipped, rule, *_base_line(rule, activity, ruleset, rounding), state)
+            _add(lines, skipped, rule, *_base_line(rule, amount, ruleset, rounding), state, spent)
         if rule.stop:
             stopped_by = rule.id
+    return lines, skipped, multipliers
+
+
+def _multiply(
+    lines: list[AwardLine],
+    skipped: list[Skip],
+    multipliers: Iterable[Rule],
+    state: CustomerState,
+    rounding: Rounding,
+    spent: dict[str, int],
+    purchase: bool,
+) -> None:
+    """Add a part's multiplier lines and its tier line, each on the part's base
+    (the sum of its point lines), each rounded on its own."""
     base = sum(line.points for line in lines)
     for rule in multipliers:
         assert rule.multiply is not None
         points, detail = _multiplied(rule.multiply, base, rounding)
-        _add(lines, skipped, rule, points, detail, state)
+        _add(lines, skipped, rule, points, detail, state, spent)
     tier = state.tier
-    if tier is not None and tier.multiplier != 1 and activity.event == "purchase" and base:
+    if tier is not None and tier.multiplier != 1 and purchase and base:
         # The tier's multiplier is a line of its own, after the campaigns, on the same base.
         points, detail = _tier_line(tier, base, rounding)
         if points:
             lines.append(AwardLine(rule=f"tier:{tier.id}", points=points, detail=detail))
+
+
+def _receipt(ruleset: Ruleset, activity: Activity, state: CustomerState, explain: bool) -> Award:
+    """A receipt of several lines. Each line is a part of its own, where the
+    line rules (scope `line`) run on its amount, category, sku and quantity; the
+    receipt is one more part, where the receipt rules run once on the basket
+    (the lines not excluded). The receipt's multipliers apply to every part, a
+    line's own multipliers to that line; each part's lines are rounded on their
+    own, so a receipt's points are the sum of its lines' points and its own."""
+    tz = shop_zone(ruleset)
+    rounding = ruleset.program.rounding
+    local_day = shop_day(activity.at, tz)
+    rules = rules_for(ruleset, activity.event)
+    common = _facts(activity, state, tz)
+    basket_rules = [r for r in rules if r.scope == "receipt"]
+    line_rules = [r for r in rules if r.scope == "line"]
+    line_facts: list[dict[str, object]] = []
+    excluded: list[str | None] = []
+    for line in activity.lines:
+        facts = {
+            **common,
+            "amount": line.amount,
+            "category": line.category,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "items": line.quantity,
+        }
+        line_facts.append(facts)
+        excluded.append(_excluder(line_rules, activity.amount, facts, local_day, state))
+    kept = [line for line, by in zip(activity.lines, excluded, strict=True) if by is None]
+    basket = sum((line.amount for line in kept), Decimal("0.00"))
+    count = sum(line.quantity for line in kept)
+    if not kept:
+        why = "not reached: every line of the receipt is excluded"
+        items = tuple(
+            ItemAward(n, line, 0, excluded_by=by)
+            for n, (line, by) in enumerate(zip(activity.lines, excluded, strict=True), 1)
+        )
+        unreached = tuple(Skip(r.id, why) for r in rules if not r.exclude) if explain else ()
+        return Award(0, (), unreached, items)
+    receipt_facts = {
+        **common,
+        "amount": basket,
+        "quantity": count,
+        "items": count,
+        "category": None,
+        "sku": None,
+    }
+    spent: dict[str, int] = {}
+    own, own_skipped, receipt_multipliers = _part(
+        basket_rules, basket, basket, receipt_facts, local_day, state, ruleset, spent, explain
+    )
+    order = {rule.id: n for n, rule in enumerate(rules)}
+    purchase = activity.event == "purchase"
+    fixed = {
+        rule.id: _fixed(rule, basket, local_day, state.usage.get(rule.id), explain)
+        for rule in line_rules
+        if not rule.exclude
+    }
+    items_out: list[ItemAward] = []
+    for n, (line, facts, by) in enumerate(
+        zip(activity.lines, line_facts, excluded, strict=True), 1
+    ):
+        if by is not None:
+            items_out.append(ItemAward(n, line, 0, excluded_by=by))
+            continue
+        lines, skipped, multipliers = _part(
+            line_rules, line.amount, basket, facts, local_day, state, ruleset, spent, explain,
+            fixed,
+        )  # fmt: skip
+        both = (
+            sorted([*multipliers, *receipt_multipliers], key=lambda r: order[r.id])
+            if multipliers and receipt_multipliers
+            else multipliers or receipt_multipliers
+        )
+        _multiply(lines, skipped, both, state, rounding, spent, purchase)
+        points = sum(item.points for item in lines)
+        items_out.append(ItemAward(n, line, points, tuple(lines), tuple(skipped)))
+    _multiply(own, own_skipped, receipt_multipliers, state, rounding, spent, purchase)
+    totals: dict[str, list[tuple[str, AwardLine]]] = {}
+    for part, name in [*((i.lines, f"line {i.number}") for i in items_out), (own, "receipt")]:
+        for award_line in part:
+            totals.setdefault(award_line.rule, []).append((name, award_line))
+    ranked = sorted(
+        totals.items(),
+        key=lambda kv: (kv[0].startswith("tier:"), order.get(kv[0], len(order))),
+    )
+    summed = tuple(
+        AwardLine(
+            rule=rule,
+            points=sum(p.points for _, p in parts),
+            detail="; ".join(f"{name}: {p.detail}" for name, p in parts),
+            reward=parts[0][1].reward,
+            trimmed=any(p.trimmed for _, p in parts),
+        )
+        for rule, parts in ranked
+    )
+    fired = set(totals)
+    skipped_out = list(own_skipped)
+    if explain:
+        for rule in line_rules:
+            if rule.exclude:
+                hits = [i.number for i in items_out if i.excluded_by == rule.id]
+                if hits:
+                    lines_word = ", ".join(str(h) for h in hits)
+                    skipped_out.append(Skip(rule.id, f"excludes line {lines_word}", fired=True))
+                else:
+                    skipped_out.append(Skip(rule.id, "matches no line"))
+            elif rule.id not in fired:
+                zero = any(s.rule == rule.id and s.fired for i in items_out for s in i.skipped)
+                skipped_out.append(
+                    Skip(rule.id, "gives 0 points on every line it fires on", fired=True)
+                    if zero
+                    else Skip(rule.id, "fires on no line (see each line's reasons)")
+                )
     return Award(
-        points=sum(line.points for line in lines), lines=tuple(lines), skipped=tuple(skipped)
+        points=sum(line.points for line in summed),
+        lines=summed,
+        skipped=tuple(skipped_out),
+        items=tuple(items_out),
     )
 
 
@@ -158,7 +360,7 @@ def line_detail(
         return _multiplied(rule.multiply, base, rounding)[1]
     if rule.points_per_unit is not None and amount is None:
         return None
-    return _base_line(rule, Activity("", "", _NOON, amount=amount), ruleset, rounding)[1]
+    return _base_line(rule, amount, ruleset, rounding)[1]
 
 
 def _add(
@@ -168,13 +370,16 @@ def _add(
     points: int,
     detail: str,
     state: CustomerState,
+    spent: dict[str, int],
 ) -> None:
     """Append a line after applying the rule's points cap and budget. A line they
-    cut short is `trimmed`: its words cannot be rebuilt from the rules alone."""
+    cut short is `trimmed`: its words cannot be rebuilt from the rules alone.
+    `spent`: what each rule gave in the other parts of this receipt so far."""
     usage = state.usage.get(rule.id, RuleUsage())
     trimmed = False
+    before = spent.get(rule.id, 0)
     if rule.cap is not None and rule.cap.points is not None:
-        room = rule.cap.points - usage.points
+        room = rule.cap.points - usage.points - before
         if room <= 0:
             skipped.append(Skip(rule.id, f"cap reached: {rule.cap.points} points {_per(rule)}"))
             return
@@ -182,7 +387,7 @@ def _add(
             points, detail = room, f"{detail}; capped at {rule.cap.points} points {_per(rule)}"
             trimmed = True
     if rule.budget is not None:
-        room = rule.budget - state.budget_used.get(rule.id, 0)
+        room = rule.budget - state.budget_used.get(rule.id, 0) - before
         if room <= 0:
             skipped.append(Skip(rule.id, f"budget of {rule.budget} points used up"))
             return
@@ -193,22 +398,23 @@ def _add(
         how = "" if rule.points is not None else f" ({detail})"
         skipped.append(Skip(rule.id, f"gives 0 points{how}", fired=True))
         return
+    spent[rule.id] = before + points
     lines.append(
         AwardLine(rule=rule.id, points=points, detail=detail, reward=rule.reward, trimmed=trimmed)
     )
 
 
 def _base_line(
-    rule: Rule, activity: Activity, ruleset: Ruleset, rounding: Rounding
+    rule: Rule, amount: Decimal | None, ruleset: Ruleset, rounding: Rounding
 ) -> tuple[int, str]:
     if rule.reward is not None:
         return 0, f"reward '{rule.reward}' ({ruleset.rewards[rule.reward].name})"
     if rule.points is not None:
         return rule.points, f"{rule.points} points"
-    assert rule.points_per_unit is not None and activity.amount is not None
-    exact = activity.amount * rule.points_per_unit
+    assert rule.points_per_unit is not None and amount is not None
+    exact = amount * rule.points_per_unit
     points = round_points(exact, rounding)
-    detail = f"{activity.amount} x {_num(rule.points_per_unit)} per unit = {_num(exact)}"
+    detail = f"{amount} x {_num(rule.points_per_unit)} per unit = {_num(exact)}"
     return points, _rounded(detail, exact, points, rounding)
 
 
@@ -221,34 +427,46 @@ _NO = "no"  # a rule that does not fire, when nobody asked why
 
 def _why_not(
     rule: Rule,
-    activity: Activity,
+    basket: Decimal | None,
     facts: Mapping[str, object],
     local_day: date,
     usage: RuleUsage | None,
     explain: bool = True,
 ) -> str | None:
     """None if the rule fires; else why not (in words only when `explain`)."""
-    if rule.window_from is not None and local_day < rule.window_from:
-        return f"window starts {rule.window_from}" if explain else _NO
-    if rule.window_to is not None and local_day > rule.window_to:
-        return f"window ended {rule.window_to}" if explain else _NO
-    if rule.weekdays is not None and local_day.weekday() not in rule.weekdays:
-        if not explain:
-            return _NO
-        days = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(rule.weekdays))
-        return f"only on {days}; {local_day} is a {_WEEKDAY_NAMES[local_day.weekday()]}"
-    if rule.min_amount is not None and (activity.amount or 0) < rule.min_amount:
-        if not explain:
-            return _NO
-        return f"amount {activity.amount} is below min_amount {_num(rule.min_amount)}"
+    before, after = _fixed(rule, basket, local_day, usage, explain)
+    if before is not None:
+        return before
     if rule.when is not None and not matches(rule.when, facts):
         return f"condition not met: {describe(rule.when)}" if explain else _NO
+    return after
+
+
+def _fixed(
+    rule: Rule, basket: Decimal | None, local_day: date, usage: RuleUsage | None, explain: bool
+) -> tuple[str | None, str | None]:
+    """Why a rule does not fire for what is the same on every line of a receipt
+    (its window, weekdays, the basket, its count cap): the reasons before its
+    condition and after it, in the order they are told."""
+    if rule.window_from is not None and local_day < rule.window_from:
+        return (f"window starts {rule.window_from}" if explain else _NO), None
+    if rule.window_to is not None and local_day > rule.window_to:
+        return (f"window ended {rule.window_to}" if explain else _NO), None
+    if rule.weekdays is not None and local_day.weekday() not in rule.weekdays:
+        if not explain:
+            return _NO, None
+        days = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(rule.weekdays))
+        return f"only on {days}; {local_day} is a {_WEEKDAY_NAMES[local_day.weekday()]}", None
+    if rule.min_amount is not None and (basket or 0) < rule.min_amount:
+        if not explain:
+            return _NO, None
+        return f"amount {basket} is below min_amount {_num(rule.min_amount)}", None
     cap = rule.cap
     if cap is not None and cap.count is not None and usage and usage.count >= cap.count:
         if not explain:
-            return _NO
-        return f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
-    return None
+            return None, _NO
+        return None, f"cap reached: {cap.count} time{'s' if cap.count != 1 else ''} {_per(rule)}"
+    return None, None
 
 
 def _per(rule: Rule) -> str:
@@ -264,6 +482,8 @@ def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, ob
         "category": activity.category,
         "sku": activity.sku,
         "quantity": activity.quantity,
+        "items": activity.quantity or 1,
+        "store": activity.store,
         "customer_id": activity.customer_id,
         "purchases": state.purchases,
         "spend": state.spend,

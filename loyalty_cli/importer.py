@@ -19,23 +19,28 @@ import itertools
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from .clock import stamp
 from .engine import awards, refunds
 from .engine.book import Book
+from .engine.records import Recorded
 from .engine.requests import EarnRequest, EnrollRequest, RefundRequest
 from .errors import BadArgument, DataRejected, InputMissing, LoyaltyError, Refused
 from .evaluator import shop_zone
 from .exports import CsvWriter, OutputFile
-from .models import Ruleset
+from .models import Line, Ruleset
+from .receipts import check_receipt, total
 from .store import Store, queries
 from .values import (
     CUSTOMER_ID_MAX,
+    MAX_AMOUNT,
     MAX_QUANTITY,
     check_customer_id,
     check_text,
@@ -54,6 +59,9 @@ FIELDS = (
     "sku",
     "quantity",
     "refund_of",
+    "unit_price",
+    "discount",
+    "store",
 )
 # Column names tills use for each field, compared without case, spaces or underscores.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -110,6 +118,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "sku": ("sku", "product", "product_id", "item", "item_code", "article"),
     "quantity": ("quantity", "qty", "units", "count"),
     "refund_of": ("refund_of", "return_of", "refund_for", "original_txn", "original_receipt"),
+    "unit_price": ("unit_price", "price_each", "each", "item_price"),
+    "discount": ("discount", "line_discount", "discount_amount"),
+    "store": ("store", "store_id", "branch", "location", "till", "till_id", "register"),
 }
 DELIMITERS = (",", ";", "\t", "|")
 _CURRENCY_MARKS = re.compile(r"^[\s$€£¥]*|[\s$€£¥]*$")
@@ -129,6 +140,8 @@ class Options:
     decimal_comma: bool = False
     thousands: str | None = None
     date_format: str | None = None
+    cancel_prefix: str | None = None  # a receipt number starting with it is a cancellation
+    reject_guests: bool = False  # rows with no customer: rejected, not skipped
 
 
 class Row(NamedTuple):
@@ -143,7 +156,9 @@ class Row(NamedTuple):
 
 
 class Parsed(NamedTuple):
-    """A row read into what the use cases take. `kind` is purchase, event or refund."""
+    """A row read into what the use cases take. `kind` is purchase, event, refund
+    (of the receipt in refund_of), return (items back from a cancellation, or a
+    negative quantity, with no link to their sale) or guest (no customer: skipped)."""
 
     kind: str
     customer_id: str
@@ -155,6 +170,7 @@ class Parsed(NamedTuple):
     sku: str | None = None
     quantity: int | None = None
     refund_of: str | None = None
+    store: str | None = None
 
 
 @dataclass(frozen=True)
@@ -324,7 +340,8 @@ def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> di
                     file=name,
                     line=1,
                 )
-    required = ["customer_id", "date"] + ([] if "event" in found else ["amount"])
+    priced = "event" in found or "unit_price" in found
+    required = ["customer_id", "date"] + ([] if priced else ["amount"])
     for fld in required:
         if fld not in found:
             raise DataRejected(
@@ -337,48 +354,106 @@ def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> di
 
 
 def parse_row(row: Row, source: Source, options: Options, shop_tz: tzinfo, now: datetime) -> Parsed:
-    """A row into a purchase, an event or a refund; BadArgument says what is wrong."""
+    """A row into a purchase line, an event, a refund or a return; BadArgument
+    says what is wrong."""
     if row.error is not None:
         raise BadArgument(row.error)
     v = row.values
+    # Without a txn_id, the key is the file's content hash and the line: re-importing
+    # the same file is safe; an edited file is a new file.
+    txn = _field(v, "txn_id") or f"csv:{source.sha256[:16]}:{row.line}"
     customer = v.get("customer_id")
     if customer is None:
-        raise BadArgument("customer_id is empty")
+        if options.reject_guests:
+            raise BadArgument("customer_id is empty")
+        return Parsed("guest", "", _NEVER, None, txn)
     customer_id = check_customer_id(customer, what="customer_id")
     when = v.get("date")
     if when is None:
         raise BadArgument("date is empty")
     at = _date(when, options, shop_tz, latest_write(now))
-    # Without a txn_id, the key is the file's content hash and the line: re-importing
-    # the same file is safe; an edited file is a new file.
-    txn = _field(v, "txn_id") or f"csv:{source.sha256[:16]}:{row.line}"
     event, refund_of = _field(v, "event"), _field(v, "refund_of")
     if event is not None:
         return Parsed("event", customer_id, at, None, txn, event=event)
-    raw_amount = v.get("amount")
-    if raw_amount is None:
-        raise BadArgument("amount is empty")
-    amount = _amount(raw_amount, options)
-    if refund_of is not None:
+    quantity, negative = _quantity(v.get("quantity"))
+    cancelled = options.cancel_prefix is not None and txn.startswith(options.cancel_prefix)
+    returning = negative or cancelled or refund_of is not None
+    amount = _line_amount(v, quantity, returning, options)
+    category, sku = _field(v, "category"), _field(v, "sku")
+    store = _field(v, "store")
+    if refund_of is not None and quantity is None:
         return Parsed("refund", customer_id, at, amount, txn, refund_of=refund_of)
-    quantity = None
-    if v.get("quantity") is not None:
-        text = str(v["quantity"])
-        if not _WHOLE.fullmatch(text):
-            raise BadArgument(f"quantity {text[:40]!r} is not a whole number")
-        quantity = int(text)
-        if not 1 <= quantity <= MAX_QUANTITY:
-            raise BadArgument(f"quantity {text[:40]} must be from 1 to {MAX_QUANTITY:,}")
+    if returning:
+        if quantity is None or (sku is None and category is None):
+            raise BadArgument(
+                "a returned line needs a quantity and a sku or category, to know what it "
+                "returns (or a refund_of column and an amount, to refund by amount)"
+            )
+        kind = "refund" if refund_of is not None else "return"
+        return Parsed(kind, customer_id, at, amount, txn, category, None, sku, quantity, refund_of)
     return Parsed(
         "purchase",
         customer_id,
         at,
         amount,
         txn,
-        category=_field(v, "category"),
-        sku=_field(v, "sku"),
+        category=category,
+        sku=sku,
         quantity=quantity,
+        store=store,
     )
+
+
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a guest row's time: it is never used
+
+
+def _quantity(text: str | None) -> tuple[int | None, bool]:
+    """(units, whether written negative: a line given back)."""
+    if text is None:
+        return None, False
+    negative = text.startswith("-")
+    digits = text[1:] if negative else text
+    if not _WHOLE.fullmatch(digits):
+        raise BadArgument(f"quantity {text[:40]!r} is not a whole number")
+    quantity = int(digits)
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise BadArgument(
+            f"quantity {text[:40]} must be from 1 to {MAX_QUANTITY:,} (or -1 to "
+            f"-{MAX_QUANTITY:,} for a return)"
+        )
+    return quantity, negative
+
+
+def _line_amount(
+    values: Mapping[str, str | None], quantity: int | None, returning: bool, options: Options
+) -> Decimal:
+    """The row's amount, what it earns on: its amount column (what the line cost
+    after its discount), else quantity x unit_price less its discount. Given
+    both, they must agree. A return may write them negative."""
+    raw_amount, raw_price = values.get("amount"), values.get("unit_price")
+    if raw_amount is None and raw_price is None:
+        raise BadArgument("amount is empty" if "amount" in values else "unit_price is empty")
+    total = None if raw_amount is None else _amount(raw_amount, options, returning, "amount")
+    raw_off = values.get("discount")
+    off = None if raw_off is None else _amount(raw_off, options, returning, "discount")
+    if raw_price is None:
+        assert total is not None
+        return total
+    price = _amount(raw_price, options, returning, "unit_price")
+    product = price * (quantity or 1)
+    if product > MAX_AMOUNT:
+        raise BadArgument(f"quantity x unit_price is {product}, more than {MAX_AMOUNT:,}")
+    if off is not None:
+        if off > product:
+            raise BadArgument(f"discount {raw_off} is more than quantity x unit_price ({product})")
+        product -= off
+    if total is not None and total != product:
+        less = "" if off is None else f" less discount {raw_off}"
+        raise BadArgument(
+            f"amount {raw_amount} is not quantity {quantity or 1} x unit_price {raw_price}"
+            f"{less} ({product}); map only one of them"
+        )
+    return product
 
 
 _WHOLE = re.compile(r"[0-9]{1,12}", re.ASCII)
@@ -390,16 +465,22 @@ def _field(values: Mapping[str, str | None], name: str) -> str | None:
     return None if value is None else check_text(value, name, CUSTOMER_ID_MAX)
 
 
-def _amount(text: str, options: Options) -> Decimal:
+def _amount(text: str, options: Options, returning: bool = False, what: str = "amount") -> Decimal:
     cleaned = _CURRENCY_MARKS.sub("", text)
     if options.thousands:
         cleaned = cleaned.replace(options.thousands, "")
     if options.decimal_comma:
         cleaned = cleaned.replace(".", "").replace(" ", "").replace(",", ".")
     if cleaned.startswith("-"):
-        raise BadArgument(f"amount '{text}' is negative (a return needs a refund_of column)")
+        if not returning:
+            raise BadArgument(
+                f"{what} '{text}' is negative (a return needs a refund_of column, a negative "
+                "quantity, or --cancel-prefix)"
+            )
+        cleaned = cleaned[1:]
     try:
-        return parse_amount(cleaned, what="amount")
+        # A line may cost nothing (a free item); unit prices too.
+        return parse_amount(cleaned, what=what, allow_zero=what in ("unit_price", "discount"))
     except LoyaltyError as error:
         hint = ""
         if "," in cleaned and not options.decimal_comma:
@@ -445,6 +526,8 @@ class ImportSummary:
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
+    rows_skipped: int = 0  # rows with no customer (guest sales)
+    receipt_count: int = 0  # purchases, refunds and events imported: a receipt's rows are one
     points: int = 0
     customers: int = 0
     seconds: float = 0.0
@@ -570,45 +653,53 @@ def import_sources(
         on_reject(rejection)
 
     size = CHUNK
-    for source, _columns, _header, data in prepared:
-        left = iter(data)
-        exhausted = False
-        while not exhausted:
-            chunk: list[tuple[Row, Parsed | LoyaltyError]] = []
-            exhausted = True
-            for row in left:
+    counts = _receipt_sizes(sources, options) if _keyed(prepared) else {}
+    groups = _groups(prepared, counts, options, tz, now)
+    exhausted = False
+    while not exhausted:
+        chunk: list[Group] = []
+        exhausted = True
+        rows_in = 0
+        for group in groups:
+            for _ in group.rows:
                 summary.rows_read += 1
                 on_row()
-                try:
-                    chunk.append((row, parse_row(row, source, options, tz, now)))
-                except LoyaltyError as error:
-                    chunk.append((row, error))
-                if len(chunk) >= size:
-                    exhausted = False
-                    break
-            if not chunk:
+            chunk.append(group)
+            rows_in += len(group.rows)
+            if rows_in >= size:
+                exhausted = False
                 break
-            locked = clock.monotonic()
-            outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
-            # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
-            # fewer rows at a time, so a till waits no longer.
-            held = clock.monotonic() - locked
-            fits = int(len(chunk) * CHUNK_SECONDS / held) if held > 0 else CHUNK
-            size = max(1, min(CHUNK, fits, size * 2))
-            for (row, parsed), outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, LoyaltyError):
-                    reject(source, row, outcome)
-                    continue
-                assert isinstance(parsed, Parsed)
-                points, duplicate = outcome
-                if duplicate:
-                    summary.duplicates += 1
-                else:
-                    summary.imported += 1
-                    summary.points += points
-                    touched.add(parsed.customer_id)
-            if not exhausted and not dry_run:
-                clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
+        if not chunk:
+            break
+        locked = clock.monotonic()
+        outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
+        # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
+        # fewer rows at a time, so a till waits no longer.
+        held = clock.monotonic() - locked
+        fits = int(rows_in * CHUNK_SECONDS / held) if held > 0 else CHUNK
+        size = max(1, min(CHUNK, fits, size * 2))
+        for group, outcome in zip(chunk, outcomes, strict=True):
+            if outcome is None:
+                summary.rows_skipped += len(group.rows)
+                continue
+            if isinstance(outcome, LoyaltyError):
+                for source, row, parsed in zip(
+                    group.sources, group.rows, group.parsed, strict=True
+                ):
+                    reject(source, row, parsed if isinstance(parsed, LoyaltyError) else outcome)
+                continue
+            points, duplicate = outcome
+            if duplicate:
+                summary.duplicates += len(group.rows)
+            else:
+                summary.imported += len(group.rows)
+                summary.receipt_count += 1
+                summary.points += points
+                first = group.parsed[0]
+                assert isinstance(first, Parsed)
+                touched.add(first.customer_id)
+        if not exhausted and not dry_run:
+            clock.sleep(CHUNK_PAUSE)  # let a waiting till in between two chunks
     summary.customers = len(touched)
     summary.seconds = round(clock.monotonic() - started, 3)
     if not dry_run:
@@ -621,40 +712,352 @@ def import_sources(
     return summary
 
 
-Outcome = tuple[int, bool] | LoyaltyError
+class Group(NamedTuple):
+    """The rows of one receipt (rows sharing a txn, wherever they are in the
+    files), or one row: decided together, never split across chunks."""
+
+    sources: list[Source]  # each row's file
+    rows: list[Row]
+    parsed: list[Parsed | LoyaltyError]
+
+
+def _keyed(prepared: Sequence[tuple[Source, dict[str, int], list[str], Iterator[Row]]]) -> bool:
+    return any("txn_id" in columns for _, columns, _, _ in prepared)
+
+
+def _receipt_sizes(sources: Sequence[Source], options: Options) -> dict[str, int]:
+    """How many rows each txn has across the files, for the txns with more than
+    one: a first pass over the txn column only, so a receipt's rows are gathered
+    wherever they are. Memory: one entry per receipt of several rows."""
+    counts: dict[str, int] = {}
+    for source in sources:
+        columns, _, data = rows(source, options)
+        if "txn_id" not in columns:
+            for _ in data:
+                pass
+            continue
+        for row in data:
+            txn = row.values.get("txn_id")
+            if txn is not None:
+                counts[txn] = counts.get(txn, 0) + 1
+    return {txn: n for txn, n in counts.items() if n > 1}
+
+
+def _groups(
+    prepared: Sequence[tuple[Source, dict[str, int], list[str], Iterator[Row]]],
+    counts: Mapping[str, int],
+    options: Options,
+    tz: tzinfo,
+    now: datetime,
+) -> Iterator[Group]:
+    """Each file's rows, parsed, as groups: a row on its own, or a receipt's rows
+    (so a receipt spread over the file, or over several files, is one group).
+    Groups come in the order of their first row, as typing the rows would
+    record them, once complete; when more than WAITING rows wait behind a
+    receipt still open, the complete ones go ahead (memory stays bounded)."""
+    open_: dict[str, Group] = {}
+    queue: deque[tuple[str | None, Group]] = deque()
+    stuck = 0  # rows of complete groups waiting behind an open one
+    for source, _columns, _header, data in prepared:
+        for row in data:
+            try:
+                parsed: Parsed | LoyaltyError = parse_row(row, source, options, tz, now)
+            except LoyaltyError as error:
+                parsed = error
+            txn = row.values.get("txn_id")
+            wanted = counts.get(txn, 1) if txn is not None else 1
+            if wanted == 1:
+                queue.append((None, Group([source], [row], [parsed])))
+                stuck += 1
+            else:
+                assert txn is not None
+                group = open_.get(txn)
+                if group is None:
+                    group = open_[txn] = Group([], [], [])
+                    queue.append((txn, group))
+                group.sources.append(source)
+                group.rows.append(row)
+                group.parsed.append(parsed)
+                if len(group.rows) == wanted:
+                    del open_[txn]
+                    stuck += wanted
+            while queue and (queue[0][0] is None or queue[0][0] not in open_):
+                done = queue.popleft()[1]
+                stuck -= len(done.rows)
+                yield done
+            if stuck > WAITING:
+                kept: deque[tuple[str | None, Group]] = deque()
+                for key, group in queue:
+                    if key is not None and key in open_:
+                        kept.append((key, group))
+                    else:
+                        yield group
+                queue, stuck = kept, 0
+    # What is still open (only if a file changed between the two passes) is
+    # still a receipt.
+    for _, group in queue:
+        yield group
+
+
+# Rows held behind a receipt whose rows are not all read yet, at most.
+WAITING = 10 * CHUNK
+
+
+Outcome = tuple[int, bool] | LoyaltyError | None  # None: skipped (no customer)
 
 
 def _chunk(
     store: Store,
     ruleset: Ruleset,
     now: datetime,
-    chunk: Sequence[tuple[Row, Parsed | LoyaltyError]],
+    chunk: Sequence[Group],
     enroll_unknown: bool,
 ) -> list[Outcome]:
-    """Decide a chunk's rows on one Book and append them in one transaction:
-    (points, already imported) per row, or why it was rejected."""
-    parsed = [p for _, p in chunk if isinstance(p, Parsed)]
+    """Decide a chunk's receipts on one Book and append them in one transaction:
+    (points, already imported) per receipt, None if skipped, or why it was
+    rejected."""
+    parsed = [p for g in chunk for p in g.parsed if isinstance(p, Parsed) and p.kind != "guest"]
     keys = {p.txn for p in parsed}
     refunded = {p.refund_of for p in parsed if p.refund_of is not None}
+    # Cancellations with no link to their sale: the customer's earlier purchases
+    # of what they return.
+    lookups = sorted(
+        {
+            (p.customer_id, what, stamp(p.at))
+            for p in parsed
+            if p.kind == "return"
+            for what in [p.sku or p.category]
+            if what is not None
+        }
+    )
+    sales = queries.sales_of(store.conn, lookups) if lookups else {}
+    candidates = {txn for txns in sales.values() for txn in txns}
 
     def customers(recorded: Mapping[str, object]) -> list[str]:
         # Rows already imported need no account: a re-run reads only their keys.
         return [p.customer_id for p in parsed if p.txn not in recorded]
 
-    outcomes: list[Outcome] = []
-    with store.writing(
-        ruleset, now, customers, [*keys, *refunded], lines_for=sorted(refunded)
-    ) as book:
-        for _, row in chunk:
-            if isinstance(row, LoyaltyError):
-                outcomes.append(row)
+    outcomes: list[Outcome] = [None] * len(chunk)
+    detailed = sorted(refunded | candidates)
+    # Cancellations go after the chunk's sales: one listed before the sale it
+    # returns (a file sorted by nothing) still finds it.
+    order = sorted(range(len(chunk)), key=lambda n: _cancels(chunk[n]))
+    with store.writing(ruleset, now, customers, [*keys, *detailed], lines_for=detailed) as book:
+        decided: dict[tuple[str, str], list[str]] = {}  # sales decided in this chunk
+        for n in order:
+            group = chunk[n]
+            bad = next((p for p in group.parsed if isinstance(p, LoyaltyError)), None)
+            if bad is not None:
+                outcomes[n] = _rejected_receipt(group, bad)
                 continue
+            rows_ = [p for p in group.parsed if isinstance(p, Parsed)]
             try:
                 with book.row():
-                    outcomes.append(_apply(book, row, enroll_unknown))
+                    outcomes[n] = _apply_group(book, rows_, enroll_unknown, sales, decided)
             except LoyaltyError as error:
-                outcomes.append(error)
+                outcomes[n] = error
     return outcomes
+
+
+def _cancels(group: Group) -> bool:
+    return any(isinstance(p, Parsed) and p.kind == "return" for p in group.parsed)
+
+
+def _rejected_receipt(group: Group, bad: LoyaltyError) -> LoyaltyError:
+    """A receipt with a bad row is rejected whole: its other rows say which row."""
+    if len(group.rows) == 1:
+        return bad
+    index = group.parsed.index(bad)
+    return BadArgument(
+        f"its receipt is rejected whole: line {group.rows[index].line} of it is bad ({bad.message})"
+    )
+
+
+def _apply_group(
+    book: Book,
+    rows_: list[Parsed],
+    enroll_unknown: bool,
+    sales: Mapping[tuple[str, str], list[str]],
+    decided: dict[tuple[str, str], list[str]],
+) -> tuple[int, bool] | None:
+    """Carry out one receipt: (points it moved, whether it was already imported),
+    or None when it names no customer (a guest sale, skipped)."""
+    kinds = {p.kind for p in rows_}
+    if kinds == {"guest"}:
+        return None
+    first = rows_[0]
+    if "guest" in kinds or len({p.customer_id for p in rows_}) > 1:
+        raise BadArgument(
+            f"the rows of receipt {first.txn!r} name different customers "
+            "(or some name none); a receipt is one customer's"
+        )
+    if len(kinds) > 1:
+        raise BadArgument(
+            f"receipt {first.txn!r} mixes {' and '.join(sorted(kinds))} rows; a receipt "
+            "either sells or returns (give returns their own receipt number)"
+        )
+    (kind,) = kinds
+    if len(rows_) == 1 and kind != "return" and (kind != "refund" or first.quantity is None):
+        moved, duplicate = _apply(book, first, enroll_unknown)
+        if kind == "purchase" and not duplicate:
+            what = (first.sku or first.category or "").casefold()
+            decided.setdefault((first.customer_id, what), []).insert(0, first.txn)
+        return moved, duplicate
+    if kind == "event":
+        raise BadArgument(f"txn {first.txn!r} is on {len(rows_)} event rows; an event is one row")
+    at = min(p.at for p in rows_)
+    if kind == "purchase":
+        lines = tuple(
+            Line(p.amount or Decimal(0), p.quantity or 1, p.sku, p.category) for p in rows_
+        )
+        receipt = check_receipt(list(lines), f"receipt {first.txn!r}")
+        stores = {p.store for p in rows_ if p.store is not None}
+        if len(stores) > 1:
+            raise BadArgument(
+                f"the rows of receipt {first.txn!r} name different stores "
+                f"({', '.join(sorted(stores))}); a receipt is one store's"
+            )
+        request = EarnRequest(
+            first.customer_id,
+            "purchase",
+            amount=total(receipt),
+            txn=first.txn,
+            at=at,
+            lines=receipt,
+            store=next(iter(stores), None),
+        )
+        if request.amount is not None and request.amount <= 0:
+            raise BadArgument(f"receipt {first.txn!r} comes to 0.00: nothing was paid")
+        points, duplicate = _earn(book, request, enroll_unknown)
+        if not duplicate:
+            for p in rows_:
+                what = (p.sku or p.category or "").casefold()
+                decided.setdefault((p.customer_id, what), []).insert(0, first.txn)
+        return points, duplicate
+    if kind == "refund":
+        if len({p.refund_of for p in rows_}) > 1:
+            raise BadArgument(
+                f"the rows of return {first.txn!r} name different receipts in refund_of; "
+                "one return gives back lines of one receipt"
+            )
+        if any(p.quantity is None for p in rows_):
+            raise BadArgument(
+                f"return {first.txn!r} has several rows: each needs a quantity and a sku or "
+                "category (the lines it gives back), or give each refund its own number"
+            )
+    wanted = tuple((p.sku or p.category or "", p.quantity) for p in rows_)
+    if kind == "refund":
+        assert first.refund_of is not None
+        return _give_back(book, first, first.refund_of, wanted, at, first.txn)
+    found = book.find(first.txn)
+    if found is not None:
+        if found.kind != "refund" or found.customer_id != first.customer_id:
+            raise Refused(
+                f"txn {first.txn!r} was already used for a different operation (a "
+                f"{found.kind} of {found.customer_id!r}); a cancellation needs its own number"
+            )
+        # A re-run: the cancellation was imported under its own number (the sales it
+        # went back to are no longer the ones with units left, so it is not decided again).
+        return 0, True
+    return _cancel(book, rows_, at, sales, decided)
+
+
+def _cancel(
+    book: Book,
+    rows_: list[Parsed],
+    at: datetime,
+    sales: Mapping[tuple[str, str], list[str]],
+    decided: Mapping[tuple[str, str], list[str]],
+) -> tuple[int, bool]:
+    """A cancellation with no link to its sale: each line goes back to the
+    customer's newest purchase of it, at or before the cancellation, with units
+    of it left to return (then the next newest, and so on). One refund per sale
+    it returns to; the first carries the cancellation's number, the others that
+    number and the sale's."""
+    first = rows_[0]
+    by_sale: dict[str, list[tuple[str, int | None]]] = {}
+    left: dict[tuple[str, str], int] = {}  # units left on (sale, what), as this plans
+    for p in rows_:
+        what = p.sku or p.category or ""
+        key = (p.customer_id, what.casefold())
+        need = p.quantity or 0
+        for txn in [*decided.get(key, []), *sales.get(key, [])]:
+            sale = book.find(txn)
+            if sale is None or sale.occurred_at > at or sale.customer_id != p.customer_id:
+                continue
+            if (txn, key[1]) not in left:
+                left[(txn, key[1])] = _units_left(sale, what)
+            take = min(need, left[(txn, key[1])])
+            if take:
+                left[(txn, key[1])] -= take
+                by_sale.setdefault(txn, []).append((what, take))
+                need -= take
+            if not need:
+                break
+        if need:
+            raise Refused(
+                f"cancellation {first.txn!r} returns {p.quantity} x {what!r}, but customer "
+                f"{p.customer_id!r} has no earlier purchase of it with "
+                f"{'that many' if need != p.quantity else 'any'} units left to return"
+            )
+    points = 0
+    for n, (sale_txn, wanted) in enumerate(by_sale.items()):
+        own = first.txn if n == 0 else f"{first.txn}/{sale_txn}"
+        moved, _ = _give_back(book, first, sale_txn, tuple(wanted), at, own)
+        points += moved
+    return points, False
+
+
+def _units_left(sale: Recorded, what: str) -> int:
+    mine = [line for line in sale.lines if line.customer_id == sale.customer_id]
+    earned = sum(line.points for line in mine if line.points > 0)
+    folded = what.casefold()
+    lines = refunds.sold_lines(sale, earned)
+    named = [i for i in lines if (i.sku or "").casefold() == folded]
+    if not named:
+        named = [i for i in lines if (i.category or "").casefold() == folded]
+    return sum(i.quantity - i.returned_quantity for i in named)
+
+
+def _give_back(
+    book: Book,
+    row: Parsed,
+    refund_of: str,
+    wanted: tuple[tuple[str, int | None], ...],
+    at: datetime,
+    txn: str,
+) -> tuple[int, bool]:
+    purchase = book.find(refund_of)
+    if purchase is not None and purchase.customer_id != row.customer_id:
+        raise Refused(
+            f"refund_of {refund_of!r} is a purchase of customer "
+            f"{purchase.customer_id!r}, not {row.customer_id!r}"
+        )
+    request = RefundRequest(refund_of, txn=txn, at=at, returns=wanted)
+    refunded = refunds.refund(book, request)
+    return refunded.points, refunded.duplicate
+
+
+def _earn(book: Book, request: EarnRequest, enroll_unknown: bool) -> tuple[int, bool]:
+    """Earn for an imported purchase, enrolling its customer if asked to."""
+    # A re-run's rows are mostly duplicates: known by their key alone, without the
+    # award and balance that `earn` would work out for a result the import drops.
+    if awards.earlier(book, request.txn, request.content(), request.at) is not None:
+        return 0, True
+    if book.account(request.customer_id) is None:
+        if not enroll_unknown:
+            raise Refused(
+                f"unknown customer {request.customer_id!r} "
+                "(enroll them first, or pass --enroll-unknown)"
+            )
+        enrolled = awards.enroll(
+            book, EnrollRequest(request.customer_id, at=request.at, salt=os.urandom(16))
+        )
+        result = awards.earn(book, request)
+        # The summary's points are every point the row moved: the welcome too.
+        return enrolled.award.award.points + result.award.points, result.duplicate
+    result = awards.earn(book, request)
+    return result.award.points, result.duplicate
 
 
 def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
@@ -677,6 +1080,8 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
             row.customer_id, awards.check_event(ruleset, row.event), txn=row.txn, at=row.at
         )
     else:
+        if row.amount is not None and row.amount <= 0:
+            raise BadArgument(f"amount {row.amount} must be greater than zero: nothing was paid")
         request = EarnRequest(
             row.customer_id,
             "purchase",
@@ -686,22 +1091,6 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
             quantity=row.quantity,
             txn=row.txn,
             at=row.at,
+            store=row.store,
         )
-    # A re-run's rows are mostly duplicates: known by their key alone, without the
-    # award and balance that `earn` would work out for a result the import drops.
-    if awards.earlier(book, request.txn, request.content(), request.at) is not None:
-        return 0, True
-    if book.account(row.customer_id) is None:
-        if not enroll_unknown:
-            raise Refused(
-                f"unknown customer {row.customer_id!r} "
-                "(enroll them first, or pass --enroll-unknown)"
-            )
-        enrolled = awards.enroll(
-            book, EnrollRequest(row.customer_id, at=row.at, salt=os.urandom(16))
-        )
-        result = awards.earn(book, request)
-        # The summary's points are every point the row moved: the welcome too.
-        return enrolled.award.award.points + result.award.points, result.duplicate
-    result = awards.earn(book, request)
-    return result.award.points, result.duplicate
+    return _earn(book, request, enroll_unknown)

@@ -24,6 +24,7 @@ Shortfall = Literal["within_balance", "allow_negative"]
 TierMetric = Literal["spend", "points"]
 TierWindow = Literal["calendar_year", "rolling_12_months", "lifetime"]
 Downgrade = Literal["keep_next_window", "reevaluate"]
+Scope = Literal["line", "receipt"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ class Rule:
     cap: Cap | None = None
     budget: int | None = None
     description: str | None = None
+    exclude: bool = False  # a line it matches earns nothing and leaves the basket
+    # Where it is judged on a receipt of several lines: on each line (its amount,
+    # category, sku, quantity) or once on the receipt (the basket after exclusions).
+    scope: Scope = "receipt"
 
     @property
     def is_multiplier(self) -> bool:
@@ -197,6 +202,22 @@ class Activity:
     sku: str | None = None
     quantity: int | None = None
     referred: str | None = None  # on a referral: who was referred
+    # A receipt of two or more lines (then amount is their total and category,
+    # sku and quantity are None). A one-line purchase keeps its line in the fields
+    # above, and evaluates exactly as a purchase always has.
+    lines: tuple[Line, ...] = ()
+    store: str | None = None  # a purchase's store or till
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a receipt: what was sold, how many, and for how much after
+    its discount (`amount`, which is what earns)."""
+
+    amount: Decimal
+    quantity: int = 1
+    sku: str | None = None
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,3 +269,19 @@ class Award:
     points: int
     lines: tuple[AwardLine, ...]
     skipped: tuple[Skip, ...] = ()
+    # A receipt of several lines: what each line earned, by rule. `lines` above
+    # holds one line per rule, summed over the receipt's lines and its own part.
+    items: tuple[ItemAward, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemAward:
+    """What one receipt line earned: its points by rule (multipliers and the tier
+    applied to this line's own base), or the rule that excluded it."""
+
+    number: int  # 1-based, in the receipt's order
+    line: Line
+    points: int
+    lines: tuple[AwardLine, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    excluded_by: str | None = None

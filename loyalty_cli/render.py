@@ -77,6 +77,28 @@ def _lines(doc: Doc) -> None:
         _console.print(table)
 
 
+def _items(items: list[Doc]) -> None:
+    """A receipt's lines, each with its points by rule."""
+    table = _table("Line", "Item", "Qty", "Amount", "Points", "By rule")
+    for item in items:
+        what = " / ".join(v for v in (item["category"], item["sku"]) if v)
+        if item.get("excluded_by"):
+            how = f"excluded by {item['excluded_by']}"
+        elif "excluded_by" not in item:
+            how = ""
+        else:
+            how = ", ".join(f"{x['rule']} {_signed(x['points'])}" for x in item.get("lines", []))
+        table.add_row(
+            str(item["number"]),
+            what,
+            _num(item["quantity"]),
+            _money(item["amount"], None),
+            _signed(item["points"]),
+            how,
+        )
+    _console.print(table)
+
+
 def _headline(doc: Doc, what: str) -> None:
     """`C1 <what> · balance N`, with a note when nothing was written."""
     head = Text.assemble(
@@ -96,6 +118,8 @@ def earn(doc: Doc) -> None:
         else f"'{doc['event']}'"
     )
     _headline(doc, f"earned {_num(doc['points'])} points for a {what}")
+    if doc.get("items"):
+        _items(doc["items"])
     _lines(doc)
     if not doc["lines"] and "skipped" not in doc:
         _console.print("No rule gave points; add --explain to see why.")
@@ -437,6 +461,13 @@ def history(doc: Doc) -> None:
             e["reason"] or e["detail"] or "",
         )
     _console.print(table)
+    for receipt in doc.get("receipts", []):
+        if receipt["kind"] == "refund":
+            label = "returned" + (f" under {receipt['txn']}" if receipt["txn"] else "")
+        else:
+            label = f"lines of {receipt['txn'] or 'a receipt'}"
+        _console.print(f"{label}:")
+        _items([{**item, "lines": []} for item in receipt["items"]])
 
 
 def verify(doc: Doc) -> None:
@@ -468,13 +499,15 @@ def rules(doc: Doc) -> None:
         _console.print(
             Text(f"locale {locale} is not one babel knows: figures are shown in {shown} form")
         )
-    table = _table("Rule", "On", "Priority", "Stop", "Line")
+    table = _table("Rule", "On", "Priority", "Stop", "Per", "Line")
     for rule in doc["rules"]:
+        per = rule.get("scope") or ""
         table.add_row(
             rule["rule"],
             rule["on"],
             str(rule["priority"]),
             "stop" if rule["stop"] else "",
+            f"{per}, excludes" if rule.get("exclude") else per,
             str(rule["line"]),
         )
     _console.print(table)

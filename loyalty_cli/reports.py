@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -530,6 +530,8 @@ class Rules:
     period: Period
     shop: Shop
     rows: list[tuple[str, int, int, int, int]]  # rule, awards, customers, points, cents
+    # category (None: none, or a receipt's own points), earned, taken back (<= 0)
+    categories: list[tuple[str | None, int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         total = sum(points for _, _, _, points, _ in self.rows)
@@ -549,6 +551,15 @@ class Rules:
                 }
                 for rule, awards, reached, points, cents in self.rows
             ],
+            "categories": [
+                {
+                    "category": category,
+                    "points_earned": earned,
+                    "points_refunded": back,
+                    "points": earned + back,
+                }
+                for category, earned, back in self.categories
+            ],
         }
 
     def table(self) -> Table:
@@ -557,7 +568,12 @@ class Rules:
 
 
 def rules(store: Store, shop: Shop, span: Period) -> Rules:
-    return Rules(span, shop, sql.rules(store.conn, span.start, span.end))
+    return Rules(
+        span,
+        shop,
+        sql.rules(store.conn, span.start, span.end),
+        sql.categories(store.conn, span.start, span.end),
+    )
 
 
 # --- tiers ---------------------------------------------------------------------------

@@ -157,8 +157,13 @@ RULE_KEYS = (
     "stop",
     "cap",
     "budget",
+    "per",
+    "exclude",
 )
-AWARD_KEYS = ("points", "points_per_unit", "multiply", "reward")
+AWARD_KEYS = ("points", "points_per_unit", "multiply", "reward", "exclude")
+SCOPES = ("line", "receipt")
+# Fields that describe one line of a receipt: a rule testing one is judged per line.
+LINE_FIELDS = frozenset({"category", "sku", "quantity"})
 REWARD_KEYS = ("id", "name", "cost", "description", "tiers", "limit", "window")
 LIMIT_KEYS = ("count", "per")
 CAP_KEYS = ("count", "points", "per")
@@ -175,6 +180,8 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "category": ("str", True),
     "sku": ("str", True),
     "quantity": ("int", True),
+    "items": ("int", True),
+    "store": ("str", True),
     "customer_id": ("str", False),
     "purchases": ("int", False),
     "spend": ("decimal", False),
@@ -981,8 +988,8 @@ class _Reader:
         if len(awards) != 1:
             self.problem(
                 node,
-                f"{what} needs exactly one of points, points_per_unit, multiply or reward"
-                + (f" (it has {', '.join(awards)})" if awards else ""),
+                f"{what} needs exactly one of points, points_per_unit, multiply, reward or "
+                "exclude" + (f" (it has {', '.join(awards)})" if awards else ""),
             )
         points = self.optional(f, "points", lambda n: self.integer(n, "points", BOUNDS["points"]))
         per_unit = self.optional(
@@ -992,7 +999,14 @@ class _Reader:
         )
         multiply = self.optional(f, "multiply", lambda n: self.multiplier(n, "multiply"))
         reward = self.optional(f, "reward", lambda n: self.reward_ref(n, rewards))
-        purchase_only = [k for k in ("points_per_unit", "min_amount") if k in f]
+        exclude = self.optional(f, "exclude", lambda n: self.boolean(n, "exclude"))
+        if exclude is False:
+            self.problem(
+                f["exclude"][0],
+                f"{what}: exclude can only be true (leave it out for a rule that earns)",
+            )
+        per = self.optional(f, "per", lambda n: self.choice(n, "per", SCOPES))
+        purchase_only = [k for k in ("points_per_unit", "min_amount", "exclude", "per") if k in f]
         if on and on != "purchase" and purchase_only:
             self.problem(
                 f[purchase_only[0]][0],
@@ -1011,6 +1025,9 @@ class _Reader:
         cap = self.optional(f, "cap", self.cap)
         budget = self.optional(f, "budget", lambda n: self.integer(n, "budget", BOUNDS["budget"]))
         description = self.optional(f, "description", self.text)
+        scope = per or _default_scope(per_unit, bool(exclude), when)
+        if exclude and scope != "line":
+            self.problem(f["per"][1], f"{what} excludes lines, so it is judged per line")
         if rid is None or on is None or len(awards) != 1:
             return None
         return Rule(
@@ -1032,6 +1049,8 @@ class _Reader:
             cap=cap,
             budget=budget,
             description=description,
+            exclude=bool(exclude),
+            scope=scope,  # type: ignore[arg-type]
         )
 
     def multiplier(self, node: yaml.Node, what: str) -> Decimal:
@@ -1220,6 +1239,22 @@ class _Reader:
             "bool": lambda n: self.boolean(n, f"'{name}'"),
         }
         return readers[kind]
+
+
+def _default_scope(per_unit: Decimal | None, exclude: bool, when: Condition | None) -> str:
+    """A rule is judged per line when it earns by the amount spent, excludes, or
+    tests what a line is (category, sku, quantity); else once per receipt."""
+    if per_unit is not None or exclude:
+        return "line"
+    return "line" if when is not None and _tested(when) & LINE_FIELDS else "receipt"
+
+
+def _tested(condition: Condition) -> set[str]:
+    if isinstance(condition, Compare):
+        return {condition.field}
+    if isinstance(condition, Not):
+        return _tested(condition.item)
+    return set().union(*(_tested(c) for c in condition.items))
 
 
 def _worst_award(rules: list[Rule], tier_extra: Decimal) -> int:

@@ -231,7 +231,7 @@ def test_only_an_erasure_may_change_a_salt(shop: Shop) -> None:
     assert shop.ok("verify")["ok"]
 
 
-def test_a_schema_6_ledger_is_upgraded_so_it_can_erase_and_give_notices(shop: Shop) -> None:
+def test_a_schema_7_ledger_is_upgraded_so_it_can_erase_and_give_notices(shop: Shop) -> None:
     enroll_zoe(shop)
     shop.ok("earn", "C1", "--amount", "20")
     with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
@@ -242,12 +242,12 @@ def test_a_schema_6_ledger_is_upgraded_so_it_can_erase_and_give_notices(shop: Sh
             "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change'); "
             "END"
         )
-        for table in ("notices_given", "messages_sent"):  # schema 7's
+        for table in ("notices_given", "messages_sent"):  # schema 8's
             conn.execute(f"DROP TRIGGER {table}_no_update")
             conn.execute(f"DROP TRIGGER {table}_no_delete")
             conn.execute(f"DROP TABLE {table}")
-        conn.execute("PRAGMA user_version = 6")
-    copy = shop.dir / "v6.db"
+        conn.execute("PRAGMA user_version = 7")
+    copy = shop.dir / "v7.db"
     shutil.copy(shop.db, copy)
     with Store.open(shop.db) as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -260,6 +260,6 @@ def test_a_schema_6_ledger_is_upgraded_so_it_can_erase_and_give_notices(shop: Sh
     shop.ok("customer", "erase", "C1", "--reason", "request")
     assert shop.ok("verify")["ok"]
     assert PERSONAL["--email"].encode() not in _files(shop.db)
-    # and the schema-6 trigger would have refused it
+    # and the schema-7 trigger would have refused it
     with closing(sqlite3.connect(copy)) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE customers SET salt = randomblob(16), name = NULL, email = NULL")

@@ -83,7 +83,7 @@ BAD_RULES: list[tuple[str, str, list[str]]] = [
         "misspelt rule key",
         HEAD + "earn:\n  - {id: double, on: purchase, multiplyer: 2}\n",
         [
-            "rules.yaml:3:5: rule 'double' needs exactly one of points, points_per_unit, multiply or reward",
+            "rules.yaml:3:5: rule 'double' needs exactly one of points, points_per_unit, multiply, reward or exclude",
             "rules.yaml:3:32: unknown key 'multiplyer' in an earn rule (did you mean 'multiply'?)",
         ],
     ),
@@ -114,7 +114,7 @@ BAD_RULES: list[tuple[str, str, list[str]]] = [
         "two award keys",
         HEAD + "earn:\n  - {id: a, on: purchase, points: 5, multiply: 2}\n",
         [
-            "rules.yaml:3:5: rule 'a' needs exactly one of points, points_per_unit, multiply or reward (it has points, multiply)"
+            "rules.yaml:3:5: rule 'a' needs exactly one of points, points_per_unit, multiply, reward or exclude (it has points, multiply)"
         ],
     ),
     (

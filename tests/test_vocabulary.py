@@ -132,6 +132,12 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     take("redeem", "redeem", "ann", "--reward", "coffee", "--at", "2026-11-04T10:00")
     take("adjust", "adjust", "bob", "-5", "--reason", "typo", "--at", "2026-11-04T11:00")
     take("refund", "refund", "R1", "--amount", "20.00", "--at", "2026-11-05T10:00")
+    take(
+        "earn lines",
+        "earn", "ann", "--line", "shoes/S1:2x30.00", "--line", "bags:15.00", "--txn", "R2",
+        "--at", "2026-11-05T11:00", "--explain",
+    )  # fmt: skip
+    take("refund line", "refund", "R2", "--line", "S1:1", "--at", "2026-11-05T12:00")
     take("update", "update", "ann", "--email", "ann@example.com")
     take(
         "update consent",
@@ -149,6 +155,13 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     sales = shop.dir / "sales.csv"
     sales.write_text("txn_id,customer_id,amount,date\nS1,cat,10.00,2026-11-06T10:00\n")
     take("import-csv", "import-csv", str(sales), "--enroll-unknown")
+    lines = shop.dir / "lines.csv"
+    lines.write_text(
+        "txn_id,customer_id,date,sku,quantity,unit_price\n"
+        "S2,cat,2026-11-06T11:00,A,2,3.00\nS2,cat,2026-11-06T11:00,B,1,4.00\n"
+        "S3,,2026-11-06T11:00,A,1,3.00\n"
+    )
+    take("import-csv lines", "import-csv", str(lines))
     take("verify", "verify")
     for report in ("summary", "customers", "activity", "rules", "tiers", "liability"):
         take(f"report {report}", "report", report)
@@ -205,7 +218,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 36
+    assert len(documents(shop, as_json=False)) == 39
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

@@ -14,11 +14,21 @@ from ..errors import BadArgument, Refused, did_you_mean, unknown_customer
 from ..evaluator import base_of, evaluate, line_detail
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
-from ..models import Activity, Award, AwardLine, CustomerState, Ruleset, RuleUsage, TierLevel
+from ..models import (
+    Activity,
+    Award,
+    AwardLine,
+    CustomerState,
+    ItemAward,
+    Line,
+    Ruleset,
+    RuleUsage,
+    TierLevel,
+)
 from ..values import MAX_POINTS, format_utc, from_cents, to_cents
 from .book import Book, Ids, Outcome
 from .lifecycle import add_lots, expire_due, lot_terms, today_of
-from .records import NewEntry, NewOperation, Recorded, content_digest
+from .records import NewEntry, NewItem, NewOperation, Recorded, content_digest
 from .requests import SYSTEM_EVENTS, EarnRequest, EnrollRequest
 from .results import AwardResult, EnrollResult
 from .tiering import standing, tier_change
@@ -172,6 +182,8 @@ def bought(account: Account, ruleset: Ruleset, cents: int, day: date) -> Account
 
 def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Award:
     """What a recorded operation awarded, its lines explained as when it was made."""
+    if len([i for i in found.items if i.quantity > 0]) > 1:
+        return _recorded_receipt(found)
     rules = book.rules_of(found.ruleset)
     amount = None if amount_cents is None else from_cents(amount_cents)
     mine = [line for line in found.lines if line.customer_id == found.customer_id]
@@ -183,6 +195,48 @@ def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Awa
             detail = line_detail(rules, line.rule, line.points, amount, base)
         lines.append(AwardLine(line.rule or line.kind, line.points, detail or "", line.reward))
     return Award(points=sum(line.points for line in lines), lines=tuple(lines))
+
+
+def _recorded_receipt(found: Recorded) -> Award:
+    """What a recorded receipt of several lines awarded: each rule's total over
+    the receipt, and each line's points (the ledger keeps a line's total, not its
+    split by rule)."""
+    mine = [line for line in found.lines if line.customer_id == found.customer_id]
+    count = len(found.items)
+    lines = tuple(
+        AwardLine(
+            line.rule or line.kind,
+            line.points,
+            line.detail or f"over the receipt's {count} lines",
+            line.reward,
+        )
+        for line in mine
+    )
+    items = tuple(
+        ItemAward(
+            i.number,
+            Line(from_cents(i.amount_cents), i.quantity, i.sku, i.category),
+            i.points,
+        )
+        for i in found.items
+        if i.quantity > 0
+    )
+    return Award(sum(line.points for line in lines), lines, items=items)
+
+
+def receipt_items(award: Award) -> tuple[NewItem, ...]:
+    """A receipt's lines as the ledger keeps them, each with what it earned."""
+    return tuple(
+        NewItem(
+            number=item.number,
+            quantity=item.line.quantity,
+            amount_cents=to_cents(item.line.amount),
+            points=item.points,
+            sku=item.line.sku,
+            category=item.line.category,
+        )
+        for item in award.items
+    )
 
 
 # --- earn ---------------------------------------------------------------------------
@@ -212,6 +266,7 @@ def earn(
             0 if account is None else accounts.balance(account, today_of(ruleset, now)),
             duplicate=True,
             dry_run=dry_run,
+            store=found.store,
         )
     account = book.account(request.customer_id)
     if account is None:
@@ -239,6 +294,8 @@ def earn(
         category=request.category,
         sku=request.sku,
         quantity=request.quantity,
+        lines=request.lines,
+        store=request.store,
     )
     current = standing(account, ruleset, today)
     state = customer_state(book, account, activity, None if current is None else current.level)
@@ -255,6 +312,7 @@ def earn(
         state.balance + award.points,
         dry_run=dry_run,
         explain=explain,
+        store=request.store,
     )
     if dry_run:
         return result
@@ -276,6 +334,8 @@ def earn(
         category=request.category,
         sku=request.sku,
         quantity=request.quantity,
+        items=receipt_items(award),
+        store=request.store,
     )
     ops.append(op)
     account = credited(account, ruleset, op.entries, at)

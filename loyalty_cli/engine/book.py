@@ -17,7 +17,7 @@ from typing import Any
 
 from ..account import Account, Budgets
 from ..models import Ruleset
-from .records import NewOperation, Recorded, RecordedLine
+from .records import NewOperation, Recorded, RecordedItem, RecordedLine
 
 _ABSENT = object()
 
@@ -143,6 +143,13 @@ def recorded_of(op: NewOperation, **extra: Any) -> Recorded:
         reward=op.reward,
         reason=op.reason,
         clawback=op.clawback,
+        items=tuple(
+            RecordedItem(i.number, i.quantity, i.amount_cents, i.points, i.sku, i.category)
+            for i in op.items
+        )
+        if op.kind == "purchase"
+        else (),
+        store=op.store,
         **extra,
     )
 

@@ -33,6 +33,20 @@ class NewEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class NewItem:
+    """A line of a receipt as stored (a receipt of two or more lines), or a line
+    a refund returned: `number` is the line's number on the sale, `points` what it
+    earned (a refund: what it took back, negative)."""
+
+    number: int
+    quantity: int
+    amount_cents: int
+    points: int
+    sku: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewOperation:
     id: int
     kind: OpKind
@@ -55,6 +69,8 @@ class NewOperation:
     refund_of: int | None = None  # refunds: the purchase's operation
     clawback: int | None = None  # refunds: the points it was due to take back
     profile: Profile | None = None  # enroll and profile: the profile after it
+    items: tuple[NewItem, ...] = ()  # a receipt's lines, or the lines a refund returned
+    store: str | None = None  # a purchase's store or till
 
     @property
     def points(self) -> int:
@@ -70,6 +86,21 @@ class RecordedLine:
     rule: str | None
     reward: str | None
     detail: str | None  # as stored (None: rebuild it from the rules)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedItem:
+    """A line of a recorded sale, with what its refunds have returned so far."""
+
+    number: int
+    quantity: int
+    amount_cents: int
+    points: int
+    sku: str | None = None
+    category: str | None = None
+    returned_quantity: int = 0
+    returned_cents: int = 0
+    returned_points: int = 0  # positive: the points its returns were due to take back
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +127,8 @@ class Recorded:
     clawback: int | None = None  # refunds: points it was due to take back
     refunded_cents: int = 0  # purchases: refunded so far
     due_back: int = 0  # purchases: points their refunds were due to take back so far
+    items: tuple[RecordedItem, ...] = ()  # a receipt of several lines: its lines
+    store: str | None = None
 
     @property
     def points(self) -> int:
@@ -111,6 +144,7 @@ class Recorded:
                 "category": self.category,
                 "sku": self.sku,
                 "quantity": self.quantity,
+                "store": self.store,
             }
         if self.kind == OpKind.REFUND:
             return {"refund_of": self.refund_of_txn, "amount": _money(self.amount_cents)}

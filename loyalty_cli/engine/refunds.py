@@ -14,9 +14,9 @@ from ..values import format_utc, from_cents, to_cents
 from .awards import earlier, refuse_unknown
 from .book import Book, Outcome, recorded_of
 from .lifecycle import expire_due, take_from_lots, today_of
-from .records import NewEntry, NewOperation, content_digest
+from .records import NewEntry, NewItem, NewOperation, Recorded, RecordedItem, content_digest
 from .requests import RefundRequest
-from .results import RefundResult
+from .results import RefundResult, ReturnedItem
 from .tiering import tier_change
 
 
@@ -69,20 +69,44 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     left = total_cents - refunded_cents
     if left <= 0:
         raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
-    cents = left if request.amount is None else to_cents(request.amount)
-    if cents > left:
-        raise Refused(
-            f"refund of {from_cents(cents)} is more than the {from_cents(left)} left to "
-            f"refund on {request.refund_of!r} (a purchase of {from_cents(total_cents)})"
-        )
     own = {
         line.id: line.points
         for line in purchase.lines
         if line.points > 0 and line.customer_id == customer_id
     }
     earned = sum(own.values())
-    due_after = earned * (refunded_cents + cents) // total_cents
-    clawback = due_after - due_before
+    sold = sold_lines(purchase, earned)
+    by_line = sum(item.returned_cents for item in sold)
+    returned: tuple[NewItem, ...] = ()
+    if request.returns:
+        if refunded_cents > by_line:
+            raise Refused(
+                f"{request.refund_of!r} was refunded by amount before, so its lines cannot be "
+                "told apart: refund by amount, or refund the rest (leave out --line)"
+            )
+        returned = returns(sold, request.returns, request.refund_of)
+        cents = sum(item.amount_cents for item in returned)
+        clawback = sum(-item.points for item in returned)
+        if refunded_cents + cents >= total_cents:
+            # The last line back takes back what is left: the receipt's own points.
+            cents, clawback = left, earned - due_before
+        due_after = due_before + clawback
+    else:
+        if request.amount is not None and by_line:
+            raise Refused(
+                f"lines of {request.refund_of!r} were returned by line before: return the "
+                "others with --line, or refund the rest (leave out --amount)"
+            )
+        cents = left if request.amount is None else to_cents(request.amount)
+        if cents > left:
+            raise Refused(
+                f"refund of {from_cents(cents)} is more than the {from_cents(left)} left to "
+                f"refund on {request.refund_of!r} (a purchase of {from_cents(total_cents)})"
+            )
+        due_after = earned * (refunded_cents + cents) // total_cents
+        if cents == left:
+            due_after = earned
+        clawback = due_after - due_before
     ids = book.ids()
     ops, account, _ = expire_due(account, ruleset, today, now, ids)
     own_lots = [
@@ -98,7 +122,8 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     if ruleset.points.refund_shortfall == "allow_negative":
         taken = clawback
     shortfall = clawback - taken
-    reason = f"refund of {from_cents(cents)} on {request.refund_of}" + (
+    what = "" if not returned else " (" + ", ".join(_named(i) for i in returned) + ")"
+    reason = f"refund of {from_cents(cents)}{what} on {request.refund_of}" + (
         f"; {shortfall} points could not be taken back" if shortfall else ""
     )
     # Always a line, 0 points included: a refund whose clawback fell wholly short
@@ -126,6 +151,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         reason=request.reason or reason,
         refund_of=purchase.id,
         clawback=clawback,
+        items=returned,
     )
     ops.append(op)
     account = account.with_(
@@ -147,7 +173,14 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     change, account, _ = tier_change(account, ruleset, at, reason, ids)
     if change is not None:
         ops.append(change)
-    recorded = [replace(purchase, refunded_cents=refunded_cents + cents, due_back=due_after)]
+    recorded = [
+        replace(
+            purchase,
+            refunded_cents=refunded_cents + cents,
+            due_back=due_after,
+            items=_after(sold, returned) if returned else purchase.items,
+        )
+    ]
     if request.txn is not None:
         recorded.append(recorded_of(op, refund_of_txn=purchase.txn))
     book.apply(Outcome(tuple(ops), (account,), tuple(recorded)))
@@ -163,4 +196,100 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         accounts.balance(account, today),
         format_utc(at),
         request.txn,
+        items=tuple(
+            ReturnedItem(
+                i.number, i.sku, i.category, i.quantity, from_cents(i.amount_cents), i.points
+            )
+            for i in returned
+        ),
     )
+
+
+def sold_lines(purchase: Recorded, earned: int) -> list[RecordedItem]:
+    """A purchase's lines with what was returned of each. A one-line purchase is
+    its own line 1, which earned all the purchase's points."""
+    real = [item for item in purchase.items if item.quantity > 0]
+    if real:
+        return real
+    assert purchase.amount_cents is not None
+    line = RecordedItem(
+        1, purchase.quantity or 1, purchase.amount_cents, earned, purchase.sku, purchase.category
+    )
+    if purchase.items:  # returns already recorded against line 1
+        back = purchase.items[0]
+        line = replace(
+            line,
+            returned_quantity=back.returned_quantity,
+            returned_cents=back.returned_cents,
+            returned_points=back.returned_points,
+        )
+    return [line]
+
+
+def returns(
+    sold: list[RecordedItem], wanted: tuple[tuple[str, int | None], ...], txn: str
+) -> tuple[NewItem, ...]:
+    """The units each return takes from the sold lines it names (a SKU, else a
+    category, or #N for line N), in line order; and exactly what those units
+    earned: over all returns of a line, floor(its points x units returned /
+    units sold), so its last unit back takes back the rest of its points."""
+    left = {item.number: item.quantity - item.returned_quantity for item in sold}
+    taking: dict[int, int] = {}
+    for key, units in wanted:
+        folded = key.casefold()
+        if folded.startswith("#") and folded[1:].isdigit():
+            named = [item for item in sold if item.number == int(folded[1:])]
+        else:
+            named = [item for item in sold if (item.sku or "").casefold() == folded]
+            if not named:
+                named = [item for item in sold if (item.category or "").casefold() == folded]
+        if not named:
+            known = sorted({x for item in sold for x in (item.sku, item.category) if x})
+            raise Refused(
+                f"{txn!r} has no line with SKU or category {key!r} "
+                f"(its lines: {', '.join(known) or 'none named'}; or name one as #N)"
+            )
+        available = sum(left[item.number] for item in named)
+        if not available:
+            raise Refused(f"every unit of {key!r} on {txn!r} was returned already")
+        need = available if units is None else units
+        if need > available:
+            raise Refused(
+                f"{need} unit{'s' if need != 1 else ''} of {key!r} to return, but "
+                f"{available} {'is' if available == 1 else 'are'} left to return on {txn!r}"
+            )
+        for item in named:
+            take = min(need, left[item.number])
+            if take:
+                left[item.number] -= take
+                taking[item.number] = taking.get(item.number, 0) + take
+                need -= take
+    out = []
+    for item in sold:
+        units = taking.get(item.number)
+        if not units:
+            continue
+        done = item.returned_quantity + units
+        points = item.points * done // item.quantity - item.returned_points
+        cents = item.amount_cents * done // item.quantity - item.returned_cents
+        out.append(NewItem(item.number, units, cents, -points, item.sku, item.category))
+    return tuple(out)
+
+
+def _after(sold: list[RecordedItem], returned: tuple[NewItem, ...]) -> tuple[RecordedItem, ...]:
+    back = {item.number: item for item in returned}
+    return tuple(
+        replace(
+            item,
+            returned_quantity=item.returned_quantity + back[item.number].quantity,
+            returned_cents=item.returned_cents + back[item.number].amount_cents,
+            returned_points=item.returned_points - back[item.number].points,
+        )
+        if item.number in back
+        else item
+        for item in sold
+    )
+
+
+def _named(item: NewItem) -> str:
+    return f"{item.quantity} x {item.sku or item.category or f'line {item.number}'}"

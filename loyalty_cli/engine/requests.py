@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from ..models import Line
 from .consent import ConsentChange
 
 # Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
@@ -43,9 +44,13 @@ class EarnRequest:
     quantity: int | None = None
     txn: str | None = None
     at: datetime | None = None  # None: now, and a retry need not repeat it
+    # A receipt of two or more lines (amount is then their total, and category,
+    # sku and quantity are None); a one-line purchase uses the fields above.
+    lines: tuple[Line, ...] = ()
+    store: str | None = None  # the store or till of a purchase
 
     def content(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "customer_id": self.customer_id,
             "event": self.event,
             "amount": None if self.amount is None else str(self.amount),
@@ -53,6 +58,13 @@ class EarnRequest:
             "sku": self.sku,
             "quantity": self.quantity,
         }
+        if self.store is not None:  # only then, as lines: older digests stay valid
+            out["store"] = self.store
+        if self.lines:  # only then: a one-line purchase keeps the digest it always had
+            out["lines"] = [
+                [line.sku, line.category, line.quantity, str(line.amount)] for line in self.lines
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -81,12 +93,18 @@ class RefundRequest:
     reason: str | None = None
     txn: str | None = None  # the refund's own idempotency key
     at: datetime | None = None
+    # Lines returned: (SKU, or category, or line number as text; units, None: all
+    # that are left). Exclusive with amount.
+    returns: tuple[tuple[str, int | None], ...] = ()
 
     def content(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "refund_of": self.refund_of,
             "amount": None if self.amount is None else str(self.amount),
         }
+        if self.returns:
+            out["returns"] = [list(r) for r in self.returns]
+        return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from ..account import Profile
-from ..models import Award, AwardLine, Reward, TierPolicy
+from ..models import Award, AwardLine, ItemAward, Reward, TierPolicy
 from ..tiers import TierStatus
 from ..values import format_utc
 from .consent import ConsentRecord
@@ -18,6 +18,25 @@ def line_json(line: AwardLine) -> dict[str, object]:
     out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
     if line.reward is not None:
         out["reward"] = line.reward
+    return out
+
+
+def item_json(item: ItemAward, explain: bool) -> dict[str, object]:
+    """A receipt line and what it earned, by rule."""
+    line = item.line
+    out: dict[str, object] = {
+        "number": item.number,
+        "sku": line.sku,
+        "category": line.category,
+        "quantity": line.quantity,
+        "amount": str(line.amount),
+        "points": item.points,
+        "excluded_by": item.excluded_by,
+        "lines": [line_json(award_line) for award_line in item.lines],
+    }
+    if explain:
+        out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in item.skipped if not s.fired]
+        out["zero_points"] = [{"rule": s.rule, "reason": s.reason} for s in item.skipped if s.fired]
     return out
 
 
@@ -35,6 +54,7 @@ class AwardResult:
     duplicate: bool = False
     dry_run: bool = False
     explain: bool = False
+    store: str | None = None  # a purchase's store or till, when given
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -49,6 +69,10 @@ class AwardResult:
             "duplicate": self.duplicate,
             "dry_run": self.dry_run,
         }
+        if self.store is not None:
+            out["store"] = self.store
+        if self.award.items:
+            out["items"] = [item_json(item, self.explain) for item in self.award.items]
         if self.explain:
             # A rule that fired for 0 points did fire: it is not among those skipped.
             skips = self.award.skipped
@@ -120,6 +144,28 @@ class PointsResult:
 
 
 @dataclass(frozen=True)
+class ReturnedItem:
+    """A sold line a refund returned units of, and the points they took back."""
+
+    number: int
+    sku: str | None
+    category: str | None
+    quantity: int
+    amount: Decimal
+    points: int  # negative: taken back
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "number": self.number,
+            "sku": self.sku,
+            "category": self.category,
+            "quantity": self.quantity,
+            "amount": str(self.amount),
+            "points": self.points,
+        }
+
+
+@dataclass(frozen=True)
 class RefundResult:
     customer_id: str
     refund_of: str
@@ -133,9 +179,10 @@ class RefundResult:
     occurred_at: str
     txn: str | None
     duplicate: bool = False
+    items: tuple[ReturnedItem, ...] = ()  # the lines it returned (a refund by line)
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "customer_id": self.customer_id,
             "refund_of": self.refund_of,
             "amount": str(self.amount),
@@ -149,6 +196,9 @@ class RefundResult:
             "txn": self.txn,
             "duplicate": self.duplicate,
         }
+        if self.items:
+            out["items"] = [item.to_json() for item in self.items]
+        return out
 
 
 @dataclass(frozen=True)

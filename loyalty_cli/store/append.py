@@ -67,6 +67,7 @@ def append(
     op_rows: list[tuple[object, ...]] = []
     entry_rows: list[tuple[object, ...]] = []
     draw_rows: list[tuple[object, ...]] = []
+    item_rows: list[tuple[object, ...]] = []
     new_customers: list[tuple[object, ...]] = []
     changed: list[tuple[object, ...]] = []
     erased: list[tuple[object, ...]] = []
@@ -143,11 +144,16 @@ def append(
             op.clawback,
             digest,
         )
+        items = [
+            (op.id, i.number, i.sku, i.category, i.quantity, i.amount_cents, i.points)
+            for i in op.items
+        ]
         hashed = (*values[:5], version, *values[6:])
-        previous = op_hash(previous, hashed, entries, draws)
-        op_rows.append((*values, previous))
+        previous = op_hash(previous, hashed, entries, draws, items, op.store)
+        op_rows.append((*values, previous, op.store))
         entry_rows += entries
         draw_rows += draws
+        item_rows += items
     insert_many(
         conn,
         "customers",
@@ -160,7 +166,7 @@ def append(
             "birthday_set = ? WHERE id = ?",
             changed,
         )
-    insert_rows(conn, op_rows, entry_rows, draw_rows)
+    insert_rows(conn, op_rows, entry_rows, draw_rows, item_rows)
     if erased:  # after the erase operations: the schema's trigger looks for them
         conn.executemany(
             "UPDATE customers SET name = NULL, email = NULL, phone = NULL, birthday = NULL, "

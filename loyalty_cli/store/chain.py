@@ -26,11 +26,20 @@ def op_hash(
     op: Sequence[object],
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
+    items: Sequence[Sequence[object]] = (),
+    store: str | None = None,
 ) -> bytes:
     """sha256(previous hash, the operation, its entries (each with its lot's
-    dates) and its draws), as one JSON array, so that a row cannot move between
-    them. `op` holds OP_FIELDS with the rules version as its hex text."""
-    text = json.dumps([op, entries, draws], separators=(",", ":"), default=bytes.hex)
+    dates), its draws and its receipt lines), as one JSON array, so that a row
+    cannot move between them. `op` holds OP_FIELDS with the rules version as its
+    hex text. A purchase's store, when given, comes last. An operation without
+    receipt lines or a store hashes as it always has."""
+    parts: list[object] = [op, entries, draws]
+    if items or store is not None:
+        parts.append(items)
+    if store is not None:
+        parts.append(store)
+    text = json.dumps(parts, separators=(",", ":"), default=bytes.hex)
     return hashlib.sha256(previous + text.encode("ascii")).digest()
 
 

@@ -23,6 +23,7 @@ from . import legacy
 from .chain import op_hash, profile_digest, run_hash
 from .schema import (
     INDEXES,
+    ITEMS_TABLE,
     SCHEMA_VERSION,
     TABLES,
     _triggers,
@@ -262,7 +263,22 @@ def m006_draw_expiry(conn: sqlite3.Connection) -> None:
             conn.execute(sql)
 
 
-def m007_reaching(conn: sqlite3.Connection) -> None:
+def m007_receipt_items(conn: sqlite3.Connection) -> None:
+    """Receipts with lines: the `items` table holds the lines of a receipt of two
+    or more lines and the lines a refund returned (issue 12), append-only like
+    the rest, and a purchase may name its store or till (`operations.store`).
+    Existing operations have neither and hash as before, so the chain and its
+    heads stay as they were. A file that m005 wrote already has both."""
+    conn.execute(ITEMS_TABLE.replace("CREATE TABLE items", "CREATE TABLE IF NOT EXISTS items"))
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
+    if "store" not in columns:
+        conn.execute("ALTER TABLE operations ADD COLUMN store TEXT")
+    for trigger in _triggers():
+        if " items_no_" in trigger:
+            conn.execute(trigger.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS"))
+
+
+def m008_reaching(conn: sqlite3.Connection) -> None:
     """Reaching customers (issue 15). `customer erase` (the one sanctioned
     removal) replaces the customer's salt as it empties their personal fields,
     so the digests chained before it can no longer be tested against a guess:
@@ -306,6 +322,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
     m006_draw_expiry,
-    m007_reaching,
+    m007_receipt_items,
+    m008_reaching,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

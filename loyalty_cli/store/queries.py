@@ -32,6 +32,7 @@ class HistoryRow(NamedTuple):
     txn: str | None
     version: bytes | None  # the rules version of its operation
     customer_id: str
+    store: str | None  # a purchase's store or till
 
 
 def exists(conn: sqlite3.Connection, customer_id: str) -> str | None:
@@ -77,7 +78,8 @@ def stored_lot(lot_id: int, earned: int, available: int, expires: int | None, le
 
 _HISTORY = (
     "SELECT e.id, e.op_id, e.occurred, e.kind, e.points, e.rule, e.reward, e.reason, e.detail, "
-    "o.amount_cents, o.txn, (SELECT version FROM rulesets WHERE id = o.ruleset), e.customer_id "
+    "o.amount_cents, o.txn, (SELECT version FROM rulesets WHERE id = o.ruleset), e.customer_id, "
+    "o.store "
     "FROM entries e JOIN operations o ON o.id = e.op_id "
 )
 
@@ -292,3 +294,50 @@ def record_sent(
             "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM notices_given WHERE key = ?)",
             (*notice, notice[0]),
         )
+
+
+def sales_of(
+    conn: sqlite3.Connection, wanted: Sequence[tuple[str, str, int]]
+) -> dict[tuple[str, str], list[str]]:
+    """For each (customer, SKU or category, until: seconds), the txns of that
+    customer's purchases up to `until` that sold it, newest first: where a
+    cancellation with no link to its sale returns its items. Through the
+    customer index, then each purchase's lines by their key."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for customer_id, what, until in wanted:
+        rows = conn.execute(
+            "SELECT o.txn FROM operations o INDEXED BY operations_customer "
+            "WHERE o.customer_id = ?1 AND o.kind = 'purchase' AND o.occurred <= ?3 "
+            "AND o.txn IS NOT NULL AND (o.sku = ?2 COLLATE NOCASE OR o.category = ?2 "
+            "COLLATE NOCASE OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
+            "(i.sku = ?2 COLLATE NOCASE OR i.category = ?2 COLLATE NOCASE))) "
+            "ORDER BY o.occurred DESC, o.id DESC LIMIT 50",
+            (customer_id, what, until),
+        ).fetchall()
+        out[(customer_id, what.casefold())] = [str(txn) for (txn,) in rows]
+    return out
+
+
+class ItemRow(NamedTuple):
+    op_id: int
+    number: int
+    sku: str | None
+    category: str | None
+    quantity: int
+    amount_cents: int
+    points: int
+
+
+def items_of(conn: sqlite3.Connection, op_ids: Sequence[int]) -> dict[int, list[ItemRow]]:
+    """The receipt lines of these operations (a receipt's lines, or what a refund
+    returned), by operation, in line order: one primary-key range each."""
+    rows = conn.execute(
+        "SELECT i.op_id, i.number, i.sku, i.category, i.quantity, i.amount_cents, i.points "
+        "FROM (SELECT value AS id FROM json_each(?)) w JOIN items i ON i.op_id = w.id "
+        "ORDER BY i.op_id, i.number",
+        (json.dumps(sorted(set(op_ids))),),
+    )
+    out: dict[int, list[ItemRow]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(ItemRow(*row))
+    return out

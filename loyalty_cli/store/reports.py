@@ -295,6 +295,67 @@ def rules(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, int
     return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
 
 
+def categories(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str | None, int, int]]:
+    """Purchase points by category in [start, end): (category, earned, taken
+    back by refunds). A one-line purchase counts under its category; a receipt
+    of several lines under each line's, and its own points (a bonus per
+    receipt) under None, with purchases that name no category. A refund by line
+    counts under the lines it returned (the points they were due to take back),
+    and the receipt's own points its last line took back under None; a refund by
+    amount under its purchase's category."""
+    one_line = conn.execute(
+        "SELECT o.category, SUM(e.points) FROM entries e INDEXED BY entries_time "
+        "JOIN operations o ON o.id = e.op_id WHERE e.kind = 'earn' AND e.occurred >= ?1 "
+        "AND e.occurred < ?2 AND o.kind = 'purchase' AND e.customer_id = o.customer_id "
+        "GROUP BY o.category",
+        (start, end),
+    ).fetchall()
+    lines = conn.execute(
+        "SELECT i.category, SUM(i.points) FROM operations o INDEXED BY operations_time "
+        "JOIN items i ON i.op_id = o.id WHERE o.kind = 'purchase' AND o.occurred >= ?1 "
+        "AND o.occurred < ?2 GROUP BY i.category",
+        (start, end),
+    ).fetchall()
+    by_line = conn.execute(
+        "SELECT i.category, SUM(i.points) FROM operations o INDEXED BY operations_time "
+        "JOIN items i ON i.op_id = o.id WHERE o.kind = 'refund' AND o.occurred >= ?1 "
+        "AND o.occurred < ?2 GROUP BY i.category",
+        (start, end),
+    ).fetchall()
+    by_amount = conn.execute(
+        "SELECT p.category, SUM(e.points) FROM entries e INDEXED BY entries_time "
+        "JOIN operations r ON r.id = e.op_id JOIN operations p ON p.id = r.refund_of "
+        "WHERE e.kind = 'refund' AND e.occurred >= ?1 AND e.occurred < ?2 "
+        "AND NOT EXISTS (SELECT 1 FROM items i WHERE i.op_id = r.id) GROUP BY p.category",
+        (start, end),
+    ).fetchall()
+    # The receipt's own points that the return of its last line took back.
+    (own_back,) = conn.execute(
+        "SELECT COALESCE(SUM(r.clawback + (SELECT SUM(i.points) FROM items i "
+        "WHERE i.op_id = r.id)), 0) FROM operations r INDEXED BY operations_time "
+        "WHERE r.kind = 'refund' AND r.occurred >= ?1 AND r.occurred < ?2 "
+        "AND EXISTS (SELECT 1 FROM items i WHERE i.op_id = r.id)",
+        (start, end),
+    ).fetchone()
+    earned: dict[str | None, int] = {}
+    back: dict[str | None, int] = {}
+    if own_back:
+        back[None] = -int(own_back)
+    # A receipt of several lines has no category of its own: its earn entries
+    # sum under None above; its lines move their points to their categories.
+    for category, points in one_line:
+        earned[category] = earned.get(category, 0) + int(points)
+    for category, points in lines:
+        earned[None] = earned.get(None, 0) - int(points)
+        earned[category] = earned.get(category, 0) + int(points)
+    for category, points in [*by_line, *by_amount]:
+        back[category] = back.get(category, 0) + int(points)
+    names = sorted(set(earned) | set(back), key=lambda c: (c is None, c or ""))
+    return [
+        (c, earned.get(c, 0), back.get(c, 0)) for c in names if earned.get(c, 0) or back.get(c, 0)
+    ]
+
+
 def tier_moves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[str, str, int, int]]:
     """Tier changes in [start, end): (from, to, changes, customers)."""
     rows = conn.execute(

@@ -11,6 +11,10 @@ What each table and index is for (the README's design notes repeat it):
 - `draws`: which lots each debit took its points from, with the lot's expiry
   day copied (not hashed: verify checks it against the lot) so the points
   drawn from expired lots are one index range.
+- `items`: the lines of a receipt of two or more lines (a one-line purchase
+  keeps its one line in its operation, as it always has: no bytes added), and
+  the lines a refund returned, each with the points it earned or took back;
+  keyed by operation, so a receipt's lines are one range.
 - `customers`: profiles (the one table whose contact fields change; a salted
   digest chained in operations proves each change), `rulesets`: each rules text
   once, `runs`: the unattended runs (imports, nightly), chained on their own.
@@ -52,6 +56,7 @@ ENTRY_FIELDS = (
     "id, op_id, customer_id, kind, points, occurred, rule, reward, reason, detail, "
     "earned_on, available_on, expires_on"
 )
+ITEM_FIELDS = "op_id, number, sku, category, quantity, amount_cents, points"
 DRAW_FIELDS = "id, entry_id, lot_id, points"  # hashed; the lot's expiry is not
 DRAW_COLUMNS = f"{DRAW_FIELDS}, expires_on"
 RUN_FIELDS = "id, command, as_of, started, finished, summary"
@@ -63,10 +68,23 @@ APPEND_ONLY = (
     "draws",
     "rulesets",
     "runs",
+    "items",
     "notices_given",
     "messages_sent",
 )
 
+ITEMS_TABLE = """
+    CREATE TABLE items (
+        op_id INTEGER NOT NULL REFERENCES operations(id),
+        number INTEGER NOT NULL,           -- the line's number on its receipt (a return:
+                                           -- the number of the sold line it returns)
+        sku TEXT, category TEXT,
+        quantity INTEGER NOT NULL,         -- units sold (a return: units returned)
+        amount_cents INTEGER NOT NULL,     -- what the line cost after its discount
+        points INTEGER NOT NULL,           -- what it earned (a return: took back, < 0)
+        PRIMARY KEY (op_id, number)
+    ) WITHOUT ROWID
+    """
 TABLES: tuple[str, ...] = (
     """
     CREATE TABLE rulesets (
@@ -108,7 +126,8 @@ TABLES: tuple[str, ...] = (
         tier TEXT, tier_from TEXT, until INTEGER,   -- tier changes and floors
         refund_of INTEGER REFERENCES operations(id), clawback INTEGER,  -- refunds
         profile BLOB,                      -- enroll, profile: digest of the profile after
-        hash BLOB NOT NULL
+        hash BLOB NOT NULL,
+        store TEXT                         -- a purchase's store or till, when given
     )
     """,
     """
@@ -133,6 +152,7 @@ TABLES: tuple[str, ...] = (
         expires_on INTEGER                 -- the lot's expiry day (a copy, checked by verify)
     )
     """,
+    ITEMS_TABLE,
     """
     CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
@@ -145,7 +165,7 @@ TABLES: tuple[str, ...] = (
     )
     """,
 )
-# Reaching customers (schema 7): which notices were given and which messages
+# Reaching customers (schema 8): which notices were given and which messages
 # sent, so a cron job never gives or sends one twice. Not chained: they record
 # what was said to customers, not points, and hold no personal data (a refused
 # message is reported, not kept: the server's reply names the address).
@@ -242,13 +262,22 @@ def insert_rows(
     ops: Sequence[Sequence[object]],
     entries: Sequence[Sequence[object]],
     draws: Sequence[Sequence[object]],
+    items: Sequence[Sequence[object]] = (),
 ) -> None:
-    """Operations (OP_FIELDS, hash), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
+    """Operations (OP_FIELDS, hash[, store]), entries (ENTRY_FIELDS) and draws (DRAW_FIELDS:
     the lot's expiry is copied from the lot as they go in),
     each table in as few statements as SQLite's limit on parameters allows: a
     purchase's lines go in one statement, not one per line (on a network every
     statement is a round trip)."""
-    insert_many(conn, "operations", f"{OP_FIELDS}, hash", ops)
+    # A purchase's store comes after the hash (it is hashed only when given, see
+    # chain.op_hash); rows written without it (m005's) have none.
+    width = OP_FIELDS.count(",") + 3
+    insert_many(
+        conn,
+        "operations",
+        f"{OP_FIELDS}, hash, store",
+        [row if len(row) == width else (*row, None) for row in ops],
+    )
     insert_many(conn, "entries", ENTRY_FIELDS, entries)
     # After the entries: a draw may take from a lot opened in the same batch.
     insert_many(
@@ -258,6 +287,7 @@ def insert_rows(
         [(*draw, draw[2]) for draw in draws],
         "(?, ?, ?, ?, (SELECT expires_on FROM entries WHERE id = ?))",
     )
+    insert_many(conn, "items", ITEM_FIELDS, items)
 
 
 # Rows per INSERT statement in a batch: one prepared statement serves every full
@@ -298,4 +328,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8

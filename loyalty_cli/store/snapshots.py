@@ -20,6 +20,7 @@ import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
-from ..engine.records import Recorded, RecordedLine
+from ..engine.records import Recorded, RecordedItem, RecordedLine
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -80,6 +81,7 @@ _CONTEXT = " UNION ALL ".join(
                 "(SELECT p.txn FROM operations p WHERE p.id = o.refund_of)",
                 "(SELECT SUM(r.amount_cents) FROM operations r WHERE r.refund_of = o.id)",
                 "(SELECT SUM(r.clawback) FROM operations r WHERE r.refund_of = o.id)",
+                "o.store",
             ],
             "FROM operations o WHERE o.txn IN (SELECT value FROM json_each(?1))",
         ),
@@ -99,6 +101,28 @@ _CONTEXT = " UNION ALL ".join(
             "FROM operations o JOIN entries e ON e.id > COALESCE((SELECT p.last_entry "
             "FROM operations p WHERE p.id < o.id ORDER BY p.id DESC LIMIT 1), 0) "
             "AND e.id <= o.last_entry WHERE o.txn IN (SELECT value FROM json_each(?4))",
+        ),
+        # A receipt's lines, and what its refunds returned of each.
+        _part(
+            "item",
+            [
+                "o.id",
+                "i.number",
+                "i.quantity",
+                "i.amount_cents",
+                "i.points",
+                "i.sku",
+                "i.category",
+            ],
+            "FROM operations o JOIN items i ON i.op_id = o.id "
+            "WHERE o.txn IN (SELECT value FROM json_each(?4))",
+        ),
+        _part(
+            "returned",
+            ["o.id", "i.number", "SUM(i.quantity)", "SUM(i.amount_cents)", "SUM(i.points)"],
+            "FROM operations o JOIN operations r ON r.refund_of = o.id "
+            "JOIN items i ON i.op_id = r.id "
+            "WHERE o.txn IN (SELECT value FROM json_each(?4)) GROUP BY o.id, i.number",
         ),
     ]
 )
@@ -350,6 +374,8 @@ def load(
     tip = Tip(0, b"", 0, 0, None)
     ops: dict[int, list[Any]] = {}
     lines: dict[int, list[RecordedLine]] = {}
+    items: dict[int, dict[int, RecordedItem]] = {}
+    returned: list[tuple[Any, ...]] = []
     budgets = Budgets({rule: 0 for rule in budgeted})
     for row in rows:
         tag = row[0]
@@ -357,18 +383,34 @@ def load(
             tip = Tip(row[1] or 0, row[2] or b"", row[3] or 0, row[4] or 0, row[5])
             indexed = row[6]
         elif tag == "op":
-            ops[row[1]] = list(row[1:19])
+            ops[row[1]] = list(row[1:20])
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
+        elif tag == "item":
+            items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:8])
+        elif tag == "returned":
+            returned.append(row[1:6])
         else:
             budgets.totals[row[1]] = int(row[2])
     if indexed < len(indexes) and write:
         # The first write under rules with a new budget indexes that rule's lines.
         for rule in budgeted:
             conn.execute(budget_index(rule)[1])
+    for op_id, number, quantity, cents, points in returned:
+        sold = items.get(op_id, {}).get(number)
+        if sold is None:  # a one-line purchase returned by line: its line is number 1
+            sold = items.setdefault(op_id, {})[number] = RecordedItem(number, 0, 0, 0)
+        items[op_id][number] = replace(
+            sold,
+            returned_quantity=int(quantity),
+            returned_cents=int(cents),
+            returned_points=-int(points),
+        )
     recorded: dict[str, Recorded] = {}
     for op_id, values in ops.items():
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
+        if op_id in items:
+            found = replace(found, items=tuple(v for _, v in sorted(items[op_id].items())))
         recorded[found.txn] = found
     people = dict.fromkeys(customers(recorded) if callable(customers) else customers)
     for found in recorded.values():
@@ -393,7 +435,7 @@ def load(
 def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) -> Recorded:
     (
         _id, txn, kind, cid, occurred, content, version, amount, event, category, sku,
-        quantity, reward, reason, clawback, refund_of_txn, refunded, due,
+        quantity, reward, reason, clawback, refund_of_txn, refunded, due, store,
     ) = values  # fmt: skip
     return Recorded(
         id=op_id,
@@ -415,6 +457,7 @@ def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) ->
         clawback=clawback,
         refunded_cents=int(refunded or 0),
         due_back=int(due or 0),
+        store=store,
     )
 
 

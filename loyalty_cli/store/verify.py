@@ -32,7 +32,15 @@ from typing import Any
 
 from ..kinds import EntryKind, OpKind
 from .chain import op_hash, profile_digest, run_hash
-from .schema import DRAW_FIELDS, ENTRY_FIELDS, OP_FIELDS, PROFILE_FIELDS, RUN_FIELDS, TRIGGERS
+from .schema import (
+    DRAW_FIELDS,
+    ENTRY_FIELDS,
+    ITEM_FIELDS,
+    OP_FIELDS,
+    PROFILE_FIELDS,
+    RUN_FIELDS,
+    TRIGGERS,
+)
 
 CHANGED = "was changed, inserted or removed outside loyalty"
 
@@ -86,12 +94,15 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
     versions = {rid: bytes(v).hex() for rid, v in conn.execute("SELECT id, version FROM rulesets")}
     entries = _rows(conn, f"SELECT {ENTRY_FIELDS} FROM entries ORDER BY id")
     draws = _rows(conn, f"SELECT {DRAW_FIELDS} FROM draws ORDER BY id")
+    items = _rows(conn, f"SELECT {ITEM_FIELDS} FROM items ORDER BY op_id, number")
     entry = next(entries, None)
     draw = next(draws, None)
+    item = next(items, None)
     previous = b""
     newest_entry_op: bytes | None = None
     bad_op: int | None = None
-    for row in conn.execute(f"SELECT {OP_FIELDS}, hash FROM operations ORDER BY id"):
+    for full in conn.execute(f"SELECT {OP_FIELDS}, hash, store FROM operations ORDER BY id"):
+        row, store = full[:-1], full[-1]
         report.operations += 1
         op_id, last_entry = int(row[0]), int(row[6])
         mine: list[tuple[Any, ...]] = []
@@ -107,9 +118,13 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
         while draw is not None and int(draw[1]) <= last_entry:
             taken.append(draw)
             draw = next(draws, None)
+        sold: list[tuple[Any, ...]] = []
+        while item is not None and int(item[0]) <= op_id:
+            sold.append(item)
+            item = next(items, None)
         ruleset = row[5]
         hashed = (*row[:5], None if ruleset is None else versions.get(ruleset, "?"), *row[6:-1])
-        expected = op_hash(previous, hashed, mine, taken)
+        expected = op_hash(previous, hashed, mine, taken, sold, store)
         stored = bytes(row[-1])
         if expected != stored and bad_op is None:
             bad_op = op_id
@@ -144,6 +159,11 @@ def chain(conn: sqlite3.Connection, report: VerifyReport) -> None:
         report.entries += left
     if draw is not None:
         report.problems.append(f"draw #{draw[0]} belongs to no operation: it was added {CHANGED}")
+    if item is not None:
+        report.problems.append(
+            f"receipt line {item[1]} of operation #{item[0]} belongs to no operation: "
+            f"it was added {CHANGED}"
+        )
 
 
 def triggers(conn: sqlite3.Connection, report: VerifyReport) -> None:

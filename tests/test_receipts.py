@@ -1,0 +1,885 @@
+"""Receipts with lines (issue 12): rules per line and per receipt, earn --line and
+--lines, refunds per line, till exports with a row per line, and what history and
+the reports show of them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+from collections import defaultdict
+from contextlib import closing
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loyalty_cli import importer
+from loyalty_cli.evaluator import evaluate
+from loyalty_cli.models import Activity, CustomerState, Line, RuleUsage, TierLevel
+from loyalty_cli.rules import parse_rules
+from loyalty_cli.store import Store
+from loyalty_cli.store.schema import SCHEMA_VERSION
+
+from .conftest import Shop
+
+DATA = Path(__file__).resolve().parent / "data"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ledger-v4.db"
+AT = datetime(2026, 11, 19, 12, 0, tzinfo=UTC)  # a Thursday
+
+RULES = """\
+program: {name: T, timezone: UTC}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+  - {id: no-gift-cards, on: purchase, when: {category: [gift-card, delivery]}, exclude: true}
+  - {id: sku-x, on: purchase, when: {sku: SKU-X}, multiply: 3}
+  - {id: shoes, on: purchase, when: {category: shoes}, points_per_unit: 0.5}
+  - {id: big-basket, on: purchase, min_amount: 50, points: 25}
+  - {id: first, on: purchase, when: {purchases: 0}, points: 7}
+  - {id: three-items, on: purchase, when: {items: {gte: 3}}, points: 5}
+"""
+
+
+def rules(text: str = RULES) -> object:
+    return parse_rules(text)
+
+
+def state(**kw: object) -> CustomerState:
+    return CustomerState(
+        **{"customer_id": "C1", "enrolled_at": datetime(2026, 1, 1, tzinfo=UTC), **kw}
+    )  # type: ignore[arg-type]
+
+
+def receipt(*lines: Line) -> Activity:
+    total = sum((line.amount for line in lines), Decimal("0.00"))
+    return Activity("C1", "purchase", AT, amount=total, lines=lines)
+
+
+def line(
+    amount: str, quantity: int = 1, sku: str | None = None, category: str | None = None
+) -> Line:
+    return Line(Decimal(amount), quantity, sku, category)
+
+
+def by_rule(award: object) -> dict[str, int]:
+    return {a.rule: a.points for a in award.lines}  # type: ignore[attr-defined]
+
+
+# --- rules per line and per receipt ------------------------------------------------
+
+
+def test_a_rule_is_judged_per_line_when_it_earns_by_amount_or_tests_what_a_line_is() -> None:
+    scopes = {r.id: (r.scope, r.exclude) for r in rules().rules}  # type: ignore[attr-defined]
+    assert scopes == {
+        "base": ("line", False),
+        "no-gift-cards": ("line", True),
+        "sku-x": ("line", False),
+        "shoes": ("line", False),
+        "big-basket": ("receipt", False),
+        "first": ("receipt", False),
+        "three-items": ("receipt", False),
+    }
+    told = parse_rules(
+        "program: {name: T, timezone: UTC}\nearn:\n"
+        "  - {id: per-line-bonus, on: purchase, per: line, points: 2}\n"
+        "  - {id: shoes-receipt, on: purchase, per: receipt, when: {quantity: {gte: 2}}, points: 1}\n"
+    )
+    assert [r.scope for r in told.rules] == ["line", "receipt"]
+
+
+def test_rules_check_shows_where_each_rule_is_judged(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 1}\n")
+    doc = shop.ok("rules", "check")
+    shown = {r["rule"]: (r["scope"], r["exclude"]) for r in doc["rules"]}
+    assert shown["no-gift-cards"] == ("line", True)
+    assert shown["big-basket"] == ("receipt", False)
+    assert shown["welcome"] == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{id: x, on: purchase, exclude: false}", "exclude can only be true"),
+        (
+            "{id: x, on: purchase, exclude: true, per: receipt}",
+            "rule 'x' excludes lines, so it is judged per line",
+        ),
+        ("{id: x, on: purchase, points: 1, per: basket}", "per must be one of line, receipt"),
+        ("{id: x, on: review, exclude: true}", "'exclude' only applies to purchase rules"),
+        (
+            "{id: x, on: purchase, points: 1, exclude: true}",
+            "needs exactly one of points, points_per_unit, multiply, reward or exclude",
+        ),
+    ],
+)
+def test_bad_line_rules_are_refused_at_their_line(rule: str, message: str) -> None:
+    from loyalty_cli.errors import RulesInvalid
+
+    with pytest.raises(RulesInvalid) as caught:
+        parse_rules(f"program: {{name: T, timezone: UTC}}\nearn:\n  - {rule}\n", "r.yaml")
+    assert any(message in p.message for p in caught.value.problems), caught.value.problems
+    assert all(p.location.line == 3 for p in caught.value.problems)
+
+
+def test_each_line_earns_by_its_own_rules_rounded_on_its_own() -> None:
+    award = evaluate(
+        rules(),
+        receipt(line("59.90", 1, category="shoes"), line("9.00", 2, sku="SKU-X")),
+        state(purchases=3),
+    )
+    one, two = award.items
+    # shoes: floor(59.90) + floor(59.90 x 0.5) = 59 + 29; SKU-X: 9 + 3x -> 9 + 18
+    assert (one.points, two.points) == (59 + 29, 9 + 18)
+    assert {a.rule: a.points for a in one.lines} == {"base": 59, "shoes": 29}
+    assert {a.rule: a.points for a in two.lines} == {"base": 9, "sku-x": 18}
+    # the basket (68.90) is over 50: one bonus for the receipt; three items: 5 more
+    assert by_rule(award) == {
+        "base": 68,
+        "sku-x": 18,
+        "shoes": 29,
+        "big-basket": 25,
+        "three-items": 5,
+    }
+    assert award.points == one.points + two.points + 25 + 5
+
+
+def test_excluded_lines_earn_nothing_and_leave_the_basket() -> None:
+    award = evaluate(
+        rules(),
+        receipt(
+            line("30.00", category="toys"),
+            line("40.00", category="gift-card"),
+            line("5.00", category="delivery"),
+        ),
+        state(purchases=1),
+    )
+    assert [i.excluded_by for i in award.items] == [None, "no-gift-cards", "no-gift-cards"]
+    assert [i.points for i in award.items] == [30, 0, 0]
+    # 75.00 was paid, but the basket after exclusions is 30.00: no big-basket bonus
+    assert by_rule(award) == {"base": 30}
+    skipped = {s.rule: s.reason for s in award.skipped}
+    assert skipped["big-basket"] == "amount 30.00 is below min_amount 50"
+    assert skipped["no-gift-cards"] == "excludes line 2, 3"
+
+
+def test_a_receipt_of_excluded_lines_only_earns_nothing_at_all() -> None:
+    award = evaluate(
+        rules(),
+        receipt(line("60.00", category="gift-card"), line("5.00", category="delivery")),
+        state(),
+    )
+    assert (award.points, award.lines) == (0, ())
+    assert {s.rule: s.reason for s in award.skipped}["first"] == (
+        "not reached: every line of the receipt is excluded"
+    )
+    one_line = evaluate(
+        rules(), Activity("C1", "purchase", AT, amount=Decimal("60"), category="gift-card"), state()
+    )
+    assert one_line.points == 0
+
+
+def test_the_receipts_bonuses_fire_once_however_many_lines() -> None:
+    award = evaluate(rules(), receipt(*[line("1.00", category="pens")] * 4), state())
+    assert by_rule(award) == {"base": 4, "first": 7, "three-items": 5}
+    assert [i.points for i in award.items] == [1, 1, 1, 1]
+
+
+def test_a_receipt_multiplier_multiplies_every_part_each_rounded_on_its_own() -> None:
+    text = RULES + "  - {id: double, on: purchase, multiply: 1.5}\n"
+    award = evaluate(
+        rules(text), receipt(line("3.00", category="a"), line("5.00", category="b")), state()
+    )
+    # line 1: 3 + floor(1.5) = 4; line 2: 5 + floor(2.5) = 7; receipt: 7 + floor(3.5) = 10
+    assert [i.points for i in award.items] == [4, 7]
+    assert by_rule(award) == {"base": 8, "first": 7, "double": 1 + 2 + 3}
+    assert award.points == 4 + 7 + 10
+
+
+def test_a_points_cap_is_shared_by_the_lines_in_their_order() -> None:
+    text = "program: {name: T, timezone: UTC}\nearn:\n  - {id: base, on: purchase, points_per_unit: 1, cap: {points: 50, per: day}}\n"
+    used = state(usage={"base": RuleUsage(count=1, points=20)})
+    award = evaluate(rules(text), receipt(line("25.00", sku="A"), line("25.00", sku="B")), used)
+    assert [i.points for i in award.items] == [25, 5]
+    assert by_rule(award) == {"base": 30}
+
+
+def test_stop_ends_a_lines_rules_not_the_other_lines() -> None:
+    text = """\
+program: {name: T, timezone: UTC}
+earn:
+  - {id: flat, on: purchase, priority: 10, when: {category: books}, points_per_unit: 2, stop: true}
+  - {id: base, on: purchase, points_per_unit: 1}
+"""
+    award = evaluate(
+        rules(text),
+        receipt(line("10.00", category="books"), line("10.00", category="pens")),
+        state(),
+    )
+    assert [{a.rule: a.points for a in i.lines} for i in award.items] == [
+        {"flat": 20},
+        {"base": 10},
+    ]
+
+
+def test_the_tier_multiplier_applies_to_each_line() -> None:
+    gold = TierLevel("gold", "Gold", Decimal(0), Decimal("1.5"))
+    award = evaluate(
+        rules(),
+        receipt(line("3.00", sku="A"), line("3.00", sku="B")),
+        state(tier=gold, purchases=1),
+    )
+    assert [i.points for i in award.items] == [3 + 1, 3 + 1]
+    assert by_rule(award)["tier:gold"] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=50_000),  # cents
+            st.integers(min_value=1, max_value=5),
+            st.sampled_from([None, "SKU-X", "A1"]),
+            st.sampled_from([None, "shoes", "gift-card", "food"]),
+        ).filter(lambda t: t[2] or t[3]),
+        min_size=2,
+        max_size=8,
+    ),
+    st.sampled_from(["floor", "nearest", "ceil"]),
+    st.integers(min_value=0, max_value=3),
+)
+def test_a_receipts_points_are_its_lines_points_plus_its_own(
+    lines: list[tuple[int, int, str | None, str | None]], rounding: str, purchases: int
+) -> None:
+    """Per-line rounding, stated as a property: a receipt's points are the sum of
+    its lines' points and of its own part; with line rules only, each line earns
+    what it earns as a one-line purchase."""
+    text = RULES.replace("timezone: UTC}", f"timezone: UTC, rounding: {rounding}}}")
+    text += "  - {id: campaign, on: purchase, multiply: 1.25}\n"
+    ruleset = rules(text)
+    items = tuple(Line(Decimal(c) / 100, q, sku, cat) for c, q, sku, cat in lines)
+    award = evaluate(ruleset, receipt(*items), state(purchases=purchases))
+    receipt_rules = {"big-basket", "first", "three-items"}
+    lines_total = sum(i.points for i in award.items)
+    assert award.points == sum(a.points for a in award.lines)
+    assert award.points >= lines_total
+    line_only = rules(
+        "\n".join(t for t in text.splitlines() if not any(r in t for r in receipt_rules)) + "\n"
+    )
+    alone = [
+        evaluate(
+            line_only,
+            Activity(
+                "C1",
+                "purchase",
+                AT,
+                amount=i.amount,
+                quantity=i.quantity,
+                sku=i.sku,
+                category=i.category,
+            ),
+            state(purchases=purchases),
+        ).points
+        for i in items
+    ]
+    whole = evaluate(line_only, receipt(*items), state(purchases=purchases))
+    assert [i.points for i in whole.items] == alone
+    assert whole.points == sum(alone)
+    # the receipt rules add the same part however the lines are ordered
+    flipped = evaluate(ruleset, receipt(*reversed(items)), state(purchases=purchases))
+    assert flipped.points - sum(i.points for i in flipped.items) == award.points - lines_total
+
+
+# --- the command line ------------------------------------------------------------
+
+
+@pytest.fixture
+def till(shop: Shop) -> Shop:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    return shop
+
+
+def test_earn_with_lines_shows_each_line_and_its_rules(till: Shop) -> None:
+    doc = till.ok(
+        "earn",
+        "C1",
+        "--line",
+        "shoes:59.90",
+        "--line",
+        "/SKU-X:2x4.50",
+        "--line",
+        "gift-card:20",
+        "--txn",
+        "R1",
+        "--at",
+        "2026-11-19",
+    )
+    # lines 88 + 27; the receipt: big-basket 25, first 7, three-items 5 (3 units kept)
+    assert (doc["amount"], doc["points"]) == ("88.90", (59 + 29) + (9 + 18) + 25 + 7 + 5)
+    assert [
+        (
+            i["number"],
+            i["sku"],
+            i["category"],
+            i["quantity"],
+            i["amount"],
+            i["points"],
+            i["excluded_by"],
+        )
+        for i in doc["items"]
+    ] == [
+        (1, None, "shoes", 1, "59.90", 88, None),
+        (2, "SKU-X", None, 2, "9.00", 27, None),
+        (3, None, "gift-card", 1, "20.00", 0, "no-gift-cards"),
+    ]
+    assert doc["items"][1]["lines"] == [
+        {"rule": "base", "points": 9, "detail": "9.00 x 1 per unit = 9"},
+        {"rule": "sku-x", "points": 18, "detail": "x3 on 9 base points: +18"},
+    ]
+    assert "skipped" not in doc["items"][0]
+    again = till.ok(
+        "earn",
+        "C1",
+        "--line",
+        "shoes:59.90",
+        "--line",
+        "/SKU-X:2x4.50",
+        "--line",
+        "gift-card:20",
+        "--txn",
+        "R1",
+    )
+    assert (again["duplicate"], again["points"], len(again["items"])) == (True, doc["points"], 3)
+    assert till.ok("balance", "C1")["balance"] == doc["points"]
+    other = till.fails(1, "earn", "C1", "--line", "shoes:59.90", "--txn", "R1")
+    assert "txn 'R1' was already used for a different operation" in other
+
+
+def test_dry_run_and_explain_work_per_line_and_write_nothing(till: Shop) -> None:
+    doc = till.ok(
+        "earn", "C1", "--line", "pens:5", "--line", "gift-card:20", "--dry-run", "--explain"
+    )
+    assert doc["dry_run"] is True
+    assert doc["items"][0]["skipped"] == [
+        {"rule": "sku-x", "reason": "condition not met: sku is sku-x"},
+        {"rule": "shoes", "reason": "condition not met: category is shoes"},
+    ]
+    assert {s["rule"] for s in doc["zero_points"]} == {"no-gift-cards"}
+    assert till.ok("balance", "C1")["balance"] == 0
+
+
+def test_a_one_line_receipt_earns_and_stores_what_an_amount_purchase_does(till: Shop) -> None:
+    by_line = till.ok(
+        "earn", "C1", "--line", "shoes/S1:3x20.00", "--txn", "A", "--at", "2026-11-19"
+    )
+    by_amount = till.ok(
+        "earn",
+        "C1",
+        "--amount",
+        "60.00",
+        "--category",
+        "shoes",
+        "--sku",
+        "S1",
+        "--quantity",
+        "3",
+        "--txn",
+        "B",
+        "--at",
+        "2026-11-19",
+    )
+    assert "items" not in by_line
+    assert by_line["lines"][:2] == by_amount["lines"][:2]
+    with closing(sqlite3.connect(till.db)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM items").fetchone() == (0,)
+        rows = conn.execute(
+            "SELECT amount_cents, category, sku, quantity FROM operations WHERE txn IN ('A', 'B')"
+        ).fetchall()
+    assert rows == [(6000, "shoes", "S1", 3)] * 2
+
+
+def test_lines_come_as_json_lines_from_a_file_or_stdin(till: Shop) -> None:
+    path = till.dir / "receipt.jsonl"
+    path.write_text(
+        '{"sku": "SKU-X", "quantity": 2, "unit_price": "4.50"}\n\n'
+        '{"category": "shoes", "amount": 59.90, "discount": "10.00"}\n'
+    )
+    doc = till.ok("earn", "C1", "--lines", str(path), "--dry-run")
+    assert [(i["amount"], i["points"]) for i in doc["items"]] == [("9.00", 27), ("49.90", 49 + 24)]
+    piped = till.runner.invoke(
+        __import__("loyalty_cli.cli", fromlist=["app"]).app,
+        ["earn", "C1", "--lines", "-", "--dry-run", "--json"],
+        input=path.read_text(),
+        env={"LOYALTY_DB": str(till.db), "LOYALTY_RULES": str(till.rules)},
+    )
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.stdout)["points"] == doc["points"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--line", "shoes"], 2, "is not CATEGORY[/SKU]:[QTYx]PRICE[-DISCOUNT]"),
+        (["--line", ":5"], 2, "names neither a category nor a SKU"),
+        (["--line", "shoes:0x5"], 2, "quantity 0 must be 1 to 1,000,000"),
+        (["--line", "shoes:2x5-11"], 2, "discount 11.00 is more than the line's 10.00"),
+        (["--line", "shoes:abc"], 2, "price 'abc' is not a number"),
+        (["--line", "a:1", "--amount", "5"], 2, "got --amount and --line"),
+        (["--line", "a:1", "--category", "b"], 2, "put them in each --line instead"),
+        (["--lines", "missing.jsonl"], 66, "--lines missing.jsonl: cannot read it"),
+        (["--line", "a:0", "--line", "b:0"], 2, "the receipt's lines come to 0.00"),
+    ],
+)
+def test_bad_lines_are_one_clear_line_and_change_nothing(
+    till: Shop, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int, message: str
+) -> None:
+    monkeypatch.chdir(till.dir)
+    error = till.fails(code, "earn", "C1", *args)
+    assert message in error, error
+    assert till.ok("balance", "C1")["balance"] == 0
+
+
+def test_every_bad_json_line_is_named_by_file_and_line(till: Shop) -> None:
+    path = till.dir / "bad.jsonl"
+    path.write_text(
+        '{"sku": "A", "amount": "1"}\nnot json\n{"sku": "B", "price": 2}\n{"sku": "C", "quantity": 2, "unit_price": "1", "amount": "3"}\n'
+    )
+    error = till.fails(65, "earn", "C1", "--lines", str(path))
+    assert f"{path}:2: not JSON" in error
+    assert f"{path}:3: unknown key 'price'" in error
+    assert f"{path}:4: amount 3.00 is not quantity 2 x unit price 1.00" in error
+
+
+# --- refunds per line ------------------------------------------------------------
+
+
+def test_a_return_takes_back_exactly_what_its_units_earned(till: Shop) -> None:
+    sale = till.ok(
+        "earn",
+        "C1",
+        "--line",
+        "shoes:59.90",
+        "--line",
+        "/SKU-X:3x3.00",
+        "--txn",
+        "R1",
+        "--at",
+        "2026-11-19",
+    )
+    # line 2: 9 base + 18 (3x) = 27 points for 3 units
+    assert [i["points"] for i in sale["items"]] == [88, 27]
+    first = till.ok("refund", "R1", "--line", "SKU-X:1", "--txn", "F1", "--at", "2026-11-19T13:00")
+    assert (first["amount"], first["points"], first["items"]) == (
+        "3.00",
+        -9,
+        [
+            {
+                "number": 2,
+                "sku": "SKU-X",
+                "category": None,
+                "quantity": 1,
+                "amount": "3.00",
+                "points": -9,
+            }
+        ],
+    )
+    assert till.ok("refund", "R1", "--line", "SKU-X:1", "--txn", "F1")["duplicate"] is True
+    rest = till.ok("refund", "R1", "--line", "sku-x", "--at", "2026-11-19T13:00")
+    assert (rest["amount"], rest["points"]) == ("6.00", -18)
+    assert "every unit of 'SKU-X'" in till.fails(
+        1, "refund", "R1", "--line", "SKU-X", "--at", "2026-11-19T13:00"
+    )
+    assert "refund the rest (leave out --amount)" in till.fails(
+        1, "refund", "R1", "--amount", "1", "--at", "2026-11-19T13:00"
+    )
+    # the last line back takes back the receipt's own points too (big-basket,
+    # first, three-items)
+    last = till.ok("refund", "R1", "--line", "#1", "--at", "2026-11-19T13:00")
+    assert (last["points"], last["refunded"]) == (-(88 + 25 + 7 + 5), "68.90")
+    assert till.ok("balance", "C1")["balance"] == 0
+    assert till.ok("verify")["ok"] is True
+    categories = till.ok("report", "rules", "--to", "2026-11-19")["categories"]
+    assert [(c["category"], c["points"]) for c in categories] == [("shoes", 0), (None, 0)]
+
+
+def test_a_one_line_purchase_is_returned_by_unit_and_its_last_unit_takes_the_rest(
+    till: Shop,
+) -> None:
+    till.ok(
+        "earn",
+        "C1",
+        "--amount",
+        "10.00",
+        "--sku",
+        "A1",
+        "--quantity",
+        "3",
+        "--txn",
+        "P",
+        "--at",
+        "2026-11-19",
+    )
+    assert "has no line with SKU or category 'nope'" in till.fails(
+        1, "refund", "P", "--line", "nope"
+    )
+    # 10 base + 7 first + 5 three-items = 22 points for 3 units: 7, 14 - 7, 22 - 14
+    taken = [
+        till.ok("refund", "P", "--line", "A1:1", "--at", "2026-11-19T13:00")["points"]
+        for _ in range(3)
+    ]
+    assert taken == [-7, -7, -8]
+
+
+def test_lines_cannot_be_told_apart_after_a_refund_by_amount(till: Shop) -> None:
+    till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
+    till.ok("refund", "R", "--amount", "2.00", "--at", "2026-11-19T13:00")
+    assert "was refunded by amount before" in till.fails(1, "refund", "R", "--line", "a")
+    whole = till.ok("refund", "R", "--at", "2026-11-19T13:00")
+    assert whole["refunded"] == "10.00"
+    assert till.ok("balance", "C1")["balance"] == 0
+
+
+# --- importing a till's line-level export ------------------------------------------
+
+ONLINE_RULES = """\
+program: {name: Online, timezone: Europe/London, currency: GBP}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+  - {id: no-postage, on: purchase, when: {sku: POST}, exclude: true}
+  - {id: clocks, on: purchase, when: {sku: ["22728", "22727"]}, multiply: 2}
+  - {id: big-basket, on: purchase, min_amount: 100, points: 10}
+"""
+ONLINE_MAP = [
+    "--map",
+    "txn_id=InvoiceNo",
+    "--map",
+    "sku=StockCode",
+    "--map",
+    "quantity=Quantity",
+    "--map",
+    "date=InvoiceDate",
+    "--map",
+    "unit_price=UnitPrice",
+    "--map",
+    "customer_id=CustomerID",
+    "--date-format",
+    "%m/%d/%Y %H:%M",
+    "--cancel-prefix",
+    "C",
+    "--enroll-unknown",
+]
+
+
+def expected_online_points(path: Path) -> dict[str, int]:
+    """The points of the export worked out here, without loyalty: per invoice,
+    floor(quantity x unit price) per line, postage excluded, the clocks doubled,
+    10 for a basket of 100 or more; one-line invoices as one part; a cancellation
+    takes back floor(points x units / units sold) from the newest earlier invoice
+    of the customer that sold the item."""
+    rows = list(csv.DictReader(path.open()))
+    invoices: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if row["CustomerID"]:
+            invoices[row["InvoiceNo"]].append(row)
+
+    def when(inv: str) -> datetime:
+        return datetime.strptime(invoices[inv][0]["InvoiceDate"], "%m/%d/%Y %H:%M")
+
+    points: dict[str, int] = defaultdict(int)
+    sold: dict[tuple[str, str], list[list[object]]] = defaultdict(
+        list
+    )  # -> [invoice, when, units, points]
+    for inv in sorted((i for i in invoices if not i.startswith("C")), key=when):
+        lines = invoices[inv]
+        customer = lines[0]["CustomerID"]
+        kept = [r for r in lines if r["StockCode"] != "POST"]
+        basket = sum(Decimal(r["Quantity"]) * Decimal(r["UnitPrice"]) for r in kept)
+        bonus = 10 if basket >= 100 else 0
+        each = []
+        for r in kept:
+            base = int(
+                (Decimal(r["Quantity"]) * Decimal(r["UnitPrice"])).to_integral_value(ROUND_FLOOR)
+            )
+            each.append(base * 2 if r["StockCode"] in ("22728", "22727") else base)
+        if len(lines) == 1:  # a one-line invoice: its line holds the bonus too
+            each = [each[0] + bonus] if each else []
+        points[customer] += sum(each) + (bonus if len(lines) > 1 else 0)
+        for r, p in zip(kept, each, strict=True):
+            sold[(customer, r["StockCode"])].append([inv, when(inv), int(r["Quantity"]), p, 0, 0])
+    for inv in (i for i in invoices if i.startswith("C")):
+        for r in invoices[inv]:
+            customer, units = r["CustomerID"], -int(r["Quantity"])
+            for sale in sorted(sold[(customer, r["StockCode"])], key=lambda s: s[1], reverse=True):  # type: ignore[arg-type,return-value]
+                _, _, qty, p, back_units, back_points = sale
+                take = min(units, qty - back_units)  # type: ignore[operator]
+                if take:
+                    due = p * (back_units + take) // qty  # type: ignore[operator]
+                    points[customer] -= due - back_points  # type: ignore[operator]
+                    sale[4], sale[5] = back_units + take, due  # type: ignore[operator]
+                    units -= take
+    return dict(points)
+
+
+def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> None:
+    shop.write_rules(ONLINE_RULES)
+    path = DATA / "online_retail.csv"
+    doc = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert doc["rejected"] == 0, doc
+    # 17 rows: 2 guest rows skipped; 9 receipts (7 invoices, 2 cancellations)
+    assert (doc["rows_read"], doc["imported"], doc["rows_skipped"], doc["receipt_count"]) == (
+        17,
+        15,
+        2,
+        9,
+    )
+    expected = expected_online_points(path)
+    assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 193}
+    assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
+    again = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert (again["imported"], again["duplicates"], again["rows_skipped"]) == (0, 15, 2)
+    history = shop.ok("history", "13748")
+    assert [
+        (r["txn"], r["kind"], [(i["sku"], i["quantity"], i["points"]) for i in r["items"]])
+        for r in history["receipts"]
+    ] == [
+        ("C536391/536372", "refund", [("21980", 24, -6)]),
+        ("C536391", "refund", [("22086", 12, -32)]),
+        ("536372", "purchase", [("21980", 24, 6), ("22632", 6, 11)]),
+    ]
+    assert shop.ok("verify")["ok"] is True
+
+
+def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK", 2)
+    monkeypatch.setattr(importer, "WAITING", 1)  # K-2 and K-3 go ahead of the open K-1
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    header = "txn_id,customer_id,date,sku,category,quantity,unit_price\n"
+    one = shop.dir / "a.csv"
+    one.write_text(
+        header + "K-1,C1,2026-11-19T10:00,S1,shoes,1,59.90\nK-2,C1,2026-11-19T11:00,,pens,1,1.00\n"
+    )
+    two = shop.dir / "b.csv"
+    two.write_text(
+        header + "K-3,C1,2026-11-19T12:00,,pens,1,1.00\nK-1,C1,2026-11-19T10:00,SKU-X,,2,4.50\n"
+    )
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    doc = shop.ok("import-csv", str(one), str(two))
+    assert (doc["imported"], doc["receipt_count"], doc["rejected"]) == (4, 3, 0)
+    # K-1 as typed: 88 + 27 + big-basket 25 + three-items 5; K-2 and K-3 1 each, and
+    # whichever is decided first the first-purchase 7
+    assert shop.ok("balance", "C1")["balance"] == 88 + 27 + 25 + 5 + 1 + 1 + 7
+    with closing(sqlite3.connect(shop.db)) as conn:
+        lines = conn.execute(
+            "SELECT o.txn, i.number, i.points FROM items i JOIN operations o ON o.id = i.op_id"
+        ).fetchall()
+    assert lines == [("K-1", 1, 88), ("K-1", 2, 27)]
+
+
+def test_a_receipts_rows_are_rejected_naming_each_ones_file(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    header = "txn_id,customer_id,date,category,quantity,unit_price\n"
+    one, two = shop.dir / "a.csv", shop.dir / "b.csv"
+    one.write_text(header + "K-1,C1,2026-11-19,shoes,1,10.00\n")
+    two.write_text(header + "K-2,C1,2026-11-19,pens,1,1.00\nK-1,C1,2026-11-19,shoes,-1,abc\n")
+    result = shop.run("import-csv", str(one), str(two), "--enroll-unknown", "--json")
+    assert result.exit_code == 65
+    rejected = [line for line in result.stderr.splitlines() if line.startswith("rejected:")]
+    assert rejected[0].startswith(f"rejected: {one}:2: its receipt is rejected whole: line 3")
+    assert rejected[1].startswith(f"rejected: {two}:3: unit_price 'abc' is not a number")
+
+
+def test_a_receipt_with_a_bad_row_is_rejected_whole_and_guests_can_be_refused(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,category,quantity,unit_price\n"
+        "K-1,C1,2026-11-19,shoes,1,10.00\nK-1,C1,2026-11-19,shoes,x,10.00\n"
+        "K-2,,2026-11-19,pens,1,1.00\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
+    assert result.exit_code == 65
+    doc = json.loads(result.stdout)
+    assert (doc["rejected"], doc["rows_skipped"], doc["imported"]) == (2, 1, 0)
+    assert (
+        f"rejected: {path}:2: its receipt is rejected whole: line 3 of it is bad (quantity 'x' is not a whole number)"
+        in result.stderr
+    )
+    strict = shop.run("import-csv", str(path), "--enroll-unknown", "--reject-guests", "--json")
+    assert json.loads(strict.stdout)["rejected"] == 3
+    assert f"{path}:4: customer_id is empty" in strict.stderr
+
+
+# --- downstream ------------------------------------------------------------------
+
+
+def test_report_rules_gives_points_by_category(till: Shop) -> None:
+    till.ok(
+        "earn",
+        "C1",
+        "--line",
+        "shoes:59.90",
+        "--line",
+        "food/SKU-X:2x4.50",
+        "--line",
+        "gift-card:21",
+        "--txn",
+        "R1",
+        "--at",
+        "2026-11-19",
+    )
+    till.ok(
+        "earn", "C1", "--amount", "10", "--category", "food", "--txn", "R2", "--at", "2026-11-19"
+    )
+    till.ok("refund", "R1", "--line", "SKU-X:1", "--at", "2026-11-19T13:00")
+    till.ok("refund", "R2", "--amount", "5", "--at", "2026-11-19T13:00")
+    doc = till.ok("report", "rules", "--to", "2026-11-19")
+    assert doc["categories"] == [
+        # food: line 27 + R2's 10; back: 27 x 1/2 -> 13, and half of R2's 10
+        {"category": "food", "points_earned": 37, "points_refunded": -13 - 5, "points": 19},
+        {"category": "shoes", "points_earned": 88, "points_refunded": 0, "points": 88},
+        # R1's own part: big-basket 25 + first 7 + three-items 5
+        {"category": None, "points_earned": 37, "points_refunded": 0, "points": 37},
+    ]
+    assert doc["points"] == 37 + 88 + 37
+    activity = till.ok("report", "activity", "--to", "2026-11-19")
+    assert activity["totals"]["purchases"] == 2  # receipts, not their 4 lines
+
+
+# --- the store ----------------------------------------------------------------------
+
+
+def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_its_chain(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "v6.db"
+    shutil.copy(FIXTURE, db)
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    with Store.open(db) as store:
+        head = store.verify(now).operations_head
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER items_no_update")
+        conn.execute("DROP TRIGGER items_no_delete")
+        conn.execute("DROP TABLE items")
+        conn.execute("ALTER TABLE operations DROP COLUMN store")
+        conn.execute("PRAGMA user_version = 6")
+    with Store.open(db) as store:
+        conn = store.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        report = store.verify(now)
+        assert report.ok, report.problems
+        assert report.operations_head == head
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
+        assert columns[-1] == "store"
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1)")
+        for change in ("UPDATE items SET points = 2", "DELETE FROM items"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(change)
+
+
+def test_editing_a_receipts_line_fails_verify(till: Shop) -> None:
+    till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
+    with closing(sqlite3.connect(till.db, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER items_no_update")
+        conn.execute("UPDATE items SET points = 500 WHERE number = 2")
+    result = till.run("verify", "--json")
+    assert result.exit_code == 1
+    assert "does not match the hash chain" in json.loads(result.stdout)["problems"][0]
+
+
+def test_a_return_row_with_refund_of_returns_those_units_from_that_receipt(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,quantity,unit_price,refund_of\n"
+        "K-1,C1,2026-11-19T10:00,A,3,2.00,\n"
+        "K-1,C1,2026-11-19T10:00,B,1,5.00,\n"
+        "RT-1,C1,2026-11-19T11:00,A,-2,2.00,K-1\n"
+    )
+    doc = shop.ok("import-csv", str(path), "--enroll-unknown")
+    assert (doc["imported"], doc["receipt_count"], doc["rejected"]) == (3, 2, 0)
+    # K-1: line A 6 points for 3 units, line B 5, the receipt's first 7 and three-items 5
+    history = shop.ok("history", "C1")
+    assert history["receipts"][0]["items"] == [
+        {"number": 1, "sku": "A", "category": None, "quantity": 2, "amount": "4.00", "points": -4}
+    ]
+    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4
+    again = shop.ok("import-csv", str(path), "--enroll-unknown")
+    assert (again["imported"], again["duplicates"]) == (0, 3)
+
+
+def test_a_csv_line_earns_on_quantity_times_unit_price_less_its_discount(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,category,quantity,unit_price,discount,amount\n"
+        "K-1,C1,2026-11-19,pens,4,5.00,2.50,\n"
+        "K-1,C1,2026-11-19,pens,1,10.00,,10.00\n"
+        "K-2,C1,2026-11-19,pens,1,10.00,1.00,10.00\n"
+        "K-3,C1,2026-11-19,pens,1,10.00,11.00,\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
+    doc = json.loads(result.stdout)
+    assert (doc["imported"], doc["rejected"]) == (2, 2)
+    assert (
+        "amount 10.00 is not quantity 1 x unit_price 10.00 less discount 1.00 (9.00)"
+        in result.stderr
+    )
+    assert "discount 11.00 is more than quantity x unit_price (10.00)" in result.stderr
+    history = shop.ok("history", "C1")
+    assert [i["amount"] for i in history["receipts"][0]["items"]] == ["17.50", "10.00"]
+
+
+def test_a_purchase_names_its_store_which_rules_may_test_and_the_chain_covers(
+    shop: Shop,
+) -> None:
+    shop.write_rules(
+        RULES
+        + "  - {id: welcome, on: enroll, points: 0}\n"
+        + "  - {id: downtown, on: purchase, when: {store: downtown}, points: 3}\n"
+    )
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    doc = shop.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Downtown", "--txn", "R", "--at", "2026-11-19")  # fmt: skip
+    assert (doc["store"], {a["rule"]: a["points"] for a in doc["lines"]}["downtown"]) == ("Downtown", 3)  # fmt: skip
+    plain = shop.ok("earn", "C1", "--amount", "5", "--txn", "P", "--at", "2026-11-19")
+    assert "store" not in plain and "downtown" not in {a["rule"] for a in plain["lines"]}
+    assert shop.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Downtown", "--txn", "R")["duplicate"]  # fmt: skip
+    other = shop.fails(1, "earn", "C1", "--line", "a:5", "--line", "b:5", "--store", "Uptown", "--txn", "R")  # fmt: skip
+    assert "store=Downtown" in other
+    stores = {e["txn"]: e["store"] for e in shop.ok("history", "C1")["entries"]}
+    assert stores == {"R": "Downtown", "P": None}
+    path = shop.dir / "s.csv"
+    path.write_text("txn_id,customer_id,date,amount,till\nT1,C1,2026-11-19,4.00,uptown\n")
+    shop.ok("import-csv", str(path))
+    assert {e["txn"]: e["store"] for e in shop.ok("history", "C1")["entries"]}["T1"] == "uptown"
+    assert shop.ok("verify")["ok"] is True
+    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
+        conn.execute("DROP TRIGGER operations_no_update")
+        conn.execute("UPDATE operations SET store = 'Elsewhere' WHERE txn = 'R'")
+    assert shop.run("verify", "--json").exit_code == 1
+
+
+def test_a_return_of_several_rows_must_name_one_receipt_and_its_lines(shop: Shop) -> None:
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    path = shop.dir / "s.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,quantity,amount,refund_of\n"
+        "K-1,C1,2026-11-19T10:00,A,1,2.00,\n"
+        "K-2,C1,2026-11-19T10:00,A,1,2.00,\n"
+        "RT-1,C1,2026-11-19T11:00,A,-1,2.00,K-1\n"
+        "RT-1,C1,2026-11-19T11:00,A,-1,2.00,K-2\n"
+        "RT-2,C1,2026-11-19T11:00,,,1.00,K-1\n"
+        "RT-2,C1,2026-11-19T11:00,,,1.00,K-1\n"
+    )
+    result = shop.run("import-csv", str(path), "--enroll-unknown", "--json")
+    assert json.loads(result.stdout)["rejected"] == 4
+    assert "the rows of return 'RT-1' name different receipts in refund_of" in result.stderr
+    assert "return 'RT-2' has several rows: each needs a quantity" in result.stderr
