@@ -268,12 +268,12 @@ def _db_path(db: Path | None) -> Path:
     return db
 
 
-def open_ledger(db: Path | None, *, create: bool = True) -> Store:
+def open_ledger(db: Path | None, *, create: bool = True, read_only: bool = False) -> Store:
     path = _db_path(db)
     if db is None and create:
         path.parent.mkdir(parents=True, exist_ok=True)
     with _about(path):
-        return Store.open(path, create=create, timeout=_timeout())
+        return Store.open(path, create=create, timeout=_timeout(), read_only=read_only)
 
 
 @contextmanager
@@ -1199,6 +1199,158 @@ def rules_check(
         ],
     }
     show(doc, "rules", as_json, program.locale)
+
+
+@rules_app.command("test", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
+def rules_test(
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Rules file. Default: --rules, LOYALTY_RULES, then the default path."),
+    ] = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Run the test cases in the rules file's `tests:` section. Exit 1 if any fails.
+
+    Each case gives a customer, one activity and the points each rule should give;
+    a rule it does not name should give nothing. For CI or a git pre-commit hook.
+
+    Example: loyalty rules test rules.yaml
+    """
+    from . import rulestest
+
+    ruleset = load(file or rules)
+    report = rulestest.run(ruleset)
+    show(report.to_json(), "rules_test", as_json, ruleset.program.locale)
+    failed = rulestest.failure(report)
+    if failed is not None:
+        raise failed
+
+
+@rules_app.command("show", cls=LoyaltyCommand, epilog=EXIT_CODES_HELP)
+def rules_show(
+    version: Annotated[
+        str,
+        typer.Argument(
+            metavar="VERSION", help="A rules version's hash, or its first 4 or more hex digits."
+        ),
+    ],
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Show how the current rules (--rules) differ from it.")
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Print a rules text the ledger keeps: every version that ever wrote is stored.
+
+    Example: loyalty rules show 3f2a9c1b --diff
+    """
+    from .explain import show_version
+
+    current = load(rules) if diff else _report_rules(rules)
+    with open_ledger(db, create=False, read_only=True) as store:
+        doc = show_version(store, version, current, diff)
+    show(doc, "rules_show", as_json)
+
+
+@command()
+def explain(
+    txn: Annotated[
+        str,
+        typer.Argument(
+            metavar="TXN",
+            help="The operation's txn, or entry:N for an entry id from history "
+            "(enrollments, expiries and tier changes have no txn).",
+        ),
+    ],
+    diff: Annotated[
+        bool,
+        typer.Option(
+            "--diff", help="Show how the current rules (--rules) differ from those of then."
+        ),
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Explain a past operation under the rules as they stood then: each rule that
+    fired with its arithmetic, each that did not and why, and the rules version.
+
+    Example: loyalty explain R-1042 --diff
+    """
+    from .explain import explain as explain_past
+
+    txn = check_text(txn, "TXN", CUSTOMER_ID_MAX)
+    # The current rules, to say whether they are the ones of then: --diff needs them,
+    # otherwise the default file is read only if it is there.
+    current = load(rules) if diff else _report_rules(rules)
+    with open_ledger(db, create=False, read_only=True) as store:
+        doc = explain_past(store, current, txn, diff)
+    show(doc, "explain", as_json)
+
+
+@command()
+def simulate(
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First day replayed under the new rules, YYYY-MM-DD (shop-local). Default: "
+            "the beginning. Earlier operations are replayed under the rules they were "
+            "recorded with.",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Last day replayed, YYYY-MM-DD (shop-local). Default: today."),
+    ] = None,
+    customers: Annotated[
+        int,
+        typer.Option(
+            "--customers",
+            help="How many customers gaining and losing most to list.",
+            min=1,
+            max=MAX_ROWS,
+        ),
+    ] = 10,
+    as_csv: Annotated[
+        bool,
+        typer.Option(
+            "--csv", help="One CSV row per customer: balances and tiers, actual and simulated."
+        ),
+    ] = False,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Replay the recorded history under other rules (--rules NEW.yaml), in memory, and
+    compare with what was awarded: points, liability, points per rule, tiers, rewards,
+    the customers gaining and losing most, and what the new rules would refuse.
+    Writes nothing: the ledger is opened read-only.
+
+    Example: loyalty simulate --rules new-rules.yaml --from 2026-01-01 --customers 20
+    """
+    from .simulate import simulate as replay_history
+    from .simulate import today_default
+
+    if as_csv and as_json:
+        raise BadArgument("--csv and --json are two outputs; give one")
+    ruleset = load(rules)
+    today = today_default(ruleset, now())
+    first = _report_date(from_, "--from")
+    last = _report_date(to, "--to") or today
+    if first is not None and first > last:
+        raise BadArgument(f"--from {first} is after --to {last}", field="--from")
+    with open_ledger(db, create=False, read_only=True) as store:
+        result = replay_history(store, ruleset, first, last, customers)
+    if as_csv:
+        from .exports import write_csv
+
+        header, rows = result.table()
+        write_csv(header, rows, sys.stdout)
+        return
+    show(result.to_json(), "simulate", as_json, ruleset.program.locale)
 
 
 @command()

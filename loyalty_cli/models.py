@@ -157,6 +157,7 @@ class Ruleset:
     version: str
     points: PointsPolicy = PointsPolicy()
     tiers: TierPolicy | None = None
+    cases: tuple[RuleCase, ...] = ()  # the file's `tests:` section (`loyalty rules test`)
 
     @cached_property
     def rules_by_event(self) -> dict[str, tuple[Rule, ...]]:
@@ -285,3 +286,34 @@ class ItemAward:
     lines: tuple[AwardLine, ...] = ()
     skipped: tuple[Skip, ...] = ()
     excluded_by: str | None = None
+
+
+# --- rule tests ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    """One case of a rules file's `tests:` section: a customer as they stand, one
+    activity, and the points each rule is expected to give for it (`loyalty rules
+    test`). A refund case's activity is the purchase it refunds, then the refund."""
+
+    name: str
+    location: Location
+    at: datetime  # when the activity happens (UTC)
+    event: str  # "purchase", "refund", or an event name
+    expect: Mapping[str, int]  # rule id (or tier:ID, or "refund") -> points
+    expect_location: Location
+    amount: Decimal | None = None  # a purchase's (a refund: the purchase's)
+    category: str | None = None
+    sku: str | None = None
+    quantity: int | None = None
+    refund: Decimal | None = None  # a refund: the amount refunded (None: all of it)
+    tier: str | None = None  # the customer's tier before it (a floor, as set by hand)
+    enrolled: datetime | None = None  # None: a year before `at`
+    purchases: int = 0  # earlier purchases
+    spend: Decimal = Decimal("0.00")  # what they came to, net of refunds
+    balance: int = 0  # points held before it
+    referred: bool = False
+    used: Mapping[str, RuleUsage] = field(default_factory=dict)  # caps: used in the period
+    budget_used: Mapping[str, int] = field(default_factory=dict)  # budgets: given so far
+    total: int | None = None  # the expected total, when given

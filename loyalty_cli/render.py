@@ -31,7 +31,27 @@ _locale: str | None = None
 def show(view: str, doc: Doc, locale: str | None = None) -> None:
     global _locale
     _locale = locale
+    from . import whatif_views
+
+    blocks = whatif_views.VIEWS.get(view)
+    if blocks is not None:
+        _blocks(blocks(doc))
+        return
     VIEWS[view](doc)
+
+
+def _blocks(blocks: list[Any]) -> None:
+    """Draw the plain blocks of whatif_views: lines of text and tables."""
+    from .whatif_views import Line
+
+    for block in blocks:
+        if isinstance(block, Line):
+            _console.print(Text(block.text, block.style), soft_wrap=True)
+            continue
+        table = _report_table(*block.columns, numeric=block.numeric, title=block.title)
+        for row in block.rows:
+            table.add_row(*row)
+        _fit(table)
 
 
 def _babel(name: str) -> Any:

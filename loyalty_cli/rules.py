@@ -23,10 +23,11 @@ import re
 import stat
 import zoneinfo
 from collections.abc import Callable
-from datetime import date
+from contextlib import suppress
+from datetime import UTC, date, datetime
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import yaml
 
@@ -42,7 +43,9 @@ from .models import (
     Program,
     Reward,
     Rule,
+    RuleCase,
     Ruleset,
+    RuleUsage,
     TierLevel,
     TierPolicy,
 )
@@ -130,8 +133,18 @@ BOUNDS: dict[str, Bound] = {
     "decimal condition": Bound(0, TRILLION),  # amount, spend
     "whole-number condition": Bound(-TRILLION, TRILLION),  # quantity, purchases, balance...
 }
+CASE_POINTS = Bound(0, TRILLION)
+CASE_SIGNED = Bound(-TRILLION, TRILLION)
+CASE_MONEY = Bound(0, int(MAX_AMOUNT))  # spend so far
+CASE_AMOUNT = Bound(0, int(MAX_AMOUNT), above_low=True)  # a purchase's, a refund's
 
-TOP_KEYS = ("program", "points", "tiers", "earn", "rewards")
+TOP_KEYS = ("program", "points", "tiers", "earn", "rewards", "tests")
+# A test case (`loyalty rules test`) and the customer it is about.
+CASE_KEYS = ("name", "at", "customer", "purchase", "event", "refund", "expect", "total")
+CUSTOMER_KEYS = (
+    "tier", "enrolled", "purchases", "spend", "balance", "referred", "used", "budget_used",
+)  # fmt: skip
+MAX_CASES = 1000
 TIER_KEYS = ("metric", "window", "downgrade", "levels")
 LEVEL_KEYS = ("id", "name", "threshold", "multiplier", "perks")
 METRICS = ("spend", "points")
@@ -399,6 +412,7 @@ class _Reader:
         rewards = self.optional(top, "rewards", self.rewards) or {}
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
         self.check_worst_award(rules, tiers)
+        cases = self.optional(top, "tests", lambda n: self.cases(n, program, rules, tiers)) or ()
         if program is None or self.problems:
             return None
         return Ruleset(
@@ -410,6 +424,7 @@ class _Reader:
             version=rules_version(text),
             points=policy,
             tiers=tiers,
+            cases=cases,
         )
 
     def check_worst_award(self, rules: tuple[Rule, ...], tiers: TierPolicy | None) -> None:
@@ -1239,6 +1254,238 @@ class _Reader:
             "bool": lambda n: self.boolean(n, f"'{name}'"),
         }
         return readers[kind]
+
+    # --- tests (`loyalty rules test`) ---------------------------------------
+
+    def cases(
+        self,
+        node: yaml.Node,
+        program: Program | None,
+        rules: tuple[Rule, ...],
+        tiers: TierPolicy | None,
+    ) -> tuple[RuleCase, ...]:
+        out: list[RuleCase] = []
+        seen: dict[str, int] = {}
+        for item in self.sequence(
+            node, "tests", MAX_CASES, "keep the cases that guard what changes", "tests"
+        ):
+            try:
+                case = self.case(item, program, rules, tiers)
+            except _Invalid:
+                continue
+            if case is not None and self.first_use(seen, case.name, "test", item, item):
+                out.append(case)
+        return tuple(out)
+
+    def case(
+        self,
+        node: yaml.Node,
+        program: Program | None,
+        rules: tuple[Rule, ...],
+        tiers: TierPolicy | None,
+    ) -> RuleCase | None:
+        f = self.mapping(node, CASE_KEYS, "a test")
+        name = self.required(f, "name", self.text, node, "a test")
+        what = f"test '{_show(name)}'" if name else "a test"
+        tz = zoneinfo.ZoneInfo(program.timezone) if program is not None else None
+        at = self.required(f, "at", lambda n: self.moment(n, "at", tz), node, what)
+        activities = [k for k in ("purchase", "event", "refund") if k in f]
+        if len(activities) != 1:
+            self.problem(node, f"{what} needs exactly one of purchase, event or refund")
+        customer = self.optional(f, "customer", lambda n: self.case_customer(n, tz, rules, tiers))
+        expect = self.required(f, "expect", self.case_expect, node, what)
+        total = self.optional(f, "total", lambda n: self.integer(n, "total", CASE_POINTS))
+        event, refund = "purchase", None
+        bought: dict[str, Any] | None = None
+        if "purchase" in f:
+            bought = self.optional(f, "purchase", self.case_purchase)
+        elif "refund" in f:
+            event = "refund"
+            rf = self.optional(f, "refund", lambda n: self.mapping(n, ("amount", "of"), "refund"))
+            if rf is not None:
+                refund = self.optional(rf, "amount", lambda n: self.money(n, "refund amount"))
+                bought = self.required(rf, "of", self.case_purchase, f["refund"][1], "refund")
+        elif "event" in f:
+            event = self.optional(f, "event", lambda n: self.identifier(n, "event")) or ""
+            event = EVENT_ALIASES.get(event, event)
+            if event == "purchase":
+                self.problem(f["event"][1], "a purchase is given as purchase: {amount: ...}")
+        if expect is not None:
+            self.check_expect(expect, event, rules, tiers)
+        if name is None or at is None or expect is None or len(activities) != 1:
+            return None
+        if event != "purchase" and event != "refund" and bought is None:
+            bought = {}
+        if bought is None:
+            return None
+        if refund is not None and bought.get("amount") is not None and refund > bought["amount"]:
+            self.problem(f["refund"][1], f"{what} refunds more than the purchase came to")
+            return None
+        amount = bought.get("amount")
+        if event in ("purchase", "refund") and amount is None:
+            self.problem(node, f"{what}: the purchase needs an amount")
+            return None
+        facts = customer or {}
+        expected = {rule: points for rule, (points, _) in expect.items()}
+        return RuleCase(
+            name=name,
+            location=self.at(node),
+            at=at,
+            event=event,
+            expect=expected,
+            expect_location=self.at(f["expect"][1]),
+            amount=amount,
+            category=bought.get("category"),
+            sku=bought.get("sku"),
+            quantity=bought.get("quantity"),
+            refund=refund,
+            total=total,
+            **facts,
+        )
+
+    def moment(self, node: yaml.Node, what: str, tz: zoneinfo.ZoneInfo | None) -> datetime:
+        """A date and time, shop-local unless it names its offset; a date alone is noon."""
+        raw = self.scalar(node, f"a date and time for {what}").value
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            raise self.fail(
+                node, f"{what} must be a date and time like 2026-11-24T12:00, got '{_show(raw)}'"
+            ) from None
+        if len(raw) == 10:
+            value = value.replace(hour=12)
+        if not EARLIEST <= value.date() <= LATEST:
+            raise self.fail(node, f"{what} must be between {EARLIEST} and {LATEST}, got {raw}")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz or UTC)
+        return value.astimezone(UTC)
+
+    def money(self, node: yaml.Node, what: str) -> Decimal:
+        value = self.decimal(node, what, CASE_AMOUNT)
+        if value != value.quantize(Decimal("0.01")):
+            raise self.fail(node, f"{what} has more than 2 decimal places, got {value}")
+        return value.quantize(Decimal("0.01"))
+
+    def case_purchase(self, node: yaml.Node) -> dict[str, Any]:
+        f = self.mapping(node, ("amount", "category", "sku", "quantity"), "a test's purchase")
+        out: dict[str, Any] = {}
+        out["amount"] = self.required(
+            f, "amount", lambda n: self.money(n, "amount"), node, "a test's purchase"
+        )
+        for key in ("category", "sku"):
+            out[key] = self.optional(f, key, self.text)
+        out["quantity"] = self.optional(
+            f, "quantity", lambda n: self.integer(n, "quantity", Bound(1, BILLION))
+        )
+        return out
+
+    def case_customer(
+        self,
+        node: yaml.Node,
+        tz: zoneinfo.ZoneInfo | None,
+        rules: tuple[Rule, ...],
+        tiers: TierPolicy | None,
+    ) -> dict[str, Any]:
+        f = self.mapping(node, CUSTOMER_KEYS, "a test's customer")
+        out: dict[str, Any] = {}
+        if "tier" in f:
+            tier = self.optional(f, "tier", lambda n: self.identifier(n, "tier"))
+            known = tuple(level.id for level in tiers.levels) if tiers else ()
+            if tier is not None and tier not in known:
+                self.problem(
+                    f["tier"][1],
+                    f"unknown tier '{tier}'{self.suggest(tier, known)}; tiers: "
+                    f"{', '.join(known) or 'none (add a tiers: section)'}",
+                )
+            out["tier"] = tier
+        if "enrolled" in f:
+            out["enrolled"] = self.optional(f, "enrolled", lambda n: self.moment(n, "enrolled", tz))
+        for count in ("purchases", "balance"):
+            if count in f:
+                with suppress(_Invalid):  # recorded as a problem already
+                    out[count] = self.integer(f[count][1], count, CASE_POINTS)
+        spend = self.optional(f, "spend", lambda n: self.decimal(n, "spend", CASE_MONEY))
+        if spend is not None:
+            out["spend"] = spend
+        referred = self.optional(f, "referred", lambda n: self.boolean(n, "referred"))
+        if referred is not None:
+            out["referred"] = referred
+        ids = tuple(rule.id for rule in rules)
+        capped = tuple(rule.id for rule in rules if rule.cap is not None)
+        budgeted = tuple(rule.id for rule in rules if rule.budget is not None)
+        if "used" in f:
+            used: dict[str, RuleUsage] = {}
+            given = self.optional(f, "used", lambda n: self.mapping(n, (), "used")) or {}
+            for rule, (key, value) in given.items():
+                if rule not in capped:
+                    self.problem(key, f"'{rule}' is not a rule with a cap{self.suggest(rule, ids)}")
+                    continue
+                try:
+                    used[rule] = self.usage(value)
+                except _Invalid:
+                    continue
+            out["used"] = used
+        if "budget_used" in f:
+            spent: dict[str, int] = {}
+            for rule, (key, value) in (
+                self.optional(f, "budget_used", lambda n: self.mapping(n, (), "budget_used")) or {}
+            ).items():
+                if rule not in budgeted:
+                    self.problem(
+                        key, f"'{rule}' is not a rule with a budget{self.suggest(rule, ids)}"
+                    )
+                    continue
+                try:
+                    spent[rule] = self.integer(value, "budget_used", CASE_POINTS)
+                except _Invalid:
+                    continue
+            out["budget_used"] = spent
+        return out
+
+    def usage(self, node: yaml.Node) -> RuleUsage:
+        """How much a capped rule was used in its period: N (times), or {count, points}."""
+        if isinstance(node, yaml.MappingNode):
+            f = self.mapping(node, ("count", "points"), "used")
+            count = self.optional(f, "count", lambda n: self.integer(n, "count", CASE_POINTS))
+            points = self.optional(f, "points", lambda n: self.integer(n, "points", CASE_POINTS))
+            return RuleUsage(count or 0, points or 0)
+        return RuleUsage(self.integer(node, "used", CASE_POINTS), 0)
+
+    def case_expect(self, node: yaml.Node) -> dict[str, tuple[int, yaml.Node]]:
+        f = self.mapping(node, (), "expect")
+        out: dict[str, tuple[int, yaml.Node]] = {}
+        for rule, (key, value) in f.items():
+            try:
+                out[rule] = (self.integer(value, f"points of '{rule}'", CASE_SIGNED), key)
+            except _Invalid:
+                continue
+        return out
+
+    def check_expect(
+        self,
+        expect: dict[str, tuple[int, yaml.Node]],
+        event: str,
+        rules: tuple[Rule, ...],
+        tiers: TierPolicy | None,
+    ) -> None:
+        """Every key names a rule on this kind of activity (a tier's multiplier line
+        as tier:ID on a purchase, a refund's clawback as `refund`)."""
+        on = "purchase" if event == "refund" else event
+        known = [rule.id for rule in rules if rule.on == on]
+        if on == "purchase" and tiers is not None:
+            known += [f"tier:{level.id}" for level in tiers.levels]
+        if event == "refund":
+            known.append("refund")
+        for rule, (_, key) in expect.items():
+            if rule not in known:
+                other = next((r for r in rules if r.id == rule), None)
+                why = f" (it is on '{other.on}', not '{on}')" if other else ""
+                self.problem(
+                    key,
+                    f"expect names '{_show(rule)}', which is not a rule on '{on}'{why}"
+                    f"{self.suggest(rule, known) if other is None else ''}; "
+                    f"rules on '{on}': {', '.join(known) or 'none'}",
+                )
 
 
 def _default_scope(per_unit: Decimal | None, exclude: bool, when: Condition | None) -> str:

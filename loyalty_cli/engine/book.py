@@ -114,6 +114,11 @@ class Book:
                     table[key] = old
             raise
 
+    def settle(self) -> None:
+        """Let go of what `row()` would need to undo the decisions so far: a replay
+        keeps one Book for a whole history, and must not keep its undo log too."""
+        self._undo.clear()
+
     def take(self) -> list[NewOperation]:
         """The operations decided so far, to be appended; the Book forgets them."""
         taken, self.new = self.new, []

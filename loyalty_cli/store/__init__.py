@@ -61,8 +61,15 @@ class Store:
         self.conn.execute(f"PRAGMA cache_size = -{mebibytes * 1024}")
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:
-        return cls(Connection.open(path, create=create, timeout=timeout))
+    def open(
+        cls,
+        path: Path,
+        *,
+        create: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
+    ) -> Store:
+        return cls(Connection.open(path, create=create, timeout=timeout, read_only=read_only))
 
     def close(self) -> None:
         self.connection.close()

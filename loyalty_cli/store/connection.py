@@ -42,21 +42,30 @@ class Connection:
         self.path = path
         self.timeout = timeout
         self.read_only = False  # opened immutable: its folder cannot be written
+        self.asked_read_only = False  # opened mode=ro: a command that must not write
         self.depth = 0  # 1 inside a write transaction
 
     # --- opening ------------------------------------------------------------------
 
     @classmethod
     def open(
-        cls, path: Path, *, create: bool = True, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        path: Path,
+        *,
+        create: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
     ) -> Connection:
+        """`read_only`: SQLite refuses every write on this connection (mode=ro), so
+        a command that must leave the file as it found it (simulate, explain) cannot
+        write to it, not even by a migration."""
         try:
-            return cls._open(path, create, timeout)
+            return cls._open(path, create and not read_only, timeout, read_only)
         except OSError as exc:  # a name too long, a loop of links, a path through a file
             raise InputMissing(f"database {path} cannot be used: {exc.strerror}") from None
 
     @classmethod
-    def _open(cls, path: Path, create: bool, timeout: float) -> Connection:
+    def _open(cls, path: Path, create: bool, timeout: float, read_only: bool) -> Connection:
         if path.is_symlink() and not path.exists():
             raise InputMissing(
                 f"database {path} is a link to {os.readlink(path)}, which does not exist; "
@@ -80,12 +89,19 @@ class Connection:
                 )
         elif not os.access(path, os.R_OK):
             raise InputMissing(f"cannot read database {path}: permission denied")
-        writable = not exists or os.access(path, os.W_OK)
+        writable = not read_only and (not exists or os.access(path, os.W_OK))
         try:
-            conn = sqlite3.connect(path, timeout=_POLL, isolation_level=None)
+            if read_only:
+                from urllib.parse import quote
+
+                uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, timeout=_POLL, isolation_level=None)
+            else:
+                conn = sqlite3.connect(path, timeout=_POLL, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputMissing(f"cannot open database {path}: {exc}") from None
         opened = cls(conn, path, timeout)
+        opened.asked_read_only = read_only
         try:
             try:
                 opened._prepare(writable)
@@ -102,6 +118,7 @@ class Connection:
         except BaseException:
             opened.conn.close()
             raise
+        opened.read_only = opened.read_only or read_only
         return opened
 
     def _open_immutable(self) -> sqlite3.Connection:
@@ -162,6 +179,11 @@ class Connection:
         self.conn.execute("PRAGMA recursive_triggers = ON")
         if version == schema.SCHEMA_VERSION:
             return
+        if self.asked_read_only:
+            raise InputMissing(
+                f"database {path} has ledger schema {version} and this command only reads; "
+                "upgrade it first with any other command (loyalty verify --db ...)"
+            )
         if not writable or self.read_only:
             raise InputMissing(f"database {path} needs upgrading but is not writable")
         with self.translate():
