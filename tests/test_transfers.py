@@ -115,3 +115,13 @@ def test_points_are_conserved_across_many_transfers(family: Shop) -> None:
         family.ok("transfer", giver, taker, str(points), "--reason", "pool")
     assert total() == start
     assert family.ok("verify")["ok"]
+
+
+def test_simulate_replays_a_transfer(family: Shop) -> None:
+    """The same rules give no difference: the received points pay for a redemption
+    in the replay as they did at the till."""
+    family.ok("transfer", "kid", "mum", "120", "--reason", "pool", "--at", "2026-03-19T12:00")
+    family.ok("redeem", "mum", "--points", "110", "--at", "2026-03-19T13:00")
+    doc = family.ok("simulate")
+    assert doc["refused_count"] == 0 and doc["customers_changed"] == 0
+    assert doc["totals_difference"]["points_outstanding"] == 0
