@@ -93,7 +93,7 @@ class Statement:
                 "next_tier_name": t.next_name,
                 "how_to_reach_next": t.to_next,
             },
-            "activity": [
+            "recent_activity": [
                 {
                     "occurred_at": format_utc(a.at),
                     "local_time": a.at.isoformat(timespec="minutes"),

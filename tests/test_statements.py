@@ -125,10 +125,13 @@ def test_the_json_statement(cafe: Shop) -> None:
     assert (doc["balance"], doc["available"], doc["pending"]) == (37, 37, 0)
     assert doc["expiring"] == [{"date": "2027-08-01", "last_day": "2027-07-31", "points": 37}]
     assert doc["tier_status"]["how_to_reach_next"] == "spend £57.50 more"
-    purchase = next(a for a in doc["activity"] if a["kind"] == "earn" and a["points"] == 42)
+    purchase = next(a for a in doc["recent_activity"] if a["kind"] == "earn" and a["points"] == 42)
     assert purchase["occurred_at"] == "2026-07-01T13:00:00Z"
     assert purchase["local_time"] == "2026-07-01T14:00+01:00"
-    assert len(json.loads(run(cafe, "ann", "--format", "json", "--recent", "1"))["activity"]) == 1
+    assert (
+        len(json.loads(run(cafe, "ann", "--format", "json", "--recent", "1"))["recent_activity"])
+        == 1
+    )
 
 
 def test_all_writes_one_per_customer_and_never_over_the_ledger(cafe: Shop) -> None:
