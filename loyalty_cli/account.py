@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from . import lots
 from .clock import Period, period_bounds, shared
+from .games.model import Play
 from .lots import Holdings, Lot
 from .tiers import Override, Qualifying
 from .values import from_cents
@@ -71,6 +72,9 @@ class Account:
     tier_day: date | None = None  # the shop day that change is dated
     override: Override | None = None
     uses: tuple[Use, ...] = ()
+    # What the games count (its purchases and counted events, the game lines paid):
+    # read only when the rules have games.
+    play: Play | None = None
 
     @property
     def id(self) -> str:
@@ -91,6 +95,7 @@ class Account:
             get("tier_day", self.tier_day),
             get("override", self.override),
             get("uses", self.uses),
+            get("play", self.play),
         )
 
 

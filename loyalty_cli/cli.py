@@ -871,6 +871,26 @@ def tier(
 
 
 @command()
+def progress(
+    customer_id: Annotated[str, typer.Argument(help="The customer.")],
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Show a customer's progress in each game (stamps, milestones), the badges
+    they hold and what is within reach.
+
+    Example: loyalty progress C1001
+    """
+    from .operations import progress as progress_of
+
+    ruleset = load(rules)
+    with open_ledger(db, create=False) as store:
+        result = progress_of(store, ruleset, check_customer_id(customer_id), now())
+    show(result.to_json(), "progress", as_json, ruleset.program.locale)
+
+
+@command()
 def rewards(
     customer_id: Annotated[
         str | None,
@@ -1198,6 +1218,15 @@ def rules_check(
             {"reward": w.id, "name": w.name, "cost": w.cost} for w in ruleset.rewards.values()
         ],
     }
+    if ruleset.games is not None:
+        doc["games"] = [
+            {"game": g.id, "name": g.name, "kind": g.kind, "line": g.line}
+            for g in ruleset.games.games
+        ]
+        badges: list[dict[str, object]] = [
+            {"badge": b.id, "name": b.name} for b in ruleset.games.badges
+        ]
+        doc["badges"] = badges
     show(doc, "rules", as_json, program.locale)
 
 
@@ -1416,8 +1445,8 @@ def report(
         str,
         typer.Argument(
             metavar="[NAME]",
-            help="summary (default), customers, activity, rules, tiers, segments, liability "
-            "or clv.",
+            help="summary (default), customers, activity, rules, tiers, segments, liability, "
+            "clv or games.",
         ),
     ] = "summary",
     from_: Annotated[
@@ -1497,7 +1526,7 @@ def report(
     as_json: JsonOption = None,
 ) -> None:
     """Reports from the ledger: summary, customers, activity, rules, tiers, segments,
-    liability, clv (customer lifetime value).
+    liability, clv (customer lifetime value), games.
 
     Example: loyalty report activity --by week --from 2026-11-01 --to 2026-11-30
     """
@@ -1529,11 +1558,17 @@ def report(
 
         today = shop_day(now(), zone(shop.timezone))
         span = reports.period(store, shop.timezone, today, first, last, day)
-        if lifetime_options is not None:
+        if name == "games":
+            from .operations import games_report
+
+            if ruleset is None:
+                raise BadArgument("the games report needs the rules file that has the games")
+            result: Any = games_report(store, ruleset, span.first, span.last, span.as_of)
+        elif lifetime_options is not None:
             from . import lifetime
 
             campaigns = [] if ruleset is None else lifetime.campaigns_of(ruleset)
-            result: Any = lifetime.build(store, shop, span, lifetime_options, campaigns)
+            result = lifetime.build(store, shop, span, lifetime_options, campaigns)
         else:
             result = reports.build(request, store, shop, span)
     if as_csv:

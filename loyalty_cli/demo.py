@@ -25,6 +25,7 @@ from .operations import (
     RefundRequest,
     earn,
     enroll,
+    progress,
     redeem,
     refund,
     tier_of,
@@ -70,6 +71,18 @@ def run_demo(store: Store, ruleset: Ruleset) -> list[dict[str, object]]:
         step(
             f'loyalty enroll {cid} --name "{name}"{extra}',
             enroll(store, ruleset, joining, now).to_json(),
+        )
+    # Ada has a coffee on her way in each morning: her card fills on the 25th.
+    for n, day in enumerate((20, 21, 22, 23, 25)):
+        txn = f"C-{n + 1:03d}"
+        request = EarnRequest(
+            "ada", "purchase", amount=Decimal("3.00"), category="coffee", txn=txn, at=at(day, 10)
+        )
+        explain = day == 25
+        step(
+            f"loyalty earn ada --amount 3.00 --category coffee --txn {txn}"
+            + (" --explain" if explain else ""),
+            earn(store, ruleset, request, now, explain=explain).to_json(),
         )
     purchases = (
         ("ada", "42.50", "shoes", 24, "R-1001"),  # a Tuesday, but ada is not yet a regular
@@ -119,6 +132,9 @@ def run_demo(store: Store, ruleset: Ruleset) -> list[dict[str, object]]:
     step("loyalty tier grace --at 2026-12-13", tier_of(store, ruleset, "grace", as_of).to_json())
     for cid in ("ada", "grace", "alan", "linus"):
         step(f"loyalty balance {cid} --at 2026-12-13", balance(store, cid, now, as_of).to_json())
+    # Ada's card is full: her coffee came free, and the Regular badge earns her 1.1x.
+    if ruleset.games is not None and ruleset.games.games:
+        step("loyalty progress ada", progress(store, ruleset, "ada", as_of).to_json())
     # And the owner's view of it all: the summary report, as of that night.
     program = ruleset.program
     shop = reports.Shop(program.timezone, program.currency, program.point_value, ruleset.tiers)

@@ -491,6 +491,7 @@ def _facts(activity: Activity, state: CustomerState, tz: tzinfo) -> dict[str, ob
         "enrolled_days": (shop_day(activity.at, tz) - enrolled).days,
         "referred": state.referred_by is not None,
         "tier": None if state.tier is None else state.tier.id,
+        "badge": state.badges,
     }
 
 
@@ -510,6 +511,9 @@ def _compare(test: Compare, value: Any) -> bool:
     op, target = test.op, test.value
     if value is None:
         return op in ("ne", "not_in")
+    if isinstance(value, frozenset):  # the badges held: a test on any one of them
+        wanted = target if isinstance(target, frozenset) else frozenset([target])
+        return bool(value & wanted) == (op in ("eq", "in"))
     if isinstance(value, str):
         value = value.casefold()  # the rules loader casefolds the text it compares with
     if op in ("in", "not_in"):

@@ -22,6 +22,7 @@ from .engine import awards
 from .engine.book import Book
 from .errors import BadArgument, Refused, RulesInvalid
 from .evaluator import base_of, evaluate, line_detail
+from .games.model import Paid, Play
 from .lots import Lot
 from .models import Activity, Ruleset, TierLevel
 from .store import Store, pasts
@@ -164,6 +165,8 @@ def _not_fired(
         spend_cents=before.spend_cents,
         tier=before.tier,
         uses=tuple(Use(rule, from_stamp(o), p) for rule, o, p in before.uses),
+        # The badges held are what an earning rule's `badge:` condition reads.
+        play=Play(paid=tuple(Paid("", 0, "badge", 0, b, day) for b in before.badges)),
     )
     book = Book(ruleset=then, now=at)
     book.budgets.totals.update(before.budgets)
@@ -184,7 +187,8 @@ def _not_fired(
         {"rule": s.rule, "reason": f"fired, but {s.reason}" if s.fired else s.reason}
         for s in award.skipped
     ]
-    recorded = sorted((e[4] or e[2], e[3]) for e in mine)
+    # A game's lines are the games' to explain (earn --explain, progress), not the rules'.
+    recorded = sorted((e[4] or e[2], e[3]) for e in mine if not str(e[4]).startswith("game:"))
     again = sorted((line.rule, line.points) for line in award.lines)
     note = None
     if recorded != again:

@@ -39,6 +39,7 @@ class EntryKind(StrEnum):
     REFUND = "refund"
     TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
     TRANSFER = "transfer"  # points given to another member (-) or received (+, a lot)
+    BADGE = "badge"  # a game gave a badge, 0 points, the badge in `reward`; never spendable
 
 
 # Entries that are the rules' awards: what "points earned" counts.

@@ -15,6 +15,7 @@ from typing import Literal
 
 from .clock import Period
 from .errors import Location
+from .games.model import Games
 
 # --- rules -----------------------------------------------------------------
 
@@ -157,6 +158,7 @@ class Ruleset:
     version: str
     points: PointsPolicy = PointsPolicy()
     tiers: TierPolicy | None = None
+    games: Games | None = None  # the games: and badges: sections
     cases: tuple[RuleCase, ...] = ()  # the file's `tests:` section (`loyalty rules test`)
 
     @cached_property
@@ -184,8 +186,10 @@ class Ruleset:
 
     @property
     def events(self) -> frozenset[str]:
-        """Event names that at least one rule rewards (purchase excluded)."""
-        return frozenset(r.on for r in self.rules if r.on != "purchase")
+        """Event names that at least one rule rewards or a game counts (purchase
+        excluded)."""
+        played = frozenset() if self.games is None else self.games.events
+        return frozenset(r.on for r in self.rules if r.on != "purchase") | played
 
 
 # --- activity and awards ---------------------------------------------------
@@ -242,6 +246,7 @@ class CustomerState:
     tier: TierLevel | None = None
     usage: Mapping[str, RuleUsage] = field(default_factory=dict)  # cap window, per rule
     budget_used: Mapping[str, int] = field(default_factory=dict)  # all customers, per rule
+    badges: frozenset[str] = frozenset()  # the badges the customer holds
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,7 @@ class AwardLine:
     detail: str
     reward: str | None = None
     trimmed: bool = False  # a cap or a budget cut it short: its detail must be kept
+    badge: str | None = None  # a game's line that gives a badge (kept as a `badge` entry)
 
 
 @dataclass(frozen=True)
@@ -273,6 +279,8 @@ class Award:
     # A receipt of several lines: what each line earned, by rule. `lines` above
     # holds one line per rule, summed over the receipt's lines and its own part.
     items: tuple[ItemAward, ...] = ()
+    # With --explain: each game the activity moved, (game id, progress in words after it).
+    games: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

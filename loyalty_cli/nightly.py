@@ -7,6 +7,9 @@
 - Tiers: a `tier` entry where the tier as of that day is not the one recorded
   (window boundaries and grace periods ending, pending purchases qualifying).
 - Pending points become available by date alone; the summary counts them.
+- Games: streaks that broke and challenges that closed unfinished over the days
+  it covers are counted (nothing is written: progress is worked out from the
+  ledger, so there is nothing to settle twice).
 
 It is safe to run twice and to skip days: birthdays carry an idempotency key per
 customer and year, expiry and tier changes are written only when due, and a run
@@ -26,6 +29,7 @@ from .engine import awards
 from .engine.nightly import TooLate, birthday, birthday_days, night
 from .errors import Refused
 from .evaluator import rules_for
+from .games.play import settled
 from .models import Ruleset
 from .store import Store, queries
 
@@ -47,6 +51,8 @@ class NightlySummary:
     tier_upgrades: int = 0
     tier_downgrades: int = 0
     became_available: int = 0
+    streaks_broken: int = 0  # games: a streak's period ended missed (see games.play.settled)
+    challenges_missed: int = 0  # games: a challenge closed with a customer short of it
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, object]:
@@ -81,6 +87,12 @@ def run_nightly(store: Store, ruleset: Ruleset, as_of: date, now: datetime) -> N
                 assert account is not None
                 expired, before, after = night(book, account, as_of, first)
                 summary.members += 1
+                account = book.account(cid)
+                if ruleset.games is not None and account is not None and account.play:
+                    tier = account.tier or (ranks[0] if ranks else None)
+                    broken, missed = settled(ruleset.games, account.play, first, as_of, tier)
+                    summary.streaks_broken += broken
+                    summary.challenges_missed += missed
                 if expired:
                     summary.expired_customers += 1
                     summary.expired_points += expired

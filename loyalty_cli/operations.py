@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypeVar
 
 from .clock import from_stamp, stamp
@@ -40,7 +41,10 @@ from .engine.results import (
     TierResult,
 )
 from .engine.transfers import TransferResult
-from .errors import RulesInvalid
+from .errors import BadArgument, RulesInvalid
+from .games import views as games_view
+from .games.model import Games, Play
+from .games.views import GamesReport, ProgressResult
 from .models import Ruleset
 from .standing import standings
 from .store import Store, queries
@@ -220,3 +224,39 @@ def rewards_for(
     if account is None:
         raise awards.refuse_unknown(customer_id)
     return spending.rewards_for(account, ruleset, at)
+
+
+def _games_of(ruleset: Ruleset) -> Games:
+    if ruleset.games is None or (not ruleset.games.games and not ruleset.games.badges):
+        raise BadArgument(
+            f"{ruleset.source} has no games: add a games: section (see rules.example.yaml)"
+        )
+    return ruleset.games
+
+
+def progress(store: Store, ruleset: Ruleset, customer_id: str, at: datetime) -> ProgressResult:
+    """A customer's progress in each game, and the badges they hold."""
+    games = _games_of(ruleset)
+    account = store.accounts(ruleset, [customer_id]).get(customer_id)
+    if account is None:
+        raise awards.refuse_unknown(customer_id)
+    assert account.play is not None
+    names = {rid: reward.name for rid, reward in ruleset.rewards.items()}
+    return ProgressResult(customer_id, today_of(ruleset, at), games, account.play, names)
+
+
+def games_report(
+    store: Store, ruleset: Ruleset, first: date | None, last: date, as_of: date
+) -> GamesReport:
+    """Per game, what it paid over [first, last] and who takes part, reading the
+    accounts a thousand at a time."""
+    games = _games_of(ruleset)
+    ids = queries.customer_ids(store.conn)
+
+    def plays() -> Iterator[Play]:
+        for start in range(0, len(ids), 1000):
+            for account in store.accounts(ruleset, ids[start : start + 1000]).values():
+                if account.play is not None:
+                    yield account.play
+
+    return games_view.report(games, plays(), as_of, first, last)

@@ -90,6 +90,11 @@ def _lines(doc: Doc) -> None:
         for zero in doc["zero_points"]:
             table.add_row(zero["rule"], zero["reason"])
         _console.print(table)
+    if doc.get("games"):
+        table = _table("Game moved", "Progress")
+        for moved in doc["games"]:
+            table.add_row(moved["game"], moved["progress"])
+        _console.print(table)
     if doc.get("skipped"):
         table = _table("Did not fire", "Why")
         for skip in doc["skipped"]:
@@ -270,6 +275,9 @@ def nightly(doc: Doc) -> None:
     table.add_row("tier upgrades", _num(doc["tier_upgrades"]), "")
     table.add_row("tier downgrades", _num(doc["tier_downgrades"]), "")
     table.add_row("points no longer pending", "", _num(doc["became_available"]))
+    if doc.get("streaks_broken") or doc.get("challenges_missed"):
+        table.add_row("game streaks broken", _num(doc["streaks_broken"]), "")
+        table.add_row("challenges closed unfinished", _num(doc["challenges_missed"]), "")
     _console.print(table)
 
 
@@ -536,6 +544,13 @@ def rules(doc: Doc) -> None:
         for reward in doc["rewards"]:
             table.add_row(reward["reward"], reward["name"], _num(reward["cost"]))
         _console.print(table)
+    if doc.get("games"):
+        table = _table("Game", "Name", "Kind", "Line")
+        for game in doc["games"]:
+            table.add_row(game["game"], game["name"], game["kind"], str(game["line"]))
+        _console.print(table)
+    if doc.get("badges"):
+        _console.print("Badges: " + ", ".join(b["name"] for b in doc["badges"]))
     _console.print(f"{doc['file']}: OK, {len(doc['rules'])} rules, {len(doc['rewards'])} rewards")
 
 
@@ -873,6 +888,43 @@ def report_rules(doc: Doc) -> None:
     _chart([(r["rule"], r["points"]) for r in doc["rules"]], "green")
 
 
+def game_progress(doc: Doc) -> None:
+    _console.print(Text.assemble((doc["customer_id"], "bold"), f"'s games, {doc['as_of']}"))
+    table = _table("Game", "Progress", "Next")
+    for g in doc["games"]:
+        table.add_row(g["name"], g["progress"], g["next_reward"] or "")
+    _console.print(table)
+    if doc["badges"]:
+        held = ", ".join(f"{b['name']} ({b['date']})" for b in doc["badges"])
+        _console.print(f"Badges: {held}")
+    for near in doc["reach"]:
+        _console.print(Text(f"Within reach: {near}", "green"))
+
+
+def report_games(doc: Doc) -> None:
+    span = f"{doc['from']} to {doc['to']}" if doc["from"] else f"to {doc['to']}"
+    table = _report_table(
+        "Game",
+        "Customers",
+        "Rounds",
+        "Points",
+        "Rewards",
+        "Badges",
+        numeric=5,
+        title=f"Games, {span}",
+    )
+    for g in doc["games"]:
+        table.add_row(
+            g["name"],
+            _num(g["customers"]),
+            _num(g["rounds_completed"]),
+            _num(g["points"]),
+            _num(g["rewards_given"]),
+            _num(g["badges_given"]),
+        )
+    _fit(table, ("Badges", "Rewards"))
+
+
 def report_tiers(doc: Doc) -> None:
     table = _report_table(
         "Tier",
@@ -1163,4 +1215,6 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "report_segments": report_segments,
     "report_liability": report_liability,
     "report_clv": report_clv,
+    "report_games": report_games,
+    "progress": game_progress,
 }

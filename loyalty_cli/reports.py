@@ -32,7 +32,17 @@ from .values import CENTS, from_cents
 if TYPE_CHECKING:  # models is 30 dataclasses: not worth loading for a type
     from .models import Ruleset, TierPolicy
 
-REPORTS = ("summary", "customers", "activity", "rules", "tiers", "segments", "liability", "clv")
+REPORTS = (
+    "summary",
+    "customers",
+    "activity",
+    "rules",
+    "tiers",
+    "segments",
+    "liability",
+    "clv",
+    "games",
+)
 BUCKETS = ("day", "week", "month")
 MAX_BUCKETS = 5000
 Row = list[object]

@@ -32,6 +32,8 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import yaml
 
 from .errors import InputMissing, Location, Problem, RulesInvalid, did_you_mean
+from .games.model import Games
+from .games.section import read_badges, read_games
 from .models import (
     All,
     Any_,
@@ -138,7 +140,7 @@ CASE_SIGNED = Bound(-TRILLION, TRILLION)
 CASE_MONEY = Bound(0, int(MAX_AMOUNT))  # spend so far
 CASE_AMOUNT = Bound(0, int(MAX_AMOUNT), above_low=True)  # a purchase's, a refund's
 
-TOP_KEYS = ("program", "points", "tiers", "earn", "rewards", "tests")
+TOP_KEYS = ("program", "points", "tiers", "earn", "rewards", "badges", "games", "tests")
 # A test case (`loyalty rules test`) and the customer it is about.
 CASE_KEYS = ("name", "at", "customer", "purchase", "event", "refund", "expect", "total")
 CUSTOMER_KEYS = (
@@ -202,6 +204,7 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "enrolled_days": ("int", False),
     "referred": ("bool", False),
     "tier": ("str", False),
+    "badge": ("str", False),  # a badge the customer holds (see games.section)
 }
 OPS_BY_TYPE = {
     "str": ("eq", "ne", "in", "not_in"),
@@ -361,6 +364,22 @@ class _Reader:
         self.source = source
         self.problems: list[Problem] = []
         self.tier_ids: tuple[str, ...] = ()  # known once the tiers section is read
+        self.badge_ids: tuple[str, ...] = ()  # known once the badges section is read
+
+    # What the games' section reader (games.section) uses besides the methods below.
+    Invalid = _Invalid
+
+    def is_mapping(self, node: yaml.Node) -> bool:
+        return isinstance(node, yaml.MappingNode)
+
+    def is_sequence(self, node: yaml.Node) -> bool:
+        return isinstance(node, yaml.SequenceNode)
+
+    def line_of(self, node: yaml.Node) -> int:
+        return int(node.start_mark.line) + 1
+
+    def bound(self, low: int, high: int, above_low: bool = False) -> Bound:
+        return Bound(low, high, above_low)
 
     # --- locating and reporting --------------------------------------------
 
@@ -410,7 +429,12 @@ class _Reader:
         policy = self.optional(top, "points", self.points_policy) or PointsPolicy()
         tiers = self.optional(top, "tiers", self.tiers)
         rewards = self.optional(top, "rewards", self.rewards) or {}
+        badges = self.optional(top, "badges", lambda n: read_badges(self, n)) or ()
+        self.badge_ids = tuple(b.id for b in badges)
         rules = self.optional(top, "earn", lambda n: self.rules(n, rewards)) or ()
+        games = self.optional(top, "games", lambda n: read_games(self, n, rewards, badges))
+        if games is None and badges:
+            games = Games((), badges)
         self.check_worst_award(rules, tiers)
         cases = self.optional(top, "tests", lambda n: self.cases(n, program, rules, tiers)) or ()
         if program is None or self.problems:
@@ -424,6 +448,7 @@ class _Reader:
             version=rules_version(text),
             points=policy,
             tiers=tiers,
+            games=games,
             cases=cases,
         )
 
@@ -1133,6 +1158,17 @@ class _Reader:
             )
         return value
 
+    def badge_ref(self, node: yaml.Node) -> str:
+        value = self.text(node)
+        if value not in self.badge_ids:
+            known = list(self.badge_ids)
+            raise self.fail(
+                node,
+                f"unknown badge '{value}'{self.suggest(value, known)}; badges are: "
+                + (", ".join(known) or "none (add a badges: section)"),
+            )
+        return value
+
     def window(self, node: yaml.Node) -> tuple[date | None, date | None]:
         f = self.mapping(node, WINDOW_KEYS, "window")
         if not f:
@@ -1228,6 +1264,8 @@ class _Reader:
         read = self.field_reader(kind, name)
         if name == "tier":
             read = self.tier_ref
+        if name == "badge":
+            read = self.badge_ref
         if op in ("in", "not_in"):
             items = self.sequence(
                 node, f"'{op}' on '{name}'", fix="test a category instead of listing every value"

@@ -23,7 +23,18 @@ OWNERS = {
 }
 # Pure code: decides from what it is given, never reads a store, a clock or the
 # environment, so replays and rule tests can run it with no database at all.
-PURE = ("engine", "account", "lots", "tiers", "clock", "kinds", "models", "evaluator", "clv")
+PURE = (
+    "engine",
+    "account",
+    "lots",
+    "tiers",
+    "clock",
+    "kinds",
+    "models",
+    "evaluator",
+    "clv",
+    "games",
+)
 IMPURE = {"sqlite3", "os", "time", "random", "loyalty_cli.store", "loyalty_cli.cli"}
 
 

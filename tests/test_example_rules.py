@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+from loyalty_cli.games.section import (
+    BADGE_KEYS,
+    CHALLENGE_KEYS,
+    GAME_KEYS,
+    GIVE_KEYS,
+    GOAL_KEYS,
+    STEP_KEYS,
+    STREAK_KEYS,
+)
 from loyalty_cli.rules import (
     CAP_KEYS,
     FIELDS,
@@ -47,6 +57,13 @@ def test_example_rules_document_every_key_and_field() -> None:
         *LIMIT_KEYS,
         *CAP_KEYS,
         *FIELDS,
+        *BADGE_KEYS,
+        *GAME_KEYS,
+        *GIVE_KEYS,
+        *STEP_KEYS,
+        *STREAK_KEYS,
+        *CHALLENGE_KEYS,
+        *GOAL_KEYS,
     ):
         if key == "description" and "description" in text:
             continue
@@ -84,6 +101,24 @@ def test_demo_builds_a_ledger_from_the_example_rules(shop: Shop) -> None:
     assert report["points_outstanding"] == sum(balances.values())
     assert (report["members"], report["points_expired"]) == (4, 100)
     assert shop.ok("verify", "--db", str(shop.dir / "demo.db"))["ok"] is True
+    # A coffee card completes, with its badge; the badge's holder then earns more.
+    card = steps["loyalty earn ada --amount 3.00 --category coffee --txn C-005 --explain"]
+    assert [
+        (line["rule"], line.get("reward"), line.get("badge")) for line in card["lines"][1:]
+    ] == [
+        ("game:coffee-card#1", "coffee", None),
+        ("game:coffee-card#1", None, "regular"),
+    ]
+    progress = steps["loyalty progress ada"]
+    assert [b["badge"] for b in progress["badges"]] == ["regular"]
+    kinds = {g["kind"] for g in progress["games"]}
+    assert {"stamps", "milestones", "streak"} <= kinds
+
+
+def test_example_rules_ship_a_stamp_card_a_milestone_a_streak_and_a_badge() -> None:
+    games = load_rules(EXAMPLE_RULES).games
+    assert games is not None and games.badges
+    assert {g.kind for g in games.games} >= {"stamps", "milestones", "streak"}
 
 
 def test_demo_never_overwrites_a_file_it_did_not_make(shop: Shop) -> None:
@@ -91,3 +126,19 @@ def test_demo_never_overwrites_a_file_it_did_not_make(shop: Shop) -> None:
     message = shop.fails(2, "demo", "--db", str(shop.db))
     assert "will not overwrite" in message
     assert shop.ok("balance", "C1")["balance"] == 100
+
+
+def test_explain_on_the_demo_agrees_with_what_was_recorded(shop: Shop) -> None:
+    """Ada holds the coffee card's badge when she buys shoes (R-1001), so the
+    badge holders' rule fired; and the purchase that filled her card (C-005)
+    carries the card's lines. Explained again, neither disagrees with the ledger."""
+    demo = str(shop.dir / "demo.db")
+    shop.ok("demo", "--db", demo)
+    rules = str(Path(__file__).resolve().parent.parent / "rules.example.yaml")
+    shoes = shop.ok("explain", "R-1001", "--db", demo, "--rules", rules)
+    assert "regulars-earn-more" in [line["rule"] for line in shoes["fired"]]
+    assert "regulars-earn-more" not in [line["rule"] for line in shoes["not_fired"]]
+    assert shoes["note"] is None
+    card = shop.ok("explain", "C-005", "--db", demo, "--rules", rules)
+    assert any(line["rule"].startswith("game:coffee-card#") for line in card["fired"])
+    assert card["note"] is None

@@ -177,6 +177,8 @@ def test_nightly_json_shape_and_quiet(night: Shop) -> None:
         "tier_upgrades",
         "tier_downgrades",
         "became_available",
+        "streaks_broken",
+        "challenges_missed",
         "seconds",
     }
     quiet = night.run("nightly", "--as-of", "2022-01-03", "--quiet")

@@ -16,7 +16,9 @@ from .conftest import EXAMPLE_RULES, Shop
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-@pytest.mark.parametrize("script", ["bench_core", "bench_import", "bench_report", "bench_simulate"])
+@pytest.mark.parametrize(
+    "script", ["bench_core", "bench_import", "bench_report", "bench_simulate", "bench_games"]
+)
 def test_each_benchmark_starts(script: str) -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPTS / script), "--help"],

@@ -167,6 +167,8 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
         take(f"report {report}", "report", report)
     take("report segments", "report", "segments", "--segment", "new")
     take("report clv", "report", "clv")
+    take("report games", "report", "games")
+    take("progress", "progress", "ann")
     take("rules test", "rules", "test")
     take("explain", "explain", "R1")
     take("simulate", "simulate")
@@ -223,7 +225,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 43
+    assert len(documents(shop, as_json=False)) == 45
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

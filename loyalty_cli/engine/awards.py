@@ -12,7 +12,8 @@ from ..account import Account, Profile, Use
 from ..clock import shop_time, zone
 from ..errors import BadArgument, Refused, did_you_mean, unknown_customer
 from ..evaluator import base_of, evaluate, line_detail
-from ..kinds import EntryKind, OpKind
+from ..games.model import Play, is_game_line
+from ..kinds import AWARDS, EntryKind, OpKind
 from ..lots import LotTerms
 from ..models import (
     Activity,
@@ -26,6 +27,7 @@ from ..models import (
     TierLevel,
 )
 from ..values import MAX_POINTS, format_utc, from_cents, to_cents
+from . import playing
 from .book import Book, Ids, Outcome
 from .lifecycle import add_lots, expire_due, lot_terms, today_of
 from .records import NewEntry, NewItem, NewOperation, Recorded, content_digest
@@ -119,6 +121,7 @@ def customer_state(
         tier=tier,
         usage=usage,
         budget_used=budget_used,
+        badges=frozenset() if account.play is None else account.play.badges,
     )
 
 
@@ -132,11 +135,16 @@ def award_entries(
         NewEntry(
             id=ids.entry(),
             customer_id=customer_id,
-            kind=EntryKind.GIFT if line.reward is not None and line.points == 0 else kind,
+            kind=EntryKind.BADGE
+            if line.badge is not None
+            else EntryKind.GIFT
+            if line.reward is not None and line.points == 0
+            else kind,
             points=line.points,
             rule=line.rule,
-            reward=line.reward,
-            detail=line.detail if line.trimmed else None,
+            reward=line.badge or line.reward,
+            # A game's words cannot be rebuilt from the rules: they are kept too.
+            detail=line.detail if line.trimmed or is_game_line(line.rule) else None,
             lot=terms if line.points > 0 else None,
         )
         for line in award.lines
@@ -159,11 +167,18 @@ def credited(
                 qualifying = accounts.qualify(
                     account.with_(qualifying=qualifying), e.lot.available_on, e.points
                 )
+    play = account.play
+    if play is not None:
+        # Milestones on points count the rules' points, never the games' own.
+        gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
+        if gained:
+            play = Play(play.facts, play.paid, play.earned + gained, play.memo)
     return account.with_(
         lots=add_lots(account, entries),
         net=account.net + sum(e.points for e in mine),
         uses=account.uses + uses if uses else account.uses,
         qualifying=qualifying,
+        play=play,
     )
 
 
@@ -193,7 +208,11 @@ def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Awa
         detail = line.detail
         if detail is None and rules is not None and line.rule is not None:
             detail = line_detail(rules, line.rule, line.points, amount, base)
-        lines.append(AwardLine(line.rule or line.kind, line.points, detail or "", line.reward))
+        badge = line.reward if line.kind == EntryKind.BADGE else None
+        reward = None if badge is not None else line.reward
+        lines.append(
+            AwardLine(line.rule or line.kind, line.points, detail or "", reward, badge=badge)
+        )
     return Award(points=sum(line.points for line in lines), lines=tuple(lines))
 
 
@@ -299,7 +318,14 @@ def earn(
     )
     current = standing(account, ruleset, today)
     state = customer_state(book, account, activity, None if current is None else current.level)
-    award = bounded(evaluate(ruleset, activity, state, explain=explain), request.event)
+    award = evaluate(ruleset, activity, state, explain=explain)
+    played = None
+    if ruleset.games is not None and account.play is not None:
+        tier = None if current is None else current.level.id
+        award, played = playing.play(
+            ruleset, account.play, activity, award, today, ids.next_op, explain, tier
+        )
+    award = bounded(award, request.event)
     result = AwardResult(
         account.id,
         request.event,
@@ -339,6 +365,8 @@ def earn(
     )
     ops.append(op)
     account = credited(account, ruleset, op.entries, at)
+    if played is not None:
+        account = account.with_(play=played)
     if purchase:
         assert cents is not None
         account = bought(account, ruleset, cents, today)
@@ -403,7 +431,7 @@ def enroll(book: Book, request: EnrollRequest) -> EnrollResult:
         birthday_set_at=max(at, now),
         salt=request.salt,
     )
-    account = Account(profile)
+    account = Account(profile, play=None if ruleset.games is None else Play())
     # Ids in the order the operations are appended: the referrer's overdue points
     # are written off first, so their expiry's entries come before the enrollment's.
     ids = book.ids()

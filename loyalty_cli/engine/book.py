@@ -167,6 +167,11 @@ class Ids:
         self._op = op
         self._entry = entry
 
+    @property
+    def next_op(self) -> int:
+        """The id the next op() gives."""
+        return self._op
+
     def op(self) -> int:
         self._op += 1
         return self._op - 1

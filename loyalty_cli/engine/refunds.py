@@ -9,6 +9,7 @@ from .. import account as accounts
 from .. import lots
 from ..clock import shop_day, zone
 from ..errors import Refused
+from ..games.model import is_game_line
 from ..kinds import EntryKind, OpKind
 from ..values import format_utc, from_cents, to_cents
 from .awards import earlier, refuse_unknown
@@ -74,7 +75,11 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         for line in purchase.lines
         if line.points > 0 and line.customer_id == customer_id
     }
-    earned = sum(own.values())
+    # A game's points are for a round of many purchases, not for this one: a refund
+    # never takes them back; the purchase stops counting for the game instead.
+    earned = sum(
+        line.points for line in purchase.lines if line.id in own and not is_game_line(line.rule)
+    )
     sold = sold_lines(purchase, earned)
     by_line = sum(item.returned_cents for item in sold)
     returned: tuple[NewItem, ...] = ()
@@ -154,10 +159,14 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         items=returned,
     )
     ops.append(op)
+    play = account.play
+    if play is not None:
+        play = replace(play.refunded(purchase.id, cents), earned=play.earned - taken)
     account = account.with_(
         lots=take_from_lots(account.lots, draws),
         net=account.net - taken,
         spend_cents=account.spend_cents - cents,
+        play=play,
     )
     # A refund counts against its purchase's part in a tier, as of the purchase's
     # own day: a returned purchase never qualified.

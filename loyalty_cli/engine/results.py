@@ -18,6 +18,8 @@ def line_json(line: AwardLine) -> dict[str, object]:
     out: dict[str, object] = {"rule": line.rule, "points": line.points, "detail": line.detail}
     if line.reward is not None:
         out["reward"] = line.reward
+    if line.badge is not None:
+        out["badge"] = line.badge
     return out
 
 
@@ -78,6 +80,7 @@ class AwardResult:
             skips = self.award.skipped
             out["skipped"] = [{"rule": s.rule, "reason": s.reason} for s in skips if not s.fired]
             out["zero_points"] = [{"rule": s.rule, "reason": s.reason} for s in skips if s.fired]
+            out["games"] = [{"game": g, "progress": words} for g, words in self.award.games]
         return out
 
 

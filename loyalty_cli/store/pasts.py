@@ -82,6 +82,7 @@ class Before:
     tier_day: int | None  # its occurred
     override: tuple[str, int | None, str] | None  # (tier, until day, reason)
     budgets: dict[str, int]  # budgeted rule -> points given by everyone before
+    badges: tuple[str, ...] = ()  # the badges the games gave them before
 
 
 def before(
@@ -123,6 +124,11 @@ def before(
         "AND event = 'override' AND id < ? ORDER BY id DESC LIMIT 1",
         (customer_id, op_id),
     ).fetchone()
+    badges = conn.execute(
+        "SELECT DISTINCT reward FROM entries WHERE customer_id = ? AND op_id < ? "
+        "AND kind = 'badge' AND reward IS NOT NULL ORDER BY reward",
+        (customer_id, op_id),
+    ).fetchall()
     budgets = {
         rule: int(
             conn.execute(
@@ -143,6 +149,7 @@ def before(
         tier_day=None if tier is None else int(tier[1]),
         override=None if floor is None else (str(floor[0]), floor[1], str(floor[2] or "")),
         budgets=budgets,
+        badges=tuple(str(b) for (b,) in badges),
     )
 
 

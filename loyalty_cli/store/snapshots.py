@@ -29,6 +29,7 @@ from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
+from ..games.model import Fact, Paid, Play, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -148,78 +149,126 @@ def _context(budgeted: tuple[str, ...]) -> str:
 
 _RULE_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
-_ACCOUNTS = "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
-    [
-        _part(
-            "customer",
-            [
-                "c.id",
-                "c.name",
-                "c.email",
-                "c.phone",
-                "c.birthday",
-                "c.referred_by",
-                "c.enrolled",
-                "c.birthday_set",
-                "c.salt",
-            ],
-            "FROM customers c JOIN ids ON c.id = ids.id",
-        ),
-        _part(
-            "net",
-            ["e.customer_id", "SUM(e.points)"],
-            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
-            "ON e.customer_id = ids.id GROUP BY e.customer_id",
-        ),
-        # Credits are the lots: what each still holds is its points less its draws.
-        _part(
-            "lot",
-            [
-                "e.customer_id",
-                "e.id",
-                "e.kind",
-                "e.points - COALESCE((SELECT SUM(d.points) FROM draws d WHERE d.lot_id = e.id), 0)",
-                "e.points",
-                "e.earned_on",
-                "e.available_on",
-                "e.expires_on",
-            ],
-            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-            "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
-        ),
-        _part(
-            "purchase",
-            ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"],
-            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
-            "ON o.customer_id = ids.id AND o.kind = 'purchase'",
-        ),
-        _part(
-            "refund",
-            ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
-            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
-            "ON o.customer_id = ids.id AND o.kind = 'refund'",
-        ),
-        _part(
-            "taken",
-            ["e.customer_id", "e.op_id", "e.points"],
-            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
-            "ON e.customer_id = ids.id AND e.kind = 'refund'",
-        ),
-        _part(
-            "tier",
-            ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason", "o.occurred"],
-            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
-            "ON o.customer_id = ids.id AND o.kind = 'tier'",
-        ),
-        _part(
-            "use",
-            ["e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points"],
-            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-            "WHERE (e.kind IN ('earn', 'enroll', 'gift') AND e.rule IN "
-            "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)",
-        ),
-    ]
+
+@lru_cache(maxsize=16)
+def _accounts_statement(details: bool, events: bool, points: bool, games: bool) -> str:
+    """The accounts statement. With games (`games`), the usage part also reads the
+    game lines paid (the same scan of the customer's entries), and as the games
+    need: each purchase's category, sku and quantity (`details`: a filter on
+    them, or units), the events games count (`events`, ?3), and the points the
+    rules earned (`points`: milestones on points); all in the one statement, so
+    a purchase that moves games costs no extra read. Each part is there only
+    when some game needs it: the purchase columns cost a table lookup a purchase
+    (the customer index covers the rest)."""
+    purchase = ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"]
+    extra: list[str] = []
+    if details:
+        purchase += ["o.category", "o.sku", "o.quantity"]
+    if events:
+        extra.append(
+            _part(
+                "event",
+                ["o.customer_id", "o.id", "o.occurred", "o.event"],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'event' "
+                "WHERE o.event IN (SELECT value FROM json_each(?3))",
+            )
+        )
+    if points:
+        extra.append(
+            _part(
+                "earned",
+                ["e.customer_id", "SUM(e.points)"],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id AND e.kind IN ('earn', 'enroll') "
+                "WHERE e.rule IS NULL OR e.rule NOT LIKE 'game:%' GROUP BY e.customer_id",
+            )
+        )
+    use = _USE_WHERE + (
+        " OR (e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%')" if games else ""
+    )
+    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
+        [
+            *_ACCOUNT_PARTS[:3],
+            _part("purchase", purchase, _PURCHASES),
+            *_ACCOUNT_PARTS[3:],
+            _part("use", list(_USE_COLUMNS), _USE_FROM + use),
+            *extra,
+        ]
+    )
+
+
+_PURCHASES = (
+    "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+    "ON o.customer_id = ids.id AND o.kind = 'purchase'"
 )
+
+_ACCOUNT_PARTS = (
+    _part(
+        "customer",
+        [
+            "c.id",
+            "c.name",
+            "c.email",
+            "c.phone",
+            "c.birthday",
+            "c.referred_by",
+            "c.enrolled",
+            "c.birthday_set",
+            "c.salt",
+        ],
+        "FROM customers c JOIN ids ON c.id = ids.id",
+    ),
+    _part(
+        "net",
+        ["e.customer_id", "SUM(e.points)"],
+        "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+        "ON e.customer_id = ids.id GROUP BY e.customer_id",
+    ),
+    # Credits are the lots: what each still holds is its points less its draws.
+    _part(
+        "lot",
+        [
+            "e.customer_id",
+            "e.id",
+            "e.kind",
+            "e.points - COALESCE((SELECT SUM(d.points) FROM draws d WHERE d.lot_id = e.id), 0)",
+            "e.points",
+            "e.earned_on",
+            "e.available_on",
+            "e.expires_on",
+        ],
+        "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
+        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
+    ),
+    _part(
+        "refund",
+        ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
+        "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+        "ON o.customer_id = ids.id AND o.kind = 'refund'",
+    ),
+    _part(
+        "taken",
+        ["e.customer_id", "e.op_id", "e.points"],
+        "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+        "ON e.customer_id = ids.id AND e.kind = 'refund'",
+    ),
+    _part(
+        "tier",
+        ["o.customer_id", "o.id", "o.event", "o.tier", "o.until", "o.reason", "o.occurred"],
+        "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+        "ON o.customer_id = ids.id AND o.kind = 'tier'",
+    ),
+)
+_USE_COLUMNS = ("e.customer_id", "e.kind", "e.rule", "e.reward", "e.occurred", "e.points")
+_USE_FROM = (
+    "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id WHERE "
+)
+_USE_WHERE = (
+    "(e.kind IN ('earn', 'enroll', 'gift') AND e.rule IN "
+    "(SELECT value FROM json_each(?2))) OR (e.kind = 'redeem' AND e.reward IS NOT NULL)"
+)
+_ACCOUNTS = _accounts_statement(False, False, False, False)
 
 
 @lru_cache(maxsize=2)
@@ -344,6 +393,9 @@ class Kept:
 
 
 def _size(account: Account) -> int:
+    # A game's facts are not counted: one small record per purchase of the
+    # accounts kept (a few MB at the budget), where counting them halved the
+    # accounts kept and an import read each account again 1.8x as often.
     return 1 + len(account.lots) + len(account.qualifying) + len(account.uses)
 
 
@@ -469,8 +521,15 @@ def accounts(
     if not ids:
         return {}
     capped = sorted(ruleset.capped_rules) if ruleset is not None else []
+    games = None if ruleset is None else ruleset.games
     # Built as the rows come: a chunk's accounts can be tens of thousands of rows,
     # and holding them all at once would be most of an import's memory.
+    if games is not None:
+        statement = _accounts_statement(games.details, bool(games.events), games.by_points, True)
+        params: tuple[str, ...] = (json.dumps(ids), json.dumps(capped))
+        if games.events:
+            params += (json.dumps(sorted(games.events)),)
+        return build(conn.execute(statement, params), ruleset)
     return build(conn.execute(_ACCOUNTS, (json.dumps(ids), json.dumps(capped))), ruleset)
 
 
@@ -491,6 +550,22 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     taken: dict[int, int] = {}  # refund op -> points it took
     tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None, int]]] = {}
     uses: dict[str, list[Use]] = {}
+    days: dict[int, date] = {}
+
+    def day_of(occurred: int) -> date:
+        """The shop day of a stored time, by its quarter of an hour: every time
+        zone's offset is a whole number of quarters, so a quarter lies in one day."""
+        quarter = occurred // 900
+        day = days.get(quarter)
+        if day is None:
+            day = days[quarter] = shop_day(from_stamp(quarter * 900), tz)
+        return day
+
+    games = None if ruleset is None else ruleset.games
+    played: dict[str, list[Fact]] = {}  # counted events, then (below) purchases
+    paid: dict[str, list[Paid]] = {}
+    rules_points: dict[str, int] = {}
+    details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
     for row in rows:
         tag, cid = row[0], row[1]
         if tag == "customer":
@@ -519,6 +594,13 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 )
         elif tag == "purchase":
             bought.setdefault(cid, []).append((row[2], row[3], row[4]))
+            if games is not None:
+                details[row[2]] = (row[5], row[6], row[7])
+        elif tag == "event":
+            day = shop_day(from_stamp(row[3]), tz)
+            played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
+        elif tag == "earned":
+            rules_points[cid] = int(row[2])
         elif tag == "refund":
             refunds[row[2]] = (row[3], row[4])
         elif tag == "taken":
@@ -526,6 +608,12 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         elif tag == "tier":
             tiers.setdefault(cid, []).append(tuple(row[2:8]))
         else:
+            found = None if games is None else parse_rule(row[3])
+            if found is not None:  # a game's line: kind, rule, reward, occurred, points
+                paid.setdefault(cid, []).append(
+                    Paid(found[0], found[1], str(row[2]), int(row[6]), row[4], day_of(row[5]))
+                )
+                continue
             key = f"reward:{row[4]}" if row[2] == "redeem" else str(row[3])
             uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), row[6]))
     refunded: dict[int, list[int]] = {}  # purchase op -> [cents, points taken]
@@ -533,6 +621,33 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         sums = refunded.setdefault(purchase, [0, 0])
         sums[0] += cents
         sums[1] += taken.get(refund_op, 0)
+
+    def _play(
+        cid: str,
+        purchases: list[tuple[int, int, int]],
+        played: dict[str, list[Fact]],
+        paid: dict[str, list[Paid]],
+        earned: dict[str, int],
+        details: dict[int, tuple[Any, Any, Any]],
+    ) -> Play:
+        """What the games count of one account: its purchases (what is left of
+        each after refunds) and counted events in the order they happened, and
+        the game lines paid. The rules' points are net of refunds' clawbacks
+        (refund lines are negative; they never take back a game's points)."""
+        facts = list(played.get(cid, ()))
+        back = 0
+        for op_id, occurred, cents in purchases:
+            refund = refunded.get(op_id, (0, 0))
+            back += refund[1]
+            category, sku, quantity = details.get(op_id, (None, None, None))
+            day = day_of(occurred)
+            facts.append(
+                Fact(op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity)
+            )
+        facts.sort(key=lambda f: f.op)
+        mine = sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))
+        return Play(tuple(facts), tuple(mine), earned.get(cid, 0) + back)
+
     out: dict[str, Account] = {}
     for cid, profile in profiles.items():
         tier: str | None = None
@@ -569,5 +684,8 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             tier_day=tier_day,
             override=override,
             uses=tuple(uses.get(cid, ())),
+            play=None
+            if games is None
+            else _play(cid, purchases, played, paid, rules_points, details),
         )
     return out
