@@ -48,6 +48,7 @@ class BalanceResult:
     adjusted: int
     expired: int
     refunded: int
+    transferred: int = 0  # received less given (transfer)
 
     @property
     def balance(self) -> int:
@@ -69,6 +70,7 @@ class BalanceResult:
             "points_adjusted": self.adjusted,
             "points_expired": self.expired,
             "points_refunded": self.refunded,
+            "points_transferred": self.transferred,
         }
 
 
@@ -96,6 +98,7 @@ def balance(
         adjusted=by_kind.get("adjust", 0),
         expired=-by_kind.get("expire", 0),
         refunded=-by_kind.get("refund", 0),
+        transferred=by_kind.get("transfer", 0),
     )
 
 

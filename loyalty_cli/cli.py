@@ -510,6 +510,37 @@ NameOption = Annotated[str | None, typer.Option(help="Full name.")]
 EmailOption = Annotated[str | None, typer.Option(help="Email address.")]
 PhoneOption = Annotated[str | None, typer.Option(help="Phone number.")]
 BirthdayOption = Annotated[str | None, typer.Option(help="Birthday, YYYY-MM-DD.")]
+ConsentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--consent",
+        help="Marketing consent given on a channel (email, sms); repeat for both. "
+        "Needs --consent-source.",
+    ),
+]
+WithdrawOption = Annotated[
+    list[str] | None,
+    typer.Option("--withdraw", help="Marketing consent withdrawn on a channel (email, sms)."),
+]
+ConsentSourceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--consent-source",
+        help="Where the consent was given or withdrawn ('till form', 'website'), kept as proof.",
+    ),
+]
+
+
+def _consent(
+    given: list[str] | None, withdrawn: list[str] | None, source: str | None
+) -> tuple[tuple[Any, ...], str | None]:
+    from .engine.consent import changes
+
+    wanted = changes(given or (), withdrawn or ())
+    text = _text(source, "--consent-source")
+    if text is not None and not wanted:
+        raise BadArgument("--consent-source goes with --consent or --withdraw")
+    return wanted, text
 
 
 def _profile(
@@ -589,6 +620,9 @@ def enroll(
     exist_ok: Annotated[
         bool, typer.Option("--exist-ok", help="Succeed without change if already enrolled.")
     ] = False,
+    consent: ConsentOption = None,
+    withdraw: WithdrawOption = None,
+    consent_source: ConsentSourceOption = None,
     at: AtOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
@@ -602,6 +636,7 @@ def enroll(
 
     ruleset = load(rules)
     profile = _profile(name, email, phone, birthday, _today(ruleset))
+    wanted, source = _consent(consent, withdraw, consent_source)
     request = EnrollRequest(
         customer_id=check_customer_id(customer_id),
         name=profile.get("name"),
@@ -613,6 +648,8 @@ def enroll(
         else check_customer_id(referred_by, what="--referred-by"),
         at=_at(at, ruleset),
         exist_ok=exist_ok,
+        consent=wanted,
+        consent_source=source,
     )
     _record(db, enroll, ruleset, request, "enroll", as_json)
 
@@ -624,20 +661,27 @@ def update(
     email: EmailOption = None,
     phone: PhoneOption = None,
     birthday: BirthdayOption = None,
+    consent: ConsentOption = None,
+    withdraw: WithdrawOption = None,
+    consent_source: ConsentSourceOption = None,
     at: AtOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
-    """Change a customer's contact details or birthday (kept in the ledger's history).
+    """Change a customer's contact details, birthday or marketing consent (kept in the
+    ledger's history).
 
-    Example: loyalty update C1001 --email ada@example.com --birthday 1990-04-17
+    Example: loyalty update C1001 --email ada@example.com --consent email --consent-source web
     """
     from .operations import ProfileRequest, update_profile
 
     ruleset = load(rules)
     changes = _profile(name, email, phone, birthday, _today(ruleset))
-    request = ProfileRequest(check_customer_id(customer_id), changes, _at(at, ruleset))
+    wanted, source = _consent(consent, withdraw, consent_source)
+    request = ProfileRequest(
+        check_customer_id(customer_id), changes, _at(at, ruleset), wanted, source
+    )
     with open_ledger(db) as store:
         result = _retrying(lambda: update_profile(store, ruleset, request, now()))
     show(result.to_json(), "profile", as_json, ruleset.program.locale)
@@ -1745,6 +1789,12 @@ def _clv_options(
     )
     options.check()
     return options
+
+
+from . import cli_reach  # noqa: E402, F401  (registers notices, statement, messages)
+from .cli_customer import customer_app  # noqa: E402  (it builds on the helpers above)
+
+app.add_typer(customer_app, name="customer")
 
 
 def main() -> None:

@@ -231,6 +231,10 @@ def expected_purchases(model: BgNbd, x: Column, t_x: Column, T: Column, t: float
     if abs(a - 1) < _NEAR_ONE:
         # At a = 1 the formula is 0/0; its limit is within _NEAR_ONE of this.
         a = 1 + _NEAR_ONE
+    if abs(a + b - 1) < _NEAR_ONE:
+        # At a + b = 1 a customer with no repeat purchase (x = 0) meets 2F1's pole
+        # (c = 0) times a zero lead: 0 x inf. The limit is within _NEAR_ONE of this.
+        b = 1 - a + _NEAR_ONE
     z = t / (alpha + Ts + t)
     growth = hyp2f1(r + xs, b + xs, a + b + xs - 1, z)
     shrink = np.exp((r + xs) * (np.log(alpha + Ts) - np.log(alpha + Ts + t)))

@@ -22,7 +22,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 refused (unknown customer, insufficient points, key conflict, "
     "failed verify); 2 usage or bad argument; 65 input data rejected; "
     "66 input file or database missing, unreadable or not a ledger; "
-    "75 database busy, retry later; 78 rules file invalid."
+    "75 database busy or mail server unreachable, retry later; 78 rules file invalid."
 )
 
 

@@ -24,12 +24,21 @@ from .errors import BadArgument, InputMissing
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# An international phone number (+44 20 7946 0958): digits and separators cannot
+# call anything, and a mail tool would not read it back with an apostrophe.
+_PHONE = re.compile(r"\+[0-9][0-9 ().-]*", re.ASCII)
 
 
 def neutralise(cell: object) -> object:
     """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first)
-    gets a leading apostrophe. Numbers are left alone: -40 is data, not a formula."""
-    if isinstance(cell, str) and cell.startswith(_FORMULA) and not _NUMBER.fullmatch(cell):
+    gets a leading apostrophe. Numbers are left alone: -40 is data, not a formula;
+    so are phone numbers."""
+    if (
+        isinstance(cell, str)
+        and cell.startswith(_FORMULA)
+        and not _NUMBER.fullmatch(cell)
+        and not _PHONE.fullmatch(cell)
+    ):
         return "'" + cell
     return cell
 

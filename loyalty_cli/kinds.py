@@ -17,6 +17,13 @@ class OpKind(StrEnum):
     EXPIRE = "expire"
     TIER = "tier"  # a tier change (event 'change') or a manual floor ('override')
     PROFILE = "profile"
+    # Marketing consent on a channel (`category`: email, sms) given or withdrawn
+    # (`event`), with its source (`reason`): the history that proves it.
+    CONSENT = "consent"
+    ERASE = "erase"  # a customer's personal fields removed, for good; `reason` says why
+    # Points moved from one member (the operation's customer) to another, their
+    # lots' dates kept: a debit entry for the giver, a credit per lot for the receiver.
+    TRANSFER = "transfer"
     MIGRATE = "migrate"  # the store was rewritten; names the old chain heads
 
 
@@ -31,6 +38,7 @@ class EntryKind(StrEnum):
     EXPIRE = "expire"
     REFUND = "refund"
     TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
+    TRANSFER = "transfer"  # points given to another member (-) or received (+, a lot)
     BADGE = "badge"  # a game gave a badge, 0 points, the badge in `reward`; never spendable
 
 

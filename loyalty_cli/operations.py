@@ -14,18 +14,21 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import TypeVar
 
-from .clock import stamp
-from .engine import awards, profiles, refunds, spending, tiering
+from .clock import from_stamp, stamp
+from .engine import awards, consent, profiles, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.lifecycle import today_of
+from .engine.profiles import EraseResult
 from .engine.requests import (
     AdjustRequest,
     EarnRequest,
     EnrollRequest,
+    EraseRequest,
     ProfileRequest,
     RedeemRequest,
     RefundRequest,
     TierRequest,
+    TransferRequest,
 )
 from .engine.results import (
     AwardResult,
@@ -37,6 +40,7 @@ from .engine.results import (
     RewardsResult,
     TierResult,
 )
+from .engine.transfers import TransferResult
 from .errors import BadArgument, RulesInvalid
 from .games import views as games_view
 from .games.model import Games, Play
@@ -49,10 +53,12 @@ __all__ = [
     "AdjustRequest",
     "EarnRequest",
     "EnrollRequest",
+    "EraseRequest",
     "ProfileRequest",
     "RedeemRequest",
     "RefundRequest",
     "TierRequest",
+    "TransferRequest",
 ]
 
 
@@ -97,7 +103,18 @@ def enroll(store: Store, ruleset: Ruleset, request: EnrollRequest, now: datetime
         request = replace(request, salt=os.urandom(16))
     people = [request.customer_id] + ([request.referred_by] if request.referred_by else [])
     with store.writing(ruleset, now, people) as book:
-        return awards.enroll(book, request)
+        result = awards.enroll(book, request)
+        if not result.created:  # --exist-ok: consent changes go through `update`
+            return result
+        at = request.at or now
+        ops = consent.record(book, request.customer_id, request.consent, request.consent_source, at)
+        return replace(
+            result,
+            consent=tuple(
+                consent.ConsentRecord(str(o.category), o.event == consent.GIVEN, at, o.reason)
+                for o in ops
+            ),
+        )
 
 
 def earn(
@@ -142,7 +159,31 @@ def update_profile(
     store: Store, ruleset: Ruleset, request: ProfileRequest, now: datetime
 ) -> ProfileResult:
     with store.writing(ruleset, now, [request.customer_id]) as book:
-        return profiles.update_profile(book, request)
+        erased = queries.erased(store.conn, [request.customer_id]).get(request.customer_id)
+        return profiles.update_profile(
+            book, request, None if erased is None else from_stamp(erased[0])
+        )
+
+
+def erase(store: Store, ruleset: Ruleset, request: EraseRequest, now: datetime) -> EraseResult:
+    """Remove a customer's personal fields for good (engine/profiles.erase), then
+    rewrite the file so none of their values stays in its free space or log. A
+    second run reports the first, and finishes a purge a busy reader held up."""
+    if not request.salt:
+        request = replace(request, salt=os.urandom(16))
+    with store.erasing(), store.writing(ruleset, now, [request.customer_id]) as book:
+        found = queries.erased(store.conn, [request.customer_id]).get(request.customer_id)
+        earlier = None if found is None else (from_stamp(found[0]), found[1])
+        result = profiles.erase(book, request, earlier)
+    return replace(result, purged=store.purge())
+
+
+def transfer(
+    store: Store, ruleset: Ruleset, request: TransferRequest, now: datetime
+) -> TransferResult:
+    people = [request.from_customer, request.to_customer]
+    with store.writing(ruleset, now, people, [request.txn]) as book:
+        return transfers.transfer(book, request)
 
 
 def set_tier(store: Store, ruleset: Ruleset, request: TierRequest, now: datetime) -> TierResult:

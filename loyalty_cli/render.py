@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from rich import box
@@ -55,25 +54,17 @@ def _blocks(blocks: list[Any]) -> None:
         _fit(table)
 
 
-@lru_cache(maxsize=8)
 def _babel(name: str) -> Any:
-    """babel's Locale for a name, else for its language alone, else None (figures are
-    then shown plainly, and `rules check` says the locale is not known). Babel is
-    imported here only, when a table is drawn for a shop that gave a locale."""
-    from babel import Locale, UnknownLocaleError
+    """babel's Locale for a name, else None (see formats.py, which owns babel)."""
+    from .formats import locale_of
 
-    for candidate in (name, name.split("_")[0]):
-        try:
-            return Locale.parse(candidate)
-        except (UnknownLocaleError, ValueError):
-            continue
-    return None
+    return locale_of(name)
 
 
 def known_locale(name: str) -> bool:
-    """Whether babel knows the locale itself (not just its language)."""
-    found = _babel(name)
-    return found is not None and str(found) == name
+    from .formats import known_locale as known
+
+    return known(name)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -293,6 +284,116 @@ def nightly(doc: Doc) -> None:
 def profile(doc: Doc) -> None:
     changed = ", ".join(doc["changed_fields"]) or "nothing (same as before)"
     _console.print(Text.assemble((doc["customer_id"], "bold"), f" updated: {changed}"))
+
+
+def customer(doc: Doc) -> None:
+    """`customer show`: who, consent per channel, tier, then the balance table."""
+    head = Text.assemble((doc["customer_id"], "bold"))
+    if doc["name"]:
+        head.append(f" {doc['name']}")
+    head.append(f" · enrolled {doc['enrollment']['occurred_at'][:10]}")
+    _console.print(head)
+    if doc["erased"]:
+        erased = doc["erased"]
+        _console.print(f"Erased on {erased['occurred_at'][:10]}: {erased['reason']}")
+    contacts = [f"{k}: {doc[k]}" for k in ("email", "phone", "birthday") if doc[k]]
+    if contacts:
+        _console.print(" · ".join(contacts))
+    if doc["referred_by"]:
+        _console.print(f"Referred by {doc['referred_by']}")
+    for channel in ("email", "sms"):
+        state = doc[f"{channel}_consent"]
+        if state is None:
+            _console.print(f"Marketing by {channel}: never asked")
+        else:
+            source = f" ({state['source']})" if state["source"] else ""
+            day = state["occurred_at"][:10]
+            _console.print(f"Marketing by {channel}: {state['status']} {day}{source}")
+    if doc["tier_status"]:
+        t = doc["tier_status"]
+        _console.print(Text.assemble("Tier: ", (t["name"], "bold"), f" (x{t['multiplier']})"))
+    _balance_table([doc])
+
+
+def erase(doc: Doc) -> None:
+    if doc["already_erased"]:
+        said = f"{doc['customer_id']} was already erased on {doc['occurred_at'][:10]}"
+    else:
+        fields = ", ".join(doc["erased_fields"]) or "no personal fields held"
+        said = f"{doc['customer_id']} erased: {fields}"
+    if not doc["purged"]:
+        said += " (a reader held the ledger: run it again to finish clearing the file)"
+    _console.print(said)
+
+
+def audience(doc: Doc) -> None:
+    """`customer list`: who the list holds, then who the selection left out and why."""
+    table = _report_table(
+        "Customer", "Name", doc["channel"].capitalize(), "Tier", "Balance", "Expiring", numeric=2
+    )
+    for row in doc["rows"]:
+        expiring = ""
+        if row["expiring_points"]:
+            expiring = f"{_num(row['expiring_points'])} from {row['next_expiry']}"
+        contact = row["email"] if doc["channel"] == "email" else row["phone"]
+        table.add_row(
+            row["customer_id"], row["name"] or "", contact, row["tier"] or "",
+            _num(row["balance"]), expiring,
+        )  # fmt: skip
+    _console.print(table)
+    left = []
+    if doc["no_contact"]:
+        left.append(f"{_num(doc['no_contact'])} without an address")
+    if doc["no_consent"]:
+        left.append(f"{_num(doc['no_consent'])} without consent")
+    said = f"{_num(doc['customers'])} of {_num(doc['selected'])} selected"
+    _errors.print(said + (f" ({', '.join(left)} left out)" if left else ""))
+
+
+def notices(doc: Doc) -> None:
+    """`notices`: one line per notice, and whether it was given."""
+    table = _table("Customer", "Notice", "What", "Given")
+    for row in doc["rows"]:
+        given = row["given_at"][:10] if row["given_at"] else ""
+        table.add_row(row["customer_id"], row["kind"], row["message"], given)
+    _console.print(table)
+    if doc["marked_given"]:
+        _errors.print(f"{_num(doc['marked_given'])} notices marked given")
+
+
+def statements(doc: Doc) -> None:
+    _console.print(
+        f"{_num(doc['customers'])} {doc['format']} statements written in {doc['folder']}"
+    )
+
+
+def messages(doc: Doc) -> None:
+    """`messages`: what was due, sent or written, and who was left out."""
+    table = _table("Customer", "To", "Subject")
+    for row in doc["rows"]:
+        table.add_row(row["customer_id"], row["to"], row["subject"])
+    _console.print(table)
+    done = {
+        "smtp": f"{_num(doc['sent'])} sent",
+        "csv": f"written to {', '.join(doc['files'])}",
+        "eml": f"{_num(len(doc['files']))} .eml files written",
+        "dry_run": "nothing sent (dry run)",
+    }[doc["mode"]]
+    left = f"{_num(doc['already_sent'])} sent before"
+    left += f", {_num(doc['no_address'])} without an address"
+    left += f", {_num(doc['no_consent'])} without consent"
+    _errors.print(f"{_num(len(doc['rows']))} due: {done}; {left}")
+
+
+def transfer(doc: Doc) -> None:
+    again = " (already recorded)" if doc["duplicate"] else ""
+    _console.print(
+        Text.assemble(
+            f"{_num(doc['points'])} points from ", (doc["from_customer"], "bold"),
+            " to ", (doc["to_customer"], "bold"), f"{again}: balances now ",
+            f"{_num(doc['from_balance'])} and {_num(doc['to_balance'])}",
+        )
+    )  # fmt: skip
 
 
 def import_summary(doc: Doc) -> None:
@@ -527,16 +628,9 @@ def _money(amount: str | None, currency: str | None) -> str:
         return ""
     from decimal import Decimal
 
-    value = Decimal(amount)
-    locale = _babel(_locale) if _locale else None
-    if locale is not None:
-        from babel.numbers import format_currency, format_decimal
+    from .formats import money
 
-        if currency:
-            return str(format_currency(value, currency, locale=locale))
-        return str(format_decimal(value, "#,##0.00", locale=locale))
-    shown = f"{value:,.2f}"
-    return f"{shown} {currency}" if currency else shown
+    return money(Decimal(amount), currency, _locale)
 
 
 def _amount(value: str | int | None) -> str:
@@ -556,12 +650,9 @@ def _segment(key: str) -> str:
 
 
 def _num(value: int) -> str:
-    locale = _babel(_locale) if _locale else None
-    if locale is not None:
-        from babel.numbers import format_decimal
+    from .formats import number
 
-        return str(format_decimal(value, locale=locale))
-    return f"{value:,}"
+    return number(value, _locale)
 
 
 def _report_table(*columns: str, numeric: int, title: str | None = None) -> Table:
@@ -1137,6 +1228,13 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "rewards": rewards,
     "nightly": nightly,
     "profile": profile,
+    "customer": customer,
+    "audience": audience,
+    "notices": notices,
+    "statements": statements,
+    "messages": messages,
+    "transfer": transfer,
+    "erase": erase,
     "import": import_summary,
     "balance": balance,
     "history": history,

@@ -32,7 +32,7 @@ from typing import Any
 
 from . import account as accounts
 from .clock import day_start, from_day_number, from_stamp, shop_day, stamp, zone
-from .engine import awards, refunds, spending, tiering
+from .engine import awards, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.nightly import night
 from .engine.requests import (
@@ -42,6 +42,7 @@ from .engine.requests import (
     RedeemRequest,
     RefundRequest,
     TierRequest,
+    TransferRequest,
 )
 from .errors import LoyaltyError, RulesInvalid
 from .models import Line, Ruleset
@@ -418,6 +419,16 @@ def _replay(book: Book, op: replay.PastOp, left: dict[str, int], result: Simulat
                     at=at,
                 ),
             )
+        elif op.kind == "transfer":
+            # Points moved between members (issue 15): the same move, decided again.
+            assert cid is not None
+            to = next((e.customer_id for e in op.entries if e.points > 0), None)
+            given = -sum(e.points for e in op.entries if e.customer_id == cid and e.points < 0)
+            if to is not None and given > 0:
+                transfers.transfer(
+                    book,
+                    TransferRequest(cid, to, given, op.reason or "transfer", txn=op.txn, at=at),
+                )
         elif op.kind == "tier" and op.event == "override" and op.tier is not None:
             assert cid is not None
             account = book.account(cid)

@@ -144,6 +144,7 @@ def test_enroll_with_referral_pays_the_referrer_once(shop: Shop) -> None:
             "duplicate": False,
             "dry_run": False,
         },
+        "consent_changes": [],
     }
     # Enrolling bob again with --exist-ok changes nothing and pays nobody twice.
     again = shop.ok("enroll", "bob", "--referred-by", "ann", "--exist-ok")
@@ -170,6 +171,7 @@ def test_balance_json_shape(shop: Shop) -> None:
         "points_adjusted": -5,
         "points_expired": 0,
         "points_refunded": 0,
+        "points_transferred": 0,
     }
 
 

@@ -205,7 +205,8 @@ def test_update_changes_the_profile_and_keeps_the_change(night: Shop) -> None:
         "phone": None,
         "birthday": None,
         "changed_fields": ["email"],
+        "consent_changes": [],
     }
     assert night.fails(2, "update", "C1").endswith(
-        "give at least one of --name, --email, --phone, --birthday"
+        "give at least one of --name, --email, --phone, --birthday, --consent, --withdraw"
     )

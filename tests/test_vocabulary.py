@@ -139,6 +139,12 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     )  # fmt: skip
     take("refund line", "refund", "R2", "--line", "S1:1", "--at", "2026-11-05T12:00")
     take("update", "update", "ann", "--email", "ann@example.com")
+    take(
+        "update consent",
+        "update", "ann", "--consent", "email", "--withdraw", "sms", "--consent-source", "till",
+    )  # fmt: skip
+    take("customer show", "customer", "show", "ann")
+    take("customer export", "customer", "export", "ann")
     take("balance", "balance", "ann")
     take("history", "history", "ann")
     take("tier", "tier", "ann")
@@ -168,6 +174,12 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     take("simulate", "simulate")
     version = shop.ok("explain", "R1")["rules_version"]
     take("rules show", "rules", "show", version[:12])
+    take("customer list", "customer", "list", "--transactional")
+    take("notices", "notices", "--within", "60")
+    take("statement", "statement", "ann")
+    take("transfer", "transfer", "ann", "bob", "10", "--reason", "pool", "--at", "2026-11-06T10:00")
+    take("customer erase", "customer", "erase", "bob", "--reason", "request 1")
+    take("customer show erased", "customer", "show", "bob")
     return docs
 
 
@@ -213,7 +225,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 36
+    assert len(documents(shop, as_json=False)) == 45
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

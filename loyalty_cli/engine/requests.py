@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from ..models import Line
+from .consent import ConsentChange
 
 # Events loyalty raises itself, never typed in with `earn --event`, and who raises them.
 SYSTEM_EVENTS = {
@@ -28,6 +29,9 @@ class EnrollRequest:
     at: datetime | None = None
     exist_ok: bool = False
     salt: bytes = b""  # random, from the caller: keys the profile digest
+    # Marketing consent given or withdrawn at enrollment (engine.consent), and where.
+    consent: tuple[ConsentChange, ...] = ()
+    consent_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,16 @@ class ProfileRequest:
     customer_id: str
     changes: dict[str, str | None]  # name, email, phone, birthday: the new values
     at: datetime | None = None
+    consent: tuple[ConsentChange, ...] = ()
+    consent_source: str | None = None
+
+
+@dataclass(frozen=True)
+class EraseRequest:
+    customer_id: str
+    reason: str  # kept in the ledger: it must not repeat what is erased
+    at: datetime | None = None
+    salt: bytes = b""  # random, from the caller: replaces the profile's salt
 
 
 @dataclass(frozen=True)
@@ -117,3 +131,21 @@ class TierRequest:
     reason: str
     until: date | None = None
     at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    from_customer: str
+    to_customer: str
+    points: int
+    reason: str
+    txn: str | None = None
+    at: datetime | None = None
+
+    def content(self) -> dict[str, object]:
+        return {
+            "customer_id": self.from_customer,
+            "to": self.to_customer,
+            "points": self.points,
+            "reason": self.reason,
+        }

@@ -11,6 +11,7 @@ from ..account import Profile
 from ..models import Award, AwardLine, ItemAward, Reward, TierPolicy
 from ..tiers import TierStatus
 from ..values import format_utc
+from .consent import ConsentRecord
 
 
 def line_json(line: AwardLine) -> dict[str, object]:
@@ -99,6 +100,7 @@ class EnrollResult:
     created: bool
     award: AwardResult
     referral: AwardResult | None
+    consent: tuple[ConsentRecord, ...] = ()  # the consent changes recorded with it
 
     def to_json(self) -> dict[str, object]:
         c = self.customer
@@ -112,6 +114,7 @@ class EnrollResult:
             "balance": self.award.balance,
             "lines": [line_json(line) for line in self.award.award.lines],
             "referral": None if self.referral is None else self.referral.to_json(),
+            "consent_changes": [record.to_json() for record in self.consent],
         }
 
 
@@ -205,12 +208,14 @@ class RefundResult:
 class ProfileResult:
     customer: Profile
     changed: tuple[str, ...]
+    consent: tuple[ConsentRecord, ...] = ()  # the consent changes recorded
 
     def to_json(self) -> dict[str, object]:
         return {
             "customer_id": self.customer.id,
             **contact(self.customer),
             "changed_fields": list(self.changed),
+            "consent_changes": [record.to_json() for record in self.consent],
         }
 
 

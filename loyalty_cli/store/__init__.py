@@ -206,6 +206,29 @@ class Store:
                 connection.lock_all()
             yield
 
+    @contextmanager
+    def erasing(self) -> Iterator[None]:
+        """A write whose removed values SQLite must overwrite, not leave in the
+        page's free space (PRAGMA secure_delete)."""
+        self.conn.execute("PRAGMA secure_delete = ON")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA secure_delete = OFF")
+
+    def purge(self) -> bool:
+        """Rewrite the file so no free page, free space in a page or write-ahead
+        log keeps a value written over or removed before (an erasure, and the
+        profile changes before it): VACUUM builds the file anew, and a TRUNCATE
+        checkpoint empties the log. False when a reader held the log and the
+        checkpoint could not finish: running it again later completes it."""
+        connection = self.connection
+        assert isinstance(connection, Connection), "a file's erasure (cli refuses it on PostgreSQL)"
+        with connection.translate():
+            connection._retry(lambda: self.conn.execute("VACUUM"))
+            busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        return bool(busy == 0)
+
     def verify(self, now: datetime) -> checks.VerifyReport:
         """Every check (verify.py), and the heads earlier verifies remembered; a
         ledger that passes has its head remembered beside it."""

@@ -288,11 +288,52 @@ def m008_writer_chains(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE operations ADD COLUMN writer TEXT")
 
 
+def m009_reaching(conn: sqlite3.Connection) -> None:
+    """Reaching customers (issue 15). `customer erase` (the one sanctioned
+    removal) replaces the customer's salt as it empties their personal fields,
+    so the digests chained before it can no longer be tested against a guess:
+    the identity trigger now allows exactly that. And two append-only tables
+    record the notices given and the messages sent, so a cron job never repeats
+    one. Nothing hashed changes. Written out here, not taken from schema.py, so
+    that this step stays what it was when later schemas change."""
+    conn.execute("DROP TRIGGER IF EXISTS customers_keep_identity")
+    conn.execute(
+        "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
+        "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
+        "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
+        "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
+        "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL "
+        "AND EXISTS (SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) "
+        "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
+        "nor their salt but in an erasure'); END"
+    )
+    names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if "notices_given" not in names:  # m005 wrote them already (it takes schema.TABLES)
+        conn.execute(
+            "CREATE TABLE notices_given (key TEXT PRIMARY KEY, customer_id TEXT NOT NULL "
+            "REFERENCES customers(id), kind TEXT NOT NULL, given INTEGER NOT NULL, "
+            "how TEXT NOT NULL) WITHOUT ROWID"
+        )
+        conn.execute(
+            "CREATE TABLE messages_sent (key TEXT PRIMARY KEY, customer_id TEXT NOT NULL "
+            "REFERENCES customers(id), template TEXT NOT NULL, sent INTEGER NOT NULL, "
+            "message_id TEXT NOT NULL) WITHOUT ROWID"
+        )
+    for table in ("notices_given", "messages_sent"):
+        for action in ("UPDATE", "DELETE"):
+            conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} "
+                f"ON {table} BEGIN SELECT RAISE(ABORT, '{table} are append-only: add a "
+                "correcting entry instead'); END"
+            )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
     m006_draw_expiry,
     m007_receipt_items,
     m008_writer_chains,
+    m009_reaching,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -58,8 +58,8 @@ def lots(conn: Conn, customer_id: str, until: int | None) -> list[Lot]:
         "SELECT e.id, e.earned_on, e.available_on, e.expires_on, e.points - "
         "COALESCE((SELECT SUM(d.points) FROM draws d JOIN entries de ON de.id = d.entry_id "
         "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) FROM entries e "
-        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0 "
-        "AND e.occurred <= ?1 ORDER BY e.id",
+        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust', 'transfer') "
+        "AND e.points > 0 AND e.occurred <= ?1 ORDER BY e.id",
         (limit, customer_id),
     )
     return [stored_lot(*row) for row in rows if row[4]]
@@ -180,6 +180,114 @@ def add_run(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (*run, run_hash(previous, run)),
     )
+
+
+class ProfileEvent(NamedTuple):
+    """A profile, consent or erasure operation, as a customer's record shows it."""
+
+    id: int
+    kind: str  # enroll, profile, consent, erase
+    occurred: int
+    recorded: int
+    event: str | None  # consent: given or withdrawn
+    category: str | None  # consent: the channel
+    reason: str | None  # profile: the fields changed; consent: its source; erase: why
+
+
+def profile_events(conn: Conn, customer_id: str, kinds: Sequence[str]) -> list[ProfileEvent]:
+    """The customer's operations of these kinds, oldest first (operations_customer)."""
+    marks = ", ".join("?" for _ in kinds)
+    rows = conn.execute(
+        "SELECT id, kind, occurred, recorded, event, category, reason FROM operations "
+        f"WHERE customer_id = ? AND kind IN ({marks}) ORDER BY id",
+        (customer_id, *kinds),
+    )
+    return [ProfileEvent(*row) for row in rows]
+
+
+def consent_by_customer(conn: Conn, channel: str) -> dict[str, tuple[str, int]]:
+    """Each customer's latest consent change on `channel`: (given|withdrawn, occurred)."""
+    rows = conn.execute(
+        "SELECT customer_id, event, occurred FROM operations WHERE id IN (SELECT MAX(id) "
+        "FROM operations WHERE kind = 'consent' AND category = ? GROUP BY customer_id)",
+        (channel,),
+    )
+    return {str(cid): (str(event), int(at)) for cid, event, at in rows}
+
+
+def erased(conn: Conn, customer_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """(when, why) each of these customers was erased, for those who were."""
+    rows = conn.execute(
+        "SELECT customer_id, occurred, reason FROM operations WHERE kind = 'erase' "
+        "AND customer_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(customer_ids)),),
+    )
+    return {str(cid): (int(at), str(reason)) for cid, at, reason in rows}
+
+
+def last_purchases(conn: Conn) -> dict[str, int]:
+    """Each customer's latest purchase time (operations_customer)."""
+    rows = conn.execute(
+        "SELECT customer_id, MAX(occurred) FROM operations WHERE kind = 'purchase' "
+        "GROUP BY customer_id"
+    )
+    return {str(cid): int(at) for cid, at in rows}
+
+
+def tier_changes_since(conn: Conn, since: int) -> list[tuple[int, str, str, str, int]]:
+    """Tier changes (not floors set by hand) from `since` on: (operation, customer,
+    tier, from tier, occurred), oldest first (operations_time)."""
+    rows = conn.execute(
+        "SELECT id, customer_id, tier, tier_from, occurred FROM operations "
+        "WHERE kind = 'tier' AND occurred >= ? AND event = 'change' ORDER BY id",
+        (since,),
+    )
+    return [(int(i), str(c), str(t), str(f), int(o)) for i, c, t, f, o in rows]
+
+
+def given_notices(conn: Conn, keys: Sequence[str]) -> dict[str, int]:
+    """When each of these notices was given, for those that were."""
+    rows = conn.execute(
+        "SELECT key, given FROM notices_given WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    return {str(key): int(at) for key, at in rows}
+
+
+def mark_given(conn: Conn, rows: Sequence[tuple[object, ...]]) -> None:
+    """(key, customer, kind, given, how) rows, none of them given before."""
+    from .schema import insert_many
+
+    insert_many(conn, "notices_given", "key, customer_id, kind, given, how", rows)
+
+
+def messages_sent(conn: Conn, keys: Sequence[str]) -> set[str]:
+    """Which of these messages were sent before."""
+    rows = conn.execute(
+        "SELECT key FROM messages_sent WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(keys)),),
+    )
+    return {str(key) for (key,) in rows}
+
+
+def record_sent(
+    conn: Conn,
+    message: tuple[object, ...],
+    notice: tuple[object, ...] | None,
+) -> None:
+    """A sent message (key, customer, template, sent, Message-ID) and, when it gave
+    a notice not given before, that notice (key, customer, kind, given, how)."""
+    conn.execute(
+        "INSERT INTO messages_sent (key, customer_id, template, sent, message_id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        message,
+    )
+    if notice is not None:
+        conn.execute(
+            "INSERT INTO notices_given (key, customer_id, kind, given, how) "
+            "SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM notices_given WHERE key = ?)",
+            (*notice, notice[0]),
+        )
 
 
 def sales_of(

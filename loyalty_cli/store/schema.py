@@ -63,7 +63,16 @@ DRAW_COLUMNS = f"{DRAW_FIELDS}, expires_on"
 RUN_FIELDS = "id, command, as_of, started, finished, summary"
 PROFILE_FIELDS = "id, name, email, phone, birthday, referred_by, enrolled, birthday_set"
 
-APPEND_ONLY = ("operations", "entries", "draws", "rulesets", "runs", "items")
+APPEND_ONLY = (
+    "operations",
+    "entries",
+    "draws",
+    "rulesets",
+    "runs",
+    "items",
+    "notices_given",
+    "messages_sent",
+)
 
 ITEMS_TABLE = """
     CREATE TABLE items (
@@ -77,7 +86,7 @@ ITEMS_TABLE = """
         PRIMARY KEY (op_id, number)
     ) WITHOUT ROWID
     """
-TABLES = (
+TABLES: tuple[str, ...] = (
     """
     CREATE TABLE rulesets (
         id INTEGER PRIMARY KEY,
@@ -160,6 +169,32 @@ TABLES = (
     )
     """,
 )
+# Reaching customers (schema 8): which notices were given and which messages
+# sent, so a cron job never gives or sends one twice. Not chained: they record
+# what was said to customers, not points, and hold no personal data (a refused
+# message is reported, not kept: the server's reply names the address).
+REACHING = (
+    """
+    CREATE TABLE notices_given (
+        key TEXT PRIMARY KEY,              -- the notice's stable key (notices.py)
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        kind TEXT NOT NULL,
+        given INTEGER NOT NULL,            -- when it was marked given
+        how TEXT NOT NULL                  -- 'marked' (notices --mark-given) or 'message'
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE messages_sent (
+        key TEXT PRIMARY KEY,              -- template and what it is about (messages.py)
+        customer_id TEXT NOT NULL REFERENCES customers(id),
+        template TEXT NOT NULL,
+        sent INTEGER NOT NULL,             -- when the server took it
+        message_id TEXT NOT NULL           -- its Message-ID header
+    ) WITHOUT ROWID
+    """,
+)
+TABLES = (*TABLES, *REACHING)
+
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
     "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)",
@@ -183,12 +218,26 @@ def _triggers() -> list[str]:
     out += [
         "CREATE TRIGGER customers_no_delete BEFORE DELETE ON customers "
         "BEGIN SELECT RAISE(ABORT, 'customers are never deleted'); END",
-        "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
-        "referred_by, salt ON customers "
-        "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change'); "
-        "END",
+        KEEP_IDENTITY,
     ]
     return out
+
+
+# A customer's id, enrollment and referrer never change; the salt changes only
+# in an erasure: an UPDATE that empties the personal fields of a customer whose
+# `erase` operation is recorded (engine/profiles.erase, store/append.py). A new
+# salt makes the digests chained before it untestable against a guess of the
+# erased values.
+KEEP_IDENTITY = (
+    "CREATE TRIGGER customers_keep_identity BEFORE UPDATE OF id, enrolled, recorded, "
+    "referred_by, salt ON customers WHEN NEW.id IS NOT OLD.id "
+    "OR NEW.enrolled IS NOT OLD.enrolled OR NEW.recorded IS NOT OLD.recorded "
+    "OR NEW.referred_by IS NOT OLD.referred_by OR (NEW.salt IS NOT OLD.salt AND NOT "
+    "(NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL AND NEW.birthday IS NULL "
+    "AND EXISTS (SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) "
+    "BEGIN SELECT RAISE(ABORT, 'a customer''s id, enrollment and referrer never change, "
+    "nor their salt but in an erasure'); END"
+)
 
 
 def budget_index(rule: str) -> tuple[str, str]:
@@ -284,4 +333,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9

@@ -241,7 +241,7 @@ _ACCOUNT_PARTS = (
             "e.expires_on",
         ],
         "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-        "WHERE e.kind IN ('enroll', 'earn', 'adjust') AND e.points > 0",
+        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
     ),
     _part(
         "refund",
