@@ -162,6 +162,14 @@ def test_without_psycopg_a_postgresql_url_is_refused_saying_how_to_install_it(
         ("report", "liability"),
         ("import-csv", "{dir}/sales.csv"),
         ("backup", "{dir}/copy.db"),
+        ("customer", "show", "C1"),
+        ("customer", "erase", "C1", "--reason", "asked"),
+        ("notices",),
+        ("statement", "C1"),
+        ("transfer", "C1", "C2", "10", "--reason", "family"),
+        ("progress", "C1"),
+        ("report", "games"),
+        ("simulate", "--rules", "{dir}/rules.yaml"),
     ],
 )
 def test_commands_not_yet_on_postgresql_refuse_with_one_line_and_exit_2(
