@@ -262,6 +262,8 @@ def test_mounts_are_undone(tmp_path: Path) -> None:
     mounts = Path("/proc/self/mounts")
     if not mounts.exists():
         pytest.skip("no /proc/self/mounts")
-    base = str(tmp_path.parent.parent)
+    # This run's folder (this worker's, under xdist, whose --dist loadfile keeps the
+    # module's mounting tests with this one): not other runs' or other workers'.
+    base = str(tmp_path.parent)
     left = [line for line in mounts.read_text().splitlines() if base in line]
     assert not left, left
