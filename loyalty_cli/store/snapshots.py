@@ -162,7 +162,7 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     a purchase that moves games costs no extra read. Each part is there only
     when some game needs it: the purchase columns cost a table lookup a purchase
     (the customer index covers the rest)."""
-    purchase = ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"]
+    purchase = list(_PURCHASE_COLUMNS)
     extra: list[str] = []
     if details:
         purchase += ["o.category", "o.sku", "o.quantity"]
@@ -200,6 +200,7 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     )
 
 
+_PURCHASE_COLUMNS = ("o.customer_id", "o.id", "o.occurred", "o.amount_cents")
 _PURCHASES = (
     "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
     "ON o.customer_id = ids.id AND o.kind = 'purchase'"
@@ -282,19 +283,11 @@ def _standings(by_points: bool) -> str:
     out. Lots come with nothing left in them, since no standing reads a balance:
     that skips the draws, most of the cost of reading an account."""
     parts = [
-        _part(
-            "customer",
-            [
-                *("c.id", "c.name", "c.email", "c.phone", "c.birthday", "c.referred_by"),
-                *("c.enrolled", "c.birthday_set", "c.salt"),
-            ],
-            "FROM customers c JOIN ids ON c.id = ids.id",
-        ),
+        _ACCOUNT_PARTS[0],  # the customer, as every account has it
         _part(
             "purchase",
-            ["o.customer_id", "o.id", "o.occurred", "o.amount_cents"],
-            "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
-            "ON o.customer_id = ids.id AND o.kind = 'purchase' AND o.occurred < ?2",
+            list(_PURCHASE_COLUMNS),
+            _PURCHASES + " AND o.occurred < ?2",
         ),
         _part(
             "refund",
