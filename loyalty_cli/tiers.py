@@ -37,6 +37,33 @@ class Qualifying(NamedTuple):
     amount: Decimal | int
 
 
+def folded(amounts: tuple[Qualifying, ...], before: date | None) -> tuple[Qualifying, ...]:
+    """`amounts` (sorted by day) with those of one day added up, and those dated
+    before `before` left out: a replay passes the day before which no window a
+    later decision looks at can start (None: a lifetime window, where all count).
+    Window totals, and the days they can peak on, come out the same."""
+    out: list[Qualifying] = []
+    for q in amounts:
+        if before is not None and q.day < before:
+            continue
+        if out and out[-1].day == q.day:
+            out[-1] = Qualifying(q.day, out[-1].amount + q.amount)
+        else:
+            out.append(q)
+    return amounts if len(out) == len(amounts) else tuple(out)
+
+
+def oldest_needed(windows: Iterable[str], floor: date) -> date | None:
+    """The first day whose amounts a tier decision dated `floor` or later may
+    still count, under any of `windows`: a rolling window looks back 12 months,
+    and a tier reached up to 12 months before that may still be held (24 for a
+    calendar year, from 1 January of the year before); a lifetime window needs
+    them all (None)."""
+    if "lifetime" in windows:
+        return None
+    return add_months(floor, -25)
+
+
 class Override(NamedTuple):
     tier: str
     until: date | None
