@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -348,6 +349,54 @@ def test_a_broken_rule_is_caught_and_named(example_shop: Shop) -> None:
     assert "FAIL" in table.stdout and "rule 'base' expected +42, got +46" in table.stdout
 
 
+RECEIPT_CASE = "  - name: a receipt earns line by line, and its basket counts as a whole\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule", "expected", "actual"),
+    [
+        # A till exclusion meant for delivery lines, written for books by mistake:
+        # the books line earns nothing and leaves the basket (84.90: no big-basket).
+        (
+            "earn:\n",
+            "base",
+            79,
+            59,
+        ),
+        # The shoes bonus judged once on the receipt, which has no category.
+        (
+            "    when: {category: {in: [shoes, bags]}}\n",
+            "shoes-and-bags",
+            59,
+            0,
+        ),
+    ],
+)
+def test_a_broken_line_rule_is_caught_by_the_receipt_case(
+    example_shop: Shop, edit: str, rule: str, expected: int, actual: int
+) -> None:
+    text = EXAMPLE_RULES.read_text()
+    assert RECEIPT_CASE in text
+    if rule == "base":
+        broken = text.replace(
+            edit,
+            edit + "  - {id: no-books, on: purchase, when: {category: books}, exclude: true}\n",
+        )
+    else:
+        broken = text.replace(edit, edit + "    per: receipt\n")
+    assert broken != text
+    example_shop.rules.write_text(broken)
+    result = example_shop.run("rules", "test", "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    name = RECEIPT_CASE.split("name: ")[1].strip()
+    (case,) = [c for c in doc["cases"] if c["name"] == name]
+    assert not case["passed"]
+    wrong = {r["rule"]: (r["expected"], r["points"]) for r in case["rules"] if not r["passed"]}
+    assert wrong[rule] == (expected, actual)
+    assert f"{doc['tests_failed']} of {doc['tests']} rule tests failed" in result.stderr
+
+
 CASES = """\
 program: {name: T, timezone: Europe/London}
 tiers:
@@ -414,6 +463,63 @@ def test_bad_cases_are_refused_at_their_line(shop: Shop) -> None:
     assert "unknown tier 'platinum'" in errors
     assert "amount has more than 2 decimal places" in errors
     assert "amount must be greater than zero, got 0" in errors
+
+
+def test_a_receipt_case_runs_its_lines_as_earn_does(shop: Shop) -> None:
+    shop.write_rules(CASES.replace("tests:", "  - {id: bags, on: purchase, when: {category: bags}, points_per_unit: 1}\n  - {id: big, on: purchase, min_amount: 20, points: 7}\ntests:") + textwrap.indent(textwrap.dedent("""\
+        - name: two lines
+          at: 2026-05-05T12:00
+          purchase: {lines: ["bags/B-1:2x4.75", "food:12.30-0.50"]}
+          expect: {base: 20, bags: 9, big: 7}
+        - name: one line is a purchase of it
+          at: 2026-05-05T12:00
+          purchase: {lines: ["bags:3x1.50"], amount: 4.50}
+          expect: {base: 4, bags: 4}
+        - name: a refund of half a receipt
+          at: 2026-05-05T12:00
+          refund: {amount: 10.65, of: {lines: ["bags:9.50", "food:11.80"]}}
+          expect: {refund: -18}
+        """), "  "))  # fmt: skip
+    doc = shop.ok("rules", "test")
+    assert [c["passed"] for c in doc["cases"]] == [True, True, True], doc
+    detail = {r["rule"]: r["detail"] for r in doc["cases"][0]["rules"]}
+    assert detail["base"].startswith("line 1: 9.50 x 1 per unit")
+    assert "line 2: 11.80" in detail["base"]
+    assert detail["big"].startswith("receipt")
+
+
+def test_bad_receipt_lines_are_refused_at_their_line(shop: Shop) -> None:
+    shop.write_rules(CASES + textwrap.indent(textwrap.dedent("""\
+        - name: bad lines
+          at: 2026-05-05T12:00
+          purchase:
+            lines:
+              - shoes59
+              - "food:2x"
+              - "food:1.00"
+          expect: {}
+        - name: both ways
+          at: 2026-05-05T12:00
+          purchase: {lines: ["food:1.00", "food:2.00"], amount: 4, category: food}
+          expect: {}
+        - name: no lines
+          at: 2026-05-05T12:00
+          purchase: {lines: []}
+          expect: {}
+        - name: nothing to earn on
+          at: 2026-05-05T12:00
+          purchase: {lines: ["food:0.00"]}
+          expect: {}
+        """), "  "))  # fmt: skip
+    result = shop.run("rules", "test")
+    assert result.exit_code == 78, result.output
+    errors = result.stderr
+    assert f"{shop.rules}:15:11: line 'shoes59' is not CATEGORY[/SKU]:[QTYx]PRICE" in errors
+    assert f"{shop.rules}:16:11: line 'food:2x': price '2x' is not a number" in errors
+    assert f"{shop.rules}:21:62: category goes in each line when a purchase has lines" in errors
+    assert f"{shop.rules}:21:59: amount 4.00 is not the lines' total 3.00; leave it out" in errors
+    assert "a test's purchase needs at least one line" in errors
+    assert "the lines come to 0.00" in errors
 
 
 # --- explain and rules show --------------------------------------------------------
