@@ -294,6 +294,41 @@ def test_simulate_compares_and_leaves_the_ledger_byte_for_byte(shop: Shop) -> No
     assert digest(shop.db) == before
 
 
+def narrow(text: str) -> list[str]:
+    """The lines of a view wider than 80 columns, except one unbreakable word (a
+    path, a hash) on a line of its own, and a diff's headers (as `diff -u` writes
+    them, with the files' paths)."""
+    return [
+        line
+        for line in text.splitlines()
+        if len(line.rstrip()) > 80 and " " in line.strip() and not line.startswith(("--- ", "+++ "))
+    ]
+
+
+def test_the_views_of_people_fit_80_columns(shop: Shop) -> None:
+    history(shop)
+    new = shop.dir / "a-rules-file-with-a-rather-long-name-for-what-it-changes.yaml"
+    new.write_text(SHOP_RULES.replace("cost: 100", "cost: 200"))
+    views = [
+        shop.run("simulate", "--rules", str(new), "--to", "2026-02-28", "--no-json"),
+        shop.run("explain", "R1", "--no-json"),
+        shop.run("explain", "R1", "--diff", "--rules", str(new), "--no-json"),
+        shop.run("rules", "show", shop.ok("explain", "R1")["rules_version"], "--no-json"),
+    ]
+    shop.write_rules(
+        SHOP_RULES
+        + "tests:\n  - name: shoes are meant to earn three times over on a long receipt\n"
+        "    at: 2026-05-05T12:00\n    purchase: {lines: [shoes:20.00, hats:1.00]}\n"
+        "    expect: {base: 21, shoes: 40}\n"
+    )
+    views.append(shop.run("rules", "test", "--no-json"))
+    assert [v.exit_code for v in views] == [0, 0, 0, 0, 1], views[-1].output
+    assert "insufficient points" in views[0].stdout
+    assert "rule 'shoes' expected +40, got +20" in " ".join(views[-1].stdout.split())
+    for view in views:
+        assert narrow(view.stdout) == [], view.stdout
+
+
 def test_simulate_from_a_day_keeps_what_came_before(shop: Shop) -> None:
     history(shop)
     new = shop.dir / "new.yaml"
@@ -346,7 +381,8 @@ def test_a_broken_rule_is_caught_and_named(example_shop: Shop) -> None:
     assert f"{example_shop.rules}:" in line
     table = example_shop.run("rules", "test", "--no-json")
     assert table.exit_code == 1
-    assert "FAIL" in table.stdout and "rule 'base' expected +42, got +46" in table.stdout
+    words = " ".join(table.stdout.split())  # prose wraps at 80 columns
+    assert "FAIL" in words and "rule 'base' expected +42, got +46" in words
 
 
 RECEIPT_CASE = "  - name: a receipt earns line by line, and its basket counts as a whole\n"
