@@ -50,6 +50,8 @@ from .engine.requests import (
     TransferRequest,
 )
 from .errors import LoyaltyError, RulesInvalid
+from .games.model import Games
+from .games.play import fold
 from .models import Line, Ruleset
 from .store import Store, replay
 from .store import reports as ledger_reports
@@ -281,11 +283,13 @@ def simulate(
     last: date,
     top: int = 10,
     compact_from: int | None = COMPACT_FROM,
+    block: int = BLOCK,
 ) -> Simulation:
     """The history up to the end of `last` (shop-local), the period from `first`
     (None: the beginning) replayed under `new`. `compact_from`: the size at
     which an account is first compacted (None: never, 1: after every decision;
-    the result is the same)."""
+    the result is the same); `block`: how many operation ids to look ahead at
+    once (refunds to come, the earliest time of what is still to come)."""
     tz = zone(new.program.timezone)
     begin = None if first is None else stamp(day_start(first, tz))
     until = stamp(day_start(last + timedelta(days=1), tz)) - 1
@@ -301,7 +305,10 @@ def simulate(
         compaction = None
         if compact_from is not None:
             used = [new] if first is None else [new, *map(versions.of, versions.texts)]
-            compaction = Compaction(book, tz, runs, replay.earliest_ahead(conn, BLOCK), used)
+            ahead = replay.earliest_ahead(conn, block)
+            # The games' facts fold only under one set of rules from start to end.
+            games = new.games if first is None else None
+            compaction = Compaction(book, tz, runs, ahead, used, games)
             compaction.start = compact_from
         # What the ledger recorded: balances (before overdue lots), tiers.
         held: dict[str, int] = {}
@@ -311,9 +318,8 @@ def simulate(
                 _nightly(book, runs[run], (begin, until), versions, result)
                 run += 1
             if op.id >= looked:
-                block = op.id // BLOCK * BLOCK
-                looked = block + BLOCK
-                left.update(replay.refunded(conn, block, looked - 1))
+                looked = op.id // block * block + block
+                left.update(replay.refunded(conn, looked - block, looked - 1))
             inside = begin is None or op.occurred >= begin
             rules = new if inside else versions.of(op.version)
             _use(book, rules)
@@ -539,11 +545,10 @@ class Compaction:
     any decision still to come can be dated (the operations from the current
     block of ids on, occurred or recorded, and the nightly runs still to come,
     with two days' margin for time zones), keeping whole the lots a refund to
-    come will draw on by id. What is NOT compacted: the games' facts (each
-    counted purchase and event, Play.facts), which stamps, milestones and
-    streaks count over a customer's whole history, and which the rules of a
-    later period (simulate --from) may count differently; with games in the
-    rules, the Book still grows by one fact per counted purchase.
+    come will draw on by id and the purchases it will change. The games' facts
+    are folded into each game's total (games.play.fold) only when the whole
+    history is replayed under one set of rules: with `--from`, the rules of the
+    period may count the facts of before it differently.
     """
 
     start = COMPACT_FROM
@@ -555,8 +560,10 @@ class Compaction:
         runs: list[tuple[str, int, str | None]],
         ahead: list[tuple[int, int]],
         rules: list[Ruleset],
+        games: Games | None,
     ) -> None:
         self.book = book
+        self.games = games  # None: the games' facts are not folded
         self.tz = tz
         self.ahead = ahead
         self.block = 0  # the index in `ahead` of the current block
@@ -585,26 +592,36 @@ class Compaction:
             account = self.book.accounts.get(cid)
             if account is None:
                 continue
-            size = len(account.lots) + len(account.qualifying) + len(account.uses)
-            if size < self.limits.get(cid, self.start):
+            if _size(account) < self.limits.get(cid, self.start):
                 continue
             if floor is None:
                 floor = self.floor(op_id, run)
-            account = accounts.compact(account, floor, self._kept(cid), self.windows)
+            lots, ops = self._kept(cid)
+            account = accounts.compact(account, floor, lots, self.windows)
+            if self.games is not None and account.play is not None:
+                account = account.with_(play=fold(self.games, account.play, floor, ops))
             self.book.accounts[cid] = account
-            size = len(account.lots) + len(account.qualifying) + len(account.uses)
+            size = _size(account)
             # start 1 (tests): after every decision
             self.limits[cid] = 1 if self.start <= 1 else max(self.start, 2 * size)
 
-    def _kept(self, cid: str) -> frozenset[int]:
-        """The customer's lots that a refund to come will draw on by id: the award
-        lines of their purchases the Book keeps for those refunds."""
+    def _kept(self, cid: str) -> tuple[frozenset[int], frozenset[int]]:
+        """What a refund to come will look up by id: the customer's lots it draws
+        on (the award lines of their purchases the Book keeps for those refunds),
+        and those purchases (operation ids; the games count what is left of them)."""
         ids: set[int] = set()
+        ops: set[int] = set()
         for kept in self.book.recorded.values():
             if kept.customer_id == cid:
                 lines = kept.entries if isinstance(kept, NewOperation) else kept.lines
                 ids.update(line.id for line in lines)
-        return frozenset(ids)
+                ops.add(kept.id)
+        return frozenset(ids), frozenset(ops)
+
+
+def _size(account: accounts.Account) -> int:
+    facts = 0 if account.play is None else len(account.play.facts)
+    return len(account.lots) + len(account.qualifying) + len(account.uses) + facts
 
 
 def _forget(book: Book, op: replay.PastOp, left: dict[str, int]) -> None:

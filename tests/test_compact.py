@@ -157,3 +157,74 @@ def test_folded_uses_count_the_same_in_every_later_period(
                 assert accounts.usage(compacted, key, per, at, TZ) == accounts.usage(
                     account, key, per, at, TZ
                 )
+
+
+GAMES_RULES = """\
+program: {name: G, timezone: Europe/London}
+earn: [{id: base, on: purchase, points_per_unit: 1}]
+badges: [{id: regular, name: Regular}]
+games:
+  - {id: card, stamps: 3, per_day: 1, min_amount: 5, give: {points: 15, badge: regular}}
+  - {id: plain, stamps: 4, give: {points: 5}}
+  - {id: spender, milestones: [50, 200], metric: spend, give: {points: 30}}
+  - {id: bagged, milestones: [3, 9], metric: units, category: bags, give: {points: 7}}
+  - {id: weekly, streak: {period: week, at_least: 1, length: 3, forgive: 1}, give: {points: 25}}
+  - {id: monthly, streak: {period: month, at_least: 2, length: 2}, give: {points: 40}}
+  - id: spring
+    challenge:
+      from: 2026-02-01
+      to: 2026-05-31
+      goals: [{purchases: 4}, {spend: 100, category: bags}]
+    give: {points: 60}
+"""
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    facts=st.lists(
+        st.tuples(
+            st.integers(0, 400),  # day
+            st.integers(100, 9000),  # cents
+            st.sampled_from([None, "bags"]),
+            st.integers(1, 3),  # quantity
+        ),
+        max_size=30,
+    ),
+    cuts=st.lists(st.integers(0, 420), min_size=1, max_size=4),
+    keep=st.sets(st.integers(1, 30), max_size=2),
+    monthly=st.booleans(),
+)
+def test_folded_game_facts_measure_and_stand_the_same_on_every_later_day(
+    facts: list[tuple[int, int, str | None, int]], cuts: list[int], keep: set[int], monthly: bool
+) -> None:
+    """With a week and a month streak together, facts fold only up to a Monday
+    that is the 1st of a month; with the week streak alone, up to any Monday."""
+    from loyalty_cli.games import play as games
+    from loyalty_cli.games.model import Fact, Play
+    from loyalty_cli.rules import parse_rules
+
+    text = GAMES_RULES if monthly else GAMES_RULES.replace("  - {id: monthly", "  # {id: monthly")
+    book = parse_rules(text).games
+    assert book is not None
+    whole = Play(
+        tuple(
+            Fact(n, DAY0 + timedelta(days=d), "purchase", c, c, cat, None, q)
+            for n, (d, c, cat, q) in enumerate(facts, 1)
+        ),
+        earned=17,
+    )
+    play = whole
+    for cut in sorted(cuts):
+        first = DAY0 + timedelta(days=cut)
+        play = games.fold(book, play, first, frozenset(keep))
+        assert {f.op for f in whole.facts if f.op in keep} <= {f.op for f in play.facts}
+        for game in book.games:
+            assert games.measure(game, play.facts, 17, play.base.get(game.id)) == games.measure(
+                game, whole.facts, 17
+            )
+            for n in (0, 6, 7, 31, 90):
+                today = first + timedelta(days=n)
+                assert games.standing(game, play, today) == games.standing(game, whole, today)
+        later = first + timedelta(days=40)
+        assert games.settled(book, play, first, later) == games.settled(book, whole, first, later)
+    assert len(play.facts) <= len(whole.facts)
