@@ -20,8 +20,7 @@ Nothing is written: the ledger is opened read-only and read in one snapshot.
   operation only while a later refund may still look it up, and each account is
   compacted as it grows (account.compact): what no later decision can tell
   apart is folded together, judged by the earliest time of any operation still
-  to come (a block of operation ids at a time). The games' facts are the
-  exception (see Compaction).
+  to come (a block of operation ids at a time). See Compaction.
 """
 
 from __future__ import annotations
