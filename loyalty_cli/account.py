@@ -160,7 +160,11 @@ def usage(account: Account, key: str, per: Period, at: datetime, tz: tzinfo) -> 
 
 
 def compact(
-    account: Account, floor: date, keep: frozenset[int], windows: AbstractSet[str]
+    account: Account,
+    floor: date,
+    keep: frozenset[int],
+    windows: AbstractSet[str],
+    kept_from: date | None = None,
 ) -> Account:
     """The account with what no decision dated `floor` or later can tell apart
     folded together, for a replay that keeps every account of a long history
@@ -170,12 +174,17 @@ def compact(
       `floor`, become one (lots.merged); lots in `keep` stay whole;
     - tier inputs: one per day, and none older than any window of `windows` (the
       tier windows of every rules version the replay may still use) can reach;
+      under one calendar_year or lifetime window, those before `floor` (and
+      before `kept_from`, the first day of a purchase a refund to come will
+      lower) two a year (tiers.folded);
     - uses: those before every calendar period a decision from `floor` on can
       fall in (at worst the week or year containing `floor`) become one per key,
       dated before those periods and counted whole (a lifetime cap counts them all).
     Every decision from `floor` on comes out the same on the result."""
     held = lots.merged(account.lots, floor, keep)
-    qualifying = folded(account.qualifying, oldest_needed(windows, floor))
+    cut = floor if kept_from is None else min(floor, kept_from)
+    window = next(iter(windows)) if len(windows) == 1 else None
+    qualifying = folded(account.qualifying, oldest_needed(windows, floor), cut, window)
     uses = _folded_uses(account.uses, _period_floor(floor))
     if held is account.lots and qualifying is account.qualifying and uses is account.uses:
         return account

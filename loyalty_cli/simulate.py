@@ -595,8 +595,8 @@ class Compaction:
                 continue
             if floor is None:
                 floor = self.floor(op_id, run)
-            lots, ops = self._kept(cid)
-            account = accounts.compact(account, floor, lots, self.windows)
+            lots, ops, first = self._kept(cid)
+            account = accounts.compact(account, floor, lots, self.windows, first)
             if self.games is not None and account.play is not None:
                 account = account.with_(play=fold(self.games, account.play, floor, ops))
             self.book.accounts[cid] = account
@@ -604,18 +604,22 @@ class Compaction:
             # start 1 (tests): after every decision
             self.limits[cid] = 1 if self.start <= 1 else max(self.start, 2 * size)
 
-    def _kept(self, cid: str) -> tuple[frozenset[int], frozenset[int]]:
-        """What a refund to come will look up by id: the customer's lots it draws
-        on (the award lines of their purchases the Book keeps for those refunds),
-        and those purchases (operation ids; the games count what is left of them)."""
+    def _kept(self, cid: str) -> tuple[frozenset[int], frozenset[int], date | None]:
+        """What a refund to come will look up: the customer's lots it draws on by
+        id (the award lines of their purchases the Book keeps for those refunds),
+        those purchases (operation ids; the games count what is left of them), and
+        the first day of them (a refund lowers the tier inputs from that day)."""
         ids: set[int] = set()
         ops: set[int] = set()
+        first: date | None = None
         for kept in self.book.recorded.values():
             if kept.customer_id == cid:
                 lines = kept.entries if isinstance(kept, NewOperation) else kept.lines
                 ids.update(line.id for line in lines)
                 ops.add(kept.id)
-        return frozenset(ids), frozenset(ops)
+                day = shop_day(kept.occurred_at, self.tz) - timedelta(days=2)
+                first = day if first is None else min(first, day)
+        return frozenset(ids), frozenset(ops), first
 
 
 def _size(account: accounts.Account) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import account as accounts
@@ -111,24 +111,40 @@ LEVELS = (
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     amounts=st.lists(st.tuples(st.integers(0, 1500), st.integers(-80, 200)), max_size=25),
-    floor=st.integers(0, 1600),
+    floors=st.lists(st.integers(0, 1600), min_size=1, max_size=3),
+    later=st.lists(st.tuples(st.integers(0, 400), st.integers(-80, 200)), max_size=6),
     window=st.sampled_from(["calendar_year", "rolling_12_months", "lifetime"]),
     downgrade=st.sampled_from(["keep_next_window", "reevaluate"]),
 )
+# Silver reached, then lowered by a refund: the year's peak still holds the tier.
+@example([(10, 150), (20, -100)], [30], [], "calendar_year", "keep_next_window")
+@example([(10, 150), (20, -100)], [30], [(5, 10)], "lifetime", "keep_next_window")
 def test_folded_tier_inputs_give_every_later_day_the_same_tier(
-    amounts: list[tuple[int, int]], floor: int, window: str, downgrade: str
+    amounts: list[tuple[int, int]],
+    floors: list[int],
+    later: list[tuple[int, int]],
+    window: str,
+    downgrade: str,
 ) -> None:
+    """Folded at one day after another, with amounts (refunds too) added on days
+    from each floor on, as a replay adds them."""
     policy = TierPolicy("spend", window, downgrade, LEVELS)  # type: ignore[arg-type]
     held = tuple(sorted(Qualifying(DAY0 + timedelta(days=d), a) for d, a in amounts))
-    first = DAY0 + timedelta(days=floor)
-    kept = folded(held, oldest_needed({window}, first))
-    assert len({q.day for q in kept}) == len(kept)
-    for n in (0, 1, 30, 200, 364, 365, 366, 700, 800):
-        today = first + timedelta(days=n)
-        assert status(policy, kept, today) == status(policy, held, today)
+    kept = held
+    for floor in sorted(floors):
+        first = DAY0 + timedelta(days=floor)
+        kept = folded(kept, oldest_needed({window}, first), first, window)
+        assert len({q.day for q in kept}) == len(kept)
+        for n in (0, 1, 30, 200, 364, 365, 366, 700, 800):
+            today = first + timedelta(days=n)
+            assert status(policy, kept, today) == status(policy, held, today)
+        for d, a in later:
+            added = Qualifying(first + timedelta(days=d), a)
+            held = tuple(sorted((*held, added)))
+            kept = tuple(sorted((*kept, added)))
 
 
 @settings(max_examples=100, deadline=None)
