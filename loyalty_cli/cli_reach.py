@@ -355,3 +355,39 @@ def transfer(
     with open_ledger(db) as store:
         result = transfer(store, ruleset, request, cli.now())
     show(result.to_json(), "transfer", as_json, ruleset.program.locale)
+
+
+@command()
+def merge(
+    keep: Annotated[str, typer.Argument(metavar="KEEP", help="The account that stays.")],
+    duplicate: Annotated[
+        str, typer.Argument(metavar="DUPLICATE", help="The account folded into KEEP.")
+    ],
+    reason: Annotated[str | None, typer.Option(help="Why (required; kept in the ledger).")] = None,
+    txn: cli.TxnOption = None,
+    at: cli.AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Fold a duplicate account into another: its points move with their own
+    expiry and pending days, its purchases count for KEEP, and DUPLICATE can no
+    longer be used.
+
+    Example: loyalty merge C1001 C2417 --reason "same person, second card" --txn M-12
+    """
+    from .operations import MergeRequest, merge
+
+    if reason is None or (text := cli._text(reason, "--reason")) is None:
+        raise BadArgument("merge needs --reason (it is kept in the ledger)", field="--reason")
+    ruleset = load(rules)
+    request = MergeRequest(
+        check_customer_id(keep, what="KEEP"),
+        check_customer_id(duplicate, what="DUPLICATE"),
+        text,
+        cli._code(txn, "--txn"),
+        cli._at(at, ruleset),
+    )
+    with open_ledger(db) as store:
+        result = merge(store, ruleset, request, cli.now())
+    show(result.to_json(), "merge", as_json, ruleset.program.locale)

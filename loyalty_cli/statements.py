@@ -251,6 +251,9 @@ def words(rows: list[HistoryRow], ruleset: Ruleset) -> str:
     if kind == "transfer":
         moved = "Points received" if sum(r.points for r in rows) > 0 else "Points given"
         return f"{moved}: {first.reason}" if first.reason else moved
+    if kind == "merge":
+        # The keeper's side: the points of the other card, now on this account.
+        return "Points from your other account joined"
     if kind == "refund":
         return f"Refund of {money(first.amount_cents)}" if first.amount_cents else "Refund"
     if kind == "tier":
