@@ -680,8 +680,8 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 salt=row[9],
                 merged_into=alias.get(cid),
             )
-        elif tag == "net":
-            net[cid] = row[2]
+        elif tag == "net":  # added up: a merged duplicate's row comes too
+            net[cid] = net.get(cid, 0) + row[2]
         elif tag == "lot":
             _, _, lot_id, kind, left, points, earned, available, expires = row[:9]
             if by_points and kind in ("earn", "enroll"):
@@ -700,7 +700,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
         elif tag == "earned":
-            rules_points[cid] = int(row[2])
+            rules_points[cid] = rules_points.get(cid, 0) + int(row[2])
         elif tag == "refund":
             refunds[row[2]] = (row[3], row[4])
         elif tag == "taken":
