@@ -7,11 +7,14 @@ reason where it cannot be done."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import date, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from loyalty_cli.store.schema import SCHEMA_VERSION
 
 from .conftest import Shop
 
@@ -283,3 +286,20 @@ def test_balance_after_is_the_sum_and_expiry_dates_are_unchanged(
     lots = shop.ok("customer", "export", "K")
     assert lots["merged"][0]["customer_id"] == "D"
     assert shop.ok("verify")["ok"]
+
+
+def test_a_schema_9_ledger_is_upgraded_in_place_and_can_merge(twins: Shop) -> None:
+    """Schema 9 is schema 10 without the merges table: made here by dropping it."""
+    with closing(sqlite3.connect(twins.db, isolation_level=None)) as conn:
+        for action in ("update", "delete"):
+            conn.execute(f"DROP TRIGGER merges_no_{action}")
+        conn.execute("DROP TABLE merges")
+        conn.execute("PRAGMA user_version = 9")
+    assert twins.ok("verify")["ok"]  # opening it ran m010_merges: the table and its triggers
+    with closing(sqlite3.connect(twins.db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    twins.ok("merge", "ann", "ann2", "--reason", "same person")
+    assert twins.ok("balance", "ann")["balance"] == 260
+    assert twins.ok("verify")["ok"]
+    with closing(sqlite3.connect(twins.db)) as conn, pytest.raises(sqlite3.IntegrityError):
+        conn.execute("DELETE FROM merges")
