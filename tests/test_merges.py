@@ -303,3 +303,29 @@ def test_a_schema_9_ledger_is_upgraded_in_place_and_can_merge(twins: Shop) -> No
     assert twins.ok("verify")["ok"]
     with closing(sqlite3.connect(twins.db)) as conn, pytest.raises(sqlite3.IntegrityError):
         conn.execute("DELETE FROM merges")
+
+
+def test_statement_import_copy_and_simulate_see_one_account(twins: Shop) -> None:
+    twins.ok("merge", "ann", "ann2", "--reason", "same person", "--txn", "M1")
+    doc = twins.ok("statement", "ann", "--format", "json")
+    joined = [a for a in doc["recent_activity"] if a["kind"] == "merge"]
+    assert [(a["description"], a["points"]) for a in joined] == [
+        ("Points from your other account joined", 200)
+    ]
+    assert twins.fails(1, "statement", "ann2") == (
+        "error: customer 'ann2' was merged into 'ann': use 'ann'"
+    )
+    # a till's file still naming the duplicate: its row is rejected, saying where to go
+    (twins.dir / "sales.csv").write_text(
+        "customer_id,amount,date,txn\nann2,5.00,2026-03-20,S1\nann,5.00,2026-03-20,S2\n"
+    )
+    result = twins.run("import-csv", str(twins.dir / "sales.csv"), "--json")
+    assert result.exit_code == 65, result.output
+    assert "customer 'ann2' was merged into 'ann'" in result.stderr
+    assert twins.ok("balance", "ann")["balance"] == 265
+    # a copy of the ledger keeps the merge, and verifies
+    copied = twins.ok("db", "copy", str(twins.db), str(twins.dir / "copy.db"))
+    assert copied["ok"] and copied["rows"]["merges"] == 1
+    # a replay decides the merge again: nothing differs, nothing is refused
+    replayed = twins.ok("simulate", "--rules", str(twins.rules))
+    assert replayed["refused"] == [] and replayed["customers_changed"] == 0, replayed
