@@ -46,6 +46,9 @@ class Profile:
     referred_by: str | None = None
     birthday_set_at: datetime | None = None
     salt: bytes = b""  # keys the profile digest that verify checks (see store.chain)
+    # A merged duplicate: the account that now holds its points and history. Its
+    # own Account is then empty: nothing may be written to it (Book.account).
+    merged_into: str | None = None
 
 
 class Use(NamedTuple):

@@ -15,15 +15,17 @@ from datetime import date, datetime
 from typing import TypeVar
 
 from .clock import from_stamp, stamp
-from .engine import awards, consent, profiles, refunds, spending, tiering, transfers
+from .engine import awards, consent, merges, profiles, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.lifecycle import today_of
+from .engine.merges import MergeResult
 from .engine.profiles import EraseResult
 from .engine.requests import (
     AdjustRequest,
     EarnRequest,
     EnrollRequest,
     EraseRequest,
+    MergeRequest,
     ProfileRequest,
     RedeemRequest,
     RefundRequest,
@@ -54,6 +56,7 @@ __all__ = [
     "EarnRequest",
     "EnrollRequest",
     "EraseRequest",
+    "MergeRequest",
     "ProfileRequest",
     "RedeemRequest",
     "RefundRequest",
@@ -184,6 +187,17 @@ def transfer(
     people = [request.from_customer, request.to_customer]
     with store.writing(ruleset, now, people, [request.txn]) as book:
         return transfers.transfer(book, request)
+
+
+def merge(store: Store, ruleset: Ruleset, request: MergeRequest, now: datetime) -> MergeResult:
+    """Fold a duplicate account into another (engine/merges.py), in one write: both
+    accounts, whether others were merged into the duplicate and whether the
+    keeper was erased, read under the write lock."""
+    people = [request.keep, request.duplicate]
+    with store.writing(ruleset, now, people, [request.txn]) as book:
+        absorbed = len(queries.duplicates_of(store.conn, request.duplicate))
+        erased = request.keep in queries.erased(store.conn, [request.keep])
+        return merges.merge(book, request, absorbed=absorbed, keeper_erased=erased)
 
 
 def set_tier(store: Store, ruleset: Ruleset, request: TierRequest, now: datetime) -> TierResult:

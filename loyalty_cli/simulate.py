@@ -35,7 +35,7 @@ from typing import Any
 
 from . import account as accounts
 from .clock import day_start, from_day_number, from_stamp, shop_day, stamp, zone
-from .engine import awards, refunds, spending, tiering, transfers
+from .engine import awards, merges, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.nightly import night
 from .engine.records import NewOperation
@@ -43,6 +43,7 @@ from .engine.requests import (
     AdjustRequest,
     EarnRequest,
     EnrollRequest,
+    MergeRequest,
     RedeemRequest,
     RefundRequest,
     TierRequest,
@@ -456,6 +457,16 @@ def _replay(book: Book, op: replay.PastOp, left: dict[str, int], result: Simulat
                     book,
                     TransferRequest(cid, to, given, op.reason or "transfer", txn=op.txn, at=at),
                 )
+        elif op.kind == "merge":
+            # A duplicate folded into its keeper (issue 15): the same fold, decided
+            # again (its first entry names the duplicate).
+            assert cid is not None and op.entries
+            merges.merge(
+                book,
+                MergeRequest(cid, op.entries[0].customer_id, op.reason or "merge", op.txn, at),
+                absorbed=0,
+                keeper_erased=False,
+            )
         elif op.kind == "tier" and op.event == "override" and op.tier is not None:
             assert cid is not None
             account = book.account(cid)

@@ -167,6 +167,7 @@ def test_without_psycopg_a_postgresql_url_is_refused_saying_how_to_install_it(
         ("notices",),
         ("statement", "C1"),
         ("transfer", "C1", "C2", "10", "--reason", "family"),
+        ("merge", "C1", "C2", "--reason", "same person"),
         ("progress", "C1"),
         ("report", "games"),
         ("simulate", "--rules", "{dir}/rules.yaml"),

@@ -169,7 +169,8 @@ def test_a_statement_is_never_written_over_the_ledger(shop: Shop) -> None:
         (["ann", "--recent", "0"], "--recent 0 must be from 1 to 200"),
         (["ann", "--all", "--out", "x"], "give a CUSTOMER_ID, or --all with --out"),
         ([], "give a CUSTOMER_ID, or --all with --out"),
-        (["ann", "--out", "x"], "--segment, --tier and --out go with --all"),
+        (["ann", "--out", "x"], "--out and the selection options (--segment, --tier, "),
+        (["ann", "--badge", "regular"], "--inactive-since, --clv-band, --badge) go with --all"),
         (["--all"], "--all needs --out FOLDER"),
     ],
 )

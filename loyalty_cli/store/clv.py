@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from .dialect import Conn
 from .reports import local_shift, rfm_members
+from .schema import keeper
 
 # Days since 1970 from a stored time: an offset keeps the division's operand
 # positive (SQLite truncates towards zero), so times before 1970 floor too.
@@ -43,12 +44,15 @@ def _purchase_days(shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]
     sql = (
         "returned AS (SELECT refund_of, SUM(amount_cents) AS cents FROM operations "
         "WHERE kind = 'refund' AND occurred < ? GROUP BY refund_of), "
-        f"pd AS (SELECT o.customer_id AS cid, "
+        f"pd0 AS (SELECT o.customer_id AS cid, "
         f"(o.occurred + ({shift}) + {_OFFSET_DAYS * 86400}) / 86400 - {_OFFSET_DAYS} AS day, "
         "SUM(o.amount_cents - COALESCE(returned.cents, 0)) AS cents "
         "FROM operations o INDEXED BY operations_customer "
         "LEFT JOIN returned ON returned.refund_of = o.id "
-        "WHERE o.kind = 'purchase' AND o.occurred < ? GROUP BY 1, 2) "
+        "WHERE o.kind = 'purchase' AND o.occurred < ? GROUP BY 1, 2), "
+        # A merged duplicate's purchase days are its keeper's: one customer.
+        f"pd AS (SELECT {keeper('cid')} AS cid, day, SUM(cents) AS cents FROM pd0 "
+        f"GROUP BY 1, 2) "
     )
     return sql, zone
 

@@ -34,6 +34,7 @@ TABLES = (
     ("items", ITEM_COLUMNS),
     ("entries", ENTRY_FIELDS),
     ("draws", DRAW_COLUMNS),
+    ("merges", "op_id, duplicate, keep"),  # keyed by op_id, its first column
     ("runs", f"{RUN_FIELDS}, hash"),
 )
 _CHUNK = 5000  # rows read per statement: memory stays flat in the ledger's size
@@ -63,8 +64,8 @@ def _chunks(conn: Conn, table: str, columns: str) -> Iterator[list[Any]]:
     """The table's rows in key order, a chunk at a time (keyset: after the last
     key; an item's key is its operation and its line number)."""
     last: Any = None
-    key = "op_id, number" if table == "items" else "id"
-    after = "(op_id > ?1 OR (op_id = ?1 AND number > ?2))" if table == "items" else "id > ?1"
+    key = "op_id, number" if table == "items" else "op_id" if table == "merges" else "id"
+    after = "(op_id > ?1 OR (op_id = ?1 AND number > ?2))" if table == "items" else f"{key} > ?1"
     while True:
         if last is None:
             sql = f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {_CHUNK}"

@@ -328,6 +328,28 @@ def m009_reaching(conn: sqlite3.Connection) -> None:
             )
 
 
+def m010_merges(conn: sqlite3.Connection) -> None:
+    """Merging a duplicate account into another (`loyalty merge`, issue 15): an
+    append-only table that says which customer id now belongs to which account,
+    so that every read grouping by customer sees one customer. Written out here,
+    not taken from schema.py, so that this step stays what it was when later
+    schemas change; a file m005 wrote at this schema has it already."""
+    names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if "merges" not in names:
+        conn.execute(
+            "CREATE TABLE merges (duplicate TEXT PRIMARY KEY REFERENCES customers(id), "
+            "keep TEXT NOT NULL REFERENCES customers(id), "
+            "op_id INTEGER NOT NULL REFERENCES operations(id), UNIQUE (keep, duplicate)) "
+            "WITHOUT ROWID"
+        )
+    for action in ("UPDATE", "DELETE"):
+        conn.execute(
+            f"CREATE TRIGGER IF NOT EXISTS merges_no_{action.lower()} BEFORE {action} "
+            "ON merges BEGIN SELECT RAISE(ABORT, 'merges are append-only: add a "
+            "correcting entry instead'); END"
+        )
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
@@ -335,5 +357,6 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m007_receipt_items,
     m008_writer_chains,
     m009_reaching,
+    m010_merges,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

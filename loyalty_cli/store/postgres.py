@@ -436,7 +436,9 @@ def schema_statements() -> list[str]:
 
 
 _ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-LEDGER_TABLES = ("rulesets", "customers", "operations", "entries", "draws", "runs", "items")
+LEDGER_TABLES = (
+    *("rulesets", "customers", "operations", "entries", "draws", "runs", "items", "merges"),
+)
 
 
 def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, object]:

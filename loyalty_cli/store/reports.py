@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..clock import day_number
 from ..kinds import EntryKind
 from .dialect import Conn
+from .schema import NOT_MERGED, keeper
 
 _KINDS = tuple(str(kind) for kind in EntryKind)
 
@@ -50,7 +51,7 @@ def members(conn: Conn, start: int, end: int, until: int) -> tuple[int, int]:
     """(customers enrolled by `until`, customers enrolled in [start, end))."""
     total, new = conn.execute(
         "SELECT COALESCE(SUM(enrolled < ?), 0), "
-        "COALESCE(SUM(enrolled >= ? AND enrolled < ?), 0) FROM customers",
+        f"COALESCE(SUM(enrolled >= ? AND enrolled < ?), 0) FROM customers WHERE {NOT_MERGED}",
         (until, start, end),
     ).fetchone()
     return int(total), int(new)
@@ -63,11 +64,14 @@ def purchasers(conn: Conn, start: int, end: int) -> tuple[int, int, int, int, in
     (FILTER, not CASE: a tenth of this query's time on a million operations)."""
     row = conn.execute(
         "SELECT COUNT(*), SUM(n > 0), SUM(n > 1), SUM(n), SUM(cents) FROM "
-        "(SELECT COUNT(*) FILTER (WHERE kind = 'purchase') AS n, "
+        # a merged duplicate's figures count for its keeper: one customer
+        f"(SELECT SUM(n) AS n, SUM(cents) AS cents FROM (SELECT customer_id, "
+        "COUNT(*) FILTER (WHERE kind = 'purchase') AS n, "
         "SUM(amount_cents) FILTER (WHERE kind = 'purchase') AS cents "
         "FROM operations INDEXED BY operations_customer "
         "WHERE kind IN ('event', 'purchase', 'redeem') "
-        "AND occurred >= ? AND occurred < ? GROUP BY customer_id)",
+        "AND occurred >= ? AND occurred < ? GROUP BY customer_id) "
+        f"GROUP BY {keeper('customer_id')})",
         (start, end),
     ).fetchone()
     active, buyers, repeat, purchases, cents = (int(v or 0) for v in row)
@@ -143,34 +147,65 @@ def overdue_by_customer(conn: Conn, as_of: date) -> dict[str, int]:
 
 def customers(conn: Conn, until: int, as_of: date) -> Iterator[CustomerFigures]:
     """One row per customer enrolled before `until`, by id. Balance is net of
-    overdue lots."""
+    overdue lots. A merged duplicate is no row of its own: its figures count for
+    its keeper (read first: they are few), as one customer's."""
     late = overdue_by_customer(conn, as_of)
-    rows = conn.execute(
-        "SELECT c.id, c.name, "
-        "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
-        "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier "
-        "FROM customers c "
-        "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
-        "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
-        "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
-        "FROM entries WHERE occurred < ?1 GROUP BY customer_id) e ON e.customer_id = c.id "
-        "LEFT JOIN (SELECT customer_id, SUM(kind = 'purchase') AS purchases, "
-        "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
-        "MIN(CASE WHEN kind = 'purchase' THEN occurred END) AS first, "
-        "MAX(CASE WHEN kind = 'purchase' THEN occurred END) AS last "
-        "FROM operations INDEXED BY operations_customer "
-        "WHERE kind IN ('purchase', 'refund') AND occurred < ?1 GROUP BY customer_id) p "
-        "ON p.customer_id = c.id "
-        "LEFT JOIN (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
-        "WHERE kind = 'tier' AND occurred < ?1 GROUP BY customer_id) t "
-        "ON t.customer_id = c.id "
-        "WHERE c.enrolled < ?1 ORDER BY c.id",
+    folded: dict[str, list[Any]] = {}
+    for row in conn.execute(
+        _CUSTOMERS.format(
+            "AND c.id IN (SELECT duplicate FROM merges)",
+            ", (SELECT m.keep FROM merges m WHERE m.duplicate = c.id)",
+        ),
         (until,),
-    )
-    for cid, name, bal, earned, redeemed, buys, spend, first, last, tier in rows:
-        yield CustomerFigures(
-            cid, name, bal - late.get(cid, 0), earned, redeemed, buys, spend, first, last, tier
-        )
+    ):
+        *figures, keep = row
+        figures[2] -= late.get(figures[0], 0)
+        held = folded.get(keep)
+        folded[keep] = figures if held is None else _fold(held, figures)
+    alone = "AND c.id NOT IN (SELECT duplicate FROM merges)"
+    for row in conn.execute(_CUSTOMERS.format(alone, ""), (until,)):
+        figures = list(row)
+        figures[2] -= late.get(figures[0], 0)
+        if figures[0] in folded:
+            figures = _fold(figures, folded[figures[0]])
+        yield CustomerFigures(*figures)
+
+
+def _fold(keep: list[Any], duplicate: list[Any]) -> list[Any]:
+    """A keeper's report figures with a merged duplicate's added (its id, name and
+    tier stay the keeper's)."""
+    cid, name, bal, earned, redeemed, buys, spend, first, last, tier = keep
+    firsts = [d for d in (first, duplicate[7]) if d is not None]
+    lasts = [d for d in (last, duplicate[8]) if d is not None]
+    return [
+        cid, name, bal + duplicate[2], earned + duplicate[3], redeemed + duplicate[4],
+        buys + duplicate[5], spend + duplicate[6], min(firsts, default=None),
+        max(lasts, default=None), tier,
+    ]  # fmt: skip
+
+
+# The customers report's figures; {0}: which customers, {1}: more columns.
+_CUSTOMERS = (
+    "SELECT c.id, c.name, "
+    "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
+    "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier{1} "
+    "FROM customers c "
+    "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
+    "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
+    "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
+    "FROM entries WHERE occurred < ?1 GROUP BY customer_id) e ON e.customer_id = c.id "
+    "LEFT JOIN (SELECT customer_id, SUM(kind = 'purchase') AS purchases, "
+    "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
+    "MIN(CASE WHEN kind = 'purchase' THEN occurred END) AS first, "
+    "MAX(CASE WHEN kind = 'purchase' THEN occurred END) AS last "
+    "FROM operations INDEXED BY operations_customer "
+    "WHERE kind IN ('purchase', 'refund') AND occurred < ?1 GROUP BY customer_id) p "
+    "ON p.customer_id = c.id "
+    "LEFT JOIN (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
+    "WHERE kind = 'tier' AND occurred < ?1 GROUP BY customer_id) t "
+    "ON t.customer_id = c.id "
+    "WHERE c.enrolled < ?1 {0} ORDER BY c.id"
+)
 
 
 def local_shift(column: str, shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]]:
@@ -203,11 +238,15 @@ def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, lis
     sql = (
         # Purchases and refunds apart: plain MAX/COUNT/SUM over the purchases
         # run twice as fast as CASE expressions over both, and refunds are few.
-        "WITH p AS (SELECT customer_id, MAX(occurred) AS last, COUNT(*) AS n, "
+        "WITH p0 AS (SELECT customer_id, MAX(occurred) AS last, COUNT(*) AS n, "
         "SUM(amount_cents) AS spend FROM operations INDEXED BY operations_customer "
         "WHERE kind = 'purchase' AND occurred < ? GROUP BY customer_id), "
-        "back AS (SELECT customer_id, SUM(amount_cents) AS cents FROM operations "
-        "WHERE kind = 'refund' AND occurred < ? GROUP BY customer_id), "
+        # A merged duplicate's purchases count for its keeper (one lookup per customer).
+        f"p AS (SELECT {keeper('customer_id')} AS customer_id, MAX(last) AS last, "
+        f"SUM(n) AS n, SUM(spend) AS spend FROM p0 GROUP BY {keeper('customer_id')}), "
+        "back AS (SELECT customer_id, SUM(cents) AS cents FROM (SELECT "
+        f"{keeper('customer_id')} AS customer_id, amount_cents AS cents FROM operations "
+        "WHERE kind = 'refund' AND occurred < ?) GROUP BY customer_id), "
         f"d AS (SELECT p.customer_id, date(last + ({shift}), 'unixepoch') AS day, n, "
         "spend - COALESCE(back.cents, 0) AS spend "
         "FROM p LEFT JOIN back ON back.customer_id = p.customer_id), "

@@ -72,6 +72,7 @@ APPEND_ONLY = (
     "items",
     "notices_given",
     "messages_sent",
+    "merges",
 )
 
 ITEMS_TABLE = """
@@ -193,7 +194,29 @@ REACHING = (
     ) WITHOUT ROWID
     """,
 )
-TABLES = (*TABLES, *REACHING)
+# Merged duplicates (schema 10): which customer id now belongs to which account.
+# Every read that groups by customer maps a duplicate to the account that keeps
+# it (KEEPER). Not hashed itself: verify checks each row against its `merge`
+# operation, whose customer is the keeper and whose first entry is the duplicate's.
+MERGES_TABLE = """
+    CREATE TABLE merges (
+        duplicate TEXT PRIMARY KEY REFERENCES customers(id),
+        keep TEXT NOT NULL REFERENCES customers(id),
+        op_id INTEGER NOT NULL REFERENCES operations(id),
+        UNIQUE (keep, duplicate)           -- its index finds a keeper's duplicates
+    ) WITHOUT ROWID
+    """
+TABLES = (*TABLES, *REACHING, MERGES_TABLE)
+
+
+def keeper(column: str) -> str:
+    """SQL for the account a customer id belongs to: the keeper of a merged
+    duplicate, else the id itself (a primary-key lookup per row)."""
+    return f"COALESCE((SELECT keep FROM merges WHERE duplicate = {column}), {column})"
+
+
+# Customers that are not merged duplicates: those the reports count.
+NOT_MERGED = "id NOT IN (SELECT duplicate FROM merges)"
 
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
@@ -333,4 +356,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10

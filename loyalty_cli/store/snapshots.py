@@ -105,6 +105,14 @@ _CONTEXT = " UNION ALL ".join(
             "FROM operations p WHERE p.id < o.id ORDER BY p.id DESC LIMIT 1), 0) "
             "AND e.id <= o.last_entry WHERE o.txn IN (SELECT value FROM json_each(?4))",
         ),
+        # The recorded operations' customers that were merged since: a refund of a
+        # duplicate's purchase takes back from the account that holds its points.
+        _part(
+            "merged",
+            ["m.duplicate", "m.keep", "m.op_id"],
+            "FROM merges m WHERE m.duplicate IN (SELECT o.customer_id FROM operations o "
+            "WHERE o.txn IN (SELECT value FROM json_each(?1)))",
+        ),
         # A receipt's lines, and what its refunds returned of each.
         _part(
             "item",
@@ -189,8 +197,9 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     use = _USE_WHERE + (
         " OR (e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%')" if games else ""
     )
-    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
+    return _IDS + " UNION ALL ".join(
         [
+            _ALIAS,
             *_ACCOUNT_PARTS[:3],
             _part("purchase", purchase, _PURCHASES),
             *_ACCOUNT_PARTS[3:],
@@ -199,6 +208,20 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
         ]
     )
 
+
+# The customers asked for, and the duplicates merged into them (the merges
+# table): an account is read with every id that belongs to it.
+_IDS = (
+    "WITH asked(id) AS (SELECT value FROM json_each(?1)), ids(id) AS (SELECT id FROM asked "
+    "UNION SELECT m.duplicate FROM merges m WHERE m.keep IN (SELECT id FROM asked)) "
+)
+# First, so `build` folds a duplicate's rows into its keeper's as they come: each
+# merged duplicate among the ids, its keeper, and whether it was asked for itself.
+_ALIAS = _part(
+    "alias",
+    ["m.duplicate", "m.keep", "CASE WHEN m.duplicate IN (SELECT id FROM asked) THEN 1 ELSE 0 END"],
+    "FROM ids JOIN merges m ON m.duplicate = ids.id",
+)
 
 _PURCHASE_COLUMNS = ("o.customer_id", "o.id", "o.occurred", "o.amount_cents")
 _PURCHASES = (
@@ -242,7 +265,7 @@ _ACCOUNT_PARTS = (
             "e.expires_on",
         ],
         "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
+        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer', 'merge') AND e.points > 0",
     ),
     _part(
         "refund",
@@ -321,7 +344,7 @@ def _standings(by_points: bool) -> str:
                 "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred < ?2",
             ),
         ]
-    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+    return _IDS + " UNION ALL ".join([_ALIAS, *parts])
 
 
 def standings(
@@ -455,6 +478,7 @@ def load(
     lines: dict[int, list[RecordedLine]] = {}
     items: dict[int, dict[int, RecordedItem]] = {}
     returned: list[tuple[Any, ...]] = []
+    merged: dict[str, tuple[str, int]] = {}  # duplicate -> (keeper, the merge's op)
     budgets = Budgets({rule: 0 for rule in budgeted})
     for row in rows:
         tag = row[0]
@@ -469,6 +493,8 @@ def load(
             items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:8])
         elif tag == "returned":
             returned.append(row[1:6])
+        elif tag == "merged":
+            merged[row[1]] = (str(row[2]), int(row[3]))
         else:
             budgets.totals[row[1]] = int(row[2])
     if indexed < len(indexes) and write:
@@ -490,6 +516,8 @@ def load(
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
         if op_id in items:
             found = replace(found, items=tuple(v for _, v in sorted(items[op_id].items())))
+        if found.customer_id in merged:
+            found = _moved(conn, found, *merged[found.customer_id])
         recorded[found.txn] = found
     people = dict.fromkeys(customers(recorded) if callable(customers) else customers)
     for found in recorded.values():
@@ -513,6 +541,35 @@ def load(
         next_entry=tip.entry + 1,
     )
     return book, tip
+
+
+def _moved(conn: Conn, found: Recorded, keeper: str, merge_op: int) -> Recorded:
+    """A duplicate's recorded operation as its keeper's: its customer the keeper,
+    and each of its lots the lot the merge moved it to (the merge's draws on the
+    duplicate and its credits to the keeper pair up in order), so that a refund
+    of it cancels its own points first, pending ones included. One more
+    statement, only for an operation of a merged duplicate."""
+    duplicate = found.customer_id
+    drawn = [
+        lot_id
+        for (lot_id,) in conn.execute(
+            "SELECT d.lot_id FROM draws d JOIN entries e ON e.id = d.entry_id "
+            "WHERE e.op_id = ?1 AND e.customer_id = ?2 "
+            "UNION ALL SELECT -e.id FROM entries e WHERE e.op_id = ?1 AND e.customer_id = ?3 "
+            "AND e.points > 0",
+            (merge_op, duplicate, keeper),
+        )
+    ]
+    old = sorted(x for x in drawn if x > 0)  # draws are written in lot order with ids
+    new = sorted(-x for x in drawn if x < 0)
+    moved = dict(zip(old, new, strict=False))
+    lines = tuple(
+        replace(line, id=moved.get(line.id, line.id), customer_id=keeper)
+        if line.customer_id == duplicate
+        else line
+        for line in found.lines
+    )
+    return replace(found, customer_id=keeper, lines=lines)
 
 
 def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) -> Recorded:
@@ -595,9 +652,22 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     paid: dict[str, list[Paid]] = {}
     rules_points: dict[str, int] = {}
     details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
+    alias: dict[str, str] = {}  # a merged duplicate -> the account that keeps it
+    asked: set[str] = set()  # duplicates asked for themselves: their (empty) account
     for row in rows:
         tag, cid = row[0], row[1]
+        if tag == "alias":
+            alias[cid] = row[2]
+            if row[3]:
+                asked.add(cid)
+            continue
+        if cid in alias and tag != "customer":
+            if tag == "tier":
+                continue  # the keeper's tier is its own, decided on both histories
+            cid = alias[cid]  # the duplicate's history counts for its keeper
         if tag == "customer":
+            if cid in alias and cid not in asked:
+                continue
             profiles[cid] = Profile(
                 id=cid,
                 name=row[2],
@@ -608,9 +678,10 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 enrolled_at=from_stamp(row[7]),
                 birthday_set_at=None if row[8] is None else from_stamp(row[8]),
                 salt=row[9],
+                merged_into=alias.get(cid),
             )
-        elif tag == "net":
-            net[cid] = row[2]
+        elif tag == "net":  # added up: a merged duplicate's row comes too
+            net[cid] = net.get(cid, 0) + row[2]
         elif tag == "lot":
             _, _, lot_id, kind, left, points, earned, available, expires = row[:9]
             if by_points and kind in ("earn", "enroll"):
@@ -629,7 +700,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
         elif tag == "earned":
-            rules_points[cid] = int(row[2])
+            rules_points[cid] = rules_points.get(cid, 0) + int(row[2])
         elif tag == "refund":
             refunds[row[2]] = (row[3], row[4])
         elif tag == "taken":
