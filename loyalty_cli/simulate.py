@@ -50,8 +50,6 @@ from .engine.requests import (
     TransferRequest,
 )
 from .errors import LoyaltyError, RulesInvalid
-from .games.model import Games
-from .games.play import fold
 from .models import Line, Ruleset
 from .store import Store, replay
 from .store import reports as ledger_reports
@@ -283,13 +281,11 @@ def simulate(
     last: date,
     top: int = 10,
     compact_from: int | None = COMPACT_FROM,
-    block: int = BLOCK,
 ) -> Simulation:
     """The history up to the end of `last` (shop-local), the period from `first`
     (None: the beginning) replayed under `new`. `compact_from`: the size at
     which an account is first compacted (None: never, 1: after every decision;
-    the result is the same); `block`: how many operation ids to look ahead at
-    once (refunds to come, the earliest time of what is still to come)."""
+    the result is the same)."""
     tz = zone(new.program.timezone)
     begin = None if first is None else stamp(day_start(first, tz))
     until = stamp(day_start(last + timedelta(days=1), tz)) - 1
@@ -305,10 +301,7 @@ def simulate(
         compaction = None
         if compact_from is not None:
             used = [new] if first is None else [new, *map(versions.of, versions.texts)]
-            ahead = replay.earliest_ahead(conn, block)
-            # The games' facts fold only under one set of rules from start to end.
-            games = new.games if first is None else None
-            compaction = Compaction(book, tz, runs, ahead, used, games)
+            compaction = Compaction(book, tz, runs, replay.earliest_ahead(conn, BLOCK), used)
             compaction.start = compact_from
         # What the ledger recorded: balances (before overdue lots), tiers.
         held: dict[str, int] = {}
@@ -318,8 +311,9 @@ def simulate(
                 _nightly(book, runs[run], (begin, until), versions, result)
                 run += 1
             if op.id >= looked:
-                looked = op.id // block * block + block
-                left.update(replay.refunded(conn, looked - block, looked - 1))
+                block = op.id // BLOCK * BLOCK
+                looked = block + BLOCK
+                left.update(replay.refunded(conn, block, looked - 1))
             inside = begin is None or op.occurred >= begin
             rules = new if inside else versions.of(op.version)
             _use(book, rules)
@@ -555,10 +549,11 @@ class Compaction:
     any decision still to come can be dated (the operations from the current
     block of ids on, occurred or recorded, and the nightly runs still to come,
     with two days' margin for time zones), keeping whole the lots a refund to
-    come will draw on by id and the purchases it will change. The games' facts
-    are folded into each game's total (games.play.fold) only when the whole
-    history is replayed under one set of rules: with `--from`, the rules of the
-    period may count the facts of before it differently.
+    come will draw on by id. What is NOT compacted: the games' facts (each
+    counted purchase and event, Play.facts), which stamps, milestones and
+    streaks count over a customer's whole history, and which the rules of a
+    later period (simulate --from) may count differently; with games in the
+    rules, the Book still grows by one fact per counted purchase.
     """
 
     start = COMPACT_FROM
@@ -570,10 +565,8 @@ class Compaction:
         runs: list[tuple[str, int, str | None]],
         ahead: list[tuple[int, int]],
         rules: list[Ruleset],
-        games: Games | None,
     ) -> None:
         self.book = book
-        self.games = games  # None: the games' facts are not folded
         self.tz = tz
         self.ahead = ahead
         self.block = 0  # the index in `ahead` of the current block
@@ -602,40 +595,32 @@ class Compaction:
             account = self.book.accounts.get(cid)
             if account is None:
                 continue
-            if _size(account) < self.limits.get(cid, self.start):
+            size = len(account.lots) + len(account.qualifying) + len(account.uses)
+            if size < self.limits.get(cid, self.start):
                 continue
             if floor is None:
                 floor = self.floor(op_id, run)
-            lots, ops, first = self._kept(cid)
+            lots, first = self._kept(cid)
             account = accounts.compact(account, floor, lots, self.windows, first)
-            if self.games is not None and account.play is not None:
-                account = account.with_(play=fold(self.games, account.play, floor, ops))
             self.book.accounts[cid] = account
-            size = _size(account)
+            size = len(account.lots) + len(account.qualifying) + len(account.uses)
             # start 1 (tests): after every decision
             self.limits[cid] = 1 if self.start <= 1 else max(self.start, 2 * size)
 
-    def _kept(self, cid: str) -> tuple[frozenset[int], frozenset[int], date | None]:
+    def _kept(self, cid: str) -> tuple[frozenset[int], date | None]:
         """What a refund to come will look up: the customer's lots it draws on by
         id (the award lines of their purchases the Book keeps for those refunds),
-        those purchases (operation ids; the games count what is left of them), and
-        the first day of them (a refund lowers the tier inputs from that day)."""
+        and the first day of those purchases (a refund lowers the tier inputs from
+        that day)."""
         ids: set[int] = set()
-        ops: set[int] = set()
         first: date | None = None
         for kept in self.book.recorded.values():
             if kept.customer_id == cid:
                 lines = kept.entries if isinstance(kept, NewOperation) else kept.lines
                 ids.update(line.id for line in lines)
-                ops.add(kept.id)
                 day = shop_day(kept.occurred_at, self.tz) - timedelta(days=2)
                 first = day if first is None else min(first, day)
-        return frozenset(ids), frozenset(ops), first
-
-
-def _size(account: accounts.Account) -> int:
-    facts = 0 if account.play is None else len(account.play.facts)
-    return len(account.lots) + len(account.qualifying) + len(account.uses) + facts
+        return frozenset(ids), first
 
 
 def _forget(book: Book, op: replay.PastOp, left: dict[str, int]) -> None:

@@ -48,14 +48,14 @@ def play(
         for line in lines
     )
     if paid:
-        after = Play(after.facts, after.paid + paid, after.earned, after.memo, after.base)
+        after = Play(after.facts, after.paid + paid, after.earned, after.memo)
     moved: tuple[tuple[str, str], ...] = ()
     if explain:
         moved = tuple(
             (game.id, games.words(games.standing(game, after, day)))
             for game in book.games
-            if games.measure(game, after.facts, after.earned, after.base.get(game.id))
-            != games.measure(game, before.facts, before.earned, before.base.get(game.id))
+            if games.measure(game, after.facts, after.earned)
+            != games.measure(game, before.facts, before.earned)
         )
     if not lines and not moved:
         return award, after

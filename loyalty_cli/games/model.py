@@ -213,18 +213,6 @@ class Paid:
 
 
 @dataclass(frozen=True, slots=True)
-class Folded:
-    """What one game counted over facts a replay folded away (games.play.fold):
-    facts of days, and of a streak's periods, that no later fact can join."""
-
-    total: Decimal = Decimal(0)  # stamps and milestones: their part of the measure
-    goals: tuple[Decimal, ...] = ()  # a challenge: each goal's figure
-    # A streak: the last folded period's start, and the walk after it (completed,
-    # run, missed), as walk() leaves it there.
-    streak: tuple[date, int, int, int] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Play:
     """What an account holds for the games: its facts in the order they happened,
     the game lines paid, and the points the rules (not the games) earned it, less
@@ -237,9 +225,6 @@ class Play:
     # change, and points are not kept here), so an import row does not count a
     # customer's history again for every game.
     memo: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
-    # By game id: what its facts folded away counted (only a replay folds; see
-    # games.play.fold). Every measure adds it to what `facts` count.
-    base: dict[str, Folded] = field(default_factory=dict)
 
     @property
     def badges(self) -> frozenset[str]:
@@ -253,4 +238,4 @@ class Play:
             else f
             for f in self.facts
         )
-        return Play(facts, self.paid, self.earned, base=self.base)
+        return Play(facts, self.paid, self.earned)

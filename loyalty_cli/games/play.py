@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ..values import from_cents
-from .model import Fact, Folded, Game, Games, Give, Goal, Paid, Play, line_rule
+from .model import Fact, Game, Games, Give, Goal, Paid, Play, line_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,36 +82,32 @@ def counts(game: Game, fact: Fact) -> bool:
     return f.skus is None or (fact.sku or "").casefold() in f.skus
 
 
-def measure(
-    game: Game, facts: tuple[Fact, ...], earned: int, base: Folded | None = None
-) -> Decimal:
-    """The game's lifetime total over `facts` (and what facts folded away into
-    `base` counted): stamps (at most `per_day` a shop day), purchases, units,
-    money spent, or points the rules earned; for a streak, its length times the
-    streaks completed plus the current run; for a challenge, the goals'
-    figures, each up to its target, added up."""
+def measure(game: Game, facts: tuple[Fact, ...], earned: int) -> Decimal:
+    """The game's lifetime total over `facts`: stamps (at most `per_day` a shop
+    day), purchases, units, money spent, or points the rules earned; for a
+    streak, its length times the streaks completed plus the current run; for a
+    challenge, the goals' figures, each up to its target, added up."""
     if game.kind == "milestones" and game.metric == "points":
         return Decimal(earned)
     counted = [f for f in facts if counts(game, f)]
     if game.kind == "streak":
-        walked = walk(game, counted, None, base)
+        walked = walk(game, counted, None)
         assert game.streak is not None
         return Decimal(walked.completed * game.streak.length + walked.run)
     if game.kind == "challenge":
-        return sum((min(v, g.target) for v, g in _goals(game, counted, base)), Decimal(0))
-    folded = Decimal(0) if base is None else base.total
+        return sum((min(v, g.target) for v, g in _goals(game, counted)), Decimal(0))
     if game.kind == "stamps":
         if game.per_day is None:
-            return folded + len(counted)
+            return Decimal(len(counted))
         per_day: dict[object, int] = {}
         for f in counted:
             per_day[f.day] = per_day.get(f.day, 0) + 1
-        return folded + sum(min(n, game.per_day) for n in per_day.values())
+        return Decimal(sum(min(n, game.per_day) for n in per_day.values()))
     if game.metric == "purchases":
-        return folded + len(counted)
+        return Decimal(len(counted))
     if game.metric == "units":
-        return folded + sum(f.units for f in counted)
-    return folded + from_cents(sum(f.cents for f in counted))
+        return Decimal(sum(f.units for f in counted))
+    return from_cents(sum(f.cents for f in counted))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,27 +132,21 @@ def _next(game: Game, start: date) -> date:
     return (start + timedelta(days=32)).replace(day=1)
 
 
-def walk(game: Game, counted: list[Fact], today: date | None, base: Folded | None = None) -> Walk:
+def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
     """A streak game's periods in order, from the first with a counted purchase
-    (or from where the folded periods of `base` left it) to the last (or to
-    `today`'s, which is open: not missed while it lasts)."""
+    to the last (or to `today`'s, which is open: not missed while it lasts)."""
     rule = game.streak
     assert rule is not None
     per: dict[date, int] = {}
     for f in counted:
         start = period_start(game, f.day)
         per[start] = per.get(start, 0) + 1
-    state = None if base is None else base.streak
-    if not per and state is None:
+    if not per:
         return Walk(0, 0, 0, 0)
     current = None if today is None else period_start(game, today)
-    if state is None:
-        completed = run = missed = 0
-        p, top = min(per), max(per)
-    else:
-        folded, completed, run, missed = state
-        p, top = _next(game, folded), max(per) if per else folded
-    last = top if current is None else max(top, current)
+    last = max(per) if current is None else max(max(per), current)
+    completed = run = missed = 0
+    p = min(per)
     while p <= last:
         if per.get(p, 0) >= rule.at_least:
             run += 1
@@ -170,11 +160,8 @@ def walk(game: Game, counted: list[Fact], today: date | None, base: Folded | Non
     return Walk(completed, run, missed, 0 if current is None else per.get(current, 0))
 
 
-def _goals(
-    game: Game, counted: list[Fact], base: Folded | None = None
-) -> list[tuple[Decimal, Goal]]:
-    """Each goal of a challenge with its figure over the purchases in its window
-    (and what folded facts gave it)."""
+def _goals(game: Game, counted: list[Fact]) -> list[tuple[Decimal, Goal]]:
+    """Each goal of a challenge with its figure over the purchases in its window."""
     rule = game.challenge
     assert rule is not None
     inside = [f for f in counted if rule.start <= f.day <= rule.end]
@@ -193,8 +180,6 @@ def _goals(
         else:
             value = from_cents(sum(f.cents for f in mine))
         out.append((value, goal))
-    if base is not None and base.goals:
-        out = [(v + b, g) for (v, g), b in zip(out, base.goals, strict=True)]
     return out
 
 
@@ -219,19 +204,18 @@ def _due(game: Game, total: Decimal) -> list[tuple[int, Give]]:
 def standing(game: Game, play: Play, today: date | None = None) -> Standing:
     """Where the customer stands in `game` (for a streak or a challenge, as of
     `today`; None: as of their last purchase)."""
-    base = play.base.get(game.id)
-    total = measure(game, play.facts, play.earned, base)
+    total = measure(game, play.facts, play.earned)
     paid = _rounds(play.paid, game.id)
     if game.kind == "streak":
         assert game.streak is not None
         counted = [f for f in play.facts if counts(game, f)]
-        w = walk(game, counted, today, base)
+        w = walk(game, counted, today)
         length = Decimal(game.streak.length)
         return Standing(game, total, len(paid), Decimal(w.run), length, game.give, w, today)
     if game.kind == "challenge":
         assert game.challenge is not None
         counted = [f for f in play.facts if counts(game, f)]
-        met = sum(v >= g.target for v, g in _goals(game, counted, base))
+        met = sum(v >= g.target for v, g in _goals(game, counted))
         goals = Decimal(len(game.challenge.goals))
         give = None if paid else game.give
         return Standing(game, total, len(paid), Decimal(met), goals, give, None, today)
@@ -253,7 +237,7 @@ def decide(
     on the fact that moves its game to it, once; a badge already held is not
     given again; a challenge pays only on a purchase inside its window."""
     facts = play.facts if fact is None else (*play.facts, fact)
-    after = Play(facts, play.paid, earned, base=play.base)
+    after = Play(facts, play.paid, earned)
     # What a fact that does not count for a game leaves: that game's total.
     after.memo.update(play.memo)
     if fact is not None:
@@ -291,7 +275,7 @@ def _measured(game: Game, play: Play) -> Decimal:
     """measure(), remembered on the play (whose facts never change)."""
     known = play.memo.get(game.id)
     if known is None:
-        known = play.memo[game.id] = measure(game, play.facts, play.earned, play.base.get(game.id))
+        known = play.memo[game.id] = measure(game, play.facts, play.earned)
     return known
 
 
@@ -333,7 +317,7 @@ def _added(game: Game, play: Play, fact: Fact, before: Decimal) -> Decimal:
             return before + 1
     if game.challenge is not None and not game.challenge.start <= fact.day <= game.challenge.end:
         return before
-    return measure(game, (*play.facts, fact), play.earned, play.base.get(game.id))
+    return measure(game, (*play.facts, fact), play.earned)
 
 
 def _lines(
@@ -466,8 +450,7 @@ def settled(
     broken = missed = 0
     for game in games.games:
         counted = [f for f in play.facts if counts(game, f)]
-        base = play.base.get(game.id)
-        if not counted and base is None:
+        if not counted:
             continue
         if game.streak is not None:
             day = period_start(game, first)
@@ -475,57 +458,16 @@ def settled(
                 day = _next(game, day)
             while day <= last:
                 if (
-                    walk(game, counted, day - timedelta(days=1), base).run
-                    and not walk(game, counted, day, base).run
+                    walk(game, counted, day - timedelta(days=1)).run
+                    and not walk(game, counted, day).run
                 ):
                     broken += 1
                 day = _next(game, day)
         rule = game.challenge
         if rule is not None and first <= rule.end + timedelta(days=1) <= last:
-            taking_part = measure(game, play.facts, play.earned, base) > 0 and (
+            taking_part = measure(game, play.facts, play.earned) > 0 and (
                 rule.tiers is None or tier in rule.tiers
             )
             if taking_part and not _rounds(play.paid, game.id):
                 missed += 1
     return broken, missed
-
-
-def fold(games: Games, play: Play, before: date, keep: frozenset[int]) -> Play:
-    """The play with its facts dated before `before` folded into each game's
-    base, for a replay that knows no fact still to come is dated earlier: what
-    they count can no longer change. The line is drawn earlier where it must be:
-    at the start of a streak's period (week or month; with both, at a day that
-    starts both), and before the facts of purchases in `keep` (a refund to come
-    changes them). Every measure, walk and standing comes out the same."""
-    first = min((f.day for f in play.facts if f.op in keep), default=before)
-    cut = min(before, first)
-    streaks = [g for g in games.games if g.streak is not None]
-    moved = True
-    while moved and streaks:  # a day that starts a period of every streak game
-        moved = False
-        for game in streaks:
-            start = period_start(game, cut)
-            if start < cut:
-                cut, moved = start, True
-    old = [f for f in play.facts if f.day < cut]
-    if not old:
-        return play
-    base = dict(play.base)
-    for game in games.games:
-        if game.kind == "milestones" and game.metric == "points":
-            continue  # counted from `earned`, not from facts
-        counted = [f for f in old if counts(game, f)]
-        if not counted:
-            continue
-        was = base.get(game.id, Folded())
-        if game.kind == "streak":
-            w = walk(game, counted, None, was)
-            last = max(period_start(game, f.day) for f in counted)
-            base[game.id] = Folded(streak=(last, w.completed, w.run, w.missed))
-        elif game.kind == "challenge":
-            figures = [v for v, _ in _goals(game, counted, was)]
-            base[game.id] = Folded(goals=tuple(figures))
-        else:
-            base[game.id] = Folded(total=measure(game, tuple(counted), play.earned, was))
-    facts = tuple(f for f in play.facts if f.day >= cut)
-    return Play(facts, play.paid, play.earned, play.memo, base)
