@@ -589,7 +589,7 @@ def test_a_schema_9_ledger_paying_a_round_twice_is_not_upgraded(tmp_path: Path) 
         _again(conn, _game_line(conn, "gift"))
         conn.execute("PRAGMA user_version = 9")
     before = db.read_bytes()
-    with pytest.raises(TamperDetected, match="game round game:card#1 .gift coffee. 2 times"):
+    with pytest.raises(TamperDetected, match=r"game round game:card#1 .gift coffee. 2 times"):
         Store.open(db)
     assert db.read_bytes() == before
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 9

@@ -28,7 +28,7 @@ from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Paid, Play, parse_rule
+from ..games.model import Fact, Item, Paid, Play, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -166,6 +166,33 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     extra: list[str] = []
     if details:
         purchase += ["o.category", "o.sku", "o.quantity"]
+        # A receipt's lines, and what returns by line took of each: a filter
+        # on a category or SKU counts the lines it names.
+        extra.append(
+            _part(
+                "sold",
+                [
+                    "o.customer_id",
+                    "o.id",
+                    "i.number",
+                    "i.category",
+                    "i.sku",
+                    "i.quantity",
+                    "i.amount_cents",
+                ],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "JOIN items i ON i.op_id = o.id",
+            )
+        )
+        extra.append(
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'refund' JOIN items i ON i.op_id = o.id",
+            )
+        )
     if events:
         extra.append(
             _part(
@@ -595,6 +622,8 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     paid: dict[str, list[Paid]] = {}
     rules_points: dict[str, int] = {}
     details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
+    sold: dict[int, list[Item]] = {}  # purchase op -> its lines (two or more)
+    by_line: dict[int, list[tuple[int, int, int]]] = {}  # purchase op -> lines returned
     for row in rows:
         tag, cid = row[0], row[1]
         if tag == "customer":
@@ -625,6 +654,18 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             bought.setdefault(cid, []).append((row[2], row[3], row[4]))
             if games is not None:
                 details[row[2]] = (row[5], row[6], row[7])
+        elif tag == "sold":
+            sold.setdefault(row[2], []).append(
+                Item(
+                    row[3],
+                    None if row[4] is None else str(row[4]).casefold(),
+                    None if row[5] is None else str(row[5]).casefold(),
+                    row[6],
+                    row[7],
+                )
+            )
+        elif tag == "back":
+            by_line.setdefault(row[2], []).append((row[3], row[4], row[5]))
         elif tag == "event":
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
@@ -670,9 +711,14 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             back += refund[1]
             category, sku, quantity = details.get(op_id, (None, None, None))
             day = day_of(occurred)
-            facts.append(
-                Fact(op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity)
+            lines = sold.get(op_id)
+            items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
+            fact = Fact(
+                op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity, items
             )
+            if items and op_id in by_line:
+                fact = fact.returned(0, tuple(by_line[op_id]))
+            facts.append(fact)
         facts.sort(key=lambda f: f.op)
         mine = sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))
         return Play(tuple(facts), tuple(mine), earned.get(cid, 0) + back)
