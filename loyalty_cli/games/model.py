@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Metric = Literal["purchases", "spend", "points", "units"]
 METRICS: tuple[Metric, ...] = ("purchases", "spend", "points", "units")
@@ -215,7 +215,7 @@ class Fact:
             units = sum(max(line.quantity, 0) for line in self.lines)
             return _share(units, self.cents, left)
         quantity = 1 if self.quantity is None else self.quantity
-        if self.event != "purchase" or self.total <= 0:
+        if self.cents == self.total or self.event != "purchase" or self.total <= 0:
             return quantity
         return quantity * max(self.cents, 0) // self.total
 
@@ -230,6 +230,15 @@ class Fact:
         challenge goal's within its game's); None when they let nothing
         through. On a receipt with lines, the lines they name, less their
         returns (and their share of a refund by amount)."""
+        if also[0] is None and also[1] is None:  # the common case, first
+            if categories is None and skus is None:
+                return self.cents, self.units
+            if not self.lines:
+                if categories is not None and (self.category or "").casefold() not in categories:
+                    return None
+                if skus is not None and (self.sku or "").casefold() not in skus:
+                    return None
+                return self.cents, self.units
         tests = [(c, k) for c, k in ((categories, skus), also) if c is not None or k is not None]
         if not tests:
             return self.cents, self.units
@@ -302,8 +311,7 @@ def _share(value: int, left: int, lines: int) -> int:
     return value * left // lines
 
 
-@dataclass(frozen=True, slots=True)
-class Tally:
+class Tally(NamedTuple):
     """A game's running figures over a play's facts (games.play), so that a new
     fact is added in a few steps instead of counting the history again.
 
@@ -311,12 +319,13 @@ class Tally:
     stamps, purchases, units or cents counted; a streak: periods before `day`
     folded into `completed`, `run` and `missed`. `day`: the ordinal of the
     latest shop day with a counted fact (stamps with a daily limit) or of the
-    start of the latest period (a streak); `count`: counted facts in it.
-    `goals`: a challenge's figure per goal (purchases, units or cents)."""
+    start of the latest period (a streak); `counted`: counted facts in it.
+    `goals`: a challenge's figure per goal (purchases, units or cents).
+    A named tuple: one is made for each purchase a game counts."""
 
     value: int = 0
     day: int = 0
-    count: int = 0
+    counted: int = 0
     completed: int = 0
     run: int = 0
     missed: int = 0

@@ -125,10 +125,10 @@ def add(game: Game, tally: Tally, fact: Fact, part: tuple[int, int]) -> Tally | 
             return Tally(tally.value + 1)
         day = fact.day.toordinal()
         if day == tally.day:
-            return Tally(tally.value, day, tally.count + 1)
+            return Tally(tally.value, day, tally.counted + 1)
         if day < tally.day:
             return None
-        return Tally(tally.value + min(tally.count, game.per_day), day, 1)
+        return Tally(tally.value + min(tally.counted, game.per_day), day, 1)
     if kind == "challenge":
         rule = game.challenge
         assert rule is not None
@@ -141,14 +141,14 @@ def add(game: Game, tally: Tally, fact: Fact, part: tuple[int, int]) -> Tally | 
         return Tally(goals=goals)
     streak = game.streak
     assert streak is not None
-    start = period_start(game, fact.day).toordinal()
+    start = _period(streak, fact.day)
     if start == tally.day:
-        return Tally(0, start, tally.count + 1, tally.completed, tally.run, tally.missed)
+        return Tally(0, start, tally.counted + 1, tally.completed, tally.run, tally.missed)
     if start < tally.day:
         return None
     if tally.day == 0:
         return Tally(0, start, 1)
-    completed, run, missed = _fold(streak, tally.completed, tally.run, tally.missed, tally.count)
+    completed, run, missed = _fold(streak, tally.completed, tally.run, tally.missed, tally.counted)
     # The periods with no counted purchase between the latest and this one.
     gap = date.fromordinal(tally.day)
     while run:
@@ -157,6 +157,33 @@ def add(game: Game, tally: Tally, fact: Fact, part: tuple[int, int]) -> Tally | 
             break
         completed, run, missed = _fold(streak, completed, run, missed, 0)
     return Tally(0, start, 1, completed, run, missed)
+
+
+def _period(streak: Streak, day: date) -> int:
+    """period_start(), as an ordinal, in integer steps (a purchase's hot path):
+    ordinal 1 is a Monday."""
+    ordinal = day.toordinal()
+    if streak.period == "week":
+        return ordinal - (ordinal + 6) % 7
+    return ordinal - day.day + 1
+
+
+def _count(game: Game, tally: Tally) -> int:
+    """The total of a game other than a challenge, in whole units: stamps,
+    purchases, units, cents (spend) or a streak's periods (total() is it in
+    the game's own unit)."""
+    if game.kind == "stamps":
+        if game.per_day is None:
+            return tally.value
+        return tally.value + min(tally.counted, game.per_day)
+    if game.kind == "milestones":
+        return tally.value
+    streak = game.streak
+    assert streak is not None
+    if tally.day == 0:
+        return 0
+    completed, run, _ = _fold(streak, tally.completed, tally.run, tally.missed, tally.counted)
+    return completed * streak.length + run
 
 
 def _fold(rule: Streak, completed: int, run: int, missed: int, count: int) -> tuple[int, int, int]:
@@ -195,28 +222,16 @@ def _both(game: Game, goal: Goal, fact: Fact) -> tuple[int, int] | None:
 
 def total(game: Game, tally: Tally) -> Decimal:
     """The game's total (what measure() gives) from its tally."""
-    if game.kind == "stamps":
-        if game.per_day is None:
-            return Decimal(tally.value)
-        return Decimal(tally.value + min(tally.count, game.per_day))
-    if game.kind == "milestones":
-        return from_cents(tally.value) if game.metric == "spend" else Decimal(tally.value)
-    if game.kind == "challenge":
-        rule = game.challenge
-        assert rule is not None
-        return sum(
-            (
-                min(_goal_value(g, v), g.target)
-                for v, g in zip(tally.goals, rule.goals, strict=True)
-            ),
-            Decimal(0),
-        )
-    streak = game.streak
-    assert streak is not None
-    if tally.day == 0:
-        return Decimal(0)
-    completed, run, _ = _fold(streak, tally.completed, tally.run, tally.missed, tally.count)
-    return Decimal(completed * streak.length + run)
+    rule = game.challenge
+    if rule is None:
+        count = _count(game, tally)
+        if game.kind == "milestones" and game.metric == "spend":
+            return from_cents(count)
+        return Decimal(count)
+    return sum(
+        (min(_goal_value(g, v), g.target) for v, g in zip(tally.goals, rule.goals, strict=True)),
+        Decimal(0),
+    )
 
 
 def _goal_value(goal: Goal, value: int) -> Decimal:
@@ -285,18 +300,17 @@ def _rounds(paid: tuple[Paid, ...], game: str) -> set[int]:
     return {p.round for p in paid if p.game == game}
 
 
-def _due(game: Game, total: Decimal) -> list[tuple[int, Give]]:
-    """Every round the total reaches, with what it gives."""
+def _reached(game: Game, count: int) -> int:
+    """How many rounds a total (_count's, or points) reaches; decide pays those
+    not paid yet."""
     if game.kind == "stamps":
-        return [(r, game.give) for r in range(1, int(total // game.stamps) + 1)]
+        return count // game.stamps
     if game.kind == "streak":
         assert game.streak is not None
-        return [(r, game.give) for r in range(1, int(total // game.streak.length) + 1)]
-    if game.kind == "challenge":
-        assert game.challenge is not None
-        whole = sum((g.target for g in game.challenge.goals), Decimal(0))
-        return [(1, game.give)] if total >= whole else []
-    return [(i + 1, step.give) for i, step in enumerate(game.steps) if total >= step.at]
+        return count // game.streak.length
+    if game.metric == "spend":
+        return sum(1 for step in game.steps if count >= step.at * 100)
+    return sum(1 for step in game.steps if count >= step.at)
 
 
 def standing(game: Game, play: Play, today: date | None = None) -> Standing:
@@ -338,10 +352,11 @@ def decide(
     # What a fact that does not count for a game leaves: that game's tally.
     after.memo.update(play.memo)
     lines: list[Line] = []
-    held = set(play.badges)
+    held: set[str] | None = None  # the badges held, once a round pays
     for game in games.games:
+        rule = game.challenge
         if game.kind == "milestones" and game.metric == "points":
-            before, now = Decimal(play.earned), Decimal(earned)
+            before, now = play.earned, earned
         elif fact is None:
             continue
         else:
@@ -353,23 +368,36 @@ def decide(
             if added is None:  # a backdated fact: count again
                 added = tally(game, facts)
             after.memo[game.id] = added
-            before, now = total(game, known), total(game, added)
-        rule = game.challenge
-        # A challenge's goals stop at their targets: a purchase that counts may
-        # still pay one reached while the customer was not in its tiers.
-        if now == before and rule is None:
-            continue
-        if rule is not None and (
-            fact is None
-            or not rule.start <= fact.day <= rule.end
-            or (rule.tiers is not None and tier not in rule.tiers)
-        ):
-            continue
+            if rule is None:
+                before, now = _count(game, known), _count(game, added)
+            else:
+                goals = total(game, added)
+        if rule is None:
+            # A total that did not move pays nothing; nor one short of a round.
+            if now == before:
+                continue
+            reached = _reached(game, now)
+            if not reached:
+                continue
+        else:
+            # A challenge's goals stop at their targets: a purchase that counts
+            # may still pay one reached while the customer was not in its tiers.
+            if (
+                fact is None
+                or not rule.start <= fact.day <= rule.end
+                or (rule.tiers is not None and tier not in rule.tiers)
+                or goals < sum((g.target for g in rule.goals), Decimal(0))
+            ):
+                continue
+            reached = 1
         paid = _rounds(play.paid, game.id)
-        for round_, give in _due(game, now):
+        for round_ in range(1, reached + 1):
             if round_ in paid:
                 continue
-            lines += _lines(games, game, round_, give, now, held)
+            if held is None:
+                held = set(play.badges)
+            give = game.steps[round_ - 1].give if game.kind == "milestones" else game.give
+            lines += _lines(games, game, round_, give, held)
     return lines, after
 
 
@@ -381,9 +409,7 @@ def _tallied(game: Game, play: Play) -> Tally:
     return known
 
 
-def _lines(
-    games: Games, game: Game, round_: int, give: Give, total: Decimal, held: set[str]
-) -> list[Line]:
+def _lines(games: Games, game: Game, round_: int, give: Give, held: set[str]) -> list[Line]:
     rule = line_rule(game.id, round_)
     if game.kind == "stamps":
         why = f"{game.name}: card {round_} complete ({game.stamps} stamps)"
