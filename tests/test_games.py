@@ -389,6 +389,44 @@ def test_progress_says_what_is_within_reach(games_shop: Shop) -> None:
     assert "unknown customer" in shop.fails(1, "progress", "nobody")
 
 
+def test_progress_as_of_a_moment_is_the_progress_then(games_shop: Shop) -> None:
+    shop = games_shop
+    for n, day in enumerate(("02", "03", "04")):
+        buy(shop, "3.00", day, f"P{n}", "--category", "coffee")
+    shop.ok("refund", "P2", "--at", "2026-11-05T10:00")
+    buy(shop, "3.00", "06", "P3", "--category", "meals", "--quantity", "4")
+
+    def card(*args: str) -> dict[str, Any]:
+        doc = shop.ok("progress", "ann", *args)
+        return {
+            "as_of": doc["as_of"],
+            "badges": [b["badge"] for b in doc["badges"]],
+            **{g["game"]: (g["progress"], g["rounds_completed"]) for g in doc["games"]},
+        }
+
+    # A bare date is the start of that day, as for every --as-of.
+    assert card("--as-of", "2026-11-03")["coffee-card"] == ("1 of 3 stamps", 0)
+    before = card("--as-of", "2026-11-03T23:00")
+    assert before["as_of"] == "2026-11-03" and before["badges"] == []
+    assert before["coffee-card"] == ("2 of 3 stamps", 0)
+    assert before["meals"] == ("0 of 5 meals", 0)
+    # The card completed on the 4th (10:00 shop time; included to the second).
+    assert card("--as-of", "2026-11-04T09:59")["coffee-card"] == ("2 of 3 stamps", 0)
+    full = card("--as-of", "2026-11-04T10:00")
+    assert full["coffee-card"] == ("0 of 3 stamps", 1) and full["badges"] == ["regular"]
+    # The refund of the 5th puts the next card in arrears from then on.
+    assert card("--at", "2026-11-05T12:00")["coffee-card"] == (
+        "0 of 3 stamps (1 to make up for refunds)",
+        1,
+    )
+    now = card()
+    assert now["meals"] == ("4 of 5 meals", 0)
+    assert {k: v for k, v in now.items() if k != "as_of"} == {
+        k: v for k, v in card("--as-of", "2026-11-30").items() if k != "as_of"
+    }
+    assert "is not" in shop.fails(2, "progress", "ann", "--as-of", "yesterday")
+
+
 def test_the_games_report_counts_players_rounds_rewards_and_points(games_shop: Shop) -> None:
     shop = games_shop
     for n, day in enumerate(("02", "03", "04")):
@@ -411,6 +449,29 @@ def test_the_games_report_counts_players_rounds_rewards_and_points(games_shop: S
     csv = shop.run("report", "games", "--csv")
     assert csv.stdout.splitlines()[0].startswith("game,name,kind,customers")
     assert shop.run("report", "games", "--no-json").exit_code == 0
+
+
+def test_the_rules_report_counts_a_games_rounds_under_the_game(games_shop: Shop) -> None:
+    shop = games_shop
+    shop.ok("enroll", "bob", "--at", "2026-11-01T09:00")
+    for n in range(6):  # two cards for ann
+        buy(shop, "3.00", f"{n + 2:02d}", f"A{n}", "--category", "coffee")
+    for n in range(3):  # one for bob
+        shop.ok(
+            "earn", "bob", "--amount", "4.00", "--category", "coffee", "--txn", f"B{n}",
+            "--at", f"2026-11-{n + 2:02d}T11:00",
+        )  # fmt: skip
+    doc = shop.ok("report", "rules", "--from", "2026-11-01", "--to", "2026-11-30")
+    rows = {r["rule"]: r for r in doc["rules"]}
+    assert not [rule for rule in rows if "#" in rule]
+    # Three rounds, each its points line and its free coffee: three awards.
+    card = rows["game:coffee-card"]
+    assert (card["awards"], card["customers"], card["points"]) == (3, 2, 30)
+    assert card["revenue"] == "10.00"  # the purchases that completed them: 3.00 + 3.00 + 4.00
+    fifth = rows["game:fifth"]
+    assert (fifth["awards"], fifth["customers"], fifth["points"]) == (1, 1, 25)
+    assert rows["base"]["awards"] == 9
+    assert doc["points"] == sum(r["points"] for r in doc["rules"])
 
 
 def test_progress_and_the_report_need_games_in_the_rules(shop: Shop) -> None:

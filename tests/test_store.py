@@ -274,6 +274,7 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
         queries.items_of(conn, [1, 2])
         queries.sales_of(conn, [("C1", "SKU-1", 10**10)])
         snapshots.standings(conn, ruleset, ["C1"], 10**10)
+        snapshots.plays(conn, ruleset, ["C1"], 10**10)
         queries.enrolled_before(conn, 10**10)
         sql.tier_moves(conn, 0, 10**10)
         sql.lots(conn, 10**10, NOW.date())

@@ -363,6 +363,91 @@ def standings(
     return build(conn.execute(_standings(by_points), (json.dumps(ids), until)), ruleset)
 
 
+@lru_cache(maxsize=8)
+def _plays_statement(details: bool, events: bool, points: bool) -> str:
+    """What the games count of an account (its purchases, refunds, counted
+    events, game lines and, for milestones on points, the rules' points), as
+    the ledger stood at ?2 (a stored time, included): `build` makes accounts
+    of it whose play is as it was then (`progress --as-of`). The accounts
+    statement's parts, each cut at ?2; no lots, tiers or uses."""
+    customers = "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+    purchase = list(_PURCHASE_COLUMNS)
+    if details:
+        purchase += ["o.category", "o.sku", "o.quantity"]
+    parts = [
+        _ACCOUNT_PARTS[0],
+        _part("purchase", purchase, _PURCHASES + " AND o.occurred <= ?2"),
+        _part(
+            "refund",
+            ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
+            customers + "ON o.customer_id = ids.id AND o.kind = 'refund' AND o.occurred <= ?2",
+        ),
+        _part(
+            "taken",
+            ["e.customer_id", "e.op_id", "e.points"],
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+            "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred <= ?2",
+        ),
+        _part(
+            "use",
+            list(_USE_COLUMNS),
+            _USE_FROM + "e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%' "
+            "AND e.occurred <= ?2",
+        ),
+    ]
+    if details:
+        parts += [
+            _part(
+                "sold",
+                ["o.customer_id", "o.id", "i.number", "i.category", "i.sku", "i.quantity",
+                 "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'refund' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+        ]  # fmt: skip
+    if events:
+        parts.append(
+            _part(
+                "event",
+                ["o.customer_id", "o.id", "o.occurred", "o.event"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'event' "
+                "AND o.occurred <= ?2 WHERE o.event IN (SELECT value FROM json_each(?3))",
+            )
+        )
+    if points:
+        parts.append(
+            _part(
+                "earned",
+                ["e.customer_id", "SUM(e.points)"],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id AND e.kind IN ('earn', 'enroll') "
+                "WHERE e.occurred <= ?2 AND (e.rule IS NULL OR e.rule NOT LIKE 'game:%') "
+                "GROUP BY e.customer_id",
+            )
+        )
+    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+
+
+def plays(conn: Conn, ruleset: Ruleset, customers: Iterable[str], until: int) -> dict[str, Account]:
+    """The accounts of `customers` as far as their games go, from what was
+    recorded by `until` (a stored time): their play as it stood then."""
+    ids = list(customers)
+    games = ruleset.games
+    if not ids or games is None:
+        return {}
+    statement = _plays_statement(games.details, bool(games.events), games.by_points)
+    params: tuple[object, ...] = (json.dumps(ids), until)
+    if games.events:
+        params += (json.dumps(sorted(games.events)),)
+    return build(conn.execute(statement, params), ruleset)
+
+
 class Tip:
     """The chain's tip and the next ids, held while a write transaction lasts.
 
