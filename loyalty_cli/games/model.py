@@ -176,8 +176,7 @@ class Games:
         return next((g for g in self.games if g.id == game_id), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """A line of a receipt of two or more lines, as games count it: what is left
     of it after the returns of that line. Category and SKU are casefolded."""
 
@@ -188,12 +187,12 @@ class Item:
     cents: int
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(NamedTuple):
     """A purchase or a counted event, as games count it: `cents` is what is left
     of a purchase after its refunds (0 for an event). A receipt of two or more
     lines carries them in `lines` (then category, sku and quantity are None): a
-    filter on a category or SKU counts the lines it names."""
+    filter on a category or SKU counts the lines it names. A named tuple, like
+    Item: an account read makes one per purchase of the customer's history."""
 
     op: int
     day: date  # shop-local
