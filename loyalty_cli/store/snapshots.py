@@ -28,7 +28,7 @@ from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Item, Paid, Play, parse_rule
+from ..games.model import Fact, Item, Paid, Play, Tally, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -495,10 +495,16 @@ class Kept:
         self.held = 0
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
+        # The games' tallies of accounts that went (games.play: a few small
+        # tuples a customer), up to TALLIES customers: an account read again
+        # gets them back instead of counting its whole history once per game,
+        # which an import whose accounts outgrow the budget does on most rows.
+        self.tallies: OrderedDict[str, dict[str, Tally]] = OrderedDict()
 
     def valid(self, tip: Tip, version: str) -> bool:
         if self.tip != (tip.op, tip.hash, version):
             self.accounts.clear()
+            self.tallies.clear()
             self.held = 0
             return False
         return True
@@ -512,8 +518,28 @@ class Kept:
             self.accounts[cid] = account
             self.held += _size(account)
         while self.held > self.budget and self.accounts:
-            _, gone = self.accounts.popitem(last=False)
+            cid, gone = self.accounts.popitem(last=False)
             self.held -= _size(gone)
+            if gone.play is not None and gone.play.memo:
+                self.tallies[cid] = gone.play.memo
+                if len(self.tallies) > TALLIES:
+                    self.tallies.popitem(last=False)
+
+    def restore(self, accounts: dict[str, Account]) -> None:
+        """Give accounts just read the tallies they had when they went: exact,
+        since nobody else wrote in between (valid) and their facts are those
+        this writer's decisions left."""
+        if not self.tallies:
+            return
+        for cid, account in accounts.items():
+            memo = self.tallies.pop(cid, None)
+            if memo is not None and account.play is not None:
+                account.play.memo.update(memo)
+
+
+# Customers whose games' tallies a Kept holds after their account went: about
+# 300 bytes each with three games.
+TALLIES = 100_000
 
 
 def _size(account: Account) -> int:
@@ -614,7 +640,10 @@ def load(
     known: dict[str, Account] = {}
     if kept is not None and kept.valid(tip, ruleset.version):
         known = {cid: kept.accounts[cid] for cid in people if cid in kept.accounts}
-    known.update(accounts(conn, ruleset, [cid for cid in people if cid not in known]))
+    fresh = accounts(conn, ruleset, [cid for cid in people if cid not in known])
+    if kept is not None:
+        kept.restore(fresh)
+    known.update(fresh)
     book = Book(
         ruleset=ruleset,
         now=now,
