@@ -4,9 +4,10 @@ a replay of the ledger gives the same progress and awards."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyalty_cli import importer
 from loyalty_cli import operations as ops
 from loyalty_cli.clock import shop_day, zone
 from loyalty_cli.engine.requests import EarnRequest, EnrollRequest, RefundRequest
@@ -341,6 +343,47 @@ def test_an_import_of_receipts_with_lines_pays_as_earn_does(games_shop: Shop) ->
         doc = shop.ok("progress", customer)
         meals = next(g for g in doc["games"] if g["game"] == "meals")
         assert meals["progress"] == "4 of 10 meals", customer  # 2 of K-3's returned
+
+
+def test_an_import_whose_accounts_outgrow_what_it_keeps_pays_the_same_without_recounting(
+    games_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accounts that the import lets go between chunks (its budget) and reads
+    again get their games' tallies back: the same awards as an import that
+    keeps them all, and each game's history counted once per customer."""
+    shop = games_shop
+    rows = [
+        f"T{n},c{n % 4},{3 + n % 3}.00,{('coffee', 'meals', 'tea')[n % 3]},"
+        f"2026-11-{2 + n // 4:02d}T{10 + n % 4}:00\n"
+        for n in range(48)
+    ]
+    sales = shop.dir / "sales.csv"
+    sales.write_text("txn_id,customer_id,amount,category,date\n" + "".join(rows))
+    roomy = shop.ok("import-csv", str(sales), "--enroll-unknown", "--db", str(shop.dir / "a.db"))
+    counted: list[str] = []
+    tally = games.tally
+
+    def counting(game: games.Game, facts: tuple[Fact, ...]) -> Any:
+        counted.append(game.id)
+        return tally(game, facts)
+
+    monkeypatch.setattr(games, "tally", counting)
+    monkeypatch.setattr(importer, "KEPT_BUDGET", 2)  # about one account at a time
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    tight = shop.ok("import-csv", str(sales), "--enroll-unknown")
+    assert tight["points"] == roomy["points"]
+    # Four customers, four games that count purchases: no recount on a read again.
+    assert len(counted) <= 4 * 4, counted
+
+    def game_lines_of(db: Path) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(db)) as conn:
+            return conn.execute(
+                "SELECT customer_id, rule, kind, points, reward FROM entries "
+                "WHERE rule LIKE 'game:%' ORDER BY customer_id, rule, kind, reward"
+            ).fetchall()
+
+    assert game_lines_of(shop.db) == game_lines_of(shop.dir / "a.db")
+    assert game_lines_of(shop.db)
 
 
 # --- what people see -------------------------------------------------------------------
