@@ -496,7 +496,7 @@ class Kept:
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
         # The games' tallies of accounts that went (games.play: a few small
-        # tuples a customer), up to TALLIES customers: an account read again
+        # tuples a customer), up to TALLIES customers, the most recent: an account read again
         # gets them back instead of counting its whole history once per game,
         # which an import whose accounts outgrow the budget does on most rows.
         self.tallies: OrderedDict[str, dict[str, Tally]] = OrderedDict()
@@ -538,8 +538,10 @@ class Kept:
 
 
 # Customers whose games' tallies a Kept holds after their account went: about
-# 300 bytes each with three games.
-TALLIES = 100_000
+# 600 bytes each with three games, so at most 3 MB. Bounded tightly: a 1M-row
+# import's peak memory may be at most 1.5x a 10,000-row one's (bench_import),
+# and the kept accounts already use most of that.
+TALLIES = 5_000
 
 
 def _size(account: Account) -> int:
