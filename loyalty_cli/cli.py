@@ -949,20 +949,22 @@ def tier(
 @command()
 def progress(
     customer_id: Annotated[str, typer.Argument(help="The customer.")],
+    at: AsOfOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
     """Show a customer's progress in each game (stamps, milestones), the badges
-    they hold and what is within reach.
+    they hold and what is within reach; with --as-of, as they stood then.
 
-    Example: loyalty progress C1001
+    Example: loyalty progress C1001 --as-of 2026-11-30
     """
     from .operations import progress as progress_of
 
     ruleset = load(rules)
+    moment = _at(at, ruleset, write=False)
     with open_ledger(db, create=False) as store:
-        result = progress_of(store, ruleset, check_customer_id(customer_id), now())
+        result = progress_of(store, ruleset, check_customer_id(customer_id), now(), moment)
     show(result.to_json(), "progress", as_json, ruleset.program.locale)
 
 

@@ -248,10 +248,18 @@ def _games_of(ruleset: Ruleset) -> Games:
     return ruleset.games
 
 
-def progress(store: Store, ruleset: Ruleset, customer_id: str, at: datetime) -> ProgressResult:
-    """A customer's progress in each game, and the badges they hold."""
+def progress(
+    store: Store, ruleset: Ruleset, customer_id: str, at: datetime, as_of: datetime | None = None
+) -> ProgressResult:
+    """A customer's progress in each game, and the badges they hold; with
+    `as_of`, as they stood then (what was recorded by that moment, streaks and
+    challenges judged on its shop day)."""
     games = _games_of(ruleset)
-    account = store.accounts(ruleset, [customer_id]).get(customer_id)
+    if as_of is not None:
+        account = store.plays(ruleset, [customer_id], stamp(as_of)).get(customer_id)
+        at = as_of
+    else:
+        account = store.accounts(ruleset, [customer_id]).get(customer_id)
     if account is None:
         raise awards.refuse_unknown(customer_id)
     assert account.play is not None

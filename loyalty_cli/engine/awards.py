@@ -168,7 +168,7 @@ def credited(
                     account.with_(qualifying=qualifying), e.lot.available_on, e.points
                 )
     play = account.play
-    if play is not None:
+    if play is not None and ruleset.games is not None and ruleset.games.by_points:
         # Milestones on points count the rules' points, never the games' own.
         gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
         if gained:

@@ -166,7 +166,10 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     ops.append(op)
     play = account.play
     if play is not None:
-        play = replace(play.refunded(purchase.id, cents), earned=play.earned - taken)
+        returned_lines = tuple((item.number, item.quantity, item.amount_cents) for item in returned)
+        play = replace(
+            play.refunded(purchase.id, cents, returned_lines), earned=play.earned - taken
+        )
     account = account.with_(
         lots=take_from_lots(account.lots, draws),
         net=account.net - taken,

@@ -189,6 +189,13 @@ class Store:
         with self.connection.translate():
             return snapshots.standings(self.conn, ruleset, customers, until)
 
+    def plays(self, ruleset: Ruleset, customers: Iterable[str], until: int) -> dict[str, Account]:
+        """Accounts holding their games' play as recorded by `until` (snapshots.plays)."""
+        from . import snapshots
+
+        with self.connection.translate():
+            return snapshots.plays(self.conn, ruleset, customers, until)
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         with self.connection.snapshot():

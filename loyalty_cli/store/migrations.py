@@ -348,6 +348,30 @@ def m010_merges(conn: sqlite3.Connection) -> None:
             "ON merges BEGIN SELECT RAISE(ABORT, 'merges are append-only: add a "
             "correcting entry instead'); END"
         )
+def m011_game_rounds(conn: sqlite3.Connection) -> None:
+    """A game's round pays a customer once, enforced by the ledger (issue 13):
+    a unique index over the game lines (rule `game:ID#ROUND`) by customer, rule,
+    kind and reward (a badge's id). Nothing hashed changes. A ledger that already
+    holds a round paid twice is not upgraded: the lines are append-only, so it is
+    named for the owner to look at rather than silently kept. Written out here,
+    not taken from schema.py, so that this step stays what it was."""
+    twice = conn.execute(
+        "SELECT customer_id, rule, kind, COALESCE(reward, ''), count(*) FROM entries "
+        "WHERE substr(rule, 1, 5) = 'game:' GROUP BY 1, 2, 3, 4 HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    if twice is not None:
+        customer, rule, kind, reward, count = twice
+        what = f"{kind} {reward}" if reward else kind
+        raise TamperDetected(
+            [
+                f"the ledger pays customer {customer} the game round {rule} ({what}) "
+                f"{count} times, so it was not upgraded; restore it from a backup"
+            ]
+        )
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS entries_game_rounds ON entries(customer_id, rule, "
+        "kind, (COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
+    )
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -358,5 +382,6 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m008_writer_chains,
     m009_reaching,
     m010_merges,
+    m011_game_rounds,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

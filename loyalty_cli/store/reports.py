@@ -323,12 +323,23 @@ def activity(
 
 def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
     """Per rule, over its award entries (earn, enroll, gift) in [start, end):
-    (rule, awards, customers reached, points, cents of the purchases it fired on)."""
+    (rule, awards, customers reached, points, cents of the purchases it fired on).
+    A game's lines (rule `game:ID#ROUND`) count under `game:ID`: each round paid
+    is one award (its points and its reward lines together) on one purchase."""
+    award = (
+        "FROM entries e JOIN operations o ON o.id = e.op_id "
+        "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ?1 AND e.occurred < ?2 "
+    )
     rows = conn.execute(
-        "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
-        "COALESCE(SUM(o.amount_cents), 0) FROM entries e JOIN operations o ON o.id = e.op_id "
-        "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ? AND e.occurred < ? "
-        "AND e.rule IS NOT NULL GROUP BY e.rule ORDER BY SUM(e.points) DESC, e.rule",
+        "SELECT e.rule AS rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points) AS "
+        f"points, COALESCE(SUM(o.amount_cents), 0) {award} AND e.rule IS NOT NULL "
+        "AND substr(e.rule, 1, 5) != 'game:' GROUP BY e.rule "
+        "UNION ALL SELECT game, COUNT(*), COUNT(DISTINCT customer_id), SUM(points), "
+        "SUM(cents) FROM (SELECT substr(e.rule, 1, instr(e.rule, '#') - 1) AS game, "
+        "e.customer_id, SUM(e.points) AS points, COALESCE(MAX(o.amount_cents), 0) AS cents "
+        f"{award} AND substr(e.rule, 1, 5) = 'game:' AND instr(e.rule, '#') > 0 "
+        "GROUP BY e.op_id, e.rule, e.customer_id) GROUP BY game "
+        "ORDER BY points DESC, rule",
         (start, end),
     )
     return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]

@@ -218,6 +218,16 @@ def keeper(column: str) -> str:
 # Customers that are not merged duplicates: those the reports count.
 NOT_MERGED = "id NOT IN (SELECT duplicate FROM merges)"
 
+# A game's round pays a customer once (issue 13): one line of each kind per
+# customer, game and round (rule `game:ID#ROUND`), one per badge (its id is the
+# line's reward). The engine decides so; the ledger refuses a second line even
+# if the engine were wrong. COALESCE: a points line has no reward, and NULLs
+# never collide in a unique index. substr, not LIKE: the same on PostgreSQL.
+GAME_ROUNDS_INDEX = (
+    "CREATE UNIQUE INDEX entries_game_rounds ON entries(customer_id, rule, kind, "
+    "(COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
+)
+
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
     "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)",
@@ -228,6 +238,7 @@ INDEXES = (
     "CREATE INDEX entries_lots ON entries(expires_on, points) WHERE earned_on IS NOT NULL",
     "CREATE INDEX draws_lot ON draws(lot_id, points)",
     "CREATE INDEX draws_expiry ON draws(expires_on, points) WHERE expires_on IS NOT NULL",
+    GAME_ROUNDS_INDEX,
 )
 
 
@@ -356,4 +367,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11

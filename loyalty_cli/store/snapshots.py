@@ -28,7 +28,7 @@ from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Paid, Play, parse_rule
+from ..games.model import Fact, Item, Paid, Play, Tally, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -174,6 +174,33 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     extra: list[str] = []
     if details:
         purchase += ["o.category", "o.sku", "o.quantity"]
+        # A receipt's lines, and what returns by line took of each: a filter
+        # on a category or SKU counts the lines it names.
+        extra.append(
+            _part(
+                "sold",
+                [
+                    "o.customer_id",
+                    "o.id",
+                    "i.number",
+                    "i.category",
+                    "i.sku",
+                    "i.quantity",
+                    "i.amount_cents",
+                ],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "JOIN items i ON i.op_id = o.id",
+            )
+        )
+        extra.append(
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'refund' JOIN items i ON i.op_id = o.id",
+            )
+        )
     if events:
         extra.append(
             _part(
@@ -359,6 +386,91 @@ def standings(
     return build(conn.execute(_standings(by_points), (json.dumps(ids), until)), ruleset)
 
 
+@lru_cache(maxsize=8)
+def _plays_statement(details: bool, events: bool, points: bool) -> str:
+    """What the games count of an account (its purchases, refunds, counted
+    events, game lines and, for milestones on points, the rules' points), as
+    the ledger stood at ?2 (a stored time, included): `build` makes accounts
+    of it whose play is as it was then (`progress --as-of`). The accounts
+    statement's parts, each cut at ?2; no lots, tiers or uses."""
+    customers = "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+    purchase = list(_PURCHASE_COLUMNS)
+    if details:
+        purchase += ["o.category", "o.sku", "o.quantity"]
+    parts = [
+        _ACCOUNT_PARTS[0],
+        _part("purchase", purchase, _PURCHASES + " AND o.occurred <= ?2"),
+        _part(
+            "refund",
+            ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
+            customers + "ON o.customer_id = ids.id AND o.kind = 'refund' AND o.occurred <= ?2",
+        ),
+        _part(
+            "taken",
+            ["e.customer_id", "e.op_id", "e.points"],
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+            "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred <= ?2",
+        ),
+        _part(
+            "use",
+            list(_USE_COLUMNS),
+            _USE_FROM + "e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%' "
+            "AND e.occurred <= ?2",
+        ),
+    ]
+    if details:
+        parts += [
+            _part(
+                "sold",
+                ["o.customer_id", "o.id", "i.number", "i.category", "i.sku", "i.quantity",
+                 "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'refund' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+        ]  # fmt: skip
+    if events:
+        parts.append(
+            _part(
+                "event",
+                ["o.customer_id", "o.id", "o.occurred", "o.event"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'event' "
+                "AND o.occurred <= ?2 WHERE o.event IN (SELECT value FROM json_each(?3))",
+            )
+        )
+    if points:
+        parts.append(
+            _part(
+                "earned",
+                ["e.customer_id", "SUM(e.points)"],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id AND e.kind IN ('earn', 'enroll') "
+                "WHERE e.occurred <= ?2 AND (e.rule IS NULL OR e.rule NOT LIKE 'game:%') "
+                "GROUP BY e.customer_id",
+            )
+        )
+    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+
+
+def plays(conn: Conn, ruleset: Ruleset, customers: Iterable[str], until: int) -> dict[str, Account]:
+    """The accounts of `customers` as far as their games go, from what was
+    recorded by `until` (a stored time): their play as it stood then."""
+    ids = list(customers)
+    games = ruleset.games
+    if not ids or games is None:
+        return {}
+    statement = _plays_statement(games.details, bool(games.events), games.by_points)
+    params: tuple[object, ...] = (json.dumps(ids), until)
+    if games.events:
+        params += (json.dumps(sorted(games.events)),)
+    return build(conn.execute(statement, params), ruleset)
+
+
 class Tip:
     """The chain's tip and the next ids, held while a write transaction lasts.
 
@@ -406,10 +518,16 @@ class Kept:
         self.held = 0
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
+        # The games' tallies of accounts that went (games.play: a few small
+        # tuples a customer), up to TALLIES customers, the most recent: an account read again
+        # gets them back instead of counting its whole history once per game,
+        # which an import whose accounts outgrow the budget does on most rows.
+        self.tallies: OrderedDict[str, dict[str, Tally]] = OrderedDict()
 
     def valid(self, tip: Tip, version: str) -> bool:
         if self.tip != (tip.op, tip.hash, version):
             self.accounts.clear()
+            self.tallies.clear()
             self.held = 0
             return False
         return True
@@ -423,8 +541,30 @@ class Kept:
             self.accounts[cid] = account
             self.held += _size(account)
         while self.held > self.budget and self.accounts:
-            _, gone = self.accounts.popitem(last=False)
+            cid, gone = self.accounts.popitem(last=False)
             self.held -= _size(gone)
+            if gone.play is not None and gone.play.memo:
+                self.tallies[cid] = gone.play.memo
+                if len(self.tallies) > TALLIES:
+                    self.tallies.popitem(last=False)
+
+    def restore(self, accounts: dict[str, Account]) -> None:
+        """Give accounts just read the tallies they had when they went: exact,
+        since nobody else wrote in between (valid) and their facts are those
+        this writer's decisions left."""
+        if not self.tallies:
+            return
+        for cid, account in accounts.items():
+            memo = self.tallies.pop(cid, None)
+            if memo is not None and account.play is not None:
+                account.play.memo.update(memo)
+
+
+# Customers whose games' tallies a Kept holds after their account went: about
+# 600 bytes each with three games, so at most 3 MB. Bounded tightly: a 1M-row
+# import's peak memory may be at most 1.5x a 10,000-row one's (bench_import),
+# and the kept accounts already use most of that.
+TALLIES = 5_000
 
 
 def _size(account: Account) -> int:
@@ -530,7 +670,10 @@ def load(
     known: dict[str, Account] = {}
     if kept is not None and kept.valid(tip, ruleset.version):
         known = {cid: kept.accounts[cid] for cid in people if cid in kept.accounts}
-    known.update(accounts(conn, ruleset, [cid for cid in people if cid not in known]))
+    fresh = accounts(conn, ruleset, [cid for cid in people if cid not in known])
+    if kept is not None:
+        kept.restore(fresh)
+    known.update(fresh)
     book = Book(
         ruleset=ruleset,
         now=now,
@@ -654,6 +797,8 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
     alias: dict[str, str] = {}  # a merged duplicate -> the account that keeps it
     asked: set[str] = set()  # duplicates asked for themselves: their (empty) account
+    sold: dict[int, list[Item]] = {}  # purchase op -> its lines (two or more)
+    by_line: dict[int, list[tuple[int, int, int]]] = {}  # purchase op -> lines returned
     for row in rows:
         tag, cid = row[0], row[1]
         if tag == "alias":
@@ -696,6 +841,18 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             bought.setdefault(cid, []).append((row[2], row[3], row[4]))
             if games is not None:
                 details[row[2]] = (row[5], row[6], row[7])
+        elif tag == "sold":
+            sold.setdefault(row[2], []).append(
+                Item(
+                    row[3],
+                    None if row[4] is None else str(row[4]).casefold(),
+                    None if row[5] is None else str(row[5]).casefold(),
+                    row[6],
+                    row[7],
+                )
+            )
+        elif tag == "back":
+            by_line.setdefault(row[2], []).append((row[3], row[4], row[5]))
         elif tag == "event":
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
@@ -741,9 +898,14 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             back += refund[1]
             category, sku, quantity = details.get(op_id, (None, None, None))
             day = day_of(occurred)
-            facts.append(
-                Fact(op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity)
+            lines = sold.get(op_id)
+            items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
+            fact = Fact(
+                op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity, items
             )
+            if items and op_id in by_line:
+                fact = fact.returned(0, tuple(by_line[op_id]))
+            facts.append(fact)
         facts.sort(key=lambda f: f.op)
         mine = sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))
         return Play(tuple(facts), tuple(mine), earned.get(cid, 0) + back)
