@@ -551,7 +551,7 @@ def test_the_ledger_refuses_a_game_round_paid_twice(tmp_path: Path, kind: str) -
         assert store.conn.execute("SELECT count(*) FROM entries").fetchone()[0] > 0
 
 
-def test_a_schema_9_ledger_gets_the_game_rounds_index_and_keeps_its_chain(
+def test_a_schema_10_ledger_gets_the_game_rounds_index_and_keeps_its_chain(
     tmp_path: Path,
 ) -> None:
     db, ruleset = _card_ledger(tmp_path)

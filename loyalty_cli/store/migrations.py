@@ -348,6 +348,8 @@ def m010_merges(conn: sqlite3.Connection) -> None:
             "ON merges BEGIN SELECT RAISE(ABORT, 'merges are append-only: add a "
             "correcting entry instead'); END"
         )
+
+
 def m011_game_rounds(conn: sqlite3.Connection) -> None:
     """A game's round pays a customer once, enforced by the ledger (issue 13):
     a unique index over the game lines (rule `game:ID#ROUND`) by customer, rule,
