@@ -593,4 +593,4 @@ def test_a_schema_10_ledger_paying_a_round_twice_is_not_upgraded(tmp_path: Path)
     with pytest.raises(TamperDetected, match=r"game round game:card#1 .gift coffee. 2 times"):
         Store.open(db)
     assert db.read_bytes() == before
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 9
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 10
