@@ -244,8 +244,16 @@ class Store:
 
     def backup(self, dest: Path, *, force: bool = False) -> BackupResult:
         """A verified copy of the live ledger at `dest` (backup.py)."""
+        from ..errors import BadArgument
         from .backup import backup
 
+        if self.backend != "sqlite":
+            raise BadArgument(
+                f"backup copies a SQLite ledger file; {self.path} is on PostgreSQL: back it "
+                "up with pg_dump (see README, PostgreSQL: backups)",
+                field="--db",
+                code="unsupported_backend",
+            )
         return backup(self.sqlite(), dest, force=force)
 
     def copy_to(self, path: Path) -> Store:
