@@ -85,7 +85,7 @@ _REWRITES = (
     # (a CROSS JOIN with no ON is a cross join in both, and stays one).
     (re.compile(r"\bCROSS JOIN (\w+(?:\s+(?!ON\b)\w+)?)\s+ON\b"), r"JOIN \1 ON"),
     (re.compile(r"json_each\((\?\d*)\)"), r"json_array_elements_text(\1::json)"),
-    (re.compile(r"lower\(hex\((\w+)\)\)"), r"encode(\1, 'hex')"),
+    (re.compile(r"lower\(hex\(([\w.]+)\)\)"), r"encode(\1, 'hex')"),
     (
         re.compile(r"sqlite_master WHERE type = 'index' AND name IN"),
         "pg_indexes WHERE indexname IN",
@@ -432,6 +432,28 @@ class PgConnection:
         tip.op, tip.entry, tip.draw = row[0] or 0, row[1] or 0, row[2] or 0
         tip.hash = row[3] or b""
 
+    def purge(self) -> bool:
+        """After an erasure: rewrite the customers table (VACUUM FULL) so no dead
+        row version keeps the values it removed. Only the table's owner may, and
+        the rewrite waits for every till reading customers (lock_timeout): False
+        when this role is not the owner or the wait ran out; an owner's erase run
+        again finishes it. Copies in the server's write-ahead log, its replicas and
+        its backups go as those are recycled (README, PostgreSQL: erasure)."""
+        with self.translate():
+            self.conn.round_trips += 1
+            (owner,) = self.raw.execute(
+                "SELECT pg_has_role(relowner, 'MEMBER') FROM pg_class "
+                "WHERE oid = 'customers'::regclass"
+            ).fetchone()
+        if not owner:
+            return False
+        try:
+            self.conn.round_trips += 1
+            self.raw.execute("VACUUM FULL customers")
+        except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
+            return False
+        return True
+
     def after_copy(self) -> None:
         """Rows copied in with their ids (store/copy.py): the rules texts' id
         sequence goes on after the highest."""
@@ -469,7 +491,7 @@ _TYPES = (
 )
 
 _APPEND_ONLY_FUNCTION = """
-CREATE FUNCTION loyalty_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION loyalty_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% are append-only: add a correcting entry instead', TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
@@ -477,13 +499,18 @@ END
 $$
 """
 _IDENTITY_FUNCTION = """
-CREATE FUNCTION loyalty_keep_identity() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION loyalty_keep_identity() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- schema.KEEP_IDENTITY's rule: a salt changes only in an erasure, which
+    -- empties the personal fields after its erase operation is recorded.
     IF NEW.id IS DISTINCT FROM OLD.id OR NEW.enrolled IS DISTINCT FROM OLD.enrolled
        OR NEW.recorded IS DISTINCT FROM OLD.recorded
        OR NEW.referred_by IS DISTINCT FROM OLD.referred_by
-       OR NEW.salt IS DISTINCT FROM OLD.salt THEN
-        RAISE EXCEPTION 'a customer''s id, enrollment and referrer never change'
+       OR (NEW.salt IS DISTINCT FROM OLD.salt AND NOT (
+           NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL
+           AND NEW.birthday IS NULL AND EXISTS (
+               SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) THEN
+        RAISE EXCEPTION 'a customer''s id, enrollment and referrer never change, nor their salt but in an erasure'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
@@ -558,6 +585,9 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
                 created = not exists
                 if exists:
                     PgConnection(raw, url, timeout)._check()
+                    # The triggers' functions as this version has them.
+                    raw.execute(_APPEND_ONLY_FUNCTION)
+                    raw.execute(_IDENTITY_FUNCTION)
                 else:
                     for statement in schema_statements():
                         raw.execute(statement)
@@ -579,7 +609,7 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
                     tables = ", ".join(LEDGER_TABLES)
                     raw.execute(f'GRANT SELECT, INSERT ON {tables}, loyalty_meta TO "{role}"')
                     raw.execute(
-                        "GRANT UPDATE (name, email, phone, birthday, birthday_set) "
+                        "GRANT UPDATE (name, email, phone, birthday, birthday_set, salt) "
                         f'ON customers TO "{role}"'
                     )
                     raw.execute(f'GRANT USAGE ON SEQUENCE rulesets_id_seq TO "{role}"')
