@@ -71,6 +71,27 @@ class Shop:
             return Store.open_url(self.url, writer="tests")
         return Store.open(self.db, create=False)
 
+    def tamper(self, *statements: str, triggers: tuple[str, ...] = ()) -> None:
+        """Edit the ledger behind loyalty's back, as someone with the file or the
+        server's superuser could: on SQLite dropping the `triggers` that would
+        refuse it, on PostgreSQL with every trigger off for the session."""
+        if self.url is not None:
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                conn.execute("SET session_replication_role = replica")
+                for sql in statements:
+                    conn.execute(sql)  # type: ignore[call-overload]
+            return
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(self.db, isolation_level=None)) as conn:
+            for trigger in triggers:
+                conn.execute(f"DROP TRIGGER {trigger}")
+            for sql in statements:
+                conn.execute(sql)
+
     def clock(self, moment: str | None) -> None:
         """Set what the CLI reads as now (ISO 8601, UTC; a bare date is noon UTC),
         so a test can let time pass: writes may not be dated after now. None: the

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -195,6 +196,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.sqlite_only  # the ledger file's bytes
 def test_simulate_compares_and_leaves_the_ledger_byte_for_byte(shop: Shop) -> None:
     history(shop)
     new = shop.dir / "new.yaml"
