@@ -15,7 +15,7 @@ import pytest
 
 from loyalty_cli.store.schema import SCHEMA_VERSION
 
-from .conftest import Shop, check_error_json, loyalty_command
+from .conftest import EXAMPLE_RULES, Shop, check_error_json, loyalty_command
 from .pgcluster import TILL
 
 # The shop here is a runner: each test names the ledgers it uses (a file, URLs).
@@ -192,8 +192,6 @@ def test_a_purchase_makes_no_more_round_trips_on_postgresql_than_statements_on_a
     from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
     from loyalty_cli.rules import load_rules
     from loyalty_cli.store import Store
-
-    from .conftest import EXAMPLE_RULES
 
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
     ruleset = load_rules(EXAMPLE_RULES)
@@ -613,3 +611,28 @@ def test_tills_racing_for_a_budget_shared_by_every_customer_never_exceed_it(
         ).fetchone()
     assert given[0] == 250  # 100 + 100 + 50, then nothing: never more than the budget
     assert _ok(shop, {"LOYALTY_DB": till}, "verify")["ok"] is True
+
+
+def test_two_branches_share_one_ledger_as_the_readme_walks_through(
+    shop: Shop, pg_ledger_url: str
+) -> None:
+    """README, "Two branches, one ledger": what one till records the other spends,
+    a retry from the other branch is recorded once, the reports see one programme,
+    and verify lists each branch's chain."""
+    shop.rules.write_text(EXAMPLE_RULES.read_text())
+    north = {"LOYALTY_DB": pg_ledger_url, "LOYALTY_TILL": "north"}
+    south = {"LOYALTY_DB": pg_ledger_url, "LOYALTY_TILL": "south"}
+    _ok(shop, north, "enroll", "C1", "--name", "Ada")
+    earned = _ok(shop, north, "earn", "C1", "--amount", "120.00", "--txn", "N-0001")
+    spent = _ok(shop, south, "redeem", "C1", "--reward", "coffee", "--txn", "S-0001")
+    again = _ok(shop, south, "earn", "C1", "--amount", "120.00", "--txn", "N-0001")
+    assert again["duplicate"] is True and again["points"] == earned["points"]
+    balance = _ok(shop, north, "balance", "C1")["balance"]
+    assert balance == earned["balance"] + spent["points"] == spent["balance"]
+    liability = _ok(shop, south, "report", "liability")
+    assert liability["points_outstanding"] == balance
+    summary = _ok(shop, north, "report")
+    assert summary["purchases"] == 1 and summary["members"] == 1
+    chains = _ok(shop, south, "verify")["chains"]
+    assert sorted(c["writer"] for c in chains) == ["north", "south"]
+    assert sum(c["operation_count"] for c in chains) == 3

@@ -510,8 +510,9 @@ BEGIN
            NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL
            AND NEW.birthday IS NULL AND EXISTS (
                SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) THEN
-        RAISE EXCEPTION 'a customer''s id, enrollment and referrer never change, nor their salt but in an erasure'
-            USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE =
+            'a customer''s id, enrollment and referrer never change, '
+            || 'nor their salt but in an erasure';
     END IF;
     RETURN NEW;
 END
