@@ -111,3 +111,10 @@ class Cluster:
             clone = f" TEMPLATE {template}" if template else ""
             conn.execute(f"CREATE DATABASE {name}{clone}")
         return name
+
+    def drop(self, name: str) -> None:
+        """Drop a database made by database(), whoever is still connected to it."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
