@@ -146,6 +146,7 @@ def test_all_writes_one_per_customer_and_never_over_the_ledger(cafe: Shop) -> No
     assert cafe.ok("verify")["ok"]
 
 
+@pytest.mark.sqlite_only  # the ledger is a file only there
 def test_a_statement_is_never_written_over_the_ledger(shop: Shop) -> None:
     shop.db = shop.dir / "ann.txt"  # a ledger with the name ann's statement would get
     shop.write_rules(RULES)

@@ -32,6 +32,10 @@ from .conftest import Shop
 
 CHANGED = "was changed, inserted or removed outside loyalty"
 
+# The ledger file's tampering: the PostgreSQL ledger's (a till role's edits, the
+# triggers, per-till chains) is tests/test_postgres.py's.
+BACKENDS = ("sqlite",)
+
 
 @pytest.fixture
 def shop_with_history(shop: Shop) -> Shop:

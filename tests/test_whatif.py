@@ -236,6 +236,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.sqlite_only  # the ledger file's bytes
 def test_simulate_compares_and_leaves_the_ledger_byte_for_byte(shop: Shop) -> None:
     history(shop)
     new = shop.dir / "new.yaml"

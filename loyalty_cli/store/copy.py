@@ -109,6 +109,21 @@ def empty(conn: Conn) -> bool:
     return int(row[0]) == 0
 
 
+def transfer(source: Conn, destination: Conn) -> dict[str, int]:
+    """Every row of `source` into `destination`, ids and hashes as they are; the
+    rows per table. Also a dry run's private file copy of a PostgreSQL ledger
+    (Store.copy_to)."""
+    rows: dict[str, int] = {}
+    for table, columns in TABLES:
+        count = 0
+        chunks = [_customers(source)] if table == "customers" else _chunks(source, table, columns)
+        for chunk in chunks:
+            insert_many(destination, table, columns, chunk)
+            count += len(chunk)
+        rows[table] = count
+    return rows
+
+
 def copy(source: Conn, destination: Conn, result: CopyResult) -> None:
     """Every row of `source` into the empty `destination`, then verify it there
     (inside the caller's transactions: read one snapshot, write one transaction)."""
@@ -120,13 +135,7 @@ def copy(source: Conn, destination: Conn, result: CopyResult) -> None:
         )
     source_report = checks.VerifyReport()
     checks.chain(source, source_report)
-    for table, columns in TABLES:
-        count = 0
-        chunks = [_customers(source)] if table == "customers" else _chunks(source, table, columns)
-        for chunk in chunks:
-            insert_many(destination, table, columns, chunk)
-            count += len(chunk)
-        result.rows[table] = count
+    result.rows = transfer(source, destination)
     report = checks.verify(destination)
     if report.ok and report.chains != source_report.chains:
         report.problems.append(

@@ -334,9 +334,11 @@ def sales_of(
         rows = conn.execute(
             "SELECT o.txn FROM operations o INDEXED BY operations_customer "
             "WHERE o.customer_id = ?1 AND o.kind = 'purchase' AND o.occurred <= ?3 "
-            "AND o.txn IS NOT NULL AND (o.sku = ?2 COLLATE NOCASE OR o.category = ?2 "
-            "COLLATE NOCASE OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
-            "(i.sku = ?2 COLLATE NOCASE OR i.category = ?2 COLLATE NOCASE))) "
+            # lower() on both sides: ASCII case folded alike by SQLite and PostgreSQL
+            # (a C-locale server), where COLLATE NOCASE is SQLite's alone.
+            "AND o.txn IS NOT NULL AND (lower(o.sku) = lower(?2) OR lower(o.category) = "
+            "lower(?2) OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
+            "(lower(i.sku) = lower(?2) OR lower(i.category) = lower(?2)))) "
             "ORDER BY o.occurred DESC, o.id DESC LIMIT 50",
             (customer_id, what, until),
         ).fetchall()
