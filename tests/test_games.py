@@ -345,6 +345,7 @@ def test_an_import_of_receipts_with_lines_pays_as_earn_does(games_shop: Shop) ->
         assert meals["progress"] == "4 of 10 meals", customer  # 2 of K-3's returned
 
 
+@pytest.mark.sqlite_only  # it counts reads with a trace on the ledger file
 def test_an_import_whose_accounts_outgrow_what_it_keeps_pays_the_same_without_recounting(
     games_shop: Shop, monkeypatch: pytest.MonkeyPatch
 ) -> None:

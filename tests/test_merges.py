@@ -228,8 +228,7 @@ def test_a_duplicate_that_owes_points_is_refused(shop: Shop) -> None:
 def test_verify_catches_an_edited_merges_table(twins: Shop) -> None:
     twins.ok("enroll", "bob", "--at", "2026-03-10")
     twins.ok("merge", "ann", "ann2", "--reason", "same person")
-    with sqlite3.connect(twins.db) as conn:
-        conn.execute("INSERT INTO merges (duplicate, keep, op_id) VALUES ('bob', 'ann', 1)")
+    twins.tamper("INSERT INTO merges (duplicate, keep, op_id) VALUES ('bob', 'ann', 1)")
     result = twins.run("verify", "--json")
     assert result.exit_code == 1
     assert "merge of 'bob' into 'ann' is not what operation #1 recorded" in result.stdout
@@ -288,6 +287,7 @@ def test_balance_after_is_the_sum_and_expiry_dates_are_unchanged(
     assert shop.ok("verify")["ok"]
 
 
+@pytest.mark.sqlite_only  # the schema's versions are a file's (db init upgrades a server)
 def test_a_schema_9_ledger_is_upgraded_in_place_and_can_merge(twins: Shop) -> None:
     """Schema 9 is schema 10 without the merges table: made here by dropping it."""
     with closing(sqlite3.connect(twins.db, isolation_level=None)) as conn:
@@ -305,6 +305,7 @@ def test_a_schema_9_ledger_is_upgraded_in_place_and_can_merge(twins: Shop) -> No
         conn.execute("DELETE FROM merges")
 
 
+@pytest.mark.sqlite_only  # it copies the ledger file (db copy)
 def test_statement_import_copy_and_simulate_see_one_account(twins: Shop) -> None:
     twins.ok("merge", "ann", "ann2", "--reason", "same person", "--txn", "M1")
     doc = twins.ok("statement", "ann", "--format", "json")

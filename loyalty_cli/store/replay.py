@@ -122,7 +122,9 @@ def refunded(conn: Conn, first: int, last: int) -> dict[str, int]:
         str(txn): int(n)
         for txn, n in conn.execute(
             "SELECT p.txn, count(*) FROM operations r JOIN operations p ON p.id = r.refund_of "
-            "WHERE r.refund_of BETWEEN ? AND ? AND +r.kind = 'refund' GROUP BY p.txn",
+            # `|| ''`: not the index on kind (SQLite's unary + does not apply to
+            # text on PostgreSQL); refund_of's is the one to use.
+            "WHERE r.refund_of BETWEEN ? AND ? AND r.kind || '' = 'refund' GROUP BY p.txn",
             (first, last),
         )
     }
@@ -134,7 +136,9 @@ def earliest_ahead(conn: Conn, block: int) -> list[tuple[int, int]]:
     replay makes from there on is dated earlier, so what it folds away before
     that time no later decision can need. One pass over the operations' rows."""
     blocks: dict[int, int] = {}  # block number -> its earliest time
-    for op_id, when in conn.execute("SELECT id, min(occurred, recorded) FROM operations"):
+    for op_id, when in conn.execute(
+        "SELECT id, CASE WHEN occurred < recorded THEN occurred ELSE recorded END FROM operations"
+    ):
         number = op_id // block
         blocks[number] = min(blocks.get(number, when), when)
     out: list[tuple[int, int]] = []

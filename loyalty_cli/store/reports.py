@@ -338,19 +338,31 @@ def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, in
         "FROM entries e JOIN operations o ON o.id = e.op_id "
         "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ?1 AND e.occurred < ?2 "
     )
-    rows = conn.execute(
-        "SELECT e.rule AS rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points) AS "
-        f"points, COALESCE(SUM(o.amount_cents), 0) {award} AND e.rule IS NOT NULL "
-        "AND substr(e.rule, 1, 5) != 'game:' GROUP BY e.rule "
-        "UNION ALL SELECT game, COUNT(*), COUNT(DISTINCT customer_id), SUM(points), "
-        "SUM(cents) FROM (SELECT substr(e.rule, 1, instr(e.rule, '#') - 1) AS game, "
-        "e.customer_id, SUM(e.points) AS points, COALESCE(MAX(o.amount_cents), 0) AS cents "
-        f"{award} AND substr(e.rule, 1, 5) = 'game:' AND instr(e.rule, '#') > 0 "
-        "GROUP BY e.op_id, e.rule, e.customer_id) GROUP BY game "
-        "ORDER BY points DESC, rule",
+    found = [
+        (str(r), int(a), int(c), int(p), int(m))
+        for r, a, c, p, m in conn.execute(
+            "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
+            f"COALESCE(SUM(o.amount_cents), 0) {award} AND e.rule IS NOT NULL "
+            "AND substr(e.rule, 1, 5) != 'game:' GROUP BY e.rule",
+            (start, end),
+        )
+    ]
+    # The rounds folded per game here, not in SQL: cutting `#ROUND` off needs
+    # instr() on SQLite and strpos() on PostgreSQL. A round is one row.
+    games: dict[str, tuple[int, set[str], int, int]] = {}
+    for rule, cid, points, cents in conn.execute(
+        "SELECT e.rule, e.customer_id, SUM(e.points), COALESCE(MAX(o.amount_cents), 0) "
+        f"{award} AND substr(e.rule, 1, 5) = 'game:' GROUP BY e.op_id, e.rule, e.customer_id",
         (start, end),
-    )
-    return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
+    ):
+        game, hash_, _ = str(rule).partition("#")
+        if not hash_:
+            continue
+        n, who, total, spent = games.get(game, (0, set(), 0, 0))
+        who.add(str(cid))
+        games[game] = (n + 1, who, total + int(points), spent + int(cents))
+    found += [(g, n, len(who), p, m) for g, (n, who, p, m) in games.items()]
+    return sorted(found, key=lambda row: (-row[3], row[0]))
 
 
 def categories(conn: Conn, start: int, end: int) -> list[tuple[str | None, int, int]]:
