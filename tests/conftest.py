@@ -178,19 +178,36 @@ def example_shop(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -
 
 ALL_BACKENDS = ("sqlite", "postgresql")
 
+# The modules whose shop tests run on PostgreSQL too in every run: the commands
+# every till uses, their errors and the reports. The whole suite on both backends
+# takes about 10 minutes on 2 cores, past the suite's 5-minute budget, so it is
+# asked for: LOYALTY_TEST_BACKEND=both (or =postgresql for that half alone).
+BOTH_BY_DEFAULT = frozenset(
+    {
+        "test_bad_input", "test_cli", "test_errors_json", "test_global_options",
+        "test_hardening", "test_lifecycle", "test_nightly", "test_rewards",
+        "test_shop_time", "test_small_consistencies", "test_tiers", "test_reports",
+    }
+)  # fmt: skip
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every shop test runs on both backends, but those of a module that says
-    `BACKENDS = ("sqlite",)` (with why) and those marked `sqlite_only` (they read
-    the ledger file, or a command that is SQLite's by nature). LOYALTY_TEST_BACKEND
-    (sqlite or postgresql) runs one half only, when working on it."""
+    """A shop test runs on both backends in a module of BOTH_BY_DEFAULT, or in
+    every module with LOYALTY_TEST_BACKEND=both; never in a module that says
+    `BACKENDS = ("sqlite",)` (with why) nor when marked `sqlite_only` (they read
+    the ledger file, or a command that is SQLite's by nature).
+    LOYALTY_TEST_BACKEND=sqlite or =postgresql runs one half only."""
     if not {"shop", "example_shop"} & set(metafunc.fixturenames):
         return
-    backends: tuple[str, ...] = getattr(metafunc.module, "BACKENDS", ALL_BACKENDS)
+    only = os.environ.get("LOYALTY_TEST_BACKEND", "")
+    name = metafunc.module.__name__.rpartition(".")[2]
+    wide = only in ("both", "postgresql") or name in BOTH_BY_DEFAULT
+    backends: tuple[str, ...] = getattr(
+        metafunc.module, "BACKENDS", ALL_BACKENDS if wide else ("sqlite",)
+    )
     if metafunc.definition.get_closest_marker("sqlite_only"):
         backends = ("sqlite",)
-    only = os.environ.get("LOYALTY_TEST_BACKEND")
-    if only:
+    if only in ALL_BACKENDS:
         backends = tuple(b for b in backends if b == only)
     metafunc.parametrize("backend", backends)
 
