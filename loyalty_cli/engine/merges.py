@@ -39,7 +39,7 @@ from ..lots import LotTerms
 from ..values import format_utc
 from .awards import earlier, refuse_unknown
 from .book import Book, Outcome, merged_away
-from .lifecycle import add_lots, expire_due, today_of
+from .lifecycle import add_lots, due_pair, today_of
 from .records import NewEntry, NewOperation, content_digest
 from .requests import MergeRequest
 from .tiering import tier_change
@@ -155,20 +155,10 @@ def merge(
             field="KEEP",
         )
     at = request.at or now
-    for who in (keep, dup):
-        if at < who.profile.enrolled_at:
-            raise Refused(
-                f"a merge dated {format_utc(at)} is before {who.id!r} enrolled",
-                code="before_enrollment",
-                field="--at",
-            )
-    today = today_of(ruleset, at)
-    ids = book.ids()
     # Points past their expiry are written off where they are, on the day they
     # fell due: only what is still held moves.
-    ops, dup, _ = expire_due(dup, ruleset, today, now, ids)
-    more, keep, _ = expire_due(keep, ruleset, today, now, ids)
-    ops += more
+    ids = book.ids()
+    today, ops, dup, keep = due_pair("merge", (dup, keep), ruleset, at, now, ids)
     owed = accounts.debt(dup)
     if owed > 0:
         raise Refused(
