@@ -8,11 +8,14 @@ on the shop's date, not the stored one.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import itertools
 import json
+import shutil
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -189,9 +192,37 @@ def expected_summary(m: Model, first: date, last: date, as_of: date) -> dict[str
     }
 
 
+# The built ledger and its model, once per backend and worker: a test gets a copy
+# (the file, or a database cloned from it), not the sixty commands that build it.
+_BUILT: dict[str, tuple[Any, Model]] = {}
+
+
 @pytest.fixture
-def built(shop: Shop) -> tuple[Shop, Model]:
-    return shop, build(shop)
+def built(shop: Shop, request: pytest.FixtureRequest) -> Iterator[tuple[Shop, Model]]:
+    backend = "sqlite" if shop.url is None else "postgresql"
+    if backend not in _BUILT:
+        model = build(shop)
+        if shop.url is None:
+            kept = shop.dir.parent / f"built-{shop.dir.name}.db"
+            shutil.copy(shop.db, kept)
+            _BUILT[backend] = (kept, model)
+        else:
+            # A clone of the test's database (dropped after it) is kept as the template.
+            cluster = request.getfixturevalue("pg_cluster")
+            _BUILT[backend] = (cluster.database(template=shop.url.rsplit("/", 1)[1]), model)
+        yield shop, copy.deepcopy(model)
+        return
+    kept, model = _BUILT[backend]
+    shop.rules.write_text(RULES)
+    if shop.url is None:
+        shutil.copy(kept, shop.db)
+        yield shop, copy.deepcopy(model)
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = cluster.database(template=kept)
+    shop.url = cluster.url(name)
+    yield shop, copy.deepcopy(model)
+    cluster.drop(name)
 
 
 PERIODS = [
