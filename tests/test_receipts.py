@@ -682,6 +682,65 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
     assert lines == [("K-1", 1, 88), ("K-1", 2, 27)]
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_a_cancellation_before_its_sale_in_an_earlier_chunk_waits_for_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # online_retail.csv lists C536391 (10:24) before the rows of the sale it
+    # returns, 536372 (9:01): in chunks of 1, 2 or 5 rows they are chunks apart.
+    monkeypatch.setattr(importer, "CHUNK", chunk)
+    shop.write_rules(ONLINE_RULES)
+    path = DATA / "online_retail.csv"
+    doc = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"], doc["receipt_count"]) == (
+        17,
+        15,
+        0,
+        9,
+    )
+    expected = expected_online_points(path)
+    assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
+    again = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert (again["imported"], again["duplicates"], again["rejected"]) == (0, 15, 0)
+    assert shop.ok("verify")["ok"] is True
+
+
+def test_returns_in_an_earlier_file_than_their_sales_find_them(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK", 1)
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    header = "txn_id,customer_id,date,sku,quantity,unit_price,refund_of\n"
+    returns = shop.dir / "returns.csv"
+    returns.write_text(
+        header
+        + "CK-1,C1,2026-11-19T12:00,S1,-1,10.00,\n"  # no link: the newest sale of S1
+        + "R-9,C1,2026-11-19T12:00,S2,-1,5.00,K-1\n"  # linked to K-1
+        + "CK-2,C1,2026-11-19T12:00,S9,-1,1.00,\n"  # no sale of S9 anywhere
+    )
+    sales = shop.dir / "sales.csv"
+    sales.write_text(
+        header
+        + "K-1,C1,2026-11-19T10:00,S1,2,10.00,\nK-1,C1,2026-11-19T10:00,S2,1,5.00,\n"
+        + "K-2,C1,2026-11-19T13:00,S1,1,10.00,\n"  # after the return: not its sale
+    )
+    result = shop.run(
+        "import-csv", str(returns), str(sales), "--enroll-unknown", "--cancel-prefix", "C",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 65, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"]) == (6, 5, 1)
+    assert f"rejected: {returns}:4: cancellation 'CK-2' returns 1 x 'S9'" in result.stderr
+    # K-1: 25 base + 7 first + 5 three-items; K-2: 10. CK-1 takes back one of K-1's two
+    # S1 (10 of 20), R-9 its S2 (5).
+    history = shop.ok("history", "C1")
+    assert [(r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]][
+        :2
+    ] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
+    assert shop.ok("balance", "C1")["balance"] == 25 + 7 + 5 + 10 - 10 - 5
+
+
 def test_a_receipts_rows_are_rejected_naming_each_ones_file(shop: Shop) -> None:
     shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
     header = "txn_id,customer_id,date,category,quantity,unit_price\n"
