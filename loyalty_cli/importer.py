@@ -37,6 +37,7 @@ from .errors import BadArgument, DataRejected, InputMissing, LoyaltyError, Refus
 from .evaluator import shop_zone
 from .exports import CsvWriter, OutputFile
 from .models import Line, Ruleset
+from .operations import older_rules
 from .receipts import check_receipt, total
 from .store import Store, queries
 from .values import (
@@ -849,6 +850,8 @@ def _chunk(
     # returns (a file sorted by nothing) still finds it.
     order = sorted(range(len(chunk)), key=lambda n: _cancels(chunk[n]))
     with store.writing(ruleset, now, customers, [*keys, *detailed], lines_for=detailed) as book:
+        if refunded or lookups:
+            older_rules(store, book)  # a return judges a receipt by the rules it was made with
         decided: dict[tuple[str, str], list[str]] = {}  # sales decided in this chunk
         for n in order:
             group = chunk[n]

@@ -151,6 +151,7 @@ def adjust(store: Store, ruleset: Ruleset, request: AdjustRequest, now: datetime
 
 def refund(store: Store, ruleset: Ruleset, request: RefundRequest, now: datetime) -> RefundResult:
     with store.writing(ruleset, now, (), [request.txn, request.refund_of]) as book:
+        older_rules(store, book)  # a return judges the receipt by the rules it was made with
         result = refunds.refund(book, request)
     return as_left(store, result, now)
 

@@ -9,6 +9,7 @@ import json
 import shutil
 import sqlite3
 from collections import defaultdict
+from dataclasses import dataclass
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -490,17 +491,14 @@ def test_a_return_takes_back_exactly_what_its_units_earned(till: Shop) -> None:
     )
     assert till.ok("refund", "R1", "--line", "SKU-X:1", "--txn", "F1")["duplicate"] is True
     rest = till.ok("refund", "R1", "--line", "sku-x", "--at", "2026-11-19T13:00")
-    assert (rest["amount"], rest["points"]) == ("6.00", -18)
+    # the shoes alone are one item: three-items' 5 go back with the SKU-X
+    assert (rest["amount"], rest["points"], rest["clawback"]) == ("6.00", -23, 23)
     assert "every unit of 'SKU-X'" in till.fails(
         1, "refund", "R1", "--line", "SKU-X", "--at", "2026-11-19T13:00"
     )
-    assert "refund the rest (leave out --amount)" in till.fails(
-        1, "refund", "R1", "--amount", "1", "--at", "2026-11-19T13:00"
-    )
-    # the last line back takes back the receipt's own points too (big-basket,
-    # first, three-items)
+    # the last line back takes back the receipt's own points too (big-basket, first)
     last = till.ok("refund", "R1", "--line", "#1", "--at", "2026-11-19T13:00")
-    assert (last["points"], last["refunded"]) == (-(88 + 25 + 7 + 5), "68.90")
+    assert (last["points"], last["refunded"]) == (-(88 + 25 + 7), "68.90")
     assert till.ok("balance", "C1")["balance"] == 0
     assert till.ok("verify")["ok"] is True
     categories = till.ok("report", "rules", "--to", "2026-11-19")["categories"]
@@ -527,21 +525,36 @@ def test_a_one_line_purchase_is_returned_by_unit_and_its_last_unit_takes_the_res
     assert "has no line with SKU or category 'nope'" in till.fails(
         1, "refund", "P", "--line", "nope"
     )
-    # 10 base + 7 first + 5 three-items = 22 points for 3 units: 7, 14 - 7, 22 - 14
+    # its line earned 10 (base), the receipt its own 12 (first 7, three-items 5): the
+    # first unit back takes floor(10 / 3) and, two items left, three-items' 5; the
+    # second 6 - 3; the last the rest of the line (4) and of the receipt (first's 7)
     taken = [
         till.ok("refund", "P", "--line", "A1:1", "--at", "2026-11-19T13:00")["points"]
         for _ in range(3)
     ]
-    assert taken == [-7, -7, -8]
+    assert taken == [-3 - 5, -3, -4 - 7]
 
 
-def test_lines_cannot_be_told_apart_after_a_refund_by_amount(till: Shop) -> None:
+def test_refunds_by_amount_and_by_line_mix_on_one_receipt(till: Shop) -> None:
+    # a 5 + b 5 base, and the receipt's own first 7: 17 points for 10.00
     till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
-    till.ok("refund", "R", "--amount", "2.00", "--at", "2026-11-19T13:00")
-    assert "was refunded by amount before" in till.fails(1, "refund", "R", "--line", "a")
-    whole = till.ok("refund", "R", "--at", "2026-11-19T13:00")
-    assert whole["refunded"] == "10.00"
+    at = ("--at", "2026-11-19T13:00")
+    steps = [
+        ("--amount", "2.00"),  # floor(17 x 2 / 10)
+        ("--line", "a"),  # line a's 5 (first still holds: b is kept)
+        ("--amount", "1.00"),  # of the 9 left on 3.00: floor(9 x 1 / 3)
+        (),  # the rest: 2.00 and the 6 left
+    ]
+    done = [till.ok("refund", "R", *step, *at) for step in steps]
+    assert [(d["amount"], d["clawback"]) for d in done] == [
+        ("2.00", 3),
+        ("5.00", 5),
+        ("1.00", 3),
+        ("2.00", 6),
+    ]
+    assert done[-1]["refunded"] == "10.00"
     assert till.ok("balance", "C1")["balance"] == 0
+    assert "already fully refunded" in till.fails(1, "refund", "R", "--line", "b", *at)
 
 
 # --- importing a till's line-level export ------------------------------------------
@@ -578,9 +591,11 @@ ONLINE_MAP = [
 def expected_online_points(path: Path) -> dict[str, int]:
     """The points of the export worked out here, without loyalty: per invoice,
     floor(quantity x unit price) per line, postage excluded, the clocks doubled,
-    10 for a basket of 100 or more; one-line invoices as one part; a cancellation
-    takes back floor(points x units / units sold) from the newest earlier invoice
-    of the customer that sold the item."""
+    and the invoice's own 10 for a basket of 100 or more. A cancellation takes
+    back, from the newest earlier invoice of the customer that sold the item,
+    floor(the line's points x units back / units sold) over the line's returns,
+    the 10 too once the lines kept (postage aside) come to less than 100, and
+    the rest once every unit is back."""
     rows = list(csv.DictReader(path.open()))
     invoices: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -590,38 +605,57 @@ def expected_online_points(path: Path) -> dict[str, int]:
     def when(inv: str) -> datetime:
         return datetime.strptime(invoices[inv][0]["InvoiceDate"], "%m/%d/%Y %H:%M")
 
+    @dataclass
+    class Sold:
+        invoice: str
+        code: str
+        units: int
+        price: Decimal
+        points: int
+        back_units: int = 0
+        back_points: int = 0
+
     points: dict[str, int] = defaultdict(int)
-    sold: dict[tuple[str, str], list[list[object]]] = defaultdict(
-        list
-    )  # -> [invoice, when, units, points]
+    lines_of: dict[str, list[Sold]] = {}
+    own: dict[str, int] = {}  # an invoice's own points not yet taken back
     for inv in sorted((i for i in invoices if not i.startswith("C")), key=when):
-        lines = invoices[inv]
-        customer = lines[0]["CustomerID"]
-        kept = [r for r in lines if r["StockCode"] != "POST"]
-        basket = sum(Decimal(r["Quantity"]) * Decimal(r["UnitPrice"]) for r in kept)
-        bonus = 10 if basket >= 100 else 0
-        each = []
-        for r in kept:
+        sold = []
+        for r in invoices[inv]:
             base = int(
                 (Decimal(r["Quantity"]) * Decimal(r["UnitPrice"])).to_integral_value(ROUND_FLOOR)
             )
-            each.append(base * 2 if r["StockCode"] in ("22728", "22727") else base)
-        if len(lines) == 1:  # a one-line invoice: its line holds the bonus too
-            each = [each[0] + bonus] if each else []
-        points[customer] += sum(each) + (bonus if len(lines) > 1 else 0)
-        for r, p in zip(kept, each, strict=True):
-            sold[(customer, r["StockCode"])].append([inv, when(inv), int(r["Quantity"]), p, 0, 0])
+            earned = 0 if r["StockCode"] == "POST" else base
+            earned *= 2 if r["StockCode"] in ("22728", "22727") else 1
+            sold.append(Sold(inv, r["StockCode"], int(r["Quantity"]), Decimal(r["UnitPrice"]), earned))
+        basket = sum(s.units * s.price for s in sold if s.code != "POST")
+        own[inv] = 10 if basket >= 100 else 0
+        lines_of[inv] = sold
+        points[invoices[inv][0]["CustomerID"]] += sum(s.points for s in sold) + own[inv]
     for inv in (i for i in invoices if i.startswith("C")):
+        touched = set()
         for r in invoices[inv]:
             customer, units = r["CustomerID"], -int(r["Quantity"])
-            for sale in sorted(sold[(customer, r["StockCode"])], key=lambda s: s[1], reverse=True):  # type: ignore[arg-type,return-value]
-                _, _, qty, p, back_units, back_points = sale
-                take = min(units, qty - back_units)  # type: ignore[operator]
+            sales = [
+                s
+                for sale, lines in lines_of.items()
+                if invoices[sale][0]["CustomerID"] == customer
+                for s in lines
+                if s.code == r["StockCode"]
+            ]
+            for s in sorted(sales, key=lambda s: when(s.invoice), reverse=True):
+                take = min(units, s.units - s.back_units)
                 if take:
-                    due = p * (back_units + take) // qty  # type: ignore[operator]
-                    points[customer] -= due - back_points  # type: ignore[operator]
-                    sale[4], sale[5] = back_units + take, due  # type: ignore[operator]
+                    due = s.points * (s.back_units + take) // s.units
+                    points[customer] -= due - s.back_points
+                    s.back_units, s.back_points = s.back_units + take, due
                     units -= take
+                    touched.add(s.invoice)
+        for sale in touched:
+            lines = lines_of[sale]
+            kept = sum((s.units - s.back_units) * s.price for s in lines if s.code != "POST")
+            if all(s.back_units == s.units for s in lines) or kept < 100:
+                points[invoices[sale][0]["CustomerID"]] -= own[sale]
+                own[sale] = 0
     return dict(points)
 
 
@@ -638,7 +672,7 @@ def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> Non
         9,
     )
     expected = expected_online_points(path)
-    assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 193}
+    assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 195}
     assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
     again = shop.ok("import-csv", str(path), *ONLINE_MAP)
     assert (again["imported"], again["duplicates"], again["rows_skipped"]) == (0, 15, 2)
@@ -648,7 +682,7 @@ def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> Non
         for r in history["receipts"]
     ] == [
         ("C536391/536372", "refund", [("21980", 24, -6)]),
-        ("C536391", "refund", [("22086", 12, -32)]),
+        ("C536391", "refund", [("22086", 12, -30)]),  # the line's 204 x 12 / 80
         ("536372", "purchase", [("21980", 24, 6), ("22632", 6, 11)]),
     ]
     assert shop.ok("verify")["ok"] is True
@@ -733,12 +767,14 @@ def test_returns_in_an_earlier_file_than_their_sales_find_them(
     assert (doc["rows_read"], doc["imported"], doc["rejected"]) == (6, 5, 1)
     assert f"rejected: {returns}:4: cancellation 'CK-2' returns 1 x 'S9'" in result.stderr
     # K-1: 25 base + 7 first + 5 three-items; K-2: 10. CK-1 takes back one of K-1's two
-    # S1 (10 of 20), R-9 its S2 (5).
+    # S1 (10 of 20) and, two items left, three-items' 5; R-9 its S2 (5).
     history = shop.ok("history", "C1")
-    assert [(r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]][
-        :2
-    ] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
-    assert shop.ok("balance", "C1")["balance"] == 25 + 7 + 5 + 10 - 10 - 5
+    assert [
+        (r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]
+    ][:2] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
+    refunds = [(e["txn"], e["points"]) for e in history["entries"] if e["kind"] == "refund"]
+    assert sorted(refunds) == [("CK-1", -15), ("R-9", -5)]
+    assert shop.ok("balance", "C1")["balance"] == 25 + 7 + 5 + 10 - 15 - 5
 
 
 def test_a_receipts_rows_are_rejected_naming_each_ones_file(shop: Shop) -> None:
@@ -803,8 +839,9 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
         # food: line 27 + R2's 10; back: 27 x 1/2 -> 13, and half of R2's 10
         {"category": "food", "points_earned": 37, "points_refunded": -13 - 5, "points": 19},
         {"category": "shoes", "points_earned": 88, "points_refunded": 0, "points": 88},
-        # R1's own part: big-basket 25 + first 7 + three-items 5
-        {"category": None, "points_earned": 37, "points_refunded": 0, "points": 37},
+        # R1's own part: big-basket 25 + first 7 + three-items 5, which went back
+        # with the SKU-X (two items kept: the gift card is excluded)
+        {"category": None, "points_earned": 37, "points_refunded": -5, "points": 32},
     ]
     assert doc["points"] == 37 + 88 + 37
     activity = till.ok("report", "activity", "--to", "2026-11-19")
@@ -869,7 +906,8 @@ def test_a_return_row_with_refund_of_returns_those_units_from_that_receipt(shop:
     assert history["receipts"][0]["items"] == [
         {"number": 1, "sku": "A", "category": None, "quantity": 2, "amount": "4.00", "points": -4}
     ]
-    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4
+    # two items kept (an A and the B): three-items' 5 go back with the two A
+    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4 - 5
     again = shop.ok("import-csv", str(path), "--enroll-unknown")
     assert (again["imported"], again["duplicates"]) == (0, 3)
 
