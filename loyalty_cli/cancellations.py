@@ -39,7 +39,8 @@ class Waiting(Generic[G]):
     def put(self, group: G) -> None:
         assert not self.draining, "a return that waited is decided, not put aside again"
         if self._spool is None:
-            self._spool = tempfile.TemporaryFile(prefix="loyalty-returns-")
+            # Closed once drained (below), or with the process.
+            self._spool = tempfile.TemporaryFile(prefix="loyalty-returns-")  # noqa: SIM115
         pickle.dump(group, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
         self._count += 1
 
@@ -52,4 +53,4 @@ class Waiting(Generic[G]):
             spool.seek(0)
             for _ in range(count):
                 # Written by this process a moment ago, to a file only it holds.
-                yield pickle.load(spool)  # noqa: S301
+                yield pickle.load(spool)

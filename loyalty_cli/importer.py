@@ -27,8 +27,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from .clock import stamp
 from .cancellations import NoSaleYet, Waiting
+from .clock import stamp
 from .engine import awards, refunds
 from .engine.book import Book
 from .engine.records import Recorded

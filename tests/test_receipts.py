@@ -9,17 +9,21 @@ import json
 import shutil
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass
 from contextlib import closing
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import importer
+from loyalty_cli.engine import awards, refunds
+from loyalty_cli.engine.book import Book
+from loyalty_cli.engine.requests import EarnRequest, EnrollRequest, RefundRequest
+from loyalty_cli.errors import Refused
 from loyalty_cli.evaluator import evaluate
 from loyalty_cli.models import Activity, CustomerState, Line, RuleUsage, TierLevel
 from loyalty_cli.rules import parse_rules
@@ -355,10 +359,44 @@ def test_earn_with_lines_shows_each_line_and_its_rules(till: Shop) -> None:
         "--txn",
         "R1",
     )
-    assert (again["duplicate"], again["points"], len(again["items"])) == (True, doc["points"], 3)
+    assert (again["duplicate"], again["points"]) == (True, doc["points"])
+    # the retry tells the split by rule and by line that the first earn told
+    assert (again["lines"], again["items"]) == (doc["lines"], doc["items"])
     assert till.ok("balance", "C1")["balance"] == doc["points"]
     other = till.fails(1, "earn", "C1", "--line", "shoes:59.90", "--txn", "R1")
     assert "txn 'R1' was already used for a different operation" in other
+
+
+@pytest.mark.parametrize(
+    "extra", ["", "  - {id: nope, on: purchase, when: {sku: NONE}, exclude: true}\n"]
+)
+def test_a_retried_receipt_reports_the_split_of_the_first_earn(shop: Shop, extra: str) -> None:
+    # a receipt-wide campaign doubles every part, a capped rule is cut short on
+    # the second line, the tier adds its line: the retry (under rules changed
+    # since) tells each line's points by rule and each rule's words as the first did
+    shop.write_rules(
+        RULES
+        + "  - {id: welcome, on: enroll, points: 0}\n"
+        + "  - {id: double, on: purchase, multiply: 2}\n"
+        + "  - {id: pens, on: purchase, when: {category: pens}, points: 4, "
+        + "cap: {points: 6, per: day}}\n"
+        + "tiers:\n  metric: spend\n  window: calendar_year\n  levels:\n"
+        + "    - {id: base, name: Base, threshold: 0, multiplier: 1.5}\n"
+    )
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    receipt = ["--line", "pens:1.50", "--line", "pens:2.50", "--line", "/SKU-X:2x4.50"]
+    receipt += ["--line", "gift-card:20", "--txn", "R1", "--at", "2026-11-19"]
+    doc = shop.ok("earn", "C1", *receipt)
+    assert [i["points"] for i in doc["items"]][:2] != [0, 0]
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n" + extra)
+    again = shop.ok("earn", "C1", *receipt)
+    assert again["duplicate"] is True
+    assert (again["points"], again["lines"], again["items"]) == (
+        doc["points"],
+        doc["lines"],
+        doc["items"],
+    )
 
 
 def test_dry_run_and_explain_work_per_line_and_write_nothing(till: Shop) -> None:
@@ -557,6 +595,70 @@ def test_refunds_by_amount_and_by_line_mix_on_one_receipt(till: Shop) -> None:
     assert "already fully refunded" in till.fails(1, "refund", "R", "--line", "b", *at)
 
 
+_KINDS = (("a", None), ("shoes", None), (None, "SKU-X"), ("gift-card", None))
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("amount"), st.integers(1, 100)),  # percent of what is left
+        st.tuples(st.just("line"), st.integers(0, 3), st.integers(1, 4)),  # line, units
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sold=st.lists(
+        st.tuples(st.sampled_from(_KINDS), st.integers(1, 4), st.integers(0, 4000)),
+        min_size=1,
+        max_size=4,
+    ),
+    steps=_steps,
+    rest=st.booleans(),
+)
+def test_refunds_by_amount_and_by_line_never_take_back_more_than_was_earned_or_sold(
+    sold: list[tuple[tuple[str | None, str | None], int, int]],
+    steps: list[tuple[object, ...]],
+    rest: bool,
+) -> None:
+    ruleset = rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    lines = tuple(
+        Line(Decimal(cents) / 100 * quantity, quantity, sku, category)
+        for (category, sku), quantity, cents in sold
+    )
+    assume(sum(line.amount for line in lines) > 0)
+    book = Book(ruleset, AT)  # type: ignore[arg-type]
+    awards.enroll(book, EnrollRequest("C1", at=AT, salt=b"s"))
+    total = sum((line.amount for line in lines), Decimal("0.00"))
+    earned = awards.earn(
+        book, EarnRequest("C1", "purchase", amount=total, txn="R", at=AT, lines=lines)
+    ).award.points
+    clawbacks, refunded, back = [], Decimal(0), defaultdict(int)
+    for step in [*steps, *([("rest",)] if rest else [])]:
+        left = total - refunded
+        if step[0] == "amount":
+            amount = max(Decimal("0.01"), (left * int(step[1]) / 100).quantize(Decimal("0.01")))
+            request = RefundRequest("R", amount=min(amount, left), at=AT)
+        elif step[0] == "line":
+            number = int(step[1]) % len(lines) + 1
+            request = RefundRequest("R", at=AT, returns=((f"#{number}", int(step[2])),))
+        else:
+            request = RefundRequest("R", at=AT)
+        try:
+            done = refunds.refund(book, request)
+        except Refused:
+            continue  # nothing left to refund, or more units than are left
+        assert done.clawback >= 0
+        clawbacks.append(done.clawback)
+        refunded = done.refunded
+        for item in done.items:
+            back[item.number] += item.quantity
+    assert sum(clawbacks) <= earned
+    assert refunded <= total
+    assert all(back[n] <= line.quantity for n, line in enumerate(lines, 1))
+    if rest:  # the rest refunded: exactly all that was earned, and all the money
+        assert (sum(clawbacks), refunded) == (earned, total)
+
+
 # --- importing a till's line-level export ------------------------------------------
 
 ONLINE_RULES = """\
@@ -626,7 +728,9 @@ def expected_online_points(path: Path) -> dict[str, int]:
             )
             earned = 0 if r["StockCode"] == "POST" else base
             earned *= 2 if r["StockCode"] in ("22728", "22727") else 1
-            sold.append(Sold(inv, r["StockCode"], int(r["Quantity"]), Decimal(r["UnitPrice"]), earned))
+            sold.append(
+                Sold(inv, r["StockCode"], int(r["Quantity"]), Decimal(r["UnitPrice"]), earned)
+            )
         basket = sum(s.units * s.price for s in sold if s.code != "POST")
         own[inv] = 10 if basket >= 100 else 0
         lines_of[inv] = sold
@@ -769,9 +873,9 @@ def test_returns_in_an_earlier_file_than_their_sales_find_them(
     # K-1: 25 base + 7 first + 5 three-items; K-2: 10. CK-1 takes back one of K-1's two
     # S1 (10 of 20) and, two items left, three-items' 5; R-9 its S2 (5).
     history = shop.ok("history", "C1")
-    assert [
-        (r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]
-    ][:2] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
+    assert [(r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]][
+        :2
+    ] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
     refunds = [(e["txn"], e["points"]) for e in history["entries"] if e["kind"] == "refund"]
     assert sorted(refunds) == [("CK-1", -15), ("R-9", -5)]
     assert shop.ok("balance", "C1")["balance"] == 25 + 7 + 5 + 10 - 15 - 5
@@ -851,6 +955,40 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
 # --- the store ----------------------------------------------------------------------
 
 
+def test_a_schema_9_ledgers_receipts_keep_their_chain_and_new_ones_keep_their_split(
+    till: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A receipt as schema 9 wrote it: its lines without their split by rule.
+    unsplit = awards.receipt_items
+    monkeypatch.setattr(
+        awards,
+        "receipt_items",
+        lambda award: tuple(replace(i, earned_by=None) for i in unsplit(award)),
+    )
+    old = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "OLD", "--at", "2026-11-19"]
+    first = till.ok("earn", "C1", *old)
+    monkeypatch.undo()
+    head = till.ok("verify")["operations_head"]
+    with closing(sqlite3.connect(till.db, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE items DROP COLUMN earned_by")
+        conn.execute("PRAGMA user_version = 9")
+    again = till.ok("earn", "C1", *old)  # m010_item_rules runs as the ledger opens
+    with closing(sqlite3.connect(till.db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT earned_by FROM items").fetchall() == [(None,), (None,)]
+    assert till.ok("verify")["operations_head"] == head
+    # written before the split was kept: each rule's total and each line's points
+    assert (again["points"], [i["points"] for i in again["items"]]) == (
+        first["points"],
+        [88, 27],
+    )
+    assert again["lines"][0]["detail"] == "over the receipt's 2 lines"
+    new = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "NEW", "--at", "2026-11-19"]
+    made = till.ok("earn", "C1", *new)
+    assert till.ok("earn", "C1", *new)["items"] == made["items"]
+    assert till.ok("verify")["ok"] is True
+
+
 def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_its_chain(
     tmp_path: Path,
 ) -> None:
@@ -874,7 +1012,7 @@ def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_i
         columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
         assert columns[-1] == "store"
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1)")
+        conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1, NULL)")
         for change in ("UPDATE items SET points = 2", "DELETE FROM items"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(change)

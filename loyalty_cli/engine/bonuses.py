@@ -13,6 +13,7 @@ and a return does not change it. The last unit back takes back whatever is left.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,7 +37,7 @@ class Own:
     multipliers: tuple[Decimal, ...] = ()  # the receipt's multipliers, the tier's last
     rules_of: Ruleset | None = None
 
-    def kept(self, lines: list[RecordedItem]) -> int:
+    def kept(self, lines: Sequence[RecordedItem]) -> int:
         """The own points the receipt keeps with what is left of `lines`."""
         left = [i for i in lines if i.quantity > i.returned_quantity]
         if not left:
