@@ -302,15 +302,24 @@ def receipt_items(award: Award) -> tuple[NewItem, ...]:
             points=item.points,
             sku=item.line.sku,
             category=item.line.category,
-            earned_by=json.dumps(
-                item.excluded_by
-                if item.excluded_by is not None
-                else [[line.rule, line.points] for line in item.lines],
-                separators=(",", ":"),
-            ),
+            earned_by=_earned_by(item),
         )
         for item in award.items
     )
+
+
+_PLAIN = re.compile(r"[a-z0-9_.:-]+")
+
+
+def _earned_by(item: ItemAward) -> str:
+    """A line's split by rule as compact JSON, written for every line of every
+    receipt of an import: rule ids are plain (rules.py's _ID; `tier:` and game
+    lines add a colon), so only an unusual one goes through the encoder."""
+    if item.excluded_by is not None:
+        return json.dumps(item.excluded_by)
+    if not all(_PLAIN.fullmatch(line.rule) for line in item.lines):
+        return json.dumps([[line.rule, line.points] for line in item.lines], separators=(",", ":"))
+    return "[" + ",".join(f'["{line.rule}",{line.points}]' for line in item.lines) + "]"
 
 
 # --- earn ---------------------------------------------------------------------------
