@@ -96,7 +96,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
             # Never more than is left, after refunds by amount took their part.
             returned = _within(wanted, owed, left)
             cents = sum(item.amount_cents for item in returned)
-            dropped = own.kept(sold) - own.kept(_after(sold, returned))
+            dropped = max(0, own.kept(sold) - own.kept(_after(sold, returned)))
             clawback = min(owed, sum(-item.points for item in returned) + dropped)
     else:
         cents = left if request.amount is None else to_cents(request.amount)
