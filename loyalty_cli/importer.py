@@ -656,6 +656,7 @@ def import_sources(
 
     size = CHUNK
     counts = _receipt_sizes(sources, options) if _keyed(prepared) else {}
+    versions: dict[str, Ruleset] = {}  # older rules texts, parsed once for all chunks
     # A return that finds no sale yet waits for the rest of the import.
     waiting: Waiting[Group] = Waiting()
     groups = itertools.chain(_groups(prepared, counts, options, tz, now), waiting)
@@ -676,7 +677,7 @@ def import_sources(
         if not chunk:
             break
         locked = clock.monotonic()
-        outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
+        outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown, versions)
         # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
         # fewer rows at a time, so a till waits no longer.
         held = clock.monotonic() - locked
@@ -819,6 +820,7 @@ def _chunk(
     now: datetime,
     chunk: Sequence[Group],
     enroll_unknown: bool,
+    versions: dict[str, Ruleset],
 ) -> list[Outcome]:
     """Decide a chunk's receipts on one Book and append them in one transaction:
     (points, already imported) per receipt, None if skipped, or why it was
@@ -851,7 +853,10 @@ def _chunk(
     order = sorted(range(len(chunk)), key=lambda n: _cancels(chunk[n]))
     with store.writing(ruleset, now, customers, [*keys, *detailed], lines_for=detailed) as book:
         if refunded or lookups:
-            older_rules(store, book)  # a return judges a receipt by the rules it was made with
+            # A return judges a receipt by the rules it was made with: each read once.
+            book.versions.update(versions)
+            older_rules(store, book)
+            versions.update(book.versions)
         decided: dict[tuple[str, str], list[str]] = {}  # sales decided in this chunk
         for n in order:
             group = chunk[n]

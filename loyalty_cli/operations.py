@@ -85,7 +85,9 @@ def older_rules(store: Store, book: Book) -> None:
     wanted = {
         r.ruleset
         for r in book.recorded.values()
-        if r.ruleset is not None and r.ruleset != book.ruleset.version
+        if r.ruleset is not None
+        and r.ruleset != book.ruleset.version
+        and r.ruleset not in book.versions
     }
     if not wanted:
         return

@@ -573,6 +573,25 @@ def test_a_one_line_purchase_is_returned_by_unit_and_its_last_unit_takes_the_res
     assert taken == [-3 - 5, -3, -4 - 7]
 
 
+def test_a_return_judges_the_receipt_by_the_rules_it_was_made_with(till: Shop) -> None:
+    for txn in ("R1", "R2"):  # 3 x 1 base, first 7 (R1 only), three-items 5
+        till.ok(
+            "earn", "C1", "--line", "a:1", "--line", "b:2x1", "--txn", txn, "--at", "2026-11-19"
+        )
+    # three-items is gone from today's rules: R1 and R2 still earned it, and lose it
+    # when they fall short of it, by the command or by an import
+    till.write_rules(RULES.replace("  - {id: three-items", "  # - {id: three-items"))
+    back = till.ok("refund", "R1", "--line", "a", "--at", "2026-11-19T13:00")
+    assert (back["clawback"], back["items"][0]["points"]) == (1 + 5, -1)
+    path = till.dir / "returns.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,category,quantity,unit_price,refund_of\n"
+        "RT-2,C1,2026-11-19T13:00,,b,-1,1.00,R2\n"
+    )
+    till.ok("import-csv", str(path))
+    assert till.ok("balance", "C1")["balance"] == (3 + 7 + 5) + (3 + 5) - 6 - (1 + 5)
+
+
 def test_refunds_by_amount_and_by_line_mix_on_one_receipt(till: Shop) -> None:
     # a 5 + b 5 base, and the receipt's own first 7: 17 points for 10.00
     till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
