@@ -17,8 +17,9 @@ Two words are defined here, once:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ from . import lots
 from .clock import Period, period_bounds, shared
 from .games.model import Play
 from .lots import Holdings, Lot
-from .tiers import Override, Qualifying
+from .tiers import Override, Qualifying, folded, oldest_needed
 from .values import from_cents
 
 
@@ -45,14 +46,19 @@ class Profile:
     referred_by: str | None = None
     birthday_set_at: datetime | None = None
     salt: bytes = b""  # keys the profile digest that verify checks (see store.chain)
+    # A merged duplicate: the account that now holds its points and history. Its
+    # own Account is then empty: nothing may be written to it (Book.account).
+    merged_into: str | None = None
 
 
 class Use(NamedTuple):
-    """A past award line of a capped rule, or a redemption of a reward."""
+    """A past award line of a capped rule, or a redemption of a reward; `times`
+    of them when a replay folded old ones together (see compact)."""
 
     key: str  # the rule id, or "reward:" + the reward id
     at: datetime
     points: int
+    times: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +157,63 @@ def usage(account: Account, key: str, per: Period, at: datetime, tz: tzinfo) -> 
             continue
         if (start is not None and use.at < start) or (end is not None and use.at >= end):
             continue
-        count += 1
+        count += use.times
         points += use.points
     return count, points
+
+
+def compact(
+    account: Account,
+    floor: date,
+    keep: frozenset[int],
+    windows: AbstractSet[str],
+    kept_from: date | None = None,
+) -> Account:
+    """The account with what no decision dated `floor` or later can tell apart
+    folded together, for a replay that keeps every account of a long history
+    (simulate): its memory then grows with customers, not with history.
+
+    - lots: neighbours in spending order with the same expiry, all spendable by
+      `floor`, become one (lots.merged); lots in `keep` stay whole;
+    - tier inputs: one per day, and none older than any window of `windows` (the
+      tier windows of every rules version the replay may still use) can reach;
+      under one calendar_year or lifetime window, those before `floor` (and
+      before `kept_from`, the first day of a purchase a refund to come will
+      lower) two a year (tiers.folded);
+    - uses: those before every calendar period a decision from `floor` on can
+      fall in (at worst the week or year containing `floor`) become one per key,
+      dated before those periods and counted whole (a lifetime cap counts them all).
+    Every decision from `floor` on comes out the same on the result."""
+    held = lots.merged(account.lots, floor, keep)
+    cut = floor if kept_from is None else min(floor, kept_from)
+    window = next(iter(windows)) if len(windows) == 1 else None
+    qualifying = folded(account.qualifying, oldest_needed(windows, floor), cut, window)
+    uses = _folded_uses(account.uses, _period_floor(floor))
+    if held is account.lots and qualifying is account.qualifying and uses is account.uses:
+        return account
+    return account.with_(lots=held, qualifying=qualifying, uses=uses)
+
+
+def _period_floor(floor: date) -> datetime:
+    """A time before the start of any calendar period (day, week, month, year)
+    containing a day from `floor` on, in any time zone: two days' margin."""
+    first = min(floor - timedelta(days=7), date(floor.year, 1, 1)) - timedelta(days=2)
+    return datetime(first.year, first.month, first.day, tzinfo=UTC)
+
+
+def _folded_uses(uses: tuple[Use, ...], before: datetime) -> tuple[Use, ...]:
+    old = [u for u in uses if u.at < before]
+    if len(old) <= len({u.key for u in old}):
+        return uses  # at most one old use per key: nothing to fold
+    by_key: dict[str, Use] = {}
+    for u in old:
+        was = by_key.get(u.key)
+        by_key[u.key] = (
+            u
+            if was is None
+            else Use(u.key, max(was.at, u.at), was.points + u.points, was.times + u.times)
+        )
+    return (*by_key.values(), *(u for u in uses if u.at >= before))
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Lists for the shop's mail tool: a selection of customers (an RFM segment, a
-tier, points expiring soon, no purchase since a day) with their contact fields,
+tier, points expiring soon, no purchase since a day, a CLV band, a badge) with
+their contact fields,
 only those who agreed to hear from the shop on the channel unless the message is
 transactional (a statement, a points-expiry warning the programme's terms
 promise).
@@ -61,6 +62,8 @@ class Criteria:
     tier: str | None = None
     expiring_within: int | None = None  # days: customers with points gone by then
     inactive_since: date | None = None  # no purchase on or after this shop day
+    clv_band: str | None = None  # lifetime.CLV_BANDS, as `report clv` values them today
+    badge: str | None = None  # a games badge the customer holds
 
     def check(self, ruleset: Ruleset) -> None:
         if self.channel not in consent.CHANNELS:
@@ -79,11 +82,38 @@ class Criteria:
                     f"tiers: {', '.join(known)}",
                     field="--tier",
                 )
+        if self.clv_band is not None:
+            from .lifetime import CLV_BANDS  # the report's module, for this option only
+
+            if self.clv_band not in CLV_BANDS:
+                raise BadArgument(
+                    f"--clv-band '{self.clv_band}' is not a band"
+                    f"{did_you_mean(self.clv_band, CLV_BANDS)}; bands: {', '.join(CLV_BANDS)}",
+                    field="--clv-band",
+                )
+        if self.badge is not None:
+            games = ruleset.games
+            known = [] if games is None else [b.id for b in games.badges]
+            if not known:
+                raise BadArgument(
+                    f"--badge: the rules in {ruleset.source} have no badges", field="--badge"
+                )
+            if self.badge not in known:
+                raise BadArgument(
+                    f"--badge '{self.badge}' is not a badge{did_you_mean(self.badge, known)}; "
+                    f"badges: {', '.join(known)}",
+                    field="--badge",
+                )
         if self.expiring_within is not None and not 1 <= self.expiring_within <= MAX_DAYS:
             raise BadArgument(
                 f"--expiring-within {self.expiring_within} must be from 1 to {MAX_DAYS} days",
                 field="--expiring-within",
             )
+
+    def selects(self) -> bool:
+        """Whether any selection option was given (no option: every customer)."""
+        chosen = (self.segment, self.tier, self.expiring_within, self.inactive_since)
+        return any(c is not None for c in (*chosen, self.clv_band, self.badge))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -93,6 +123,8 @@ class Criteria:
             "tier": self.tier,
             "expiring_within": self.expiring_within,
             "inactive_since": None if self.inactive_since is None else str(self.inactive_since),
+            "clv_band": self.clv_band,
+            "badge": self.badge,
         }
 
 
@@ -177,8 +209,13 @@ def _matching(
     criteria.check(ruleset)
     today = today_of(ruleset, now)
     tz = zone(ruleset.program.timezone)
+    banded = None
+    if criteria.clv_band is not None:  # numpy and scipy load for this selection only
+        banded = clv_band_members(store, ruleset, criteria.clv_band, today)
     with store.snapshot():
         ids = queries.customer_ids(store.conn)
+        if banded is not None:
+            ids = [cid for cid in ids if cid in banded]
         if criteria.segment is not None:
             wanted = segment_members(store, ruleset, criteria, today)
             ids = [cid for cid in ids if cid in wanted]
@@ -192,6 +229,10 @@ def _matching(
         last = bought.get(account.id)
         if since is not None and (
             (last is not None and last >= since) or stamp(profile.enrolled_at) >= since
+        ):
+            continue
+        if criteria.badge is not None and (
+            account.play is None or criteria.badge not in account.play.badges
         ):
             continue
         status = standing(account, ruleset, today)
@@ -242,6 +283,15 @@ def select_ids(store: Store, ruleset: Ruleset, criteria: Criteria, now: datetime
     """The customers the criteria pick, contact and consent aside (a statement is
     written for each, reachable or not)."""
     return [m.customer_id for m in _matching(store, ruleset, criteria, now)[0]]
+
+
+def clv_band_members(store: Store, ruleset: Ruleset, band: str, today: date) -> set[str]:
+    """The customers of a CLV band as `report clv` values them today (lifetime.py,
+    imported here only: the models' numpy and scipy load for this selection alone)."""
+    from . import lifetime, reports
+
+    shop = reports.Shop.of(ruleset, None)
+    return lifetime.band_members(store, shop, reports.period(store, shop.timezone, today), band)
 
 
 def segment_members(store: Store, ruleset: Ruleset, criteria: Criteria, today: date) -> set[str]:

@@ -276,14 +276,6 @@ def _db_path(db: str | None) -> Path:
     return Path(db)
 
 
-# The commands that run on a PostgreSQL ledger (see README, "PostgreSQL"); the
-# others refuse such a --db with one line, before anything is read or written.
-POSTGRES_COMMANDS = frozenset(
-    {"enroll", "earn", "redeem", "adjust", "refund", "update", "balance", "history", "tier",
-     "rewards", "verify", "nightly"}
-)  # fmt: skip
-
-
 _WRITER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
@@ -313,14 +305,6 @@ def _postgres_url(db: str | None) -> str | None:
 def open_ledger(db: str | None, *, create: bool = True, read_only: bool = False) -> Store:
     url = _postgres_url(db)
     if url is not None:
-        name = _output.command or "this command"
-        if name not in POSTGRES_COMMANDS:
-            raise BadArgument(
-                f"'{name}' does not run on a PostgreSQL ledger yet; run it on a file copy "
-                "(loyalty db copy URL FILE)",
-                field="--db",
-                code="unsupported_backend",
-            )
         return Store.open_url(url, timeout=_timeout(), writer=_writer())
     path = _db_path(db)
     if db is None and create:
@@ -949,20 +933,22 @@ def tier(
 @command()
 def progress(
     customer_id: Annotated[str, typer.Argument(help="The customer.")],
+    at: AsOfOption = None,
     db: DbOption = None,
     rules: RulesOption = None,
     as_json: JsonOption = None,
 ) -> None:
     """Show a customer's progress in each game (stamps, milestones), the badges
-    they hold and what is within reach.
+    they hold and what is within reach; with --as-of, as they stood then.
 
-    Example: loyalty progress C1001
+    Example: loyalty progress C1001 --as-of 2026-11-30
     """
     from .operations import progress as progress_of
 
     ruleset = load(rules)
+    moment = _at(at, ruleset, write=False)
     with open_ledger(db, create=False) as store:
-        result = progress_of(store, ruleset, check_customer_id(customer_id), now())
+        result = progress_of(store, ruleset, check_customer_id(customer_id), now(), moment)
     show(result.to_json(), "progress", as_json, ruleset.program.locale)
 
 
@@ -1590,6 +1576,14 @@ def demo(
 
     default_target = default_db().with_name("demo.db")
     target = db or default_target
+    if str(target).startswith(("postgresql:", "postgres:")):
+        # The demo builds and replaces its own file; a server's ledger is never replaced.
+        raise BadArgument(
+            "demo builds its own SQLite file and never writes to a PostgreSQL ledger; "
+            "give --db a file path (or none)",
+            field="--db",
+            code="unsupported_backend",
+        )
     if target.exists() and target != default_target:
         # Only the demo's own default file is ever replaced: --db might point
         # at a real ledger, and ledgers are never deleted.

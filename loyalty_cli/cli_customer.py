@@ -19,15 +19,23 @@ from .cli import (
     LoyaltyCommand,
     RulesOption,
     _at,
-    _code,
     _text,
     _write_json,
     load,
     open_ledger,
     show,
 )
+from .cli_selection import (
+    BadgeOption,
+    ClvBandOption,
+    ExpiringOption,
+    InactiveOption,
+    SegmentOption,
+    TierOption,
+    criteria,
+)
 from .errors import EXIT_CODES_HELP, BadArgument
-from .values import check_customer_id, parse_date
+from .values import check_customer_id
 
 customer_app = typer.Typer(
     help="A customer in one place: profile, consent, tier and balance; their data rights.",
@@ -131,26 +139,12 @@ def customer_list(
             "list customers without consent on the channel too.",
         ),
     ] = False,
-    segment: Annotated[
-        str | None, typer.Option(help="Only this RFM segment (as `report segments`).")
-    ] = None,
-    tier: Annotated[str | None, typer.Option(help="Only customers in this tier.")] = None,
-    expiring_within: Annotated[
-        int | None,
-        typer.Option(
-            "--expiring-within",
-            metavar="DAYS",
-            help="Only customers with points that expire within DAYS days.",
-        ),
-    ] = None,
-    inactive_since: Annotated[
-        str | None,
-        typer.Option(
-            "--inactive-since",
-            metavar="YYYY-MM-DD",
-            help="Only customers with no purchase (nor enrollment) on or after this day.",
-        ),
-    ] = None,
+    segment: SegmentOption = None,
+    tier: TierOption = None,
+    expiring_within: ExpiringOption = None,
+    inactive_since: InactiveOption = None,
+    clv_band: ClvBandOption = None,
+    badge: BadgeOption = None,
     as_csv: Annotated[
         bool,
         typer.Option(
@@ -168,24 +162,17 @@ def customer_list(
     """
     import sys
 
-    from .audience import HEADER, Criteria, select
-    from .reports import segment_name
+    from .audience import HEADER, select
 
     if as_csv and as_json:
         raise BadArgument("--csv and --json are two outputs; give one")
     ruleset = load(rules)
-    criteria = Criteria(
-        channel=channel.strip().lower(),
-        transactional=transactional,
-        segment=None if segment is None else segment_name(segment),
-        tier=_code(tier, "--tier"),
-        expiring_within=expiring_within,
-        inactive_since=None
-        if inactive_since is None
-        else parse_date(inactive_since, what="--inactive-since"),
-    )
+    selection = criteria(
+        segment, tier, expiring_within, inactive_since, clv_band, badge,
+        channel=channel, transactional=transactional,
+    )  # fmt: skip
     with open_ledger(db, create=False) as store:
-        audience = select(store, ruleset, criteria, cli.now())
+        audience = select(store, ruleset, selection, cli.now())
     if as_csv:
         from .exports import write_csv
 

@@ -12,6 +12,15 @@ import typer
 
 from . import cli
 from .cli import DbOption, JsonOption, RulesOption, command, load, open_ledger, show
+from .cli_selection import (
+    BadgeOption,
+    ClvBandOption,
+    ExpiringOption,
+    InactiveOption,
+    SegmentOption,
+    TierOption,
+    criteria,
+)
 from .errors import BadArgument
 from .values import check_customer_id
 
@@ -76,10 +85,17 @@ def statement(
     ] = 10,
     every: Annotated[
         bool,
-        typer.Option("--all", help="One statement per customer (see --segment, --tier), in --out."),
+        typer.Option(
+            "--all",
+            help="One statement per customer (or those the selection options pick), in --out.",
+        ),
     ] = False,
-    segment: Annotated[str | None, typer.Option(help="With --all: only this RFM segment.")] = None,
-    tier: Annotated[str | None, typer.Option(help="With --all: only this tier.")] = None,
+    segment: SegmentOption = None,
+    tier: TierOption = None,
+    expiring_within: ExpiringOption = None,
+    inactive_since: InactiveOption = None,
+    clv_band: ClvBandOption = None,
+    badge: BadgeOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="With --all: the folder to write them in.")
     ] = None,
@@ -105,8 +121,12 @@ def statement(
         raise BadArgument(f"--recent {recent} must be from 1 to {MAX_RECENT}", field="--recent")
     if every == (customer_id is not None):
         raise BadArgument("give a CUSTOMER_ID, or --all with --out")
-    if not every and (segment or tier or out):
-        raise BadArgument("--segment, --tier and --out go with --all")
+    chosen = (segment, tier, expiring_within, inactive_since, clv_band, badge)
+    if not every and (any(c is not None for c in chosen) or out):
+        raise BadArgument(
+            "--out and the selection options (--segment, --tier, --expiring-within, "
+            "--inactive-since, --clv-band, --badge) go with --all"
+        )
     ruleset = load(rules)
     if not every:
         assert customer_id is not None
@@ -117,16 +137,12 @@ def statement(
         return
     if out is None:
         raise BadArgument("--all needs --out FOLDER", field="--out")
-    from .audience import Criteria, select_ids
-    from .reports import segment_name
+    from .audience import select_ids
 
-    criteria = Criteria(
-        transactional=True,
-        segment=None if segment is None else segment_name(segment),
-        tier=cli._code(tier, "--tier"),
-    )
+    # A statement goes to everyone selected, reachable or not: consent is not asked.
+    selection = criteria(*chosen, transactional=True)
     with open_ledger(db, create=False) as store:
-        ids = select_ids(store, ruleset, criteria, cli.now())
+        ids = select_ids(store, ruleset, selection, cli.now())
         protected = [Path(store.path), Path(ruleset.source)]
         written = write_all(store, ruleset, ids, cli.now(), form, out, protected, recent)
     show(
@@ -159,18 +175,12 @@ def messages(
         str | None,
         typer.Option(help="One message per selected customer, once per campaign NAME."),
     ] = None,
-    segment: Annotated[str | None, typer.Option(help="--campaign: this RFM segment.")] = None,
-    tier: Annotated[str | None, typer.Option(help="--campaign: this tier.")] = None,
-    expiring_within: Annotated[
-        int | None,
-        typer.Option("--expiring-within", metavar="DAYS", help="--campaign: points expiring."),
-    ] = None,
-    inactive_since: Annotated[
-        str | None,
-        typer.Option(
-            "--inactive-since", metavar="YYYY-MM-DD", help="--campaign: no purchase since."
-        ),
-    ] = None,
+    segment: SegmentOption = None,
+    tier: TierOption = None,
+    expiring_within: ExpiringOption = None,
+    inactive_since: InactiveOption = None,
+    clv_band: ClvBandOption = None,
+    badge: BadgeOption = None,
     within: Annotated[int, typer.Option(help="--notice: as `notices --within`.")] = 14,
     birthday_within: Annotated[
         int, typer.Option("--birthday-within", help="--notice: as `notices`.")
@@ -232,10 +242,7 @@ def messages(
 
     from . import mailer
     from . import messages as run_messages
-    from .audience import Criteria
     from .notices import Window, kinds_of
-    from .reports import segment_name
-    from .values import parse_date
 
     outputs = [o for o in (csv_file, eml, smtp) if o is not None] + ([True] if dry_run else [])
     if len(outputs) != 1:
@@ -250,13 +257,14 @@ def messages(
         sender=sender.strip(),
         notice_kinds=kinds_of(notice) if notice else (),
         campaign=None if campaign is None else campaign.strip(),
-        criteria=Criteria(
-            segment=None if segment is None else segment_name(segment),
-            tier=cli._code(tier, "--tier"),
-            expiring_within=expiring_within,
-            inactive_since=None
-            if inactive_since is None
-            else parse_date(inactive_since, what="--inactive-since"),
+        criteria=criteria(
+            segment,
+            tier,
+            expiring_within,
+            inactive_since,
+            clv_band,
+            badge,
+            transactional=transactional,
         ),
         window=Window(within, birthday_within, lookback),
         transactional=transactional,
@@ -355,3 +363,39 @@ def transfer(
     with open_ledger(db) as store:
         result = transfer(store, ruleset, request, cli.now())
     show(result.to_json(), "transfer", as_json, ruleset.program.locale)
+
+
+@command()
+def merge(
+    keep: Annotated[str, typer.Argument(metavar="KEEP", help="The account that stays.")],
+    duplicate: Annotated[
+        str, typer.Argument(metavar="DUPLICATE", help="The account folded into KEEP.")
+    ],
+    reason: Annotated[str | None, typer.Option(help="Why (required; kept in the ledger).")] = None,
+    txn: cli.TxnOption = None,
+    at: cli.AtOption = None,
+    db: DbOption = None,
+    rules: RulesOption = None,
+    as_json: JsonOption = None,
+) -> None:
+    """Fold a duplicate account into another: its points move with their own
+    expiry and pending days, its purchases count for KEEP, and DUPLICATE can no
+    longer be used.
+
+    Example: loyalty merge C1001 C2417 --reason "same person, second card" --txn M-12
+    """
+    from .operations import MergeRequest, merge
+
+    if reason is None or (text := cli._text(reason, "--reason")) is None:
+        raise BadArgument("merge needs --reason (it is kept in the ledger)", field="--reason")
+    ruleset = load(rules)
+    request = MergeRequest(
+        check_customer_id(keep, what="KEEP"),
+        check_customer_id(duplicate, what="DUPLICATE"),
+        text,
+        cli._code(txn, "--txn"),
+        cli._at(at, ruleset),
+    )
+    with open_ledger(db) as store:
+        result = merge(store, ruleset, request, cli.now())
+    show(result.to_json(), "merge", as_json, ruleset.program.locale)

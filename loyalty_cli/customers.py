@@ -36,6 +36,9 @@ class CustomerView:
     consent: dict[str, ConsentRecord | None]
     tier: dict[str, object] | None
     balance: dict[str, object]
+    # `loyalty merge`: the account this id was folded into, and those folded into it
+    merged_into: dict[str, object] | None = None
+    merged: list[dict[str, object]] = field(default_factory=list)
     # export only
     consent_history: list[ConsentRecord] = field(default_factory=list)
     profile_history: list[dict[str, object]] = field(default_factory=list)
@@ -46,6 +49,8 @@ class CustomerView:
         out: dict[str, object] = {
             **self.profile,
             "erased": self.erased,
+            "merged_into": self.merged_into,
+            "merged": self.merged,
             **{
                 f"{channel}_consent": None if record is None else record.to_json()
                 for channel, record in self.consent.items()
@@ -100,6 +105,8 @@ def view(
         raise unknown_customer(customer_id)
     with store.snapshot():
         events = queries.profile_events(store.conn, customer_id, kinds)
+        into = queries.merged_into(store.conn, customer_id)
+        folded = queries.duplicates_of(store.conn, customer_id)
     held = accounts.balance(store, customer_id, now)
     entries = None
     if export:
@@ -117,7 +124,7 @@ def view(
             erased = {"occurred_at": iso(e.occurred), "reason": e.reason}
     history = [_consent_record(e) for e in events if e.kind == "consent"]
     tier = None
-    if ruleset.tiers is not None:
+    if ruleset.tiers is not None and into is None:  # a merged duplicate has none
         tier = tiering.tier_of(account, ruleset, today_of(ruleset, now)).to_json()
         del tier["customer_id"]
     balance = {k: v for k, v in held.to_json().items() if k not in ("customer_id", "name")}
@@ -133,4 +140,10 @@ def view(
         else [],
         entries=entries,
         exported_at=now if export else None,
+        merged_into=None if into is None else _merge_json(*into),
+        merged=[_merge_json(*each) for each in folded],
     )
+
+
+def _merge_json(customer_id: str, occurred: int, reason: str) -> dict[str, object]:
+    return {"customer_id": customer_id, "occurred_at": iso(occurred), "reason": reason}

@@ -24,6 +24,11 @@ class OpKind(StrEnum):
     # Points moved from one member (the operation's customer) to another, their
     # lots' dates kept: a debit entry for the giver, a credit per lot for the receiver.
     TRANSFER = "transfer"
+    # A duplicate account folded into another (the operation's customer, who keeps
+    # it): a debit entry for the duplicate (always written, 0 points included: it
+    # names the duplicate in the chain), a credit per lot moved, its dates kept.
+    # The `merges` table says which id now belongs to which account.
+    MERGE = "merge"
     MIGRATE = "migrate"  # the store was rewritten; names the old chain heads
 
 
@@ -39,6 +44,7 @@ class EntryKind(StrEnum):
     REFUND = "refund"
     TIER = "tier"  # a tier change, 0 points, the new tier in `rule`
     TRANSFER = "transfer"  # points given to another member (-) or received (+, a lot)
+    MERGE = "merge"  # a duplicate's points (-) moved to the account that keeps them (+, lots)
     BADGE = "badge"  # a game gave a badge, 0 points, the badge in `reward`; never spendable
 
 

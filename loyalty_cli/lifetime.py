@@ -687,3 +687,48 @@ def _calibration(
         periods.append((label, lo, hi, upto - previous, done))
         previous = upto
     return Calibration(end, as_of, by, len(buyers), groups, periods)
+
+
+# --- bands: fifths of the customers by predicted value -----------------------------
+
+# Best first. A customer's band is the fifth of the customers with a predicted
+# value that their CLV falls in, by mid-rank as the segments report scores
+# (equal values share a band; alone, or all equal, a customer is "middle").
+CLV_BANDS = ("top", "high", "middle", "low", "bottom")
+
+
+def bands(rows: Sequence[CustomerValue]) -> dict[str, str]:
+    """Each customer's CLV band (CLV_BANDS); customers without a predicted value
+    (the model not fitted, or spend too spread out) have none."""
+    valued = sorted((r.clv, r.customer_id) for r in rows if r.clv is not None)
+    n = len(valued)
+    out: dict[str, str] = {}
+    start = 0
+    while start < n:
+        end = start
+        while end < n and valued[end][0] == valued[start][0]:
+            end += 1
+        score = 1 + 5 * (2 * start + (end - start)) // (2 * n)  # 1..5, as rfm scores
+        for _, cid in valued[start:end]:
+            out[cid] = CLV_BANDS[5 - min(score, 5)]
+        start = end
+    return out
+
+
+def band_members(store: Store, shop: Shop, span: Period, band: str) -> set[str]:
+    """The customers in a CLV band as `report clv` values them on `span.as_of`
+    (its default horizon and discount rate); refused when it predicts no values."""
+    from .errors import Refused
+
+    result = build(
+        store, shop, span, Options(parse_horizon(DEFAULT_HORIZON), DEFAULT_DISCOUNT_RATE)
+    )
+    found = bands(result.rows)
+    if not found:
+        why = "; ".join(result.warnings) or "no customer has a purchase yet"
+        raise Refused(
+            f"--clv-band: `report clv` predicts no customer values on this ledger ({why})",
+            code="no_clv",
+            field="--clv-band",
+        )
+    return {cid for cid, each in found.items() if each == band}

@@ -93,6 +93,32 @@ def draw(lots: Iterable[Lot], points: int) -> list[tuple[int, int]]:
     return taken
 
 
+def merged(held: tuple[Lot, ...], floor: date, keep: frozenset[int]) -> tuple[Lot, ...]:
+    """`held` (in spending order) with each run of neighbours that no decision can
+    tell apart made one lot: lots with the same expiry that become spendable on
+    the same day, or that are all spendable by `floor` when no decision is ever
+    dated before `floor` (a replay knows that). Drawing on such a run takes from
+    it in order, so one lot holding its points draws the same; lots in `keep` (a
+    refund to come draws on them by id) stay as they are. The merged lot keeps
+    the first one's id and dates."""
+    out: list[Lot] = []
+    for lot in held:
+        if out and lot.id not in keep:
+            last = out[-1]
+            if (
+                last.expires_on == lot.expires_on
+                and last.id not in keep
+                and (
+                    last.available_on == lot.available_on
+                    or (last.available_on <= floor and lot.available_on <= floor)
+                )
+            ):
+                out[-1] = last._replace(remaining=last.remaining + lot.remaining)
+                continue
+        out.append(lot)
+    return held if len(out) == len(held) else tuple(out)
+
+
 def overdue(lots: Iterable[Lot], today: date) -> list[Lot]:
     """Lots past their expiry that still hold points: what an expiry run writes off."""
     return [

@@ -135,6 +135,11 @@ def check(settings: Settings) -> None:
         raise BadArgument(f"--from {settings.sender[:60]!r} is not an email address")
     if bool(settings.notice_kinds) == (settings.campaign is not None):
         raise BadArgument("give --notice KIND (repeat) or --campaign NAME, one of the two")
+    if settings.notice_kinds and settings.criteria.selects():
+        raise BadArgument(
+            "the selection options (--segment, --tier, --expiring-within, --inactive-since, "
+            "--clv-band, --badge) go with --campaign; --notice takes who the notices name"
+        )
     if settings.campaign is not None and not _KEY_WORD.fullmatch(settings.campaign):
         raise BadArgument(
             "--campaign is a short name: letters, digits, '.', '_', '-' (up to 64)",

@@ -315,6 +315,7 @@ class RuleCase:
     category: str | None = None
     sku: str | None = None
     quantity: int | None = None
+    lines: tuple[Line, ...] = ()  # a receipt of two or more lines (amount: their total)
     refund: Decimal | None = None  # a refund: the amount refunded (None: all of it)
     tier: str | None = None  # the customer's tier before it (a floor, as set by hand)
     enrolled: datetime | None = None  # None: a year before `at`

@@ -203,7 +203,7 @@ def decide(
         for reward in ruleset.rewards.values():
             if available < reward.cost or reward_refusal(account, ruleset, reward, at):
                 continue
-            times = sum(1 for use in account.uses if use.key == f"reward:{reward.id}")
+            times = sum(use.times for use in account.uses if use.key == f"reward:{reward.id}")
             out.append(
                 Notice(
                     f"reward_affordable/{cid}/{reward.id}/{times}",

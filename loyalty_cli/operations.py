@@ -15,15 +15,17 @@ from datetime import date, datetime
 from typing import TypeVar
 
 from .clock import from_stamp, stamp
-from .engine import awards, consent, profiles, refunds, spending, tiering, transfers
+from .engine import awards, consent, merges, profiles, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.lifecycle import today_of
+from .engine.merges import MergeResult
 from .engine.profiles import EraseResult
 from .engine.requests import (
     AdjustRequest,
     EarnRequest,
     EnrollRequest,
     EraseRequest,
+    MergeRequest,
     ProfileRequest,
     RedeemRequest,
     RefundRequest,
@@ -54,6 +56,7 @@ __all__ = [
     "EarnRequest",
     "EnrollRequest",
     "EraseRequest",
+    "MergeRequest",
     "ProfileRequest",
     "RedeemRequest",
     "RefundRequest",
@@ -189,6 +192,17 @@ def transfer(
         return transfers.transfer(book, request)
 
 
+def merge(store: Store, ruleset: Ruleset, request: MergeRequest, now: datetime) -> MergeResult:
+    """Fold a duplicate account into another (engine/merges.py), in one write: both
+    accounts, whether others were merged into the duplicate and whether the
+    keeper was erased, read under the write lock."""
+    people = [request.keep, request.duplicate]
+    with store.writing(ruleset, now, people, [request.txn]) as book:
+        absorbed = len(queries.duplicates_of(store.conn, request.duplicate))
+        erased = request.keep in queries.erased(store.conn, [request.keep])
+        return merges.merge(book, request, absorbed=absorbed, keeper_erased=erased)
+
+
 def set_tier(store: Store, ruleset: Ruleset, request: TierRequest, now: datetime) -> TierResult:
     at = request.at or now
     with store.writing(ruleset, now, [request.customer_id]) as book:
@@ -237,10 +251,18 @@ def _games_of(ruleset: Ruleset) -> Games:
     return ruleset.games
 
 
-def progress(store: Store, ruleset: Ruleset, customer_id: str, at: datetime) -> ProgressResult:
-    """A customer's progress in each game, and the badges they hold."""
+def progress(
+    store: Store, ruleset: Ruleset, customer_id: str, at: datetime, as_of: datetime | None = None
+) -> ProgressResult:
+    """A customer's progress in each game, and the badges they hold; with
+    `as_of`, as they stood then (what was recorded by that moment, streaks and
+    challenges judged on its shop day)."""
     games = _games_of(ruleset)
-    account = store.accounts(ruleset, [customer_id]).get(customer_id)
+    if as_of is not None:
+        account = store.plays(ruleset, [customer_id], stamp(as_of)).get(customer_id)
+        at = as_of
+    else:
+        account = store.accounts(ruleset, [customer_id]).get(customer_id)
     if account is None:
         raise awards.refuse_unknown(customer_id)
     assert account.play is not None

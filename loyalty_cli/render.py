@@ -296,6 +296,16 @@ def customer(doc: Doc) -> None:
     if doc["erased"]:
         erased = doc["erased"]
         _console.print(f"Erased on {erased['occurred_at'][:10]}: {erased['reason']}")
+    if doc["merged_into"]:
+        into = doc["merged_into"]
+        _console.print(
+            f"Merged into {into['customer_id']} on {into['occurred_at'][:10]}: "
+            f"{into['reason']} (use {into['customer_id']})"
+        )
+    for each in doc["merged"]:
+        _console.print(
+            f"Merged from {each['customer_id']} on {each['occurred_at'][:10]}: {each['reason']}"
+        )
     contacts = [f"{k}: {doc[k]}" for k in ("email", "phone", "birthday") if doc[k]]
     if contacts:
         _console.print(" · ".join(contacts))
@@ -392,6 +402,18 @@ def transfer(doc: Doc) -> None:
             f"{_num(doc['points'])} points from ", (doc["from_customer"], "bold"),
             " to ", (doc["to_customer"], "bold"), f"{again}: balances now ",
             f"{_num(doc['from_balance'])} and {_num(doc['to_balance'])}",
+        )
+    )  # fmt: skip
+
+
+def merge(doc: Doc) -> None:
+    again = " (already recorded)" if doc["duplicate"] else ""
+    tier = f", tier {doc['tier']}" if doc["tier"] else ""
+    _console.print(
+        Text.assemble(
+            (doc["duplicate_customer"], "bold"), " merged into ", (doc["keep_customer"], "bold"),
+            f"{again}: {_num(doc['points'])} points moved in {len(doc['lots'])} lots; "
+            f"balance now {_num(doc['balance'])}{tier}",
         )
     )  # fmt: skip
 
@@ -1234,6 +1256,7 @@ VIEWS: dict[str, Callable[[Doc], None]] = {
     "statements": statements,
     "messages": messages,
     "transfer": transfer,
+    "merge": merge,
     "erase": erase,
     "import": import_summary,
     "balance": balance,

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from .clock import day_start, from_stamp, shop_day, stamp, zone
+from .clock import day_start, from_day_number, from_stamp, shop_day, stamp, zone
 from .errors import BadArgument, did_you_mean
 from .standing import standings
 from .store import Store
@@ -798,7 +798,7 @@ def segments(store: Store, shop: Shop, span: Period, only: str | None = None) ->
         for cid, name, day, count, cents, r, f, m in sql.rfm_members(
             store.conn, span.until, shifts, scores
         ):
-            last = date.fromisoformat(day)
+            last = from_day_number(int(day))
             recency = (span.as_of - last).days
             scored.append(Scored(cid, name, last, recency, count, cents, r, f, m, only))
     return Segments(span, shop, scored, only, counts)

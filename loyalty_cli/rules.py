@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import yaml
 
-from .errors import InputMissing, Location, Problem, RulesInvalid, did_you_mean
+from .errors import InputMissing, Location, LoyaltyError, Problem, RulesInvalid, did_you_mean
 from .games.model import Games
 from .games.section import read_badges, read_games
 from .models import (
@@ -40,6 +40,7 @@ from .models import (
     Cap,
     Compare,
     Condition,
+    Line,
     Not,
     PointsPolicy,
     Program,
@@ -147,6 +148,7 @@ CUSTOMER_KEYS = (
     "tier", "enrolled", "purchases", "spend", "balance", "referred", "used", "budget_used",
 )  # fmt: skip
 MAX_CASES = 1000
+MAX_RECEIPT_LINES = 1000  # as receipts.MAX_LINES: a test's receipt is a till's
 TIER_KEYS = ("metric", "window", "downgrade", "levels")
 LEVEL_KEYS = ("id", "name", "threshold", "multiplier", "perks")
 METRICS = ("spend", "points")
@@ -1376,6 +1378,7 @@ class _Reader:
             category=bought.get("category"),
             sku=bought.get("sku"),
             quantity=bought.get("quantity"),
+            lines=bought.get("lines", ()),
             refund=refund,
             total=total,
             **facts,
@@ -1405,7 +1408,10 @@ class _Reader:
         return value.quantize(Decimal("0.01"))
 
     def case_purchase(self, node: yaml.Node) -> dict[str, Any]:
-        f = self.mapping(node, ("amount", "category", "sku", "quantity"), "a test's purchase")
+        keys = ("amount", "category", "sku", "quantity", "lines")
+        f = self.mapping(node, keys, "a test's purchase")
+        if "lines" in f:
+            return self.case_receipt(f)
         out: dict[str, Any] = {}
         out["amount"] = self.required(
             f, "amount", lambda n: self.money(n, "amount"), node, "a test's purchase"
@@ -1416,6 +1422,45 @@ class _Reader:
             f, "quantity", lambda n: self.integer(n, "quantity", Bound(1, BILLION))
         )
         return out
+
+    def case_receipt(self, f: dict[str, tuple[yaml.Node, yaml.Node]]) -> dict[str, Any]:
+        """A purchase given as a receipt's lines, each as `earn --line` takes it
+        (receipts.parse_line): its amount is their total; one line is a purchase
+        of that line, as at the till."""
+        from .receipts import check_receipt, parse_line, total
+
+        for key in ("category", "sku", "quantity"):
+            if key in f:
+                self.problem(f[key][0], f"{key} goes in each line when a purchase has lines")
+        lines: list[Line] = []
+        items = self.sequence(f["lines"][1], "lines", MAX_RECEIPT_LINES, "split it", "lines")
+        for item in items:
+            with suppress(_Invalid):
+                try:
+                    lines.append(parse_line(self.text(item), "line"))
+                except LoyaltyError as exc:
+                    self.problem(item, exc.message)
+        amount = self.optional(f, "amount", lambda n: self.money(n, "amount"))
+        if not items:
+            raise self.fail(f["lines"][1], "a test's purchase needs at least one line")
+        if len(lines) != len(items):
+            raise _Invalid()  # each bad line is a problem already
+        try:
+            receipt = check_receipt(lines, "the test's lines")
+        except LoyaltyError as exc:
+            raise self.fail(f["lines"][1], exc.message) from None
+        came_to = total(receipt)
+        if came_to <= 0:
+            raise self.fail(f["lines"][1], "the lines come to 0.00; a purchase earns on more")
+        if amount is not None and amount != came_to:
+            raise self.fail(
+                f["amount"][1], f"amount {amount} is not the lines' total {came_to}; leave it out"
+            )
+        if len(receipt) == 1:
+            (only,) = receipt
+            return {"amount": came_to, "category": only.category, "sku": only.sku,
+                    "quantity": only.quantity}  # fmt: skip
+        return {"amount": came_to, "lines": receipt}
 
     def case_customer(
         self,

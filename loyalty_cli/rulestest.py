@@ -180,6 +180,7 @@ def run_case(ruleset: Ruleset, case: RuleCase) -> Outcome:
         quantity=case.quantity,
         txn=PURCHASE,
         at=case.at,
+        lines=case.lines,
     )
     try:
         award = awards.earn(book, request, explain=True).award

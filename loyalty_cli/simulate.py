@@ -16,8 +16,11 @@ Nothing is written: the ledger is opened read-only and read in one snapshot.
   out; the replay goes on without it.
 - Birthdays are replayed as recorded (the profile values that decided them are
   not all kept: a customer may have their contact details erased).
-- Memory grows with customers, not history: the Book keeps their accounts, and
-  an operation is kept only while a later refund may still look it up.
+- Memory grows with customers, not history: the Book keeps their accounts, an
+  operation only while a later refund may still look it up, and each account is
+  compacted as it grows (account.compact): what no later decision can tell
+  apart is folded together, judged by the earliest time of any operation still
+  to come (a block of operation ids at a time). See Compaction.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ from typing import Any
 
 from . import account as accounts
 from .clock import day_start, from_day_number, from_stamp, shop_day, stamp, zone
-from .engine import awards, refunds, spending, tiering, transfers
+from .engine import awards, merges, refunds, spending, tiering, transfers
 from .engine.book import Book
 from .engine.nightly import night
+from .engine.records import NewOperation
 from .engine.requests import (
     AdjustRequest,
     EarnRequest,
     EnrollRequest,
+    MergeRequest,
     RedeemRequest,
     RefundRequest,
     TierRequest,
@@ -51,6 +56,8 @@ from .store import reports as ledger_reports
 from .values import format_utc, from_cents
 
 MAX_REFUSED = 1000  # refused operations listed (all are counted)
+BLOCK = 4096  # operation ids looked ahead at once: refunds to come, the earliest time
+COMPACT_FROM = 16  # lots, tier inputs and uses an account holds before it is compacted
 _AWARDS = ("earn", "enroll")
 
 
@@ -273,9 +280,12 @@ def simulate(
     first: date | None,
     last: date,
     top: int = 10,
+    compact_from: int | None = COMPACT_FROM,
 ) -> Simulation:
     """The history up to the end of `last` (shop-local), the period from `first`
-    (None: the beginning) replayed under `new`."""
+    (None: the beginning) replayed under `new`. `compact_from`: the size at
+    which an account is first compacted (None: never, 1: after every decision;
+    the result is the same)."""
     tz = zone(new.program.timezone)
     begin = None if first is None else stamp(day_start(first, tz))
     until = stamp(day_start(last + timedelta(days=1), tz)) - 1
@@ -283,10 +293,16 @@ def simulate(
     conn = store.conn
     with store.snapshot():
         versions = _Versions(replay.rules_texts(conn), new)
-        left = replay.refunded(conn)  # refunds still to come, by purchase txn
+        left: dict[str, int] = {}  # refunds still to come, by purchase txn
+        looked = 0  # the operation ids whose refunds `left` knows: those below
         runs = [r for r in replay.nightly_runs(conn) if r[1] <= until]
         late = ledger_reports.overdue_by_customer(conn, last)
         book = Book(ruleset=new, now=from_stamp(0))
+        compaction = None
+        if compact_from is not None:
+            used = [new] if first is None else [new, *map(versions.of, versions.texts)]
+            compaction = Compaction(book, tz, runs, replay.earliest_ahead(conn, BLOCK), used)
+            compaction.start = compact_from
         # What the ledger recorded: balances (before overdue lots), tiers.
         held: dict[str, int] = {}
         run = 0
@@ -294,6 +310,10 @@ def simulate(
             while run < len(runs) and runs[run][1] < op.recorded:
                 _nightly(book, runs[run], (begin, until), versions, result)
                 run += 1
+            if op.id >= looked:
+                block = op.id // BLOCK * BLOCK
+                looked = block + BLOCK
+                left.update(replay.refunded(conn, block, looked - 1))
             inside = begin is None or op.occurred >= begin
             rules = new if inside else versions.of(op.version)
             _use(book, rules)
@@ -311,8 +331,10 @@ def simulate(
             if inside:
                 result.operations += 1
             _replay(book, op, left, result)
-            _fold(book, (begin, until), tz, result)
+            touched = _fold(book, (begin, until), tz, result)
             _forget(book, op, left)
+            if compaction is not None:
+                compaction.after(op.id, run, touched)
         while run < len(runs):
             _nightly(book, runs[run], (begin, until), versions, result)
             run += 1
@@ -429,6 +451,16 @@ def _replay(book: Book, op: replay.PastOp, left: dict[str, int], result: Simulat
                     book,
                     TransferRequest(cid, to, given, op.reason or "transfer", txn=op.txn, at=at),
                 )
+        elif op.kind == "merge":
+            # A duplicate folded into its keeper (issue 15): the same fold, decided
+            # again (its first entry names the duplicate).
+            assert cid is not None and op.entries
+            merges.merge(
+                book,
+                MergeRequest(cid, op.entries[0].customer_id, op.reason or "merge", op.txn, at),
+                absorbed=0,
+                keeper_erased=False,
+            )
         elif op.kind == "tier" and op.event == "override" and op.tier is not None:
             assert cid is not None
             account = book.account(cid)
@@ -479,10 +511,14 @@ def _nightly(
     _fold(book, span, tz, result)
 
 
-def _fold(book: Book, span: tuple[int | None, int], tz: Any, result: Simulation) -> None:
-    """Count what the replay just decided, and let the Book forget it."""
+def _fold(book: Book, span: tuple[int | None, int], tz: Any, result: Simulation) -> set[str]:
+    """Count what the replay just decided, and let the Book forget it: the
+    customers whose accounts it changed."""
     begin, until = span
+    touched: set[str] = set()
     for op in book.take():
+        touched.add(op.customer_id)
+        touched.update(e.customer_id for e in op.entries)
         when = stamp(op.occurred_at)
         if when > until:
             for e in op.entries:
@@ -501,6 +537,90 @@ def _fold(book: Book, span: tuple[int | None, int], tz: Any, result: Simulation)
             day = shop_day(op.occurred_at, tz).isoformat()
             side.changes.setdefault(op.customer_id, []).append((day, tier))
     book.settle()
+    return touched
+
+
+class Compaction:
+    """When and how far the replay compacts an account (account.compact).
+
+    An account is compacted once it holds `start` lots, tier inputs and uses,
+    and again each time it holds twice what the last compaction left, so the
+    work is a constant share of the replay's. How far: up to the earliest day
+    any decision still to come can be dated (the operations from the current
+    block of ids on, occurred or recorded, and the nightly runs still to come,
+    with two days' margin for time zones), keeping whole the lots a refund to
+    come will draw on by id. What is NOT compacted: the games' facts (each
+    counted purchase and event, Play.facts), which stamps, milestones and
+    streaks count over a customer's whole history, and which the rules of a
+    later period (simulate --from) may count differently; with games in the
+    rules, the Book still grows by one fact per counted purchase.
+    """
+
+    start = COMPACT_FROM
+
+    def __init__(
+        self,
+        book: Book,
+        tz: Any,
+        runs: list[tuple[str, int, str | None]],
+        ahead: list[tuple[int, int]],
+        rules: list[Ruleset],
+    ) -> None:
+        self.book = book
+        self.tz = tz
+        self.ahead = ahead
+        self.block = 0  # the index in `ahead` of the current block
+        self.windows = {r.tiers.window for r in rules if r.tiers is not None}
+        # The earliest day of the nightly runs from each index on.
+        self.runs: list[date] = [date.max]
+        for as_of, started, covered in reversed(runs):
+            days = [date.fromisoformat(as_of), shop_day(from_stamp(started), tz)]
+            if covered:
+                days.append(date.fromisoformat(covered))
+            self.runs.append(min(self.runs[-1], *days))
+        self.runs.reverse()
+        self.limits: dict[str, int] = {}
+
+    def floor(self, op_id: int, run: int) -> date:
+        while self.block + 1 < len(self.ahead) and self.ahead[self.block + 1][0] <= op_id:
+            self.block += 1
+        day = self.runs[run]
+        if self.ahead:
+            day = min(day, shop_day(from_stamp(self.ahead[self.block][1]), self.tz))
+        return day - timedelta(days=2)
+
+    def after(self, op_id: int, run: int, touched: set[str]) -> None:
+        floor: date | None = None
+        for cid in touched:
+            account = self.book.accounts.get(cid)
+            if account is None:
+                continue
+            size = len(account.lots) + len(account.qualifying) + len(account.uses)
+            if size < self.limits.get(cid, self.start):
+                continue
+            if floor is None:
+                floor = self.floor(op_id, run)
+            lots, first = self._kept(cid)
+            account = accounts.compact(account, floor, lots, self.windows, first)
+            self.book.accounts[cid] = account
+            size = len(account.lots) + len(account.qualifying) + len(account.uses)
+            # start 1 (tests): after every decision
+            self.limits[cid] = 1 if self.start <= 1 else max(self.start, 2 * size)
+
+    def _kept(self, cid: str) -> tuple[frozenset[int], date | None]:
+        """What a refund to come will look up: the customer's lots it draws on by
+        id (the award lines of their purchases the Book keeps for those refunds),
+        and the first day of those purchases (a refund lowers the tier inputs from
+        that day)."""
+        ids: set[int] = set()
+        first: date | None = None
+        for kept in self.book.recorded.values():
+            if kept.customer_id == cid:
+                lines = kept.entries if isinstance(kept, NewOperation) else kept.lines
+                ids.update(line.id for line in lines)
+                day = shop_day(kept.occurred_at, self.tz) - timedelta(days=2)
+                first = day if first is None else min(first, day)
+        return frozenset(ids), first
 
 
 def _forget(book: Book, op: replay.PastOp, left: dict[str, int]) -> None:

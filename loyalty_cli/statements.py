@@ -251,6 +251,9 @@ def words(rows: list[HistoryRow], ruleset: Ruleset) -> str:
     if kind == "transfer":
         moved = "Points received" if sum(r.points for r in rows) > 0 else "Points given"
         return f"{moved}: {first.reason}" if first.reason else moved
+    if kind == "merge":
+        # The keeper's side: the points of the other card, now on this account.
+        return "Points from your other account joined"
     if kind == "refund":
         return f"Refund of {money(first.amount_cents)}" if first.amount_cents else "Refund"
     if kind == "tier":
@@ -337,6 +340,10 @@ def statement(
     account = store.accounts(ruleset, [customer_id]).get(customer_id)
     if account is None:
         raise unknown_customer(customer_id)
+    if account.profile.merged_into is not None:  # its points and past are the keeper's
+        from .engine.book import merged_away
+
+        raise merged_away(customer_id, account.profile.merged_into)
     return build(account, _recent(store, customer_id, recent), ruleset, now)
 
 
@@ -344,6 +351,9 @@ def _recent(store: Store, customer_id: str, recent: int) -> list[HistoryRow]:
     """The entries of the customer's `recent` latest operations."""
     with store.snapshot():
         rows = queries.history(store.conn, customer_id, recent * 20, None)
+    # A merge's debit on the duplicate is the other side of what the customer got:
+    # their statement shows the points joined, not a sum of 0.
+    rows = [r for r in rows if r.kind != "merge" or r.customer_id == customer_id]
     ops: list[int] = []
     for row in rows:
         if row.op_id not in ops:

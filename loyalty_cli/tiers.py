@@ -37,6 +37,64 @@ class Qualifying(NamedTuple):
     amount: Decimal | int
 
 
+def folded(
+    amounts: tuple[Qualifying, ...],
+    before: date | None,
+    cut: date | None = None,
+    window: str | None = None,
+) -> tuple[Qualifying, ...]:
+    """`amounts` (sorted by day) with those of one day added up, and those dated
+    before `before` left out: a replay passes the day before which no window a
+    later decision looks at can start (None: a lifetime window, where all count).
+    With `cut` (no amount will be added before it, and no decision is dated
+    before it) and a calendar_year or lifetime `window`, the amounts before
+    `cut` of each year (or all of them) become two: their highest running total,
+    on its day, and the rest, on their last day. A later day's window total, and
+    the best tier reached on any day of a year (all a year's days keep a tier
+    until the same day), come out the same."""
+    out: list[Qualifying] = []
+    for q in amounts:
+        if before is not None and q.day < before:
+            continue
+        if out and out[-1].day == q.day:
+            out[-1] = Qualifying(q.day, out[-1].amount + q.amount)
+        else:
+            out.append(q)
+    if cut is not None and window in ("calendar_year", "lifetime"):
+        out = _peaks(out, cut, window)
+    return amounts if out == list(amounts) else tuple(out)
+
+
+def _peaks(amounts: list[Qualifying], cut: date, window: str) -> list[Qualifying]:
+    head = [q for q in amounts if q.day < cut]
+    groups: dict[int, list[Qualifying]] = {}
+    for q in head:
+        groups.setdefault(q.day.year if window == "calendar_year" else 0, []).append(q)
+    out: list[Qualifying] = []
+    for group in groups.values():
+        running: Decimal | int = 0
+        peak, peak_day = group[0].amount, group[0].day
+        for q in group:
+            running += q.amount
+            if running > peak:
+                peak, peak_day = running, q.day
+        out.append(Qualifying(peak_day, peak))
+        if group[-1].day != peak_day:
+            out.append(Qualifying(group[-1].day, running - peak))
+    return out + [q for q in amounts if q.day >= cut]
+
+
+def oldest_needed(windows: Iterable[str], floor: date) -> date | None:
+    """The first day whose amounts a tier decision dated `floor` or later may
+    still count, under any of `windows`: a rolling window looks back 12 months,
+    and a tier reached up to 12 months before that may still be held (24 for a
+    calendar year, from 1 January of the year before); a lifetime window needs
+    them all (None)."""
+    if "lifetime" in windows:
+        return None
+    return add_months(floor, -25)
+
+
 class Override(NamedTuple):
     tier: str
     until: date | None

@@ -1,12 +1,19 @@
 """The views for people of `rules test`, `rules show`, `explain` and `simulate`,
 as blocks of plain data (lines of text, and tables of cells) drawn from the
 documents `--json` prints; render.py draws the blocks with Rich. Kept out of
-render.py so the renderer only learns one generic way to draw them."""
+render.py so the renderer only learns one generic way to draw them.
+
+Prose is wrapped here at 80 columns (a terminal's least), the lines after the
+first indented, whatever the terminal or pipe; text shown as it is stored (a
+rules file, a diff) is not. Tables fit the terminal in render.py."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
+
+WIDTH = 80
 
 Doc = dict[str, Any]
 
@@ -28,6 +35,15 @@ class Line:
 Block = Table | Line
 
 
+def _prose(text: str, style: str = "") -> Line:
+    """A line of prose, wrapped at WIDTH columns at its spaces (a path or a
+    hash longer than that stays whole)."""
+    wrapped = textwrap.wrap(
+        text, WIDTH, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+    )
+    return Line("\n".join(wrapped) or text, style)
+
+
 def _points(value: int | None) -> str:
     return "" if value is None else f"{value:+,}" if value else "0"
 
@@ -39,7 +55,7 @@ def rules_test(doc: Doc) -> list[Block]:
         where = f"{doc['file']}:{case['line']}: test '{case['name']}'"
         if case["refused"]:
             table.rows.append([case["name"], str(case["line"]), "-", "", "", "FAIL"])
-            failures.append(Line(f"FAIL {where}: refused: {case['refused']}", "red"))
+            failures.append(_prose(f"FAIL {where}: refused: {case['refused']}", "red"))
             continue
         lines = case["rules"] or [
             {"rule": "(none)", "expected": 0, "points": 0, "passed": True, "detail": ""}
@@ -58,7 +74,7 @@ def rules_test(doc: Doc) -> list[Block]:
             )
             if not line["passed"]:
                 failures.append(
-                    Line(
+                    _prose(
                         f"FAIL {where}: rule '{line['rule']}' expected {_points(line['expected'])}"
                         f", got {_points(line['points'])} ({line['detail']})",
                         "red",
@@ -70,20 +86,20 @@ def rules_test(doc: Doc) -> list[Block]:
         )
         if case["expected_total"] != case["total"] and all(x["passed"] for x in case["rules"]):
             failures.append(
-                Line(
+                _prose(
                     f"FAIL {where}: total expected {_points(case['expected_total'])}, "
                     f"got {_points(case['total'])}",
                     "red",
                 )
             )
     if not doc["tests"]:
-        return [Line(f"{doc['file']}: no test cases (add a tests: section; see the README)")]
+        return [_prose(f"{doc['file']}: no test cases (add a tests: section; see the README)")]
     verdict = "OK" if not doc["tests_failed"] else f"{doc['tests_failed']} FAILED"
     style = "green" if not doc["tests_failed"] else "bold red"
     return [
         table,
         *failures,
-        Line(
+        _prose(
             f"{doc['file']}: {doc['tests_passed']} of {doc['tests']} tests passed: {verdict}", style
         ),
     ]
@@ -92,7 +108,7 @@ def rules_test(doc: Doc) -> list[Block]:
 def rules_show(doc: Doc) -> list[Block]:
     current = " (the current rules)" if doc["current"] else ""
     out: list[Block] = [
-        Line(
+        _prose(
             f"rules version {doc['rules_version']}{current} · {doc['file']} · "
             f"first used {doc['first_used_at']}",
             "bold",
@@ -122,7 +138,7 @@ def explain(doc: Doc) -> list[Block]:
         what += f", category {doc['category']}"
     key = f" {doc['txn']}" if doc["txn"] else ""
     out: list[Block] = [
-        Line(
+        _prose(
             f"{doc['customer_id']}{key}: {what} on {doc['shop_day']} · "
             f"{_points(doc['points'])} points",
             "bold",
@@ -130,13 +146,13 @@ def explain(doc: Doc) -> list[Block]:
     ]
     version = doc["rules_version"]
     if version is None:
-        out.append(Line("no rules version is stamped on this operation"))
+        out.append(_prose("no rules version is stamped on this operation"))
     else:
         now = {True: "the current rules", False: "not the current rules"}.get(
             doc["rules_current"], "no current rules file to compare"
         )
         out.append(
-            Line(
+            _prose(
                 f"rules version {version[:12]} ({doc['file']}; {now}): "
                 f"loyalty rules show {version[:12]}"
             )
@@ -159,7 +175,7 @@ def explain(doc: Doc) -> list[Block]:
         table.rows = [[s["rule"], s["reason"]] for s in doc["not_fired"]]
         out.append(table)
     if doc["note"]:
-        out.append(Line(f"note: {doc['note']}", "yellow"))
+        out.append(_prose(f"note: {doc['note']}", "yellow"))
     if doc["diff"] is not None:
         out.append(Line("How the current rules differ from those of then:", "bold"))
         out += _diff(doc["diff"])
@@ -169,7 +185,7 @@ def explain(doc: Doc) -> list[Block]:
 def simulate(doc: Doc) -> list[Block]:
     period = f"{doc['from'] or 'the start'} to {doc['to'] or 'today'}"
     out: list[Block] = [
-        Line(
+        _prose(
             f"Simulated {doc['operations']:,} operations ({period}) under {doc['file']} "
             f"(version {doc['rules_version'][:12]}); nothing was written",
             "bold",

@@ -101,12 +101,20 @@ class Cluster:
     def url(self, database: str, user: str = OWNER) -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
-    def database(self) -> str:
-        """A new, empty database; its name."""
+    def database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of `template`; its name."""
         import psycopg
 
         self.counter += 1
         name = f"ledger{self.counter}"
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            clone = f" TEMPLATE {template}" if template else ""
+            conn.execute(f"CREATE DATABASE {name}{clone}")
         return name
+
+    def drop(self, name: str) -> None:
+        """Drop a database made by database(), whoever is still connected to it."""
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -13,9 +13,6 @@ from loyalty_cli.store.schema import SCHEMA_VERSION
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 
 def snapshot(db: Path) -> tuple[object, ...]:
     """Every row of every ledger table: equal snapshots mean nothing was written."""

@@ -10,9 +10,6 @@ import pytest
 
 from .conftest import Shop
 
-# Each test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 
 def test_earn_json_shape(shop: Shop) -> None:
     shop.ok("enroll", "C1", "--at", "2026-01-01")

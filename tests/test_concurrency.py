@@ -29,6 +29,9 @@ from .conftest import Shop, check_error_json, loyalty_command
 WELCOME = 100  # the welcome rule in conftest's BASIC_RULES
 BUSY = 75
 
+# Processes sharing a ledger file: on PostgreSQL, test_postgres.py's tills.
+BACKENDS = ("sqlite",)
+
 
 class Till:
     """Runs the real `loyalty` executable against the shop's ledger and rules, as

@@ -143,6 +143,7 @@ def _files(db: Path) -> bytes:
     return out
 
 
+@pytest.mark.sqlite_only  # reads the ledger file's bytes
 def test_erase_removes_the_personal_fields_for_good_and_verify_still_passes(shop: Shop) -> None:
     enroll_zoe(shop)
     # Earlier values, overwritten before the erasure, must not survive in free space.
@@ -202,6 +203,7 @@ def test_erase_needs_a_reason(shop: Shop) -> None:
     assert shop.ok("customer", "show", "C1")["name"] == "Ada"
 
 
+@pytest.mark.sqlite_only  # edits the file behind loyalty's back (test_postgres: a till role's edits)
 def test_the_erased_record_is_still_tamper_evident(shop: Shop) -> None:
     enroll_zoe(shop)
     shop.ok("customer", "erase", "C1", "--reason", "request")
@@ -213,6 +215,7 @@ def test_the_erased_record_is_still_tamper_evident(shop: Shop) -> None:
     assert "profile is not the one loyalty last recorded" in result.stderr
 
 
+@pytest.mark.sqlite_only  # SQLite's triggers (test_postgres: the server's)
 def test_only_an_erasure_may_change_a_salt(shop: Shop) -> None:
     shop.ok("enroll", "C1", "--name", "Ada")
     shop.ok("enroll", "C2")  # no personal fields at all
@@ -231,6 +234,7 @@ def test_only_an_erasure_may_change_a_salt(shop: Shop) -> None:
     assert shop.ok("verify")["ok"]
 
 
+@pytest.mark.sqlite_only  # an old ledger file upgraded
 def test_a_schema_7_ledger_is_upgraded_so_it_can_erase_and_give_notices(shop: Shop) -> None:
     enroll_zoe(shop)
     shop.ok("earn", "C1", "--amount", "20")

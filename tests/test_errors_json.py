@@ -13,9 +13,6 @@ import pytest
 
 from .conftest import EXAMPLE_RULES, Shop, check_error_json, loyalty_command
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 
 def error_of(shop: Shop, code: int, *args: str) -> dict[str, Any]:
     result = shop.run(*args)

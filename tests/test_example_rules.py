@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from loyalty_cli.games.section import (
     BADGE_KEYS,
     CHALLENGE_KEYS,
@@ -121,6 +123,7 @@ def test_example_rules_ship_a_stamp_card_a_milestone_a_streak_and_a_badge() -> N
     assert {g.kind for g in games.games} >= {"stamps", "milestones", "streak"}
 
 
+@pytest.mark.sqlite_only  # the demo builds its own file
 def test_demo_never_overwrites_a_file_it_did_not_make(shop: Shop) -> None:
     shop.ok("enroll", "C1")
     message = shop.fails(2, "demo", "--db", str(shop.db))

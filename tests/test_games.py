@@ -4,9 +4,10 @@ a replay of the ledger gives the same progress and awards."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,11 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from loyalty_cli import importer
 from loyalty_cli import operations as ops
 from loyalty_cli.clock import shop_day, zone
 from loyalty_cli.engine.requests import EarnRequest, EnrollRequest, RefundRequest
 from loyalty_cli.games import play as games
-from loyalty_cli.games.model import Fact, Paid, Play, parse_rule
+from loyalty_cli.games.model import Fact, Item, Paid, Play, parse_rule
 from loyalty_cli.rules import parse_rules
 from loyalty_cli.store import Store
 
@@ -230,6 +232,161 @@ def test_retries_and_re_imports_never_pay_twice_and_import_pays_as_earn_does(
     assert len(ann) == 3
 
 
+# --- receipts with lines ---------------------------------------------------------------
+
+
+def receipt(shop: Shop, day: str, txn: str, *lines: str) -> dict[str, Any]:
+    args = [x for line in lines for x in ("--line", line)]
+    return shop.ok("earn", "ann", *args, "--at", f"2026-11-{day}T10:00", "--txn", txn)
+
+
+def progress_of(shop: Shop, game: str) -> str:
+    doc = shop.ok("progress", "ann")
+    return str(next(g for g in doc["games"] if g["game"] == game)["progress"])
+
+
+def test_a_card_stamps_a_receipt_with_a_line_it_counts_among_others(games_shop: Shop) -> None:
+    shop = games_shop
+
+    def card(*args: str) -> list[str]:
+        return [rule for rule, *_ in game_lines(receipt(shop, *args)) if "coffee-card" in rule]
+
+    assert card("02", "L1", "tea:4.00", "coffee:3.00") == []
+    assert progress_of(shop, "coffee-card") == "1 of 3 stamps"
+    # The minimum is on the coffee, not on the receipt: 1.50 of coffee gives none.
+    assert card("03", "L2", "coffee:1.50", "pastry:5.00") == []
+    assert card("03", "L3", "tea:3.00", "pastry:5.00") == []
+    assert progress_of(shop, "coffee-card") == "1 of 3 stamps"
+    assert card("04", "L4", "pastry:2.00", "Coffee/ESP-1:2x1.50") == []
+    assert card("05", "L5", "coffee:2.50", "tea:1.00") == ["game:coffee-card#1"] * 3
+    # A card's stamp is on the receipt: it counts once, whatever the coffee lines.
+    assert card("06", "L6", "coffee:2.50", "coffee:2.50") == []
+    assert progress_of(shop, "coffee-card") == "1 of 3 stamps"
+
+
+def test_a_milestone_on_units_counts_a_products_lines_and_a_return_uncounts_them(
+    games_shop: Shop,
+) -> None:
+    shop = games_shop
+
+    def meals(*args: str) -> list[tuple[str, int, str | None, str | None]]:
+        return [line for line in game_lines(receipt(shop, *args)) if "meals" in line[0]]
+
+    assert meals("02", "U1", "meals:3x4.00", "tea:2.00") == []
+    assert progress_of(shop, "meals") == "3 of 5 meals"
+    # The very receipt whose meals lines cross 5 pays.
+    assert meals("03", "U2", "coffee:3.00", "meals/M-1:1x4.00", "meals/M-2:1x5.00") == [
+        ("game:meals#1", 50, None, None)
+    ]
+    assert progress_of(shop, "meals") == "5 of 10 meals"
+    # Returning two meals of U1 uncounts them; the milestone paid stays paid.
+    back = shop.ok("refund", "U1", "--line", "meals:2", "--at", "2026-11-03T12:00")
+    assert back["items"][0]["quantity"] == 2
+    assert progress_of(shop, "meals") == "3 of 10 meals"
+    # Back to 5 does not pay again; the 10th meal pays the next milestone.
+    assert meals("04", "U3", "meals:2x4.00", "tea:1.00") == []
+    assert meals("05", "U4", "meals:5x4.00") == [
+        ("game:meals#2", 500, None, None),
+        ("game:meals#2", 0, None, "foodie"),
+        ("game:meals#2", 0, None, "regular"),
+    ]
+    # A receipt whose coffee line was returned no longer has a stamp to give
+    # (U2's coffee gave one too).
+    receipt(shop, "06", "U5", "coffee:3.00", "tea:3.00")
+    assert progress_of(shop, "coffee-card") == "2 of 3 stamps"
+    shop.ok("refund", "U5", "--line", "coffee", "--at", "2026-11-06T12:00")
+    assert progress_of(shop, "coffee-card") == "1 of 3 stamps"
+
+
+def test_an_import_of_receipts_with_lines_pays_as_earn_does(games_shop: Shop) -> None:
+    shop = games_shop
+    rows = [
+        ("K-1", "02", "coffee", 1, "3.00", ""),
+        ("K-1", "02", "pastry", 1, "2.00", ""),
+        ("K-2", "03", "tea", 1, "2.00", ""),
+        ("K-2", "03", "meals", 4, "4.00", ""),
+        ("K-3", "04", "meals", 2, "4.00", ""),
+        ("K-3", "04", "coffee", 1, "2.50", ""),
+        ("RT-1", "04", "meals", -2, "4.00", "K-3"),
+        ("K-4", "05", "coffee", 1, "2.00", ""),
+        ("K-4", "05", "tea", 1, "2.00", ""),
+    ]
+    sales = shop.dir / "sales.csv"
+    sales.write_text(
+        "txn_id,customer_id,date,category,quantity,unit_price,refund_of\n"
+        + "".join(
+            f"{t},bob,2026-11-{d}T{10 + n:02d}:00,{c},{q},{p},{r}\n"
+            for n, (t, d, c, q, p, r) in enumerate(rows)
+        )
+    )
+    doc = shop.ok("import-csv", str(sales), "--enroll-unknown")
+    assert (doc["imported"], doc["rejected"]) == (9, 0)
+    # The same receipts through earn and refund, for ann.
+    receipt(shop, "02", "A1", "coffee:3.00", "pastry:2.00")
+    receipt(shop, "03", "A2", "tea:2.00", "meals:4x4.00")
+    receipt(shop, "04", "A3", "meals:2x4.00", "coffee:2.50")
+    shop.ok("refund", "A3", "--line", "meals:2", "--at", "2026-11-04T18:00")
+    receipt(shop, "05", "A4", "coffee:2.00", "tea:2.00")
+
+    def games_of(customer: str) -> list[tuple[str, str, int]]:
+        entries = shop.ok("history", customer)["entries"]
+        return sorted(
+            (e["kind"], e["rule"], e["points"])
+            for e in entries
+            if str(e["rule"]).startswith("game:")
+        )
+
+    assert games_of("bob") == games_of("ann")
+    assert ("earn", "game:coffee-card#1", 10) in games_of("bob")  # K-4: the 3rd coffee day
+    assert ("earn", "game:meals#1", 50) in games_of("bob")  # K-3: 4 + 2 meals
+    for customer in ("ann", "bob"):
+        doc = shop.ok("progress", customer)
+        meals = next(g for g in doc["games"] if g["game"] == "meals")
+        assert meals["progress"] == "4 of 10 meals", customer  # 2 of K-3's returned
+
+
+@pytest.mark.sqlite_only  # it counts reads with a trace on the ledger file
+def test_an_import_whose_accounts_outgrow_what_it_keeps_pays_the_same_without_recounting(
+    games_shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Accounts that the import lets go between chunks (its budget) and reads
+    again get their games' tallies back: the same awards as an import that
+    keeps them all, and each game's history counted once per customer."""
+    shop = games_shop
+    rows = [
+        f"T{n},c{n % 4},{3 + n % 3}.00,{('coffee', 'meals', 'tea')[n % 3]},"
+        f"2026-11-{2 + n // 4:02d}T{10 + n % 4}:00\n"
+        for n in range(48)
+    ]
+    sales = shop.dir / "sales.csv"
+    sales.write_text("txn_id,customer_id,amount,category,date\n" + "".join(rows))
+    roomy = shop.ok("import-csv", str(sales), "--enroll-unknown", "--db", str(shop.dir / "a.db"))
+    counted: list[str] = []
+    tally = games.tally
+
+    def counting(game: games.Game, facts: tuple[Fact, ...]) -> Any:
+        counted.append(game.id)
+        return tally(game, facts)
+
+    monkeypatch.setattr(games, "tally", counting)
+    monkeypatch.setattr(importer, "KEPT_BUDGET", 2)  # about one account at a time
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    tight = shop.ok("import-csv", str(sales), "--enroll-unknown")
+    assert tight["points"] == roomy["points"]
+    # Four customers, four games that count purchases: no recount on a read again.
+    assert len(counted) <= 4 * 4, counted
+
+    def game_lines_of(db: Path) -> list[tuple[Any, ...]]:
+        with closing(sqlite3.connect(db)) as conn:
+            return conn.execute(
+                "SELECT customer_id, rule, kind, points, reward FROM entries "
+                "WHERE rule LIKE 'game:%' ORDER BY customer_id, rule, kind, reward"
+            ).fetchall()
+
+    assert game_lines_of(shop.db) == game_lines_of(shop.dir / "a.db")
+    assert game_lines_of(shop.db)
+
+
 # --- what people see -------------------------------------------------------------------
 
 
@@ -276,6 +433,44 @@ def test_progress_says_what_is_within_reach(games_shop: Shop) -> None:
     assert "unknown customer" in shop.fails(1, "progress", "nobody")
 
 
+def test_progress_as_of_a_moment_is_the_progress_then(games_shop: Shop) -> None:
+    shop = games_shop
+    for n, day in enumerate(("02", "03", "04")):
+        buy(shop, "3.00", day, f"P{n}", "--category", "coffee")
+    shop.ok("refund", "P2", "--at", "2026-11-05T10:00")
+    buy(shop, "3.00", "06", "P3", "--category", "meals", "--quantity", "4")
+
+    def card(*args: str) -> dict[str, Any]:
+        doc = shop.ok("progress", "ann", *args)
+        return {
+            "as_of": doc["as_of"],
+            "badges": [b["badge"] for b in doc["badges"]],
+            **{g["game"]: (g["progress"], g["rounds_completed"]) for g in doc["games"]},
+        }
+
+    # A bare date is the start of that day, as for every --as-of.
+    assert card("--as-of", "2026-11-03")["coffee-card"] == ("1 of 3 stamps", 0)
+    before = card("--as-of", "2026-11-03T23:00")
+    assert before["as_of"] == "2026-11-03" and before["badges"] == []
+    assert before["coffee-card"] == ("2 of 3 stamps", 0)
+    assert before["meals"] == ("0 of 5 meals", 0)
+    # The card completed on the 4th (10:00 shop time; included to the second).
+    assert card("--as-of", "2026-11-04T09:59")["coffee-card"] == ("2 of 3 stamps", 0)
+    full = card("--as-of", "2026-11-04T10:00")
+    assert full["coffee-card"] == ("0 of 3 stamps", 1) and full["badges"] == ["regular"]
+    # The refund of the 5th puts the next card in arrears from then on.
+    assert card("--at", "2026-11-05T12:00")["coffee-card"] == (
+        "0 of 3 stamps (1 to make up for refunds)",
+        1,
+    )
+    now = card()
+    assert now["meals"] == ("4 of 5 meals", 0)
+    assert {k: v for k, v in now.items() if k != "as_of"} == {
+        k: v for k, v in card("--as-of", "2026-11-30").items() if k != "as_of"
+    }
+    assert "is not" in shop.fails(2, "progress", "ann", "--as-of", "yesterday")
+
+
 def test_the_games_report_counts_players_rounds_rewards_and_points(games_shop: Shop) -> None:
     shop = games_shop
     for n, day in enumerate(("02", "03", "04")):
@@ -298,6 +493,29 @@ def test_the_games_report_counts_players_rounds_rewards_and_points(games_shop: S
     csv = shop.run("report", "games", "--csv")
     assert csv.stdout.splitlines()[0].startswith("game,name,kind,customers")
     assert shop.run("report", "games", "--no-json").exit_code == 0
+
+
+def test_the_rules_report_counts_a_games_rounds_under_the_game(games_shop: Shop) -> None:
+    shop = games_shop
+    shop.ok("enroll", "bob", "--at", "2026-11-01T09:00")
+    for n in range(6):  # two cards for ann
+        buy(shop, "3.00", f"{n + 2:02d}", f"A{n}", "--category", "coffee")
+    for n in range(3):  # one for bob
+        shop.ok(
+            "earn", "bob", "--amount", "4.00", "--category", "coffee", "--txn", f"B{n}",
+            "--at", f"2026-11-{n + 2:02d}T11:00",
+        )  # fmt: skip
+    doc = shop.ok("report", "rules", "--from", "2026-11-01", "--to", "2026-11-30")
+    rows = {r["rule"]: r for r in doc["rules"]}
+    assert not [rule for rule in rows if "#" in rule]
+    # Three rounds, each its points line and its free coffee: three awards.
+    card = rows["game:coffee-card"]
+    assert (card["awards"], card["customers"], card["points"]) == (3, 2, 30)
+    assert card["revenue"] == "10.00"  # the purchases that completed them: 3.00 + 3.00 + 4.00
+    fifth = rows["game:fifth"]
+    assert (fifth["awards"], fifth["customers"], fifth["points"]) == (1, 1, 25)
+    assert rows["base"]["awards"] == 9
+    assert doc["points"] == sum(r["points"] for r in doc["rules"])
 
 
 def test_progress_and_the_report_need_games_in_the_rules(shop: Shop) -> None:
@@ -676,3 +894,90 @@ def test_a_card_can_count_visits_an_event_no_earn_rule_needs_to_reward(shop: Sho
     second = shop.ok("earn", "ann", "--event", "visit", "--at", "2026-11-03T10:00")
     assert (first["points"], second["points"]) == (0, 5)
     assert "no rule" in shop.fails(2, "earn", "ann", "--event", "vist")
+
+
+# --- a game's tally, added to one fact at a time ------------------------------------------
+
+TALLIED = parse_rules(
+    STREAKS.replace(
+        "games:\n",
+        GAMES[GAMES.index("rewards:") : GAMES.index("games:\n")]
+        + "games:\n"
+        + GAMES.split("games:\n")[1],
+    )
+)
+ITEMS = st.lists(
+    st.tuples(st.sampled_from(["coffee", "meals", "tea"]), st.integers(1, 3), st.integers(0, 400)),
+    max_size=3,
+)
+FACTS = st.lists(
+    st.tuples(st.integers(0, 70), st.sampled_from(["coffee", "meals", None]), st.integers(0, 900),
+              st.integers(1, 3), ITEMS),
+    max_size=25,
+)  # fmt: skip
+
+
+def _reference(game: games.Game, facts: tuple[Fact, ...]) -> Decimal:
+    """A game's total counted plainly, period by period and day by day."""
+    counted = [f for f in facts if games.counts(game, f)]
+    if game.kind == "streak":
+        walked = games.walk(game, counted, None)
+        assert game.streak is not None
+        return Decimal(walked.completed * game.streak.length + walked.run)
+    if game.kind == "stamps":
+        per_day: dict[object, int] = {}
+        for f in counted:
+            per_day[f.day] = per_day.get(f.day, 0) + 1
+        limit = game.per_day or 10**9
+        return Decimal(sum(min(n, limit) for n in per_day.values()))
+    if game.kind == "challenge":
+        assert game.challenge is not None
+        out = Decimal(0)
+        for goal in game.challenge.goals:
+            inside = [f for f in counted if game.challenge.start <= f.day <= game.challenge.end]
+            parts = [p for f in inside if (p := f.part(goal.categories, goal.skus)) is not None]
+            value: Decimal = Decimal(len(parts))
+            if goal.metric == "units":
+                value = Decimal(sum(p[1] for p in parts))
+            elif goal.metric == "spend":
+                value = Decimal(sum(p[0] for p in parts)) / 100
+            out += min(value, goal.target)
+        return out
+    parts = [games.portion(game, f) for f in counted]
+    if game.metric == "purchases":
+        return Decimal(len(parts))
+    if game.metric == "units":
+        return Decimal(sum(p[1] for p in parts if p))
+    return Decimal(sum(p[0] for p in parts if p)) / 100
+
+
+@settings(max_examples=60, deadline=None)
+@given(facts=FACTS)
+def test_a_games_tally_added_to_fact_by_fact_is_its_total_counted_afresh(
+    facts: list[Any],
+) -> None:
+    """Facts in any order (some backdated), some receipts with lines: what decide
+    keeps adding to is what counting every fact again gives."""
+    book = TALLIED.games
+    assert book is not None and len(book.games) == 8
+    play = Play()
+    first = datetime(2026, 10, 20).date()
+    for n, (later, category, cents, quantity, items) in enumerate(facts):
+        lines = tuple(
+            Item(i + 1, c, None, q, a) for i, (c, q, a) in enumerate(items) if len(items) > 1
+        )
+        total = sum(line.cents for line in lines) if lines else cents
+        fact = Fact(
+            n + 1, first + timedelta(days=later), "purchase", total, total,
+            None if lines else category, None, None if lines else quantity, lines,
+        )  # fmt: skip
+        _, play = games.decide(book, play, fact, 0)
+    for game in book.games:
+        if game.kind == "milestones" and game.metric == "points":
+            continue
+        kept = play.memo.get(game.id)
+        counted = any(games.counts(game, f) for f in play.facts)
+        assert (kept is not None) == counted, game.id
+        assert games.measure(game, play.facts, 0) == _reference(game, play.facts), game.id
+        if kept is not None:
+            assert games.total(game, kept) == _reference(game, play.facts), game.id

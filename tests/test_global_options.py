@@ -12,9 +12,6 @@ import pytest
 
 from .conftest import Shop, check_error_json, loyalty_command
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 
 def test_options_before_the_command_work_as_after_it(shop: Shop) -> None:
     shop.ok("enroll", "C1")

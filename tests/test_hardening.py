@@ -23,9 +23,6 @@ from loyalty_cli.store import Store
 from .conftest import Shop
 from .test_bad_input import snapshot
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 HEADER = "txn_id,customer_id,amount,date,category"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -18,9 +17,9 @@ def write(shop: Shop, text: str, name: str = "sales.csv", bom: bool = False) -> 
     return str(path)
 
 
-def entry_count(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+def entry_count(shop: Shop) -> int:
+    with shop.store() as store:
+        return int(store.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
 
 @pytest.fixture
@@ -93,14 +92,14 @@ def test_quoted_fields_may_hold_newlines(till: Shop) -> None:
 
 
 def test_a_missing_column_fails_before_anything_is_written(till: Shop) -> None:
-    before = entry_count(till.db)
+    before = entry_count(till)
     path = write(till, "txn_id,customer_id,Betrag,date\nR1,C1,5,2026-11-20\n")
     message = till.fails(65, "import-csv", path)
     assert message == (
         f"error: {path}:1: missing column 'amount' (columns are: txn_id, customer_id, Betrag, "
         "date); name it, or map it with --map amount=COLUMN"
     )
-    assert entry_count(till.db) == before
+    assert entry_count(till) == before
 
 
 # --- rejections -------------------------------------------------------------------
@@ -177,10 +176,10 @@ def test_reimporting_the_same_file_adds_nothing(till: Shop) -> None:
         till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\nR2,C2,5.00,2026-11-21\n"
     )
     imported(till, path)
-    before = entry_count(till.db)
+    before = entry_count(till)
     again = imported(till, path)
     assert (again["imported"], again["duplicates"], again["points"]) == (0, 2, 0)
-    assert entry_count(till.db) == before
+    assert entry_count(till) == before
 
 
 def test_without_a_txn_id_the_key_is_the_files_hash_and_the_line(till: Shop) -> None:
@@ -225,22 +224,22 @@ def test_dry_run_writes_nothing_and_sees_its_own_rows(till: Shop) -> None:
     path = write(
         till, "txn_id,customer_id,amount,date\nR1,C9,10.00,2026-11-20\nR2,C9,5.00,2026-11-21\n"
     )
-    before = entry_count(till.db)
+    before = entry_count(till)
     doc = imported(till, path, "--dry-run", "--enroll-unknown")
     assert (doc["dry_run"], doc["imported"], doc["points"]) == (
         True,
         2,
         100 + 10 + 5,
     )  # welcome too
-    assert entry_count(till.db) == before
+    assert entry_count(till) == before
     assert till.fails(1, "balance", "C9")
 
 
 def test_each_run_is_recorded_started_and_finished(till: Shop) -> None:
     path = write(till, "txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n")
     imported(till, path)
-    with sqlite3.connect(till.db) as conn:
-        runs = conn.execute("SELECT command, summary FROM runs ORDER BY id").fetchall()
+    with till.store() as store:
+        runs = store.conn.execute("SELECT command, summary FROM runs ORDER BY id").fetchall()
     assert [command for command, _ in runs] == ["import-started", "import"]
     finished = json.loads(runs[1][1])
     assert finished["files"][0]["name"] == path and len(finished["files"][0]["sha256"]) == 64
@@ -250,7 +249,7 @@ def test_each_run_is_recorded_started_and_finished(till: Shop) -> None:
 def test_standard_input(till: Shop) -> None:
     result = till.runner.invoke(
         __import__("loyalty_cli.cli", fromlist=["app"]).app,
-        ["import-csv", "-", "--json", "--db", str(till.db), "--rules", str(till.rules)],
+        ["import-csv", "-", "--json", "--db", till.url or str(till.db), "--rules", str(till.rules)],
         input="txn_id,customer_id,amount,date\nR1,C1,10.00,2026-11-20\n",
     )
     assert result.exit_code == 0, result.output
@@ -285,13 +284,13 @@ def test_other_encodings_are_named_with_encoding_and_refused_otherwise(till: Sho
     path.write_bytes(
         "txn_id,customer_id,amount,date,category\nR1,C1,5.00,2026-11-20,caf\xe9\n".encode("latin-1")
     )
-    before = entry_count(till.db)
+    before = entry_count(till)
     message = till.fails(65, "import-csv", str(path))
     assert (
         message
         == f"error: {path}:2: not valid text in this encoding (pass --encoding, e.g. --encoding latin-1)"
     )
-    assert entry_count(till.db) == before
+    assert entry_count(till) == before
     assert imported(till, str(path), "--encoding", "latin-1")["imported"] == 1
     assert till.ok("history", "C1")["entries"][0]["amount"] == "5.00"
     assert "unknown encoding" in till.fails(2, "import-csv", str(path), "--encoding", "klingon")
@@ -304,12 +303,12 @@ def test_a_character_cut_off_by_the_end_of_the_file_is_refused_like_any_bad_byte
     then ends is not text (found by the soak fuzzing: it escaped as a traceback)."""
     path = till.dir / "cut.csv"
     path.write_bytes(b"txn_id,customer_id,amount,date\nR1,C1,5.00,2026-11-20\nR2,C\xc3")
-    before = entry_count(till.db)
+    before = entry_count(till)
     message = till.fails(65, "import-csv", str(path))
     assert message == (
         f"error: {path}:3: not valid text in this encoding (pass --encoding, e.g. --encoding latin-1)"
     )
-    assert entry_count(till.db) == before
+    assert entry_count(till) == before
 
 
 def test_a_file_in_one_chunk_gives_the_ledger_that_typing_its_rows_gives(tmp_path: Path) -> None:

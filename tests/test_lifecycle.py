@@ -11,9 +11,6 @@ from loyalty_cli.lots import Lot
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 # 1 point per 1.00; purchases are held 14 days; points expire at the end of the
 # month 2 months after they were earned.
 LIFECYCLE_RULES = """\

@@ -380,7 +380,6 @@ def test_the_rate_limit_pauses_between_messages(
     from loyalty_cli import mailer
     from loyalty_cli import messages as m
     from loyalty_cli.rules import load_rules
-    from loyalty_cli.store import Store
 
     inbox, port = server
     ruleset = load_rules(cafe.rules)
@@ -393,7 +392,7 @@ def test_the_rate_limit_pauses_between_messages(
     )
     log: list[str] = []
     target = mailer.Server("127.0.0.1", port, True, "shop", "s3cret", certificate[0])
-    with Store.open(cafe.db) as store:
+    with cafe.store() as store:
         run = m.prepare(store, ruleset, settings, now)
         assert [d.customer_id for d in run.drafts] == ["gus", "max", "zoe"]
 

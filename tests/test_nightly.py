@@ -9,9 +9,6 @@ import pytest
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 NIGHTLY_RULES = """\
 program: {name: Shop, timezone: Europe/London}
 points: {pending_days: 10, expire_after_months: 1, expire_at: same_day}

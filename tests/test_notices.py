@@ -80,6 +80,7 @@ def test_each_notice_says_who_what_and_why_under_a_stable_key(shop_: Shop) -> No
     assert keys(only) == ["birthday/ann/2026-12-24", "tier_reached/bob/6"]
 
 
+@pytest.mark.sqlite_only  # SQLite's append-only trigger on the file
 def test_mark_given_gives_each_notice_once(shop_: Shop) -> None:
     first = shop_.ok("notices", "--mark-given")
     assert first["marked_given"] == len(first["rows"]) > 0
@@ -122,8 +123,8 @@ def test_days_go_by_and_nothing_is_given_twice(shop_: Shop) -> None:
 )
 def test_bad_windows_are_refused(shop_: Shop, args: list[str], message: str) -> None:
     assert message in shop_.fails(2, "notices", *args)
-    with closing(sqlite3.connect(shop_.db)) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM notices_given").fetchone()[0] == 0
+    with shop_.store() as store:
+        assert store.conn.execute("SELECT COUNT(*) FROM notices_given").fetchone()[0] == 0
 
 
 def test_tier_lost_and_at_risk_are_decided_from_the_facts() -> None:
@@ -156,6 +157,7 @@ def test_the_next_birthday_is_within_a_year_and_on_the_birthday(born: date, toda
     assert when.day == born.day or (born.month, born.day, when.day) == (2, 29, 28)
 
 
+@pytest.mark.sqlite_only  # processes on one ledger file
 def test_two_runs_at_once_never_give_a_notice_twice(shop_: Shop) -> None:
     """Real processes, started together: each notice is in one run's answer only."""
     import json

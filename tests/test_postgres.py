@@ -15,8 +15,11 @@ import pytest
 
 from loyalty_cli.store.schema import SCHEMA_VERSION
 
-from .conftest import Shop, check_error_json, loyalty_command
+from .conftest import EXAMPLE_RULES, Shop, check_error_json, loyalty_command
 from .pgcluster import TILL
+
+# The shop here is a runner: each test names the ledgers it uses (a file, URLs).
+BACKENDS = ("sqlite",)
 
 
 def _pg(shop: Shop, url: str) -> dict[str, str]:
@@ -156,33 +159,77 @@ def test_without_psycopg_a_postgresql_url_is_refused_saying_how_to_install_it(
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "said"),
     [
-        ("report",),
-        ("report", "liability"),
-        ("import-csv", "{dir}/sales.csv"),
-        ("backup", "{dir}/copy.db"),
-        ("customer", "show", "C1"),
-        ("customer", "erase", "C1", "--reason", "asked"),
-        ("notices",),
-        ("statement", "C1"),
-        ("transfer", "C1", "C2", "10", "--reason", "family"),
-        ("progress", "C1"),
-        ("report", "games"),
-        ("simulate", "--rules", "{dir}/rules.yaml"),
+        (("backup", "{dir}/copy.db"), "pg_dump"),
+        (("demo", "--db", "{url}"), "SQLite file"),
     ],
 )
-def test_commands_not_yet_on_postgresql_refuse_with_one_line_and_exit_2(
-    shop: Shop, pg_url: str, args: tuple[str, ...]
+def test_what_only_a_ledger_file_does_refuses_a_postgresql_ledger_saying_what_to_do(
+    shop: Shop, pg_url: str, args: tuple[str, ...], said: str
 ) -> None:
-    (shop.dir / "sales.csv").write_text("customer_id,amount\nC1,5.00\n")
     _init(shop, pg_url)
-    result = shop.run(*(a.format(dir=shop.dir) for a in args), env={"LOYALTY_DB": pg_url})
+    args = tuple(a.format(dir=shop.dir, url=pg_url) for a in args)
+    result = shop.run(*args, env={"LOYALTY_DB": pg_url})
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "does not run on a PostgreSQL ledger yet" in lines[0]
+    assert len(lines) == 1 and said in lines[0], lines
     error = check_error_json(result.stdout, 2, lines)
     assert error["code"] == "unsupported_backend"
+    assert not (shop.dir / "copy.db").exists()
+
+
+def test_a_purchase_makes_no_more_round_trips_on_postgresql_than_statements_on_a_file(
+    tmp_path: Path, pg_ledger_url: str
+) -> None:
+    """Round trips, not statements, are what a till on a network waits for: the
+    BEGIN and the row lock go with the first read, the append lock with the read
+    of the chain's tip, the appends with the COMMIT (postgres.PgConn)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from loyalty_cli import operations as ops
+    from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
+    from loyalty_cli.rules import load_rules
+    from loyalty_cli.store import Store
+
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    ruleset = load_rules(EXAMPLE_RULES)
+    counts: dict[str, int] = {}
+    for name, store in (
+        ("sqlite", Store.open(tmp_path / "l.db")),
+        ("postgresql", Store.open_url(pg_ledger_url, writer="till-1")),
+    ):
+        with store:
+            ops.enroll(store, ruleset, EnrollRequest("C1", at=now), now)
+            for n in range(3):  # a customer with some history
+                request = EarnRequest("C1", "purchase", amount=Decimal("12.50"), txn=f"R{n}")
+                ops.earn(store, ruleset, request, now)
+            request = EarnRequest(
+                "C1", "purchase", amount=Decimal("120.00"), category="shoes", txn="R9"
+            )
+            if name == "sqlite":
+                statements: list[str] = []
+                store.conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+                ops.earn(store, ruleset, request, now)
+                counts[name] = len(statements)
+            else:
+                before = store.conn.round_trips  # type: ignore[attr-defined]
+                ops.earn(store, ruleset, request, now)
+                counts[name] = store.conn.round_trips - before  # type: ignore[attr-defined]
+    assert counts["postgresql"] <= counts["sqlite"] <= 8, counts
+    # And the sale is there, once, with its points: the deferred appends went in.
+    with Store.open_url(pg_ledger_url, writer="till-1") as store:
+        rows = store.conn.execute(
+            "SELECT count(*), sum(e.points) FROM operations o JOIN entries e ON e.op_id = o.id "
+            "WHERE o.txn = 'R9'"
+        ).fetchall()
+    with Store.open(tmp_path / "l.db") as store:
+        expected = store.conn.execute(
+            "SELECT count(*), sum(e.points) FROM operations o JOIN entries e ON e.op_id = o.id "
+            "WHERE o.txn = 'R9'"
+        ).fetchall()
+    assert rows == expected and rows[0][0] >= 1
 
 
 def test_a_sqlite_balance_does_not_load_psycopg(tmp_path: Path) -> None:
@@ -564,3 +611,28 @@ def test_tills_racing_for_a_budget_shared_by_every_customer_never_exceed_it(
         ).fetchone()
     assert given[0] == 250  # 100 + 100 + 50, then nothing: never more than the budget
     assert _ok(shop, {"LOYALTY_DB": till}, "verify")["ok"] is True
+
+
+def test_two_branches_share_one_ledger_as_the_readme_walks_through(
+    shop: Shop, pg_ledger_url: str
+) -> None:
+    """README, "Two branches, one ledger": what one till records the other spends,
+    a retry from the other branch is recorded once, the reports see one programme,
+    and verify lists each branch's chain."""
+    shop.rules.write_text(EXAMPLE_RULES.read_text())
+    north = {"LOYALTY_DB": pg_ledger_url, "LOYALTY_TILL": "north"}
+    south = {"LOYALTY_DB": pg_ledger_url, "LOYALTY_TILL": "south"}
+    _ok(shop, north, "enroll", "C1", "--name", "Ada")
+    earned = _ok(shop, north, "earn", "C1", "--amount", "120.00", "--txn", "N-0001")
+    spent = _ok(shop, south, "redeem", "C1", "--reward", "coffee", "--txn", "S-0001")
+    again = _ok(shop, south, "earn", "C1", "--amount", "120.00", "--txn", "N-0001")
+    assert again["duplicate"] is True and again["points"] == earned["points"]
+    balance = _ok(shop, north, "balance", "C1")["balance"]
+    assert balance == earned["balance"] + spent["points"] == spent["balance"]
+    liability = _ok(shop, south, "report", "liability")
+    assert liability["points_outstanding"] == balance
+    summary = _ok(shop, north, "report")
+    assert summary["purchases"] == 1 and summary["members"] == 1
+    chains = _ok(shop, south, "verify")["chains"]
+    assert sorted(c["writer"] for c in chains) == ["north", "south"]
+    assert sum(c["operation_count"] for c in chains) == 3

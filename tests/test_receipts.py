@@ -434,8 +434,9 @@ def test_a_one_line_receipt_earns_and_stores_what_an_amount_purchase_does(till: 
     )
     assert "items" not in by_line
     assert by_line["lines"][:2] == by_amount["lines"][:2]
-    with closing(sqlite3.connect(till.db)) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM items").fetchone() == (0,)
+    with till.store() as store:
+        conn = store.conn
+        assert tuple(conn.execute("SELECT COUNT(*) FROM items").fetchone()) == (0,)
         rows = conn.execute(
             "SELECT amount_cents, category, sku, quantity FROM operations WHERE txn IN ('A', 'B')"
         ).fetchall()
@@ -454,7 +455,7 @@ def test_lines_come_as_json_lines_from_a_file_or_stdin(till: Shop) -> None:
         __import__("loyalty_cli.cli", fromlist=["app"]).app,
         ["earn", "C1", "--lines", "-", "--dry-run", "--json"],
         input=path.read_text(),
-        env={"LOYALTY_DB": str(till.db), "LOYALTY_RULES": str(till.rules)},
+        env={"LOYALTY_DB": till.url or str(till.db), "LOYALTY_RULES": str(till.rules)},
     )
     assert piped.exit_code == 0, piped.output
     assert json.loads(piped.stdout)["points"] == doc["points"]
@@ -832,9 +833,10 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
     # K-1 as typed: 88 + 27 + big-basket 25 + three-items 5; K-2 and K-3 1 each, and
     # whichever is decided first the first-purchase 7
     assert shop.ok("balance", "C1")["balance"] == 88 + 27 + 25 + 5 + 1 + 1 + 7
-    with closing(sqlite3.connect(shop.db)) as conn:
-        lines = conn.execute(
-            "SELECT o.txn, i.number, i.points FROM items i JOIN operations o ON o.id = i.op_id"
+    with shop.store() as store:
+        lines = store.conn.execute(
+            "SELECT o.txn, i.number, i.points FROM items i JOIN operations o ON o.id = i.op_id "
+            "ORDER BY o.id, i.number"
         ).fetchall()
     assert lines == [("K-1", 1, 88), ("K-1", 2, 27)]
 
@@ -991,7 +993,7 @@ def test_a_schema_9_ledgers_receipts_keep_their_chain_and_new_ones_keep_their_sp
     with closing(sqlite3.connect(till.db, isolation_level=None)) as conn:
         conn.execute("ALTER TABLE items DROP COLUMN earned_by")
         conn.execute("PRAGMA user_version = 9")
-    again = till.ok("earn", "C1", *old)  # m010_item_rules runs as the ledger opens
+    again = till.ok("earn", "C1", *old)  # m012_item_rules runs as the ledger opens
     with closing(sqlite3.connect(till.db)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("SELECT earned_by FROM items").fetchall() == [(None,), (None,)]
@@ -1039,9 +1041,7 @@ def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_i
 
 def test_editing_a_receipts_line_fails_verify(till: Shop) -> None:
     till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
-    with closing(sqlite3.connect(till.db, isolation_level=None)) as conn:
-        conn.execute("DROP TRIGGER items_no_update")
-        conn.execute("UPDATE items SET points = 500 WHERE number = 2")
+    till.tamper("UPDATE items SET points = 500 WHERE number = 2", triggers=("items_no_update",))
     result = till.run("verify", "--json")
     assert result.exit_code == 1
     assert "does not match the hash chain" in json.loads(result.stdout)["problems"][0]
@@ -1115,9 +1115,10 @@ def test_a_purchase_names_its_store_which_rules_may_test_and_the_chain_covers(
     shop.ok("import-csv", str(path))
     assert {e["txn"]: e["store"] for e in shop.ok("history", "C1")["entries"]}["T1"] == "uptown"
     assert shop.ok("verify")["ok"] is True
-    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
-        conn.execute("DROP TRIGGER operations_no_update")
-        conn.execute("UPDATE operations SET store = 'Elsewhere' WHERE txn = 'R'")
+    shop.tamper(
+        "UPDATE operations SET store = 'Elsewhere' WHERE txn = 'R'",
+        triggers=("operations_no_update",),
+    )
     assert shop.run("verify", "--json").exit_code == 1
 
 

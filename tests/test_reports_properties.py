@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty_cli.clock import stamp
+from loyalty_cli.clock import day_number, stamp
 from loyalty_cli.engine import awards
 from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
 from loyalty_cli.exports import write_csv
@@ -177,7 +177,7 @@ def test_sql_rfm_scores_and_local_days_equal_the_reference(
     f = quintiles([len(p) for p in bought])
     m = quintiles(spend)
     expected = {
-        cid: (last[i].isoformat(), len(bought[i]), spend[i], (r[i], f[i], m[i]))
+        cid: (day_number(last[i]), len(bought[i]), spend[i], (r[i], f[i], m[i]))
         for i, cid in enumerate(ids)
     }
     assert found == expected

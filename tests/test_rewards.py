@@ -6,9 +6,6 @@ import pytest
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 REWARD_RULES = """\
 program: {name: Shop, timezone: Europe/London}
 tiers:

@@ -15,6 +15,9 @@ from .conftest import EXAMPLE_RULES, Shop
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
+# The benchmark scripts build ledger files (scripts/bench_pg: the PostgreSQL ones).
+BACKENDS = ("sqlite",)
+
 
 @pytest.mark.parametrize(
     "script",

@@ -10,9 +10,6 @@ import pytest
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 NEW_YORK = """\
 program: {name: NY, currency: USD, timezone: America/New_York}
 earn:

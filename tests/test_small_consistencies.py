@@ -8,9 +8,6 @@ import pytest
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 NO_WELCOME = """\
 program: {name: T, currency: USD, timezone: Europe/London}
 earn:

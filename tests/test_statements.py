@@ -146,6 +146,7 @@ def test_all_writes_one_per_customer_and_never_over_the_ledger(cafe: Shop) -> No
     assert cafe.ok("verify")["ok"]
 
 
+@pytest.mark.sqlite_only  # the ledger is a file only there
 def test_a_statement_is_never_written_over_the_ledger(shop: Shop) -> None:
     shop.db = shop.dir / "ann.txt"  # a ledger with the name ann's statement would get
     shop.write_rules(RULES)
@@ -169,7 +170,8 @@ def test_a_statement_is_never_written_over_the_ledger(shop: Shop) -> None:
         (["ann", "--recent", "0"], "--recent 0 must be from 1 to 200"),
         (["ann", "--all", "--out", "x"], "give a CUSTOMER_ID, or --all with --out"),
         ([], "give a CUSTOMER_ID, or --all with --out"),
-        (["ann", "--out", "x"], "--segment, --tier and --out go with --all"),
+        (["ann", "--out", "x"], "--out and the selection options (--segment, --tier, "),
+        (["ann", "--badge", "regular"], "--inactive-since, --clv-band, --badge) go with --all"),
         (["--all"], "--all needs --out FOLDER"),
     ],
 )

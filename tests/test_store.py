@@ -32,6 +32,9 @@ from .conftest import EXAMPLE_RULES, Shop
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ledger-v4.db"
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
+# The ledger file itself: its schema, pragmas, triggers and query plans.
+BACKENDS = ("sqlite",)
+
 
 def test_opening_a_new_path_creates_a_current_wal_ledger(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
@@ -225,8 +228,10 @@ def test_an_import_chunk_reads_in_two_statements_whatever_its_size(shop: Shop) -
 # What a plan may scan row by row: the customers table (a report has a row for
 # each), and the small tables a query makes for itself (CTEs, subqueries, lists).
 _MAY_SCAN = (
-    *("SCAN c", "SCAN ids", "SCAN p", "SCAN scored", "SCAN k", "SCAN (subquery"),
+    *("SCAN c", "SCAN ids", "SCAN asked", "SCAN p", "SCAN scored", "SCAN k", "SCAN newest"),
+    "SCAN (subquery",
     "SCAN sqlite_master",  # the schema: is a budgeted rule's index there yet
+    "SCAN b",  # the activity report's time buckets (a VALUES list)
 )
 
 
@@ -274,6 +279,7 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
         queries.items_of(conn, [1, 2])
         queries.sales_of(conn, [("C1", "SKU-1", 10**10)])
         snapshots.standings(conn, ruleset, ["C1"], 10**10)
+        snapshots.plays(conn, ruleset, ["C1"], 10**10)
         queries.enrolled_before(conn, 10**10)
         sql.tier_moves(conn, 0, 10**10)
         sql.lots(conn, 10**10, NOW.date())
@@ -494,3 +500,102 @@ def test_kept_accounts_are_bounded_by_what_they_hold_and_dropped_when_another_wr
     assert not kept.accounts and kept.held == 0
     kept.keep(tip, "v1", {"A": account("A", 1)})
     assert not kept.valid(tip, "v2")  # other rules: decisions made under v1 do not carry
+
+
+CARD_RULES = """\
+program: {name: Card Shop, currency: USD, timezone: UTC}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+rewards:
+  - {id: coffee, name: Free coffee, cost: 100}
+badges:
+  - {id: regular, name: Regular}
+games:
+  - {id: card, stamps: 2, give: {points: 10, reward: coffee, badge: regular}}
+"""
+
+
+def _card_ledger(tmp_path: Path) -> tuple[Path, Any]:
+    """A ledger whose customer completed a card (a points line, a reward line and
+    a badge line for game:card#1)."""
+    db = tmp_path / "games.db"
+    ruleset = parse_rules(CARD_RULES)
+    with Store.open(db) as store:
+        ops.enroll(store, ruleset, EnrollRequest("C1", at=datetime(2026, 11, 1, tzinfo=UTC)), NOW)
+        for n in range(2):
+            request = EarnRequest(
+                "C1", "purchase", amount=Decimal("3.00"), txn=f"T{n}",
+                at=datetime(2026, 11, 2 + n, tzinfo=UTC),
+            )  # fmt: skip
+            ops.earn(store, ruleset, request, NOW)
+    return db, ruleset
+
+
+def _game_line(conn: sqlite3.Connection, kind: str) -> tuple[Any, ...]:
+    row: tuple[Any, ...] = conn.execute(
+        "SELECT * FROM entries WHERE rule = 'game:card#1' AND kind = ?", (kind,)
+    ).fetchone()
+    return row
+
+
+def _again(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """The same line once more, under a new id, as a wrong engine would write it."""
+    top = conn.execute("SELECT max(id) FROM entries").fetchone()[0]
+    marks = ", ".join("?" * len(row))
+    conn.execute(f"INSERT INTO entries VALUES ({marks})", (top + 1, *row[1:]))
+
+
+@pytest.mark.parametrize("kind", ["earn", "gift", "badge"])
+def test_the_ledger_refuses_a_game_round_paid_twice(tmp_path: Path, kind: str) -> None:
+    db, _ = _card_ledger(tmp_path)
+    with Store.open(db) as store:
+        row = _game_line(store.conn, kind)
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            _again(store.conn, row)
+        # Another round, or another customer's same round, is a different award.
+        assert store.conn.execute("SELECT count(*) FROM entries").fetchone()[0] > 0
+
+
+def test_a_schema_10_ledger_gets_the_game_rounds_index_and_keeps_its_chain(
+    tmp_path: Path,
+) -> None:
+    db, ruleset = _card_ledger(tmp_path)
+    with Store.open(db) as store:
+        before = store.verify(NOW)
+        current = _indexes(store.conn)
+        entries = store.conn.execute("SELECT * FROM entries ORDER BY id").fetchall()
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("DROP INDEX entries_game_rounds")
+        conn.execute("PRAGMA user_version = 10")
+    with Store.open(db) as store:
+        conn = store.conn
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert _indexes(conn) == current
+        assert conn.execute("SELECT * FROM entries ORDER BY id").fetchall() == entries
+        report = store.verify(NOW)
+        assert report.ok, report.problems
+        assert report.operations_head == before.operations_head
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            _again(conn, _game_line(conn, "badge"))
+        # And the engine goes on paying the next round, once.
+        for n in (2, 3):
+            request = EarnRequest(
+                "C1", "purchase", amount=Decimal("3.00"), txn=f"T{n}",
+                at=datetime(2026, 11, 2 + n, tzinfo=UTC),
+            )  # fmt: skip
+            ops.earn(store, ruleset, request, NOW)
+        rules = [r for (r,) in conn.execute("SELECT rule FROM entries WHERE kind = 'earn'")]
+        assert rules.count("game:card#2") == 1
+
+
+def test_a_schema_10_ledger_paying_a_round_twice_is_not_upgraded(tmp_path: Path) -> None:
+    db, _ = _card_ledger(tmp_path)
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("DROP INDEX entries_game_rounds")
+        _again(conn, _game_line(conn, "gift"))
+        conn.execute("PRAGMA user_version = 10")
+    before = db.read_bytes()
+    with pytest.raises(TamperDetected, match=r"game round game:card#1 .gift coffee. 2 times"):
+        Store.open(db)
+    assert db.read_bytes() == before
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 10

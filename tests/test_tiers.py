@@ -15,9 +15,6 @@ from loyalty_cli.tiers import Override, Qualifying, status
 
 from .conftest import Shop
 
-# Each shop test runs on a ledger file and on PostgreSQL (conftest.pytest_generate_tests).
-BACKENDS = ("sqlite", "postgresql")
-
 LEVELS = (
     TierLevel("bronze", "Bronze", Decimal(0)),
     TierLevel("silver", "Silver", Decimal(500), Decimal("1.25")),

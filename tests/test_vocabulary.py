@@ -178,6 +178,8 @@ def documents(shop: Shop, *, as_json: bool = True) -> dict[str, dict[str, Any]]:
     take("notices", "notices", "--within", "60")
     take("statement", "statement", "ann")
     take("transfer", "transfer", "ann", "bob", "10", "--reason", "pool", "--at", "2026-11-06T10:00")
+    take("merge", "merge", "ann", "cat", "--reason", "same person", "--at", "2026-11-07T10:00")
+    take("customer show merged", "customer", "show", "cat")
     take("customer erase", "customer", "erase", "bob", "--reason", "request 1")
     take("customer show erased", "customer", "show", "bob")
     return docs
@@ -225,7 +227,7 @@ def test_every_command_draws_its_view_for_people_from_the_same_document(
     shop = example_shop
     shutil.copy(EXAMPLE_RULES, shop.rules)
     shop.clock("2026-11-20")
-    assert len(documents(shop, as_json=False)) == 45
+    assert len(documents(shop, as_json=False)) == 47
 
 
 def test_an_import_counts_the_welcome_points_it_paid(shop: Shop) -> None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ steps = st.lists(
         st.tuples(st.just("tier"), st.integers(0, 2), st.integers(0, 40)),
         st.tuples(st.just("nightly"), st.just(0), st.just(0)),
         st.tuples(st.just("wait"), st.just(0), st.integers(1, 50)),
+        st.tuples(st.just("late"), st.integers(0, 2), st.integers(1, 60)),
     ),
     min_size=1,
     max_size=25,
@@ -98,6 +100,10 @@ def build_history(db: Path, plan: list[tuple[str, int, int]]) -> datetime:
                 )
                 ops.earn(store, RULES, request, at)
                 bought.append(f"R{n}")
+            elif kind == "late":  # a purchase entered `number` days after it was made
+                then = at - timedelta(days=number)
+                request = ops.EarnRequest(cid, "purchase", amount=Decimal(number), at=then)
+                ops.earn(store, RULES, request, at)
             elif kind == "receipt":  # two lines, one of bags, two units each
                 first, second = Decimal(number) / 100, Decimal(number % 777 + 1) / 100
                 lines = (Line(first, 2, "S1", "bags"), Line(second, 2, "S2", None))
@@ -159,6 +165,41 @@ def test_simulating_the_rules_that_wrote_the_history_changes_nothing(
             no_difference(simulate(store, RULES, middle, end.date()).to_json())
 
 
+OTHER = parse_rules(
+    PROGRAMME.replace(
+        "expire_after_months: 1, expire_at: same_day",
+        "expire_after_months: 2, expire_at: end_of_month",
+    )
+    .replace("window: calendar_year", "window: rolling_12_months")
+    .replace("downgrade: reevaluate", "downgrade: keep_next_window")
+    .replace("per: month}", "per: lifetime}")
+    .replace("limit: {count: 1, per: day}", "limit: {count: 2, per: week}"),
+    "other.yaml",
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=steps, other=st.booleans())
+def test_compacting_the_accounts_changes_nothing_in_a_replay(
+    plan: list[tuple[str, int, int]], other: bool
+) -> None:
+    """What the replay folds away to keep its memory flat (lots no decision can tell
+    apart, old tier inputs and uses) never changes a result, under the rules that
+    wrote the history or others, from the beginning or from a day inside it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "l.db"
+        end = build_history(db, plan)
+        rules = OTHER if other else RULES
+        middle = (START + (end - START) / 2).date()
+        with Store.open(db, read_only=True) as store:
+            for first in (None, middle):
+                whole = simulate(store, rules, first, end.date(), compact_from=None)
+                compacted = simulate(store, rules, first, end.date(), compact_from=1)
+                assert compacted.to_json() == whole.to_json()
+                assert compacted.table()[0] == whole.table()[0]
+                assert list(compacted.table()[1]) == list(whole.table()[1])
+
+
 # --- simulate from the command line -------------------------------------------------
 
 SHOP_RULES = """\
@@ -195,6 +236,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.sqlite_only  # the ledger file's bytes
 def test_simulate_compares_and_leaves_the_ledger_byte_for_byte(shop: Shop) -> None:
     history(shop)
     new = shop.dir / "new.yaml"
@@ -253,6 +295,41 @@ def test_simulate_compares_and_leaves_the_ledger_byte_for_byte(shop: Shop) -> No
     assert digest(shop.db) == before
 
 
+def narrow(text: str) -> list[str]:
+    """The lines of a view wider than 80 columns, except one unbreakable word (a
+    path, a hash) on a line of its own, and a diff's headers (as `diff -u` writes
+    them, with the files' paths)."""
+    return [
+        line
+        for line in text.splitlines()
+        if len(line.rstrip()) > 80 and " " in line.strip() and not line.startswith(("--- ", "+++ "))
+    ]
+
+
+def test_the_views_of_people_fit_80_columns(shop: Shop) -> None:
+    history(shop)
+    new = shop.dir / "a-rules-file-with-a-rather-long-name-for-what-it-changes.yaml"
+    new.write_text(SHOP_RULES.replace("cost: 100", "cost: 200"))
+    views = [
+        shop.run("simulate", "--rules", str(new), "--to", "2026-02-28", "--no-json"),
+        shop.run("explain", "R1", "--no-json"),
+        shop.run("explain", "R1", "--diff", "--rules", str(new), "--no-json"),
+        shop.run("rules", "show", shop.ok("explain", "R1")["rules_version"], "--no-json"),
+    ]
+    shop.write_rules(
+        SHOP_RULES
+        + "tests:\n  - name: shoes are meant to earn three times over on a long receipt\n"
+        "    at: 2026-05-05T12:00\n    purchase: {lines: [shoes:20.00, hats:1.00]}\n"
+        "    expect: {base: 21, shoes: 40}\n"
+    )
+    views.append(shop.run("rules", "test", "--no-json"))
+    assert [v.exit_code for v in views] == [0, 0, 0, 0, 1], views[-1].output
+    assert "insufficient points" in views[0].stdout
+    assert "rule 'shoes' expected +40, got +20" in " ".join(views[-1].stdout.split())
+    for view in views:
+        assert narrow(view.stdout) == [], view.stdout
+
+
 def test_simulate_from_a_day_keeps_what_came_before(shop: Shop) -> None:
     history(shop)
     new = shop.dir / "new.yaml"
@@ -305,7 +382,56 @@ def test_a_broken_rule_is_caught_and_named(example_shop: Shop) -> None:
     assert f"{example_shop.rules}:" in line
     table = example_shop.run("rules", "test", "--no-json")
     assert table.exit_code == 1
-    assert "FAIL" in table.stdout and "rule 'base' expected +42, got +46" in table.stdout
+    words = " ".join(table.stdout.split())  # prose wraps at 80 columns
+    assert "FAIL" in words and "rule 'base' expected +42, got +46" in words
+
+
+RECEIPT_CASE = "  - name: a receipt earns line by line, and its basket counts as a whole\n"
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule", "expected", "actual"),
+    [
+        # A till exclusion meant for delivery lines, written for books by mistake:
+        # the books line earns nothing and leaves the basket (84.90: no big-basket).
+        (
+            "earn:\n",
+            "base",
+            79,
+            59,
+        ),
+        # The shoes bonus judged once on the receipt, which has no category.
+        (
+            "    when: {category: {in: [shoes, bags]}}\n",
+            "shoes-and-bags",
+            59,
+            0,
+        ),
+    ],
+)
+def test_a_broken_line_rule_is_caught_by_the_receipt_case(
+    example_shop: Shop, edit: str, rule: str, expected: int, actual: int
+) -> None:
+    text = EXAMPLE_RULES.read_text()
+    assert RECEIPT_CASE in text
+    if rule == "base":
+        broken = text.replace(
+            edit,
+            edit + "  - {id: no-books, on: purchase, when: {category: books}, exclude: true}\n",
+        )
+    else:
+        broken = text.replace(edit, edit + "    per: receipt\n")
+    assert broken != text
+    example_shop.rules.write_text(broken)
+    result = example_shop.run("rules", "test", "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    name = RECEIPT_CASE.split("name: ")[1].strip()
+    (case,) = [c for c in doc["cases"] if c["name"] == name]
+    assert not case["passed"]
+    wrong = {r["rule"]: (r["expected"], r["points"]) for r in case["rules"] if not r["passed"]}
+    assert wrong[rule] == (expected, actual)
+    assert f"{doc['tests_failed']} of {doc['tests']} rule tests failed" in result.stderr
 
 
 CASES = """\
@@ -374,6 +500,63 @@ def test_bad_cases_are_refused_at_their_line(shop: Shop) -> None:
     assert "unknown tier 'platinum'" in errors
     assert "amount has more than 2 decimal places" in errors
     assert "amount must be greater than zero, got 0" in errors
+
+
+def test_a_receipt_case_runs_its_lines_as_earn_does(shop: Shop) -> None:
+    shop.write_rules(CASES.replace("tests:", "  - {id: bags, on: purchase, when: {category: bags}, points_per_unit: 1}\n  - {id: big, on: purchase, min_amount: 20, points: 7}\ntests:") + textwrap.indent(textwrap.dedent("""\
+        - name: two lines
+          at: 2026-05-05T12:00
+          purchase: {lines: ["bags/B-1:2x4.75", "food:12.30-0.50"]}
+          expect: {base: 20, bags: 9, big: 7}
+        - name: one line is a purchase of it
+          at: 2026-05-05T12:00
+          purchase: {lines: ["bags:3x1.50"], amount: 4.50}
+          expect: {base: 4, bags: 4}
+        - name: a refund of half a receipt
+          at: 2026-05-05T12:00
+          refund: {amount: 10.65, of: {lines: ["bags:9.50", "food:11.80"]}}
+          expect: {refund: -18}
+        """), "  "))  # fmt: skip
+    doc = shop.ok("rules", "test")
+    assert [c["passed"] for c in doc["cases"]] == [True, True, True], doc
+    detail = {r["rule"]: r["detail"] for r in doc["cases"][0]["rules"]}
+    assert detail["base"].startswith("line 1: 9.50 x 1 per unit")
+    assert "line 2: 11.80" in detail["base"]
+    assert detail["big"].startswith("receipt")
+
+
+def test_bad_receipt_lines_are_refused_at_their_line(shop: Shop) -> None:
+    shop.write_rules(CASES + textwrap.indent(textwrap.dedent("""\
+        - name: bad lines
+          at: 2026-05-05T12:00
+          purchase:
+            lines:
+              - shoes59
+              - "food:2x"
+              - "food:1.00"
+          expect: {}
+        - name: both ways
+          at: 2026-05-05T12:00
+          purchase: {lines: ["food:1.00", "food:2.00"], amount: 4, category: food}
+          expect: {}
+        - name: no lines
+          at: 2026-05-05T12:00
+          purchase: {lines: []}
+          expect: {}
+        - name: nothing to earn on
+          at: 2026-05-05T12:00
+          purchase: {lines: ["food:0.00"]}
+          expect: {}
+        """), "  "))  # fmt: skip
+    result = shop.run("rules", "test")
+    assert result.exit_code == 78, result.output
+    errors = result.stderr
+    assert f"{shop.rules}:15:11: line 'shoes59' is not CATEGORY[/SKU]:[QTYx]PRICE" in errors
+    assert f"{shop.rules}:16:11: line 'food:2x': price '2x' is not a number" in errors
+    assert f"{shop.rules}:21:62: category goes in each line when a purchase has lines" in errors
+    assert f"{shop.rules}:21:59: amount 4.00 is not the lines' total 3.00; leave it out" in errors
+    assert "a test's purchase needs at least one line" in errors
+    assert "the lines come to 0.00" in errors
 
 
 # --- explain and rules show --------------------------------------------------------

@@ -171,7 +171,7 @@ def credited(
                     account.with_(qualifying=qualifying), e.lot.available_on, e.points
                 )
     play = account.play
-    if play is not None:
+    if play is not None and ruleset.games is not None and ruleset.games.by_points:
         # Milestones on points count the rules' points, never the games' own.
         gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
         if gained:
@@ -221,9 +221,9 @@ def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Awa
 
 def _recorded_receipt(found: Recorded, rules: Ruleset | None) -> Award:
     """What a recorded receipt of several lines awarded, as the first earn said it:
-    each line's points by rule (kept in the ledger since schema 10), each rule's
+    each line's points by rule (kept in the ledger since schema 12), each rule's
     total with its words per line and for the receipt, rebuilt from the rules it
-    was made with. A receipt written before schema 10 gives each rule's total
+    was made with. A receipt written before schema 12 gives each rule's total
     and each line's points only."""
     mine = [line for line in found.lines if line.customer_id == found.customer_id]
     sold = [i for i in found.items if i.quantity > 0]

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ..account import Account, Budgets
+from ..errors import Refused
 from ..models import Ruleset
 from .records import NewOperation, Recorded, RecordedItem, RecordedLine
 
@@ -58,7 +59,12 @@ class Book:
                 self.budgets.totals.setdefault(rule.id, 0)
 
     def account(self, customer_id: str) -> Account | None:
-        return self.accounts.get(customer_id)
+        """The customer's account; a merged duplicate's is refused, naming the
+        account that holds its points now (the one place every write asks)."""
+        found = self.accounts.get(customer_id)
+        if found is not None and found.profile.merged_into is not None:
+            raise merged_away(customer_id, found.profile.merged_into)
+        return found
 
     def find(self, txn: str) -> Recorded | None:
         """The operation recorded under `txn`, read or decided in this transaction."""
@@ -123,6 +129,15 @@ class Book:
         """The operations decided so far, to be appended; the Book forgets them."""
         taken, self.new = self.new, []
         return taken
+
+
+def merged_away(customer_id: str, keeper: str) -> Refused:
+    return Refused(
+        f"customer {customer_id!r} was merged into {keeper!r}: use {keeper!r}",
+        code="merged",
+        customer_id=customer_id,
+        merged_into=keeper,
+    )
 
 
 def recorded_of(op: NewOperation, **extra: Any) -> Recorded:

@@ -9,9 +9,11 @@ from datetime import date, datetime, timedelta
 from .. import lots
 from ..account import Account
 from ..clock import day_start, shared, shop_day, zone
+from ..errors import Refused
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
 from ..models import Ruleset
+from ..values import format_utc
 from .book import Ids
 from .records import NewEntry, NewOperation
 
@@ -27,6 +29,30 @@ def lot_terms(ruleset: Ruleset, at: datetime, *, purchase: bool) -> LotTerms:
     held = timedelta(days=policy.pending_days if purchase else 0)
     expires = lots.expires_on(earned, policy.expire_after_months, policy.expire_at)
     return LotTerms(earned, shared(earned + held), None if expires is None else shared(expires))
+
+
+def due_pair(
+    what: str,
+    pair: tuple[Account, Account],
+    ruleset: Ruleset,
+    at: datetime,
+    now: datetime,
+    ids: Ids,
+) -> tuple[date, list[NewOperation], Account, Account]:
+    """Two accounts a move of points (a transfer, a merge) dated `at` touches:
+    refused before either enrolled, then each one's overdue lots written off
+    (only what is still held moves). (today, those expiries, the two after.)"""
+    for who in pair:
+        if at < who.profile.enrolled_at:
+            raise Refused(
+                f"a {what} dated {format_utc(at)} is before {who.id!r} enrolled",
+                code="before_enrollment",
+                field="--at",
+            )
+    today = today_of(ruleset, at)
+    ops, first, _ = expire_due(pair[0], ruleset, today, now, ids)
+    more, second, _ = expire_due(pair[1], ruleset, today, now, ids)
+    return today, ops + more, first, second
 
 
 def expire_due(

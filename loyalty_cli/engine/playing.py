@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from ..games import play as games
-from ..games.model import Fact, Paid, Play, is_game_line
+from ..games.model import Fact, Item, Paid, Play, is_game_line
 from ..models import Activity, Award, AwardLine, Ruleset
 from ..values import to_cents
 
@@ -38,6 +38,7 @@ def play(
             activity.category,
             activity.sku,
             activity.quantity,
+            _items(award),
         )
     elif activity.event in book.events:
         fact = Fact(op_id, day, activity.event)
@@ -72,6 +73,20 @@ def play(
             games=moved,
         ),
         after,
+    )
+
+
+def _items(award: Award) -> tuple[Item, ...]:
+    """A receipt's lines (two or more), numbered as the ledger keeps them."""
+    return tuple(
+        Item(
+            x.number,
+            None if x.line.category is None else x.line.category.casefold(),
+            None if x.line.sku is None else x.line.sku.casefold(),
+            x.line.quantity,
+            to_cents(x.line.amount),
+        )
+        for x in award.items
     )
 
 

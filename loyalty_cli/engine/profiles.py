@@ -109,7 +109,8 @@ def erase(
     """Empty the customer's personal fields for good and replace their salt.
     `erased`: (when, why) of an earlier erasure, which makes this a no-op that
     reports it (a retried erasure request succeeds)."""
-    account = book.account(request.customer_id)
+    # A merged duplicate too: its personal fields are still its own to erase.
+    account = book.accounts.get(request.customer_id)
     if account is None:
         raise refuse_unknown(request.customer_id)
     if erased is not None:

@@ -48,6 +48,11 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     total_cents = purchase.amount_cents
     assert total_cents is not None
     customer_id = purchase.customer_id
+    gone = book.accounts.get(customer_id)
+    if gone is not None and gone.profile.merged_into is not None:
+        # A merged duplicate's purchase (a replay: a read of the ledger already
+        # names the keeper): its points, and so the clawback, are the keeper's.
+        customer_id = gone.profile.merged_into
     account = book.account(customer_id)
     if found is not None:
         assert found.amount_cents is not None and found.clawback is not None
@@ -162,7 +167,10 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     ops.append(op)
     play = account.play
     if play is not None:
-        play = replace(play.refunded(purchase.id, cents), earned=play.earned - taken)
+        returned_lines = tuple((item.number, item.quantity, item.amount_cents) for item in returned)
+        play = replace(
+            play.refunded(purchase.id, cents, returned_lines), earned=play.earned - taken
+        )
     account = account.with_(
         lots=take_from_lots(account.lots, draws),
         net=account.net - taken,

@@ -149,3 +149,15 @@ class TransferRequest:
             "points": self.points,
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    keep: str  # the account that stays
+    duplicate: str  # the account folded into it
+    reason: str
+    txn: str | None = None
+    at: datetime | None = None
+
+    def content(self) -> dict[str, object]:
+        return {"customer_id": self.keep, "duplicate": self.duplicate, "reason": self.reason}

@@ -19,7 +19,7 @@ from ..lots import LotTerms
 from ..values import format_utc
 from .awards import earlier, refuse_unknown
 from .book import Book, Outcome
-from .lifecycle import add_lots, expire_due, take_from_lots, today_of
+from .lifecycle import add_lots, due_pair, take_from_lots, today_of
 from .records import NewEntry, NewOperation, content_digest
 from .requests import TransferRequest
 from .spending import short
@@ -87,18 +87,8 @@ def transfer(book: Book, request: TransferRequest) -> TransferResult:
     if receiver is None:
         raise refuse_unknown(request.to_customer)
     at = request.at or now
-    for who in (giver, receiver):
-        if at < who.profile.enrolled_at:
-            raise Refused(
-                f"a transfer dated {format_utc(at)} is before {who.id!r} enrolled",
-                code="before_enrollment",
-                field="--at",
-            )
-    today = today_of(ruleset, at)
     ids = book.ids()
-    ops, giver, _ = expire_due(giver, ruleset, today, now, ids)
-    more, receiver, _ = expire_due(receiver, ruleset, today, now, ids)
-    ops += more
+    today, ops, giver, receiver = due_pair("transfer", (giver, receiver), ruleset, at, now, ids)
     held = accounts.holdings(giver, today)
     if held.available < request.points:
         raise short(giver.id, held, request.points, "transfer")

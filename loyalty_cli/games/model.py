@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Metric = Literal["purchases", "spend", "points", "units"]
 METRICS: tuple[Metric, ...] = ("purchases", "spend", "points", "units")
@@ -176,10 +176,23 @@ class Games:
         return next((g for g in self.games if g.id == game_id), None)
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Item(NamedTuple):
+    """A line of a receipt of two or more lines, as games count it: what is left
+    of it after the returns of that line. Category and SKU are casefolded."""
+
+    number: int
+    category: str | None
+    sku: str | None
+    quantity: int
+    cents: int
+
+
+class Fact(NamedTuple):
     """A purchase or a counted event, as games count it: `cents` is what is left
-    of a purchase after its refunds (0 for an event)."""
+    of a purchase after its refunds (0 for an event). A receipt of two or more
+    lines carries them in `lines` (then category, sku and quantity are None): a
+    filter on a category or SKU counts the lines it names. A named tuple, like
+    Item: an account read makes one per purchase of the customer's history."""
 
     op: int
     day: date  # shop-local
@@ -189,15 +202,133 @@ class Fact:
     category: str | None = None
     sku: str | None = None
     quantity: int | None = None
+    lines: tuple[Item, ...] = ()
 
     @property
     def units(self) -> int:
-        """Units still counted: a purchase's quantity (1 when not given), less the
-        refunded share of it, rounded down."""
+        """Units still counted: a purchase's quantity (1 when not given; a
+        receipt's: its lines' units left), less the share of it refunded by
+        amount, rounded down."""
+        if self.lines:
+            left = sum(line.cents for line in self.lines)
+            units = sum(max(line.quantity, 0) for line in self.lines)
+            return _share(units, self.cents, left)
         quantity = 1 if self.quantity is None else self.quantity
-        if self.event != "purchase" or self.total <= 0:
+        if self.cents == self.total or self.event != "purchase" or self.total <= 0:
             return quantity
         return quantity * max(self.cents, 0) // self.total
+
+    def part(
+        self,
+        categories: frozenset[str] | None,
+        skus: frozenset[str] | None,
+        also: tuple[frozenset[str] | None, frozenset[str] | None] = (None, None),
+    ) -> tuple[int, int] | None:
+        """(cents, units) of the fact that a category and SKU filter let
+        through (casefolded sets; None: any), and `also` another one (a
+        challenge goal's within its game's); None when they let nothing
+        through. On a receipt with lines, the lines they name, less their
+        returns (and their share of a refund by amount)."""
+        if also[0] is None and also[1] is None:  # the common case, first
+            if categories is None and skus is None:
+                return self.cents, self.units
+            if not self.lines:
+                if categories is not None and (self.category or "").casefold() not in categories:
+                    return None
+                if skus is not None and (self.sku or "").casefold() not in skus:
+                    return None
+                return self.cents, self.units
+        tests = [(c, k) for c, k in ((categories, skus), also) if c is not None or k is not None]
+        if not tests:
+            return self.cents, self.units
+        if not self.lines:
+            category, sku = (self.category or "").casefold(), (self.sku or "").casefold()
+            for c, k in tests:
+                if (c is not None and category not in c) or (k is not None and sku not in k):
+                    return None
+            return self.cents, self.units
+        cents = units = 0
+        hit = False
+        for line in self.lines:
+            if line.quantity <= 0:
+                continue  # returned
+            category, sku = line.category or "", line.sku or ""
+            if any(
+                (c is not None and category not in c) or (k is not None and sku not in k)
+                for c, k in tests
+            ):
+                continue
+            hit = True
+            cents += line.cents
+            units += line.quantity
+        if not hit:
+            return None
+        left = sum(line.cents for line in self.lines)
+        return _share(cents, self.cents, left), _share(units, self.cents, left)
+
+    def returned(self, cents: int, lines: tuple[tuple[int, int, int], ...] = ()) -> Fact:
+        """The fact after a refund of `cents`, which returned `lines` (number,
+        units, cents) of it."""
+        items = self.lines
+        if lines and items:
+            back: dict[int, tuple[int, int]] = {}
+            for number, quantity, amount in lines:
+                q, c = back.get(number, (0, 0))
+                back[number] = (q + quantity, c + amount)
+            items = tuple(
+                Item(
+                    x.number,
+                    x.category,
+                    x.sku,
+                    x.quantity - back[x.number][0],
+                    x.cents - back[x.number][1],
+                )
+                if x.number in back
+                else x
+                for x in items
+            )
+        return Fact(
+            self.op,
+            self.day,
+            self.event,
+            self.cents - cents,
+            self.total,
+            self.category,
+            self.sku,
+            self.quantity,
+            items,
+        )
+
+
+def _share(value: int, left: int, lines: int) -> int:
+    """`value` (of lines whose amounts add up to `lines`) cut to the share a
+    refund by amount left of the receipt (`left`), rounded down."""
+    if left >= lines:
+        return value
+    if lines <= 0 or left <= 0:
+        return 0
+    return value * left // lines
+
+
+class Tally(NamedTuple):
+    """A game's running figures over a play's facts (games.play), so that a new
+    fact is added in a few steps instead of counting the history again.
+
+    `value`: stamps of the days before `day` (with a daily limit), or the
+    stamps, purchases, units or cents counted; a streak: periods before `day`
+    folded into `completed`, `run` and `missed`. `day`: the ordinal of the
+    latest shop day with a counted fact (stamps with a daily limit) or of the
+    start of the latest period (a streak); `counted`: counted facts in it.
+    `goals`: a challenge's figure per goal (purchases, units or cents).
+    A named tuple: one is made for each purchase a game counts."""
+
+    value: int = 0
+    day: int = 0
+    counted: int = 0
+    completed: int = 0
+    run: int = 0
+    missed: int = 0
+    goals: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,21 +352,17 @@ class Play:
     facts: tuple[Fact, ...] = ()
     paid: tuple[Paid, ...] = ()
     earned: int = 0
-    # Each game's total over `facts` once worked out (games.play; the facts never
+    # Each game's tally over `facts` once worked out (games.play; the facts never
     # change, and points are not kept here), so an import row does not count a
-    # customer's history again for every game.
-    memo: dict[str, Decimal] = field(default_factory=dict, compare=False, repr=False)
+    # customer's history again for every game: a new fact adds to it.
+    memo: dict[str, Tally] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def badges(self) -> frozenset[str]:
         return frozenset(p.what for p in self.paid if p.kind == "badge" and p.what)
 
-    def refunded(self, op: int, cents: int) -> Play:
-        """After a refund of `cents` on the purchase `op`: it counts for what is left."""
-        facts = tuple(
-            Fact(f.op, f.day, f.event, f.cents - cents, f.total, f.category, f.sku, f.quantity)
-            if f.op == op
-            else f
-            for f in self.facts
-        )
+    def refunded(self, op: int, cents: int, lines: tuple[tuple[int, int, int], ...] = ()) -> Play:
+        """After a refund of `cents` on the purchase `op`, returning `lines`
+        (number, units, cents) of it: it counts for what is left."""
+        facts = tuple(f.returned(cents, lines) if f.op == op else f for f in self.facts)
         return Play(facts, self.paid, self.earned)

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ..values import from_cents
-from .model import Fact, Game, Games, Give, Goal, Paid, Play, line_rule
+from .model import Fact, Game, Games, Give, Goal, Paid, Play, Streak, Tally, line_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +67,25 @@ class Standing:
         return left * 5 <= self.target  # money and points: a fifth of the way
 
 
-def counts(game: Game, fact: Fact) -> bool:
-    """Whether the fact counts for the game (a purchase for what is left of it)."""
+def portion(game: Game, fact: Fact) -> tuple[int, int] | None:
+    """(cents, units) of the fact that counts for the game; None when it does not
+    count: another event, nothing left of a purchase (refunded; on a receipt with
+    lines, no line the filter names left), or less than the game's minimum (on
+    what the filter lets through)."""
     f = game.filter
     if fact.event != f.on:
-        return False
-    if fact.event == "purchase":
-        if fact.cents <= 0:
-            return False
-        if f.min_amount is not None and fact.cents < f.min_amount:
-            return False
-    if f.categories is not None and (fact.category or "").casefold() not in f.categories:
-        return False
-    return f.skus is None or (fact.sku or "").casefold() in f.skus
+        return None
+    part = fact.part(f.categories, f.skus)
+    if part is None or fact.event != "purchase":
+        return part
+    if part[0] <= 0 or (f.min_amount is not None and part[0] < f.min_amount):
+        return None
+    return part
+
+
+def counts(game: Game, fact: Fact) -> bool:
+    """Whether the fact counts for the game (a purchase for what is left of it)."""
+    return portion(game, fact) is not None
 
 
 def measure(game: Game, facts: tuple[Fact, ...], earned: int) -> Decimal:
@@ -89,25 +95,147 @@ def measure(game: Game, facts: tuple[Fact, ...], earned: int) -> Decimal:
     challenge, the goals' figures, each up to its target, added up."""
     if game.kind == "milestones" and game.metric == "points":
         return Decimal(earned)
-    counted = [f for f in facts if counts(game, f)]
-    if game.kind == "streak":
-        walked = walk(game, counted, None)
-        assert game.streak is not None
-        return Decimal(walked.completed * game.streak.length + walked.run)
-    if game.kind == "challenge":
-        return sum((min(v, g.target) for v, g in _goals(game, counted)), Decimal(0))
+    return total(game, tally(game, facts))
+
+
+def tally(game: Game, facts: tuple[Fact, ...]) -> Tally:
+    """The game's tally over `facts`, from nothing: the facts that count, in
+    the order of their days (a backdated fact takes its place)."""
+    counted = [(f, p) for f in facts if (p := portion(game, f)) is not None]
+    counted.sort(key=lambda fp: fp[0].day)
+    out = Tally(goals=(0,) * len(game.challenge.goals)) if game.challenge else Tally()
+    for fact, part in counted:
+        added = add(game, out, fact, part)
+        assert added is not None  # in day order, nothing is backdated
+        out = added
+    return out
+
+
+def add(game: Game, tally: Tally, fact: Fact, part: tuple[int, int]) -> Tally | None:
+    """The tally once `fact`, which counts for the game with `part` (cents,
+    units), is added; None when it cannot be added in a few steps (a fact dated
+    before the latest day or period the tally holds: then count again)."""
+    kind = game.kind
+    if kind == "milestones":
+        metric = game.metric
+        step = 1 if metric == "purchases" else part[1] if metric == "units" else part[0]
+        return Tally(tally.value + step)
+    if kind == "stamps":
+        if game.per_day is None:
+            return Tally(tally.value + 1)
+        day = fact.day.toordinal()
+        if day == tally.day:
+            return Tally(tally.value, day, tally.counted + 1)
+        if day < tally.day:
+            return None
+        return Tally(tally.value + min(tally.counted, game.per_day), day, 1)
+    if kind == "challenge":
+        rule = game.challenge
+        assert rule is not None
+        if not rule.start <= fact.day <= rule.end:
+            return tally
+        goals = tuple(
+            value + _figure_of(game, goal, fact, part)
+            for value, goal in zip(tally.goals, rule.goals, strict=True)
+        )
+        return Tally(goals=goals)
+    streak = game.streak
+    assert streak is not None
+    start = _period(streak, fact.day)
+    if start == tally.day:
+        return Tally(0, start, tally.counted + 1, tally.completed, tally.run, tally.missed)
+    if start < tally.day:
+        return None
+    if tally.day == 0:
+        return Tally(0, start, 1)
+    completed, run, missed = _fold(streak, tally.completed, tally.run, tally.missed, tally.counted)
+    # The periods with no counted purchase between the latest and this one.
+    gap = date.fromordinal(tally.day)
+    while run:
+        gap = _next(game, gap)
+        if gap.toordinal() >= start:
+            break
+        completed, run, missed = _fold(streak, completed, run, missed, 0)
+    return Tally(0, start, 1, completed, run, missed)
+
+
+def _period(streak: Streak, day: date) -> int:
+    """period_start(), as an ordinal, in integer steps (a purchase's hot path):
+    ordinal 1 is a Monday."""
+    ordinal = day.toordinal()
+    if streak.period == "week":
+        return ordinal - (ordinal + 6) % 7
+    return ordinal - day.day + 1
+
+
+def _count(game: Game, tally: Tally) -> int:
+    """The total of a game other than a challenge, in whole units: stamps,
+    purchases, units, cents (spend) or a streak's periods (total() is it in
+    the game's own unit)."""
     if game.kind == "stamps":
         if game.per_day is None:
-            return Decimal(len(counted))
-        per_day: dict[object, int] = {}
-        for f in counted:
-            per_day[f.day] = per_day.get(f.day, 0) + 1
-        return Decimal(sum(min(n, game.per_day) for n in per_day.values()))
-    if game.metric == "purchases":
-        return Decimal(len(counted))
-    if game.metric == "units":
-        return Decimal(sum(f.units for f in counted))
-    return from_cents(sum(f.cents for f in counted))
+            return tally.value
+        return tally.value + min(tally.counted, game.per_day)
+    if game.kind == "milestones":
+        return tally.value
+    streak = game.streak
+    assert streak is not None
+    if tally.day == 0:
+        return 0
+    completed, run, _ = _fold(streak, tally.completed, tally.run, tally.missed, tally.counted)
+    return completed * streak.length + run
+
+
+def _fold(rule: Streak, completed: int, run: int, missed: int, count: int) -> tuple[int, int, int]:
+    """A streak's (completed, run, missed) after one more period that ended
+    with `count` counted purchases (walk's step)."""
+    if count >= rule.at_least:
+        run += 1
+        if run == rule.length:
+            return completed + 1, 0, 0
+        return completed, run, missed
+    if run:
+        missed += 1
+        if missed > rule.forgive:
+            return completed, 0, 0
+    return completed, run, missed
+
+
+def _figure_of(game: Game, goal: Goal, fact: Fact, part: tuple[int, int]) -> int:
+    """What a fact that counts for a challenge adds to one of its goals: a
+    purchase, units or cents of what the goal's own filter lets through."""
+    if goal.categories is not None or goal.skus is not None:
+        mine = _both(game, goal, fact)
+        if mine is None:
+            return 0
+        part = mine
+    if goal.metric == "purchases":
+        return 1
+    return part[1] if goal.metric == "units" else part[0]
+
+
+def _both(game: Game, goal: Goal, fact: Fact) -> tuple[int, int] | None:
+    """The part of a fact a goal's filter lets through. On a receipt with lines,
+    the lines both the goal's and the game's filters name."""
+    return fact.part(goal.categories, goal.skus, (game.filter.categories, game.filter.skus))
+
+
+def total(game: Game, tally: Tally) -> Decimal:
+    """The game's total (what measure() gives) from its tally."""
+    rule = game.challenge
+    if rule is None:
+        count = _count(game, tally)
+        if game.kind == "milestones" and game.metric == "spend":
+            return from_cents(count)
+        return Decimal(count)
+    return sum(
+        (min(_goal_value(g, v), g.target) for v, g in zip(tally.goals, rule.goals, strict=True)),
+        Decimal(0),
+    )
+
+
+def _goal_value(goal: Goal, value: int) -> Decimal:
+    return from_cents(value) if goal.metric == "spend" else Decimal(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,45 +288,29 @@ def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
     return Walk(completed, run, missed, 0 if current is None else per.get(current, 0))
 
 
-def _goals(game: Game, counted: list[Fact]) -> list[tuple[Decimal, Goal]]:
+def _goals(game: Game, facts: tuple[Fact, ...]) -> list[tuple[Decimal, Goal]]:
     """Each goal of a challenge with its figure over the purchases in its window."""
     rule = game.challenge
     assert rule is not None
-    inside = [f for f in counted if rule.start <= f.day <= rule.end]
-    out = []
-    for goal in rule.goals:
-        mine = [
-            f
-            for f in inside
-            if (goal.categories is None or (f.category or "").casefold() in goal.categories)
-            and (goal.skus is None or (f.sku or "").casefold() in goal.skus)
-        ]
-        if goal.metric == "purchases":
-            value = Decimal(len(mine))
-        elif goal.metric == "units":
-            value = Decimal(sum(f.units for f in mine))
-        else:
-            value = from_cents(sum(f.cents for f in mine))
-        out.append((value, goal))
-    return out
+    figures = tally(game, facts).goals
+    return [(_goal_value(g, v), g) for v, g in zip(figures, rule.goals, strict=True)]
 
 
 def _rounds(paid: tuple[Paid, ...], game: str) -> set[int]:
     return {p.round for p in paid if p.game == game}
 
 
-def _due(game: Game, total: Decimal) -> list[tuple[int, Give]]:
-    """Every round the total reaches, with what it gives."""
+def _reached(game: Game, count: int) -> int:
+    """How many rounds a total (_count's, or points) reaches; decide pays those
+    not paid yet."""
     if game.kind == "stamps":
-        return [(r, game.give) for r in range(1, int(total // game.stamps) + 1)]
+        return count // game.stamps
     if game.kind == "streak":
         assert game.streak is not None
-        return [(r, game.give) for r in range(1, int(total // game.streak.length) + 1)]
-    if game.kind == "challenge":
-        assert game.challenge is not None
-        whole = sum((g.target for g in game.challenge.goals), Decimal(0))
-        return [(1, game.give)] if total >= whole else []
-    return [(i + 1, step.give) for i, step in enumerate(game.steps) if total >= step.at]
+        return count // game.streak.length
+    if game.metric == "spend":
+        return sum(1 for step in game.steps if count >= step.at * 100)
+    return sum(1 for step in game.steps if count >= step.at)
 
 
 def standing(game: Game, play: Play, today: date | None = None) -> Standing:
@@ -214,8 +326,7 @@ def standing(game: Game, play: Play, today: date | None = None) -> Standing:
         return Standing(game, total, len(paid), Decimal(w.run), length, game.give, w, today)
     if game.kind == "challenge":
         assert game.challenge is not None
-        counted = [f for f in play.facts if counts(game, f)]
-        met = sum(v >= g.target for v, g in _goals(game, counted))
+        met = sum(v >= g.target for v, g in _goals(game, play.facts))
         goals = Decimal(len(game.challenge.goals))
         give = None if paid else game.give
         return Standing(game, total, len(paid), Decimal(met), goals, give, None, today)
@@ -238,91 +349,67 @@ def decide(
     given again; a challenge pays only on a purchase inside its window."""
     facts = play.facts if fact is None else (*play.facts, fact)
     after = Play(facts, play.paid, earned)
-    # What a fact that does not count for a game leaves: that game's total.
+    # What a fact that does not count for a game leaves: that game's tally.
     after.memo.update(play.memo)
-    if fact is not None:
-        after.memo[""] = Decimal(max(_last_day(play), fact.day.toordinal()))
     lines: list[Line] = []
-    held = set(play.badges)
+    held: set[str] | None = None  # the badges held, once a round pays
     for game in games.games:
+        rule = game.challenge
         if game.kind == "milestones" and game.metric == "points":
-            before, total = Decimal(play.earned), Decimal(earned)
-        elif fact is None or not counts(game, fact):
+            before, now = play.earned, earned
+        elif fact is None:
             continue
         else:
-            before = _measured(game, play)
-            total = after.memo[game.id] = _added(game, play, fact, before)
-        rule = game.challenge
-        # A challenge's goals stop at their targets: a purchase that counts may
-        # still pay one reached while the customer was not in its tiers.
-        if total == before and rule is None:
-            continue
-        if rule is not None and (
-            fact is None
-            or not rule.start <= fact.day <= rule.end
-            or (rule.tiers is not None and tier not in rule.tiers)
-        ):
-            continue
+            part = portion(game, fact)
+            if part is None:
+                continue
+            known = _tallied(game, play)
+            added = add(game, known, fact, part)
+            if added is None:  # a backdated fact: count again
+                added = tally(game, facts)
+            after.memo[game.id] = added
+            if rule is None:
+                before, now = _count(game, known), _count(game, added)
+            else:
+                goals = total(game, added)
+        if rule is None:
+            # A total that did not move pays nothing; nor one short of a round.
+            if now == before:
+                continue
+            reached = _reached(game, now)
+            if not reached:
+                continue
+        else:
+            # A challenge's goals stop at their targets: a purchase that counts
+            # may still pay one reached while the customer was not in its tiers.
+            if (
+                fact is None
+                or not rule.start <= fact.day <= rule.end
+                or (rule.tiers is not None and tier not in rule.tiers)
+                or goals < sum((g.target for g in rule.goals), Decimal(0))
+            ):
+                continue
+            reached = 1
         paid = _rounds(play.paid, game.id)
-        for round_, give in _due(game, total):
+        for round_ in range(1, reached + 1):
             if round_ in paid:
                 continue
-            lines += _lines(games, game, round_, give, total, held)
+            if held is None:
+                held = set(play.badges)
+            give = game.steps[round_ - 1].give if game.kind == "milestones" else game.give
+            lines += _lines(games, game, round_, give, held)
     return lines, after
 
 
-def _measured(game: Game, play: Play) -> Decimal:
-    """measure(), remembered on the play (whose facts never change)."""
+def _tallied(game: Game, play: Play) -> Tally:
+    """tally(), remembered on the play (whose facts never change)."""
     known = play.memo.get(game.id)
     if known is None:
-        known = play.memo[game.id] = measure(game, play.facts, play.earned)
+        known = play.memo[game.id] = tally(game, play.facts)
     return known
 
 
-def _last_day(play: Play) -> int:
-    """The latest day of the play's facts (as an ordinal; 0 without any),
-    remembered under the key "" (no game id is empty)."""
-    known = play.memo.get("")
-    if known is None:
-        latest = max((f.day.toordinal() for f in play.facts), default=0)
-        known = play.memo[""] = Decimal(latest)
-    return int(known)
-
-
-def _added(game: Game, play: Play, fact: Fact, before: Decimal) -> Decimal:
-    """The game's total once `fact` (which counts for it) is added to `play`,
-    whose total is `before`: worked out from the fact alone where the total is
-    a plain sum, or when the fact is the latest and adds nothing (a stamp past
-    the day's limit, a purchase in a streak's period already met); else counted
-    again from every fact."""
-    latest = _last_day(play) <= fact.day.toordinal()
-    if game.kind == "milestones" or (game.kind == "stamps" and game.per_day is None):
-        if game.kind == "stamps" or game.metric == "purchases":
-            return before + 1
-        if game.metric == "units":
-            return before + fact.units
-        return before + from_cents(fact.cents)
-    if latest and game.kind in ("stamps", "streak"):
-        # The facts on the fact's day (stamps) or in its period (a streak).
-        if game.kind == "stamps":
-            first, limit = fact.day, game.per_day
-        else:
-            assert game.streak is not None
-            first, limit = period_start(game, fact.day), game.streak.at_least
-        # Every fact, not only the last ones: a backdated fact may sit after them.
-        already = sum(1 for f in play.facts if f.day >= first and counts(game, f))
-        if limit is not None and already >= limit:
-            return before
-        if game.kind == "stamps":
-            return before + 1
-    if game.challenge is not None and not game.challenge.start <= fact.day <= game.challenge.end:
-        return before
-    return measure(game, (*play.facts, fact), play.earned)
-
-
-def _lines(
-    games: Games, game: Game, round_: int, give: Give, total: Decimal, held: set[str]
-) -> list[Line]:
+def _lines(games: Games, game: Game, round_: int, give: Give, held: set[str]) -> list[Line]:
     rule = line_rule(game.id, round_)
     if game.kind == "stamps":
         why = f"{game.name}: card {round_} complete ({game.stamps} stamps)"

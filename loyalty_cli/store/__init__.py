@@ -189,6 +189,13 @@ class Store:
         with self.connection.translate():
             return snapshots.standings(self.conn, ruleset, customers, until)
 
+    def plays(self, ruleset: Ruleset, customers: Iterable[str], until: int) -> dict[str, Account]:
+        """Accounts holding their games' play as recorded by `until` (snapshots.plays)."""
+        from . import snapshots
+
+        with self.connection.translate():
+            return snapshots.plays(self.conn, ruleset, customers, until)
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         with self.connection.snapshot():
@@ -209,7 +216,11 @@ class Store:
     @contextmanager
     def erasing(self) -> Iterator[None]:
         """A write whose removed values SQLite must overwrite, not leave in the
-        page's free space (PRAGMA secure_delete)."""
+        page's free space (PRAGMA secure_delete). On PostgreSQL the old row
+        versions are dead tuples until purge() rewrites the table."""
+        if self.backend != "sqlite":
+            yield
+            return
         self.conn.execute("PRAGMA secure_delete = ON")
         try:
             yield
@@ -223,7 +234,8 @@ class Store:
         checkpoint empties the log. False when a reader held the log and the
         checkpoint could not finish: running it again later completes it."""
         connection = self.connection
-        assert isinstance(connection, Connection), "a file's erasure (cli refuses it on PostgreSQL)"
+        if not isinstance(connection, Connection):
+            return connection.purge()
         with connection.translate():
             connection._retry(lambda: self.conn.execute("VACUUM"))
             busy = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
@@ -244,14 +256,34 @@ class Store:
 
     def backup(self, dest: Path, *, force: bool = False) -> BackupResult:
         """A verified copy of the live ledger at `dest` (backup.py)."""
+        from ..errors import BadArgument
         from .backup import backup
 
+        if self.backend != "sqlite":
+            raise BadArgument(
+                f"backup copies a SQLite ledger file; {self.path} is on PostgreSQL: back it "
+                "up with pg_dump (see README, PostgreSQL: backups)",
+                field="--db",
+                code="unsupported_backend",
+            )
         return backup(self.sqlite(), dest, force=force)
 
     def copy_to(self, path: Path) -> Store:
-        """A private copy of the ledger, for a dry run that must see its own writes."""
+        """A private copy of the ledger, for a dry run that must see its own writes:
+        a file, from a file or from PostgreSQL (one snapshot of every row)."""
         import sqlite3
 
+        if self.backend != "sqlite":
+            from .copy import transfer
+
+            private = Store.open(path, timeout=self.connection.timeout)
+            try:
+                with self.snapshot(), private.transaction():
+                    transfer(self.conn, private.conn)
+            except BaseException:
+                private.close()
+                raise
+            return private
         source = self.sqlite()
         target = sqlite3.connect(path, isolation_level=None)
         with source.translate():

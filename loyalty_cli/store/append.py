@@ -79,6 +79,7 @@ def append(
     new_customers: list[tuple[object, ...]] = []
     changed: list[tuple[object, ...]] = []
     erased: list[tuple[object, ...]] = []
+    merges: list[tuple[object, ...]] = []
     for op in ops:
         assert op.ruleset == version, "a batch is decided under one rules version"
         # The chain finds an operation's entries as the ids after the previous
@@ -160,6 +161,10 @@ def append(
         hashed = (*values[:5], version, *values[6:])
         previous = op_hash(previous, hashed, entries, draws, items, op.store)
         op_rows.append((*values, previous, op.store, tip.writer))
+        if op.kind == "merge":
+            # Its first entry is the duplicate's (engine/merges.py): which id now
+            # belongs to which account, for every read that groups by customer.
+            merges.append((op.entries[0].customer_id, op.customer_id, new_id))
         entry_rows += entries
         draw_rows += draws
         item_rows += items
@@ -176,6 +181,7 @@ def append(
             changed,
         )
     insert_rows(conn, op_rows, entry_rows, draw_rows, item_rows)
+    insert_many(conn, "merges", "duplicate, keep, op_id", merges)
     if erased:  # after the erase operations: the schema's trigger looks for them
         conn.executemany(
             "UPDATE customers SET name = NULL, email = NULL, phone = NULL, birthday = NULL, "

@@ -36,7 +36,7 @@ def op_hash(
     receipt lines or a store hashes as it always has."""
     parts: list[object] = [op, entries, draws]
     if items or store is not None:
-        # A line's split by rule (items.earned_by, schema 10) is hashed when it has
+        # A line's split by rule (items.earned_by, schema 12) is hashed when it has
         # one: the lines written before it hash as they always have.
         parts.append([row if row[7:] != (None,) else row[:7] for row in map(tuple, items)])
     if store is not None:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from .dialect import Conn
 from .reports import local_shift, rfm_members
+from .schema import keeper
 
 # Days since 1970 from a stored time: an offset keeps the division's operand
 # positive (SQLite truncates towards zero), so times before 1970 floor too.
@@ -43,12 +44,15 @@ def _purchase_days(shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]
     sql = (
         "returned AS (SELECT refund_of, SUM(amount_cents) AS cents FROM operations "
         "WHERE kind = 'refund' AND occurred < ? GROUP BY refund_of), "
-        f"pd AS (SELECT o.customer_id AS cid, "
+        f"pd0 AS (SELECT o.customer_id AS cid, "
         f"(o.occurred + ({shift}) + {_OFFSET_DAYS * 86400}) / 86400 - {_OFFSET_DAYS} AS day, "
         "SUM(o.amount_cents - COALESCE(returned.cents, 0)) AS cents "
         "FROM operations o INDEXED BY operations_customer "
         "LEFT JOIN returned ON returned.refund_of = o.id "
-        "WHERE o.kind = 'purchase' AND o.occurred < ? GROUP BY 1, 2) "
+        "WHERE o.kind = 'purchase' AND o.occurred < ? GROUP BY 1, 2), "
+        # A merged duplicate's purchase days are its keeper's: one customer.
+        f"pd AS (SELECT {keeper('cid')} AS cid, day, SUM(cents) AS cents FROM pd0 "
+        f"GROUP BY 1, 2) "
     )
     return sql, zone
 
@@ -67,14 +71,17 @@ def buyers(
     days, day_params = _purchase_days(shifts)
     rows = conn.execute(
         "WITH " + days + ", "
-        "agg AS (SELECT cid, SUM(day <= ?) AS n, MIN(day) AS first, "
-        "MAX(CASE WHEN day <= ? THEN day END) AS last, "
-        "SUM(CASE WHEN day <= ? THEN cents ELSE 0 END) AS cents, SUM(day > ?) AS later "
-        "FROM pd GROUP BY cid HAVING n > 0), "
-        # The bare column beside a lone MIN() is the first day's (SQLite).
-        "opening AS (SELECT cid, MIN(day) AS day, cents FROM pd GROUP BY cid), "
-        "tiers AS (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
-        "WHERE kind = 'tier' AND occurred < ? GROUP BY customer_id) "
+        "agg AS (SELECT * FROM (SELECT cid, COUNT(*) FILTER (WHERE day <= ?) AS n, "
+        "MIN(day) AS first, MAX(CASE WHEN day <= ? THEN day END) AS last, "
+        "SUM(CASE WHEN day <= ? THEN cents ELSE 0 END) AS cents, "
+        "COUNT(*) FILTER (WHERE day > ?) AS later "
+        "FROM pd GROUP BY cid) AS per_customer WHERE n > 0), "
+        # pd holds a row per customer and day: the first day's is the one at MIN(day).
+        "opening AS (SELECT pd.cid, pd.cents FROM pd JOIN (SELECT cid, MIN(day) AS day "
+        "FROM pd GROUP BY cid) AS f ON f.cid = pd.cid AND f.day = pd.day), "
+        "tiers AS (SELECT t.customer_id, t.rule AS tier FROM entries t JOIN "
+        "(SELECT MAX(id) AS id FROM entries WHERE kind = 'tier' AND occurred < ? "
+        "GROUP BY customer_id) AS newest ON newest.id = t.id) "
         "SELECT agg.cid, c.name, tiers.tier, agg.n, agg.first, agg.last, agg.cents, "
         "opening.cents, agg.later FROM agg "
         "JOIN customers c ON c.id = agg.cid JOIN opening ON opening.cid = agg.cid "

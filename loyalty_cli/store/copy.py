@@ -34,6 +34,7 @@ TABLES = (
     ("items", ITEM_COLUMNS),
     ("entries", ENTRY_FIELDS),
     ("draws", DRAW_COLUMNS),
+    ("merges", "op_id, duplicate, keep"),  # keyed by op_id, its first column
     ("runs", f"{RUN_FIELDS}, hash"),
 )
 _CHUNK = 5000  # rows read per statement: memory stays flat in the ledger's size
@@ -63,8 +64,8 @@ def _chunks(conn: Conn, table: str, columns: str) -> Iterator[list[Any]]:
     """The table's rows in key order, a chunk at a time (keyset: after the last
     key; an item's key is its operation and its line number)."""
     last: Any = None
-    key = "op_id, number" if table == "items" else "id"
-    after = "(op_id > ?1 OR (op_id = ?1 AND number > ?2))" if table == "items" else "id > ?1"
+    key = "op_id, number" if table == "items" else "op_id" if table == "merges" else "id"
+    after = "(op_id > ?1 OR (op_id = ?1 AND number > ?2))" if table == "items" else f"{key} > ?1"
     while True:
         if last is None:
             sql = f"SELECT {columns} FROM {table} ORDER BY {key} LIMIT {_CHUNK}"
@@ -108,6 +109,21 @@ def empty(conn: Conn) -> bool:
     return int(row[0]) == 0
 
 
+def transfer(source: Conn, destination: Conn) -> dict[str, int]:
+    """Every row of `source` into `destination`, ids and hashes as they are; the
+    rows per table. Also a dry run's private file copy of a PostgreSQL ledger
+    (Store.copy_to)."""
+    rows: dict[str, int] = {}
+    for table, columns in TABLES:
+        count = 0
+        chunks = [_customers(source)] if table == "customers" else _chunks(source, table, columns)
+        for chunk in chunks:
+            insert_many(destination, table, columns, chunk)
+            count += len(chunk)
+        rows[table] = count
+    return rows
+
+
 def copy(source: Conn, destination: Conn, result: CopyResult) -> None:
     """Every row of `source` into the empty `destination`, then verify it there
     (inside the caller's transactions: read one snapshot, write one transaction)."""
@@ -119,13 +135,7 @@ def copy(source: Conn, destination: Conn, result: CopyResult) -> None:
         )
     source_report = checks.VerifyReport()
     checks.chain(source, source_report)
-    for table, columns in TABLES:
-        count = 0
-        chunks = [_customers(source)] if table == "customers" else _chunks(source, table, columns)
-        for chunk in chunks:
-            insert_many(destination, table, columns, chunk)
-            count += len(chunk)
-        result.rows[table] = count
+    result.rows = transfer(source, destination)
     report = checks.verify(destination)
     if report.ok and report.chains != source_report.chains:
         report.problems.append(

@@ -328,7 +328,55 @@ def m009_reaching(conn: sqlite3.Connection) -> None:
             )
 
 
-def m010_item_rules(conn: sqlite3.Connection) -> None:
+def m010_merges(conn: sqlite3.Connection) -> None:
+    """Merging a duplicate account into another (`loyalty merge`, issue 15): an
+    append-only table that says which customer id now belongs to which account,
+    so that every read grouping by customer sees one customer. Written out here,
+    not taken from schema.py, so that this step stays what it was when later
+    schemas change; a file m005 wrote at this schema has it already."""
+    names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    if "merges" not in names:
+        conn.execute(
+            "CREATE TABLE merges (duplicate TEXT PRIMARY KEY REFERENCES customers(id), "
+            "keep TEXT NOT NULL REFERENCES customers(id), "
+            "op_id INTEGER NOT NULL REFERENCES operations(id), UNIQUE (keep, duplicate)) "
+            "WITHOUT ROWID"
+        )
+    for action in ("UPDATE", "DELETE"):
+        conn.execute(
+            f"CREATE TRIGGER IF NOT EXISTS merges_no_{action.lower()} BEFORE {action} "
+            "ON merges BEGIN SELECT RAISE(ABORT, 'merges are append-only: add a "
+            "correcting entry instead'); END"
+        )
+
+
+def m011_game_rounds(conn: sqlite3.Connection) -> None:
+    """A game's round pays a customer once, enforced by the ledger (issue 13):
+    a unique index over the game lines (rule `game:ID#ROUND`) by customer, rule,
+    kind and reward (a badge's id). Nothing hashed changes. A ledger that already
+    holds a round paid twice is not upgraded: the lines are append-only, so it is
+    named for the owner to look at rather than silently kept. Written out here,
+    not taken from schema.py, so that this step stays what it was."""
+    twice = conn.execute(
+        "SELECT customer_id, rule, kind, COALESCE(reward, ''), count(*) FROM entries "
+        "WHERE substr(rule, 1, 5) = 'game:' GROUP BY 1, 2, 3, 4 HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
+    if twice is not None:
+        customer, rule, kind, reward, count = twice
+        what = f"{kind} {reward}" if reward else kind
+        raise TamperDetected(
+            [
+                f"the ledger pays customer {customer} the game round {rule} ({what}) "
+                f"{count} times, so it was not upgraded; restore it from a backup"
+            ]
+        )
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS entries_game_rounds ON entries(customer_id, rule, "
+        "kind, (COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
+    )
+
+
+def m012_item_rules(conn: sqlite3.Connection) -> None:
     """A receipt's lines keep their points by rule (`items.earned_by`), so that a
     retried earn reports the split by rule and by line that the first one did
     (issue 12). The lines written before have none and hash as before: the
@@ -346,6 +394,8 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m007_receipt_items,
     m008_writer_chains,
     m009_reaching,
-    m010_item_rules,
+    m010_merges,
+    m011_game_rounds,
+    m012_item_rules,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

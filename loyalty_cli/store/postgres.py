@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,9 +82,10 @@ _NUMBERED = re.compile(r"\?(\d+)")
 _REWRITES = (
     # SQLite's index hints and join-order CROSS JOIN ... ON: plain joins here.
     (re.compile(r"\s+INDEXED BY \w+"), ""),
-    (re.compile(r"\bCROSS JOIN\b"), "JOIN"),
+    # (a CROSS JOIN with no ON is a cross join in both, and stays one).
+    (re.compile(r"\bCROSS JOIN (\w+(?:\s+(?!ON\b)\w+)?)\s+ON\b"), r"JOIN \1 ON"),
     (re.compile(r"json_each\((\?\d*)\)"), r"json_array_elements_text(\1::json)"),
-    (re.compile(r"lower\(hex\((\w+)\)\)"), r"encode(\1, 'hex')"),
+    (re.compile(r"lower\(hex\(([\w.]+)\)\)"), r"encode(\1, 'hex')"),
     (
         re.compile(r"sqlite_master WHERE type = 'index' AND name IN"),
         "pg_indexes WHERE indexname IN",
@@ -106,10 +108,17 @@ def translate(sql: str) -> tuple[tuple[str, tuple[int, ...] | None], ...]:
     parts = [sql]
     prefix, body = "", sql
     if sql.startswith("WITH "):
-        cut = sql.index(" SELECT '") + 1
-        prefix, body = sql[:cut], sql[cut:]
-    if body.startswith("SELECT '") and " UNION ALL " in body:
-        parts = [prefix + part for part in body.split(" UNION ALL ")]
+        cut = _top_level(sql, " SELECT '")
+        if cut:
+            prefix, body = sql[: cut[0] + 1], sql[cut[0] + 1 :]
+    if body.startswith("SELECT '"):
+        cuts = _top_level(body, " UNION ALL ")
+        if cuts:
+            ends = [0, *cuts, len(body)]
+            parts = [
+                prefix + body[a + (len(" UNION ALL ") if a else 0) : b].strip()
+                for a, b in pairwise(ends)
+            ]
     out: list[tuple[str, tuple[int, ...] | None]] = []
     for part in parts:
         numbers = tuple(int(n) - 1 for n in _NUMBERED.findall(part))
@@ -118,6 +127,24 @@ def translate(sql: str) -> tuple[tuple[str, tuple[int, ...] | None], ...]:
         else:
             out.append((part.replace("?", "%s"), None))
     return tuple(out)
+
+
+def _top_level(sql: str, needle: str) -> list[int]:
+    """Where `needle` occurs in `sql` outside parentheses and quotes."""
+    found: list[int] = []
+    depth, quoted = 0, False
+    for at, char in enumerate(sql):
+        if char == "'":
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0 and sql.startswith(needle, at):
+            found.append(at)
+    return found
 
 
 def _integral_numeric() -> type[Any]:
@@ -132,49 +159,106 @@ def _integral_numeric() -> type[Any]:
 
 
 class PgConn:
-    """A psycopg connection that speaks to the store as an sqlite3 one does."""
+    """A psycopg connection that speaks to the store as an sqlite3 one does.
+
+    Round trips are what a till on a network pays for, so statements whose
+    results nobody reads (BEGIN, the locks, a write's INSERTs and UPDATEs) wait
+    in `pending` and go out with the next statement whose rows are wanted, or
+    with the COMMIT, in one pipeline (libpq's pipeline mode): the server still
+    runs them one after another, in order, each on what the previous ones left.
+    An error in one of them surfaces at that flush, inside the same transaction,
+    which then rolls back. `round_trips` counts the waits for the server."""
 
     backend = "postgresql"
 
     def __init__(self, raw: Any) -> None:
         self.raw = raw
+        self.pending: list[tuple[str, Any, bool]] = []  # (PostgreSQL SQL, parameters, many)
+        self.open = False  # a transaction begun (its BEGIN perhaps still pending)
+        self.round_trips = 0
+
+    def defer(self, sql: str, parameters: Any = (), many: bool = False) -> None:
+        """Send `sql` (PostgreSQL's spelling) with the next statement that reads."""
+        self.pending.append((sql, parameters, many))
+
+    def begin(self, sql: str = "BEGIN") -> None:
+        self.defer(sql)
+        self.open = True
+
+    def end(self, sql: str = "COMMIT") -> None:
+        """End the transaction: `sql` goes with what is pending, in one round trip
+        (nothing at all, when the transaction never sent a statement)."""
+        self.open = False
+        if len(self.pending) == 1 and self.pending[0][0].startswith("BEGIN"):
+            self.pending.clear()
+            return
+        self.defer(sql)
+        self.flush()
+
+    def abandon(self) -> None:
+        """Roll back after an error: what is pending is dropped, unsent."""
+        self.pending.clear()
+        self.open = False
+        if self.raw.info.transaction_status != IDLE:
+            self.round_trips += 1
+            self.raw.execute("ROLLBACK")
+
+    def flush(self, then: Sequence[tuple[str, Any, bool]] = ()) -> list[Any]:
+        """Send what is pending and then `then`, in one round trip; the cursors of
+        `then`'s statements."""
+        statements = [*self.pending, *then]
+        self.pending = []
+        if not statements:
+            return []
+        self.round_trips += 1
+        cursors: list[Any] = []
+        with self.raw.pipeline() if len(statements) > 1 or statements[0][2] else nullcontext():
+            for sql, parameters, many in statements:
+                cursor = self.raw.cursor()
+                if many:
+                    cursor.executemany(sql, parameters)
+                else:
+                    cursor.execute(sql, parameters)
+                cursors.append(cursor)
+        return cursors[len(statements) - len(then) :]
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         if sql.startswith("CREATE INDEX IF NOT EXISTS"):
             # A budgeted rule's index (schema.budget_index): the owner makes it
             # (db init, or a write as the owner); a till role may not, and
             # does without it (it only speeds up that rule's total).
+            self.flush()
             with suppress(pg_errors.InsufficientPrivilege), self.raw.transaction():
+                self.round_trips += 1
                 self.raw.execute(sql.replace("%", "%%"))
             return Rows([])
-        statements = translate(sql)
-        alone = len(statements) > 1 and self.raw.info.transaction_status == IDLE
-        if alone:
+        parts = [
+            (statement, list(parameters) if numbers is None else [parameters[n] for n in numbers])
+            for statement, numbers in translate(sql)
+        ]
+        if self.open and sql.startswith(("INSERT", "UPDATE")) and "RETURNING" not in sql:
+            for statement, args in parts:
+                self.defer(statement, args)
+            return Rows([])
+        statements: list[tuple[str, Any, bool]] = [(sql_, args, False) for sql_, args in parts]
+        if len(parts) > 1 and not self.open:
             # The parts of one SQLite statement are read from one snapshot, as
             # that statement would be (inside a write, the customers' row locks
             # keep what they read still).
-            self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            cursors = []
-            # All the parts in one round trip (libpq's pipeline mode).
-            with self.raw.pipeline() if len(statements) > 1 else nullcontext():
-                for statement, numbers in statements:
-                    args = list(parameters) if numbers is None else [parameters[n] for n in numbers]
-                    cursors.append(self.raw.cursor().execute(statement, args))
-            rows: list[Any] = []
-            for cursor in cursors:
-                if cursor.description is not None:
-                    rows += cursor.fetchall()
-        finally:
-            if alone:
-                self.raw.execute("COMMIT")
+            self.defer("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            statements.append(("COMMIT", (), False))
+        rows: list[Any] = []
+        for cursor in self.flush(statements):
+            if cursor.description is not None:
+                rows += cursor.fetchall()
         return Rows(rows)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
         ((statement, numbers),) = translate(sql)
         assert numbers is None
-        with self.raw.cursor() as cursor:
-            cursor.executemany(statement, [list(p) for p in parameters])
+        self.defer(statement, [list(p) for p in parameters], many=True)
+        if not self.open:
+            self.flush()
         return Rows([])
 
 
@@ -294,17 +378,18 @@ class PgConnection:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction (READ COMMITTED): it locks what it touches as it
-        goes (lock_customers, lock_all, claim), and the locks end with it."""
+        goes (lock_customers, lock_all, claim), and the locks end with it. Its
+        BEGIN and locks go with its first read, its writes with its COMMIT."""
         assert not self.depth, "write transactions do not nest"
         with self.translate():
-            self.raw.execute("BEGIN")
+            self.conn.begin()
             self.depth = 1
             try:
                 yield
-                self.raw.execute("COMMIT")
+                self.conn.end()
             except BaseException:
                 with suppress(psycopg.Error):
-                    self.raw.execute("ROLLBACK")
+                    self.conn.abandon()
                 raise
             finally:
                 self.depth = 0
@@ -315,28 +400,59 @@ class PgConnection:
         committed before the lock, and no one else writes for them until this
         transaction ends. Writers on other customers go on in parallel."""
         if ids:
-            self.raw.execute(
+            self.conn.defer(
                 "SELECT id FROM customers WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,)
             )
 
     def lock_all(self) -> None:
         """The ledger-wide lock, from the start of a write whose decisions read
         more than its customers: a budget shared by every customer, or an import."""
-        self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        self.conn.defer("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
     def claim(self, tip: Any) -> None:
         """Just before appending: take the append lock (held to the commit, so
         batches go in one at a time, each with contiguous ids) and read the tip
-        as it now is, and this writer's chain head (snapshots.Tip)."""
+        as it now is, and this writer's chain head (snapshots.Tip). One round
+        trip: the lock and the read go in one pipeline, and the read (its own
+        statement, so its own snapshot under READ COMMITTED) sees every batch
+        committed before the lock was granted."""
         self.lock_all()
-        row = self.raw.execute(
-            "SELECT (SELECT max(id) FROM operations), (SELECT max(id) FROM entries), "
-            "(SELECT max(id) FROM draws), (SELECT hash FROM operations WHERE id = "
-            "(SELECT max(id) FROM operations WHERE writer IS NOT DISTINCT FROM %s::text))",
-            (tip.writer,),
-        ).fetchone()
+        (cursor,) = self.conn.flush(
+            [
+                (
+                    "SELECT (SELECT max(id) FROM operations), (SELECT max(id) FROM entries), "
+                    "(SELECT max(id) FROM draws), (SELECT hash FROM operations WHERE id = "
+                    "(SELECT max(id) FROM operations WHERE writer IS NOT DISTINCT FROM %s::text))",
+                    (tip.writer,),
+                    False,
+                )
+            ]
+        )
+        row = cursor.fetchone()
         tip.op, tip.entry, tip.draw = row[0] or 0, row[1] or 0, row[2] or 0
         tip.hash = row[3] or b""
+
+    def purge(self) -> bool:
+        """After an erasure: rewrite the customers table (VACUUM FULL) so no dead
+        row version keeps the values it removed. Only the table's owner may, and
+        the rewrite waits for every till reading customers (lock_timeout): False
+        when this role is not the owner or the wait ran out; an owner's erase run
+        again finishes it. Copies in the server's write-ahead log, its replicas and
+        its backups go as those are recycled (README, PostgreSQL: erasure)."""
+        with self.translate():
+            self.conn.round_trips += 1
+            (owner,) = self.raw.execute(
+                "SELECT pg_has_role(relowner, 'MEMBER') FROM pg_class "
+                "WHERE oid = 'customers'::regclass"
+            ).fetchone()
+        if not owner:
+            return False
+        try:
+            self.conn.round_trips += 1
+            self.raw.execute("VACUUM FULL customers")
+        except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
+            return False
+        return True
 
     def after_copy(self) -> None:
         """Rows copied in with their ids (store/copy.py): the rules texts' id
@@ -347,13 +463,17 @@ class PgConnection:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
+        """A read: one snapshot (REPEATABLE READ READ ONLY), begun with its first statement."""
+        if self.conn.open:  # inside a write, or a snapshot already: that one it is
+            yield
+            return
         with self.translate():
-            self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self.conn.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield
             finally:
                 with suppress(psycopg.Error):
-                    self.raw.execute("COMMIT")
+                    self.conn.end()
 
 
 def _first_line(exc: Exception) -> str:
@@ -371,7 +491,7 @@ _TYPES = (
 )
 
 _APPEND_ONLY_FUNCTION = """
-CREATE FUNCTION loyalty_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION loyalty_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% are append-only: add a correcting entry instead', TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege';
@@ -379,14 +499,20 @@ END
 $$
 """
 _IDENTITY_FUNCTION = """
-CREATE FUNCTION loyalty_keep_identity() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION loyalty_keep_identity() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- schema.KEEP_IDENTITY's rule: a salt changes only in an erasure, which
+    -- empties the personal fields after its erase operation is recorded.
     IF NEW.id IS DISTINCT FROM OLD.id OR NEW.enrolled IS DISTINCT FROM OLD.enrolled
        OR NEW.recorded IS DISTINCT FROM OLD.recorded
        OR NEW.referred_by IS DISTINCT FROM OLD.referred_by
-       OR NEW.salt IS DISTINCT FROM OLD.salt THEN
-        RAISE EXCEPTION 'a customer''s id, enrollment and referrer never change'
-            USING ERRCODE = 'insufficient_privilege';
+       OR (NEW.salt IS DISTINCT FROM OLD.salt AND NOT (
+           NEW.name IS NULL AND NEW.email IS NULL AND NEW.phone IS NULL
+           AND NEW.birthday IS NULL AND EXISTS (
+               SELECT 1 FROM operations WHERE customer_id = NEW.id AND kind = 'erase'))) THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE =
+            'a customer''s id, enrollment and referrer never change, '
+            || 'nor their salt but in an erasure';
     END IF;
     RETURN NEW;
 END
@@ -436,7 +562,9 @@ def schema_statements() -> list[str]:
 
 
 _ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-LEDGER_TABLES = ("rulesets", "customers", "operations", "entries", "draws", "runs", "items")
+LEDGER_TABLES = (
+    *("rulesets", "customers", "operations", "entries", "draws", "runs", "items", "merges"),
+)
 
 
 def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, object]:
@@ -460,6 +588,9 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
                 created = not exists
                 if exists:
                     PgConnection(raw, url, timeout)._check()
+                    # The triggers' functions as this version has them.
+                    raw.execute(_APPEND_ONLY_FUNCTION)
+                    raw.execute(_IDENTITY_FUNCTION)
                 else:
                     for statement in schema_statements():
                         raw.execute(statement)
@@ -481,7 +612,7 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
                     tables = ", ".join(LEDGER_TABLES)
                     raw.execute(f'GRANT SELECT, INSERT ON {tables}, loyalty_meta TO "{role}"')
                     raw.execute(
-                        "GRANT UPDATE (name, email, phone, birthday, birthday_set) "
+                        "GRANT UPDATE (name, email, phone, birthday, birthday_set, salt) "
                         f'ON customers TO "{role}"'
                     )
                     raw.execute(f'GRANT USAGE ON SEQUENCE rulesets_id_seq TO "{role}"')

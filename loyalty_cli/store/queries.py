@@ -12,6 +12,7 @@ from typing import NamedTuple
 from ..clock import day_number, from_day_number, stamp
 from ..lots import Lot
 from .dialect import Conn
+from .schema import NOT_MERGED, keeper
 
 _FAR = 1 << 62  # after every stored time
 
@@ -35,6 +36,10 @@ class HistoryRow(NamedTuple):
     store: str | None  # a purchase's store or till
 
 
+# A customer's own id and those of the duplicates merged into them (?1: the id).
+_MINE = "SELECT CAST(?1 AS TEXT) UNION ALL SELECT duplicate FROM merges WHERE keep = ?1"
+
+
 def exists(conn: Conn, customer_id: str) -> str | None:
     """The customer's name, "" if they have none; None if they are not enrolled."""
     row = conn.execute("SELECT name FROM customers WHERE id = ?", (customer_id,)).fetchone()
@@ -44,8 +49,8 @@ def exists(conn: Conn, customer_id: str) -> str | None:
 def points_by_kind(conn: Conn, customer_id: str, until: int | None) -> dict[str, int]:
     """Points by entry kind, of entries that occurred by `until` (None: all)."""
     rows = conn.execute(
-        "SELECT kind, SUM(points) FROM entries WHERE customer_id = ? AND occurred <= ? "
-        "GROUP BY kind",
+        f"SELECT kind, SUM(points) FROM entries WHERE customer_id IN ({_MINE}) "
+        "AND occurred <= ?2 GROUP BY kind",
         (customer_id, _FAR if until is None else until),
     )
     return {str(kind): int(total) for kind, total in rows}
@@ -58,7 +63,8 @@ def lots(conn: Conn, customer_id: str, until: int | None) -> list[Lot]:
         "SELECT e.id, e.earned_on, e.available_on, e.expires_on, e.points - "
         "COALESCE((SELECT SUM(d.points) FROM draws d JOIN entries de ON de.id = d.entry_id "
         "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) FROM entries e "
-        "WHERE e.customer_id = ?2 AND e.kind IN ('enroll', 'earn', 'adjust', 'transfer') "
+        f"WHERE e.customer_id IN ({_MINE.replace('?1', '?2')}) "
+        "AND e.kind IN ('enroll', 'earn', 'adjust', 'transfer', 'merge') "
         "AND e.points > 0 AND e.occurred <= ?1 ORDER BY e.id",
         (limit, customer_id),
     )
@@ -86,7 +92,8 @@ _HISTORY = (
 
 def history(conn: Conn, customer_id: str, limit: int | None, until: int | None) -> list[HistoryRow]:
     rows = conn.execute(
-        _HISTORY + "WHERE e.customer_id = ? AND e.occurred <= ? ORDER BY e.id DESC LIMIT ?",
+        _HISTORY + f"WHERE e.customer_id IN ({_MINE}) AND e.occurred <= ?2 "
+        "ORDER BY e.id DESC LIMIT ?3",
         (customer_id, _FAR if until is None else until, _FAR if limit is None else limit),
     )
     return [HistoryRow(*row) for row in rows]
@@ -124,12 +131,36 @@ def shop_timezone(conn: Conn) -> str | None:
 
 
 def customer_ids(conn: Conn) -> list[str]:
-    return [str(cid) for (cid,) in conn.execute("SELECT id FROM customers ORDER BY id")]
+    """Every customer, a merged duplicate aside (it is part of its keeper's account)."""
+    rows = conn.execute(f"SELECT id FROM customers WHERE {NOT_MERGED} ORDER BY id")
+    return [str(cid) for (cid,) in rows]
+
+
+def merged_into(conn: Conn, customer_id: str) -> tuple[str, int, str] | None:
+    """(keeper, when, why) of a merged duplicate; None for any other id."""
+    row = conn.execute(
+        "SELECT m.keep, o.occurred, o.reason FROM merges m JOIN operations o ON o.id = m.op_id "
+        "WHERE m.duplicate = ?",
+        (customer_id,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]), str(row[2] or ""))
+
+
+def duplicates_of(conn: Conn, customer_id: str) -> list[tuple[str, int, str]]:
+    """(duplicate, when, why) of each account merged into this one, oldest first."""
+    rows = conn.execute(
+        "SELECT m.duplicate, o.occurred, o.reason FROM merges m JOIN operations o "
+        "ON o.id = m.op_id WHERE m.keep = ? ORDER BY m.op_id",
+        (customer_id,),
+    )
+    return [(str(d), int(at), str(why or "")) for d, at, why in rows]
 
 
 def enrolled_before(conn: Conn, until: int) -> list[str]:
     """Customers enrolled before `until` (a stored time), by id."""
-    rows = conn.execute("SELECT id FROM customers WHERE enrolled < ? ORDER BY id", (until,))
+    rows = conn.execute(
+        f"SELECT id FROM customers WHERE enrolled < ? AND {NOT_MERGED} ORDER BY id", (until,)
+    )
     return [str(cid) for (cid,) in rows]
 
 
@@ -137,7 +168,8 @@ def birthdays_on(conn: Conn, month_days: Sequence[str]) -> list[str]:
     """Customers whose birthday falls on one of these MM-DD days."""
     marks = ", ".join("?" for _ in month_days)
     rows = conn.execute(
-        f"SELECT id FROM customers WHERE substr(birthday, 6, 5) IN ({marks}) ORDER BY id",
+        f"SELECT id FROM customers WHERE substr(birthday, 6, 5) IN ({marks}) AND {NOT_MERGED} "
+        "ORDER BY id",
         tuple(month_days),
     )
     return [str(cid) for (cid,) in rows]
@@ -228,8 +260,8 @@ def erased(conn: Conn, customer_ids: Sequence[str]) -> dict[str, tuple[int, str]
 def last_purchases(conn: Conn) -> dict[str, int]:
     """Each customer's latest purchase time (operations_customer)."""
     rows = conn.execute(
-        "SELECT customer_id, MAX(occurred) FROM operations WHERE kind = 'purchase' "
-        "GROUP BY customer_id"
+        f"SELECT {keeper('customer_id')}, MAX(occurred) FROM operations "
+        f"WHERE kind = 'purchase' GROUP BY {keeper('customer_id')}"
     )
     return {str(cid): int(at) for cid, at in rows}
 
@@ -302,9 +334,11 @@ def sales_of(
         rows = conn.execute(
             "SELECT o.txn FROM operations o INDEXED BY operations_customer "
             "WHERE o.customer_id = ?1 AND o.kind = 'purchase' AND o.occurred <= ?3 "
-            "AND o.txn IS NOT NULL AND (o.sku = ?2 COLLATE NOCASE OR o.category = ?2 "
-            "COLLATE NOCASE OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
-            "(i.sku = ?2 COLLATE NOCASE OR i.category = ?2 COLLATE NOCASE))) "
+            # lower() on both sides: ASCII case folded alike by SQLite and PostgreSQL
+            # (a C-locale server), where COLLATE NOCASE is SQLite's alone.
+            "AND o.txn IS NOT NULL AND (lower(o.sku) = lower(?2) OR lower(o.category) = "
+            "lower(?2) OR EXISTS (SELECT 1 FROM items i WHERE i.op_id = o.id AND "
+            "(lower(i.sku) = lower(?2) OR lower(i.category) = lower(?2)))) "
             "ORDER BY o.occurred DESC, o.id DESC LIMIT 50",
             (customer_id, what, until),
         ).fetchall()

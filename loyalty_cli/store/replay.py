@@ -6,6 +6,7 @@ memory stays flat however long the history."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -85,10 +86,18 @@ def operations(conn: Conn, until: int) -> Iterator[PastOp]:
         items = []
         while line is not None and line[0] <= row[0]:
             if line[0] == row[0]:
-                items.append(tuple(line[1:]))
+                number, sku, category, quantity, cents = line[1:]
+                items.append((number, _word(sku), _word(category), quantity, cents))
             line = lines.fetchone()
         if row[3] <= until:
-            yield PastOp._make((*row[:-1], tuple(mine), tuple(items)))
+            op = PastOp._make((*row[:-1], tuple(mine), tuple(items)))
+            # The games keep a purchase's category and sku for good (Play.facts):
+            # one string per distinct word, not one per row.
+            yield op._replace(event=_word(op.event), category=_word(op.category), sku=_word(op.sku))
+
+
+def _word(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
 
 
 def nightly_runs(conn: Conn) -> list[tuple[str, int, str | None]]:
@@ -105,16 +114,40 @@ def nightly_runs(conn: Conn) -> list[tuple[str, int, str | None]]:
     return out
 
 
-def refunded(conn: Conn) -> dict[str, int]:
-    """Purchase txn -> how many refunds it has: a replay keeps those purchases
-    until their last refund, and no other."""
+def refunded(conn: Conn, first: int, last: int) -> dict[str, int]:
+    """Purchase txn -> how many refunds it has, for the purchases with ids from
+    `first` to `last`: a replay keeps those purchases until their last refund,
+    and no other, and asks a block of ids at a time (not the whole history)."""
     return {
         str(txn): int(n)
         for txn, n in conn.execute(
             "SELECT p.txn, count(*) FROM operations r JOIN operations p ON p.id = r.refund_of "
-            "WHERE r.kind = 'refund' GROUP BY p.txn"
+            # `|| ''`: not the index on kind (SQLite's unary + does not apply to
+            # text on PostgreSQL); refund_of's is the one to use.
+            "WHERE r.refund_of BETWEEN ? AND ? AND r.kind || '' = 'refund' GROUP BY p.txn",
+            (first, last),
         )
     }
+
+
+def earliest_ahead(conn: Conn, block: int) -> list[tuple[int, int]]:
+    """(first id of a block of `block` operation ids, the earliest time, occurred
+    or recorded, of any operation from that block on), in id order: no decision a
+    replay makes from there on is dated earlier, so what it folds away before
+    that time no later decision can need. One pass over the operations' rows."""
+    blocks: dict[int, int] = {}  # block number -> its earliest time
+    for op_id, when in conn.execute(
+        "SELECT id, CASE WHEN occurred < recorded THEN occurred ELSE recorded END FROM operations"
+    ):
+        number = op_id // block
+        blocks[number] = min(blocks.get(number, when), when)
+    out: list[tuple[int, int]] = []
+    lowest: int | None = None
+    for number in sorted(blocks, reverse=True):
+        lowest = blocks[number] if lowest is None else min(lowest, blocks[number])
+        out.append((number * block, lowest))
+    out.reverse()
+    return out
 
 
 def rules_texts(conn: Conn) -> dict[str, tuple[str, str]]:

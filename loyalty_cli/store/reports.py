@@ -9,14 +9,14 @@ by an index (schema.py says which).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..clock import day_number
+from ..clock import day_number, from_day_number
 from ..kinds import EntryKind
 from .dialect import Conn
+from .schema import NOT_MERGED, keeper
 
 _KINDS = tuple(str(kind) for kind in EntryKind)
 
@@ -42,15 +42,17 @@ def first_activity(conn: Conn) -> int | None:
     parts = ["SELECT MIN(occurred) AS m FROM entries WHERE kind = ?" for _ in _KINDS]
     parts.append("SELECT MIN(occurred) AS m FROM operations WHERE kind = 'purchase'")
     parts.append("SELECT MIN(occurred) AS m FROM operations WHERE kind = 'enroll'")
-    row = conn.execute(f"SELECT MIN(m) FROM ({' UNION ALL '.join(parts)})", _KINDS).fetchone()
+    firsts = " UNION ALL ".join(parts)
+    row = conn.execute(f"SELECT MIN(m) FROM ({firsts}) AS firsts", _KINDS).fetchone()
     return None if row[0] is None else int(row[0])
 
 
 def members(conn: Conn, start: int, end: int, until: int) -> tuple[int, int]:
     """(customers enrolled by `until`, customers enrolled in [start, end))."""
     total, new = conn.execute(
-        "SELECT COALESCE(SUM(enrolled < ?), 0), "
-        "COALESCE(SUM(enrolled >= ? AND enrolled < ?), 0) FROM customers",
+        "SELECT COUNT(*) FILTER (WHERE enrolled < ?), "
+        "COUNT(*) FILTER (WHERE enrolled >= ? AND enrolled < ?) "
+        f"FROM customers WHERE {NOT_MERGED}",
         (until, start, end),
     ).fetchone()
     return int(total), int(new)
@@ -62,12 +64,16 @@ def purchasers(conn: Conn, start: int, end: int) -> tuple[int, int, int, int, in
     purchases; their amount in cents). One pass over the index by customer
     (FILTER, not CASE: a tenth of this query's time on a million operations)."""
     row = conn.execute(
-        "SELECT COUNT(*), SUM(n > 0), SUM(n > 1), SUM(n), SUM(cents) FROM "
-        "(SELECT COUNT(*) FILTER (WHERE kind = 'purchase') AS n, "
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE n > 0), COUNT(*) FILTER (WHERE n > 1), "
+        "SUM(n), SUM(cents) FROM "
+        # a merged duplicate's figures count for its keeper: one customer
+        "(SELECT SUM(n) AS n, SUM(cents) AS cents FROM (SELECT customer_id, "
+        "COUNT(*) FILTER (WHERE kind = 'purchase') AS n, "
         "SUM(amount_cents) FILTER (WHERE kind = 'purchase') AS cents "
         "FROM operations INDEXED BY operations_customer "
         "WHERE kind IN ('event', 'purchase', 'redeem') "
-        "AND occurred >= ? AND occurred < ? GROUP BY customer_id)",
+        "AND occurred >= ? AND occurred < ? GROUP BY customer_id) AS per_customer "
+        f"GROUP BY {keeper('customer_id')}) AS per_account",
         (start, end),
     ).fetchone()
     active, buyers, repeat, purchases, cents = (int(v or 0) for v in row)
@@ -143,34 +149,68 @@ def overdue_by_customer(conn: Conn, as_of: date) -> dict[str, int]:
 
 def customers(conn: Conn, until: int, as_of: date) -> Iterator[CustomerFigures]:
     """One row per customer enrolled before `until`, by id. Balance is net of
-    overdue lots."""
+    overdue lots. A merged duplicate is no row of its own: its figures count for
+    its keeper (read first: they are few), as one customer's."""
     late = overdue_by_customer(conn, as_of)
-    rows = conn.execute(
-        "SELECT c.id, c.name, "
-        "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
-        "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier "
-        "FROM customers c "
-        "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
-        "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
-        "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
-        "FROM entries WHERE occurred < ?1 GROUP BY customer_id) e ON e.customer_id = c.id "
-        "LEFT JOIN (SELECT customer_id, SUM(kind = 'purchase') AS purchases, "
-        "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
-        "MIN(CASE WHEN kind = 'purchase' THEN occurred END) AS first, "
-        "MAX(CASE WHEN kind = 'purchase' THEN occurred END) AS last "
-        "FROM operations INDEXED BY operations_customer "
-        "WHERE kind IN ('purchase', 'refund') AND occurred < ?1 GROUP BY customer_id) p "
-        "ON p.customer_id = c.id "
-        "LEFT JOIN (SELECT customer_id, rule AS tier, MAX(id) FROM entries "
-        "WHERE kind = 'tier' AND occurred < ?1 GROUP BY customer_id) t "
-        "ON t.customer_id = c.id "
-        "WHERE c.enrolled < ?1 ORDER BY c.id",
+    folded: dict[str, list[Any]] = {}
+    for row in conn.execute(
+        _CUSTOMERS.format(
+            "AND c.id IN (SELECT duplicate FROM merges)",
+            ", (SELECT m.keep FROM merges m WHERE m.duplicate = c.id)",
+        ),
         (until,),
-    )
-    for cid, name, bal, earned, redeemed, buys, spend, first, last, tier in rows:
-        yield CustomerFigures(
-            cid, name, bal - late.get(cid, 0), earned, redeemed, buys, spend, first, last, tier
-        )
+    ):
+        *figures, keep = row
+        figures[2] -= late.get(figures[0], 0)
+        held = folded.get(keep)
+        folded[keep] = figures if held is None else _fold(held, figures)
+    alone = "AND c.id NOT IN (SELECT duplicate FROM merges)"
+    for row in conn.execute(_CUSTOMERS.format(alone, ""), (until,)):
+        figures = list(row)
+        figures[2] -= late.get(figures[0], 0)
+        if figures[0] in folded:
+            figures = _fold(figures, folded[figures[0]])
+        yield CustomerFigures(*figures)
+
+
+def _fold(keep: list[Any], duplicate: list[Any]) -> list[Any]:
+    """A keeper's report figures with a merged duplicate's added (its id, name and
+    tier stay the keeper's)."""
+    cid, name, bal, earned, redeemed, buys, spend, first, last, tier = keep
+    firsts = [d for d in (first, duplicate[7]) if d is not None]
+    lasts = [d for d in (last, duplicate[8]) if d is not None]
+    return [
+        cid, name, bal + duplicate[2], earned + duplicate[3], redeemed + duplicate[4],
+        buys + duplicate[5], spend + duplicate[6], min(firsts, default=None),
+        max(lasts, default=None), tier,
+    ]  # fmt: skip
+
+
+# The customers report's figures; {0}: which customers, {1}: more columns.
+_CUSTOMERS = (
+    "SELECT c.id, c.name, "
+    "COALESCE(e.balance, 0), COALESCE(e.earned, 0), COALESCE(e.redeemed, 0), "
+    "COALESCE(p.purchases, 0), COALESCE(p.spend, 0), p.first, p.last, t.tier{1} "
+    "FROM customers c "
+    "LEFT JOIN (SELECT customer_id, SUM(points) AS balance, "
+    "SUM(CASE WHEN kind IN ('enroll', 'earn') THEN points ELSE 0 END) AS earned, "
+    "-SUM(CASE WHEN kind = 'redeem' THEN points ELSE 0 END) AS redeemed "
+    "FROM entries WHERE occurred < ?1 GROUP BY customer_id) e ON e.customer_id = c.id "
+    "LEFT JOIN (SELECT customer_id, COUNT(*) FILTER (WHERE kind = 'purchase') AS purchases, "
+    "SUM(CASE kind WHEN 'purchase' THEN amount_cents ELSE -amount_cents END) AS spend, "
+    "MIN(CASE WHEN kind = 'purchase' THEN occurred END) AS first, "
+    "MAX(CASE WHEN kind = 'purchase' THEN occurred END) AS last "
+    "FROM operations INDEXED BY operations_customer "
+    "WHERE kind IN ('purchase', 'refund') AND occurred < ?1 GROUP BY customer_id) p "
+    "ON p.customer_id = c.id "
+    "LEFT JOIN (SELECT e.customer_id, e.rule AS tier FROM entries e JOIN "
+    "(SELECT MAX(id) AS id FROM entries WHERE kind = 'tier' AND occurred < ?1 "
+    "GROUP BY customer_id) AS newest ON newest.id = e.id) t ON t.customer_id = c.id "
+    "WHERE c.enrolled < ?1 {0} ORDER BY c.id"
+)
+
+
+_OFFSET_DAYS = 1_000_000
 
 
 def local_shift(column: str, shifts: Sequence[tuple[int, int]]) -> tuple[str, list[object]]:
@@ -203,12 +243,19 @@ def _rfm_scored(until: int, shifts: Sequence[tuple[int, int]]) -> tuple[str, lis
     sql = (
         # Purchases and refunds apart: plain MAX/COUNT/SUM over the purchases
         # run twice as fast as CASE expressions over both, and refunds are few.
-        "WITH p AS (SELECT customer_id, MAX(occurred) AS last, COUNT(*) AS n, "
+        "WITH p0 AS (SELECT customer_id, MAX(occurred) AS last, COUNT(*) AS n, "
         "SUM(amount_cents) AS spend FROM operations INDEXED BY operations_customer "
         "WHERE kind = 'purchase' AND occurred < ? GROUP BY customer_id), "
-        "back AS (SELECT customer_id, SUM(amount_cents) AS cents FROM operations "
-        "WHERE kind = 'refund' AND occurred < ? GROUP BY customer_id), "
-        f"d AS (SELECT p.customer_id, date(last + ({shift}), 'unixepoch') AS day, n, "
+        # A merged duplicate's purchases count for its keeper (one lookup per customer).
+        f"p AS (SELECT {keeper('customer_id')} AS customer_id, MAX(last) AS last, "
+        f"SUM(n) AS n, SUM(spend) AS spend FROM p0 GROUP BY {keeper('customer_id')}), "
+        "back AS (SELECT customer_id, SUM(cents) AS cents FROM (SELECT "
+        f"{keeper('customer_id')} AS customer_id, amount_cents AS cents FROM operations "
+        "WHERE kind = 'refund' AND occurred < ?) AS r GROUP BY customer_id), "
+        # The local day as days since 1970, floored (the offset keeps the
+        # division's operand positive: both SQLs truncate towards zero).
+        f"d AS (SELECT p.customer_id, (last + ({shift}) + {_OFFSET_DAYS * 86400}) / 86400 "
+        f"- {_OFFSET_DAYS} AS day, n, "
         "spend - COALESCE(back.cents, 0) AS spend "
         "FROM p LEFT JOIN back ON back.customer_id = p.customer_id), "
         # 2 below + equal = (RANK() - 1) + COUNT(*): with ORDER BY, a window's
@@ -235,17 +282,17 @@ def rfm_counts(
 
 def rfm_members(
     conn: Conn, until: int, shifts: Sequence[tuple[int, int]], scores: Sequence[int]
-) -> Iterator[tuple[str, str | None, str, int, int, int, int, int]]:
+) -> Iterator[tuple[str, str | None, int, int, int, int, int, int]]:
     """The customers whose scores, as r * 100 + f * 10 + m, are among `scores`:
-    (id, name, last purchase's local day, purchases, net spend in cents, r, f, m),
+    (id, name, last purchase's local day number, purchases, net spend in cents, r, f, m),
     best total score first, then by id."""
     sql, params = _rfm_scored(until, shifts)
     yield from conn.execute(
         sql + "SELECT s.customer_id, c.name, s.day, s.n, s.spend, s.r, s.f, s.m "
         "FROM scored s JOIN customers c ON c.id = s.customer_id "
-        "WHERE s.r * 100 + s.f * 10 + s.m IN (SELECT value FROM json_each(?)) "
+        f"WHERE s.r * 100 + s.f * 10 + s.m IN ({', '.join('?' * len(scores)) or 'NULL'}) "
         "ORDER BY s.r + s.f + s.m DESC, s.customer_id",
-        [*params, json.dumps(list(scores))],
+        [*params, *scores],
     )
 
 
@@ -254,18 +301,18 @@ def activity(
 ) -> tuple[dict[int, tuple[int, int]], dict[tuple[int, str], int]]:
     """Per time bucket i, given as [start, end) pairs: {i: (purchases, cents)} and
     {(i, kind): points}. Each bucket is a range seek on the kind-and-time indexes."""
-    buckets = json.dumps(list(bounds))
-    spans = (
-        "WITH b(i, lo, hi) AS (SELECT key, json_extract(value, '$[0]'), "
-        "json_extract(value, '$[1]') FROM json_each(?)) "
-    )
+    # The buckets as a VALUES list: SQL both SQLite and PostgreSQL read alike.
+    buckets = [v for i, (lo, hi) in enumerate(bounds) for v in (i, lo, hi)]
+    spans = "WITH b(i, lo, hi) AS (VALUES " + ", ".join(["(?, ?, ?)"] * len(bounds)) + ") "
+    if not bounds:
+        return {}, {}
     sales = {
         int(i): (int(count), int(cents))
         for i, count, cents in conn.execute(
             spans + "SELECT b.i, COUNT(*), COALESCE(SUM(o.amount_cents), 0) FROM b "
             "JOIN operations o ON o.kind = 'purchase' "
             "AND o.occurred >= b.lo AND o.occurred < b.hi GROUP BY b.i",
-            (buckets,),
+            buckets,
         )
     }
     by_kind = {
@@ -276,7 +323,7 @@ def activity(
             "UNION ALL SELECT 'redeem' UNION ALL SELECT 'expire') k "
             "JOIN entries e ON e.kind = k.kind "
             "AND e.occurred >= b.lo AND e.occurred < b.hi GROUP BY b.i, k.kind",
-            (buckets,),
+            buckets,
         )
     }
     return sales, by_kind
@@ -284,15 +331,38 @@ def activity(
 
 def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
     """Per rule, over its award entries (earn, enroll, gift) in [start, end):
-    (rule, awards, customers reached, points, cents of the purchases it fired on)."""
-    rows = conn.execute(
-        "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
-        "COALESCE(SUM(o.amount_cents), 0) FROM entries e JOIN operations o ON o.id = e.op_id "
-        "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ? AND e.occurred < ? "
-        "AND e.rule IS NOT NULL GROUP BY e.rule ORDER BY SUM(e.points) DESC, e.rule",
-        (start, end),
+    (rule, awards, customers reached, points, cents of the purchases it fired on).
+    A game's lines (rule `game:ID#ROUND`) count under `game:ID`: each round paid
+    is one award (its points and its reward lines together) on one purchase."""
+    award = (
+        "FROM entries e JOIN operations o ON o.id = e.op_id "
+        "WHERE e.kind IN ('earn', 'enroll', 'gift') AND e.occurred >= ?1 AND e.occurred < ?2 "
     )
-    return [(str(r), int(a), int(c), int(p), int(m)) for r, a, c, p, m in rows]
+    found = [
+        (str(r), int(a), int(c), int(p), int(m))
+        for r, a, c, p, m in conn.execute(
+            "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
+            f"COALESCE(SUM(o.amount_cents), 0) {award} AND e.rule IS NOT NULL "
+            "AND substr(e.rule, 1, 5) != 'game:' GROUP BY e.rule",
+            (start, end),
+        )
+    ]
+    # The rounds folded per game here, not in SQL: cutting `#ROUND` off needs
+    # instr() on SQLite and strpos() on PostgreSQL. A round is one row.
+    games: dict[str, tuple[int, set[str], int, int]] = {}
+    for rule, cid, points, cents in conn.execute(
+        "SELECT e.rule, e.customer_id, SUM(e.points), COALESCE(MAX(o.amount_cents), 0) "
+        f"{award} AND substr(e.rule, 1, 5) = 'game:' GROUP BY e.op_id, e.rule, e.customer_id",
+        (start, end),
+    ):
+        game, hash_, _ = str(rule).partition("#")
+        if not hash_:
+            continue
+        n, who, total, spent = games.get(game, (0, set(), 0, 0))
+        who.add(str(cid))
+        games[game] = (n + 1, who, total + int(points), spent + int(cents))
+    found += [(g, n, len(who), p, m) for g, (n, who, p, m) in games.items()]
+    return sorted(found, key=lambda row: (-row[3], row[0]))
 
 
 def categories(conn: Conn, start: int, end: int) -> list[tuple[str | None, int, int]]:
@@ -372,16 +442,34 @@ def lots(conn: Conn, until: int, as_of: date) -> list[tuple[str, str | None, boo
     last day they can be spent or None, pending then, points). Lots past their
     expiry are left out: they are gone, written off or not."""
     day = day_number(as_of)
+    # By day in SQL, by month here (a few rows per day the shop has traded):
+    # months from day numbers are spelt differently by SQLite and PostgreSQL.
     rows = conn.execute(
-        "SELECT strftime('%Y-%m', e.earned_on * 86400, 'unixepoch'), "
-        "strftime('%Y-%m', (e.expires_on - 1) * 86400, 'unixepoch'), e.available_on > ?1, "
+        "SELECT e.earned_on, e.expires_on, CASE WHEN e.available_on > ?1 THEN 1 ELSE 0 END, "
         "SUM(e.points - COALESCE(d.drawn, 0)) FROM entries e "
         "LEFT JOIN (SELECT dr.lot_id, SUM(dr.points) AS drawn FROM draws dr "
         "JOIN entries de ON de.id = dr.entry_id WHERE de.occurred < ?2 "
         "GROUP BY dr.lot_id) d ON d.lot_id = e.id "
         "WHERE e.earned_on IS NOT NULL AND e.occurred < ?2 "
-        "AND (e.expires_on IS NULL OR e.expires_on > ?1) "
-        "GROUP BY 1, 2, 3 HAVING SUM(e.points - COALESCE(d.drawn, 0)) != 0 ORDER BY 1, 2, 3",
+        "AND (e.expires_on IS NULL OR e.expires_on > ?1) GROUP BY 1, 2, 3",
         (day, until),
     )
-    return [(str(m), None if x is None else str(x), bool(p), int(n)) for m, x, p, n in rows]
+    months: dict[tuple[str, str | None, bool], int] = {}
+    for earned, expires, pending, points in rows:
+        key = (
+            _month(int(earned)),
+            None if expires is None else _month(int(expires) - 1),
+            bool(pending),
+        )
+        months[key] = months.get(key, 0) + int(points)
+    return [
+        (m, x, p, n)
+        for (m, x, p), n in sorted(months.items(), key=lambda k: (k[0][0], k[0][1] or "", k[0][2]))
+        if n != 0
+    ]
+
+
+def _month(day: int) -> str:
+    """'YYYY-MM' of a day number (days since 1970-01-01)."""
+    moment = from_day_number(day)
+    return f"{moment.year:04d}-{moment.month:02d}"

@@ -72,6 +72,7 @@ APPEND_ONLY = (
     "items",
     "notices_given",
     "messages_sent",
+    "merges",
 )
 
 ITEMS_TABLE = """
@@ -196,7 +197,39 @@ REACHING = (
     ) WITHOUT ROWID
     """,
 )
-TABLES = (*TABLES, *REACHING)
+# Merged duplicates (schema 10): which customer id now belongs to which account.
+# Every read that groups by customer maps a duplicate to the account that keeps
+# it (KEEPER). Not hashed itself: verify checks each row against its `merge`
+# operation, whose customer is the keeper and whose first entry is the duplicate's.
+MERGES_TABLE = """
+    CREATE TABLE merges (
+        duplicate TEXT PRIMARY KEY REFERENCES customers(id),
+        keep TEXT NOT NULL REFERENCES customers(id),
+        op_id INTEGER NOT NULL REFERENCES operations(id),
+        UNIQUE (keep, duplicate)           -- its index finds a keeper's duplicates
+    ) WITHOUT ROWID
+    """
+TABLES = (*TABLES, *REACHING, MERGES_TABLE)
+
+
+def keeper(column: str) -> str:
+    """SQL for the account a customer id belongs to: the keeper of a merged
+    duplicate, else the id itself (a primary-key lookup per row)."""
+    return f"COALESCE((SELECT keep FROM merges WHERE duplicate = {column}), {column})"
+
+
+# Customers that are not merged duplicates: those the reports count.
+NOT_MERGED = "id NOT IN (SELECT duplicate FROM merges)"
+
+# A game's round pays a customer once (issue 13): one line of each kind per
+# customer, game and round (rule `game:ID#ROUND`), one per badge (its id is the
+# line's reward). The engine decides so; the ledger refuses a second line even
+# if the engine were wrong. COALESCE: a points line has no reward, and NULLs
+# never collide in a unique index. substr, not LIKE: the same on PostgreSQL.
+GAME_ROUNDS_INDEX = (
+    "CREATE UNIQUE INDEX entries_game_rounds ON entries(customer_id, rule, kind, "
+    "(COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
+)
 
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
@@ -208,6 +241,7 @@ INDEXES = (
     "CREATE INDEX entries_lots ON entries(expires_on, points) WHERE earned_on IS NOT NULL",
     "CREATE INDEX draws_lot ON draws(lot_id, points)",
     "CREATE INDEX draws_expiry ON draws(expires_on, points) WHERE expires_on IS NOT NULL",
+    GAME_ROUNDS_INDEX,
 )
 
 
@@ -336,4 +370,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 12

@@ -28,7 +28,7 @@ from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, shop_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Paid, Play, parse_rule
+from ..games.model import Fact, Item, Paid, Play, Tally, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -105,6 +105,14 @@ _CONTEXT = " UNION ALL ".join(
             "FROM operations p WHERE p.id < o.id ORDER BY p.id DESC LIMIT 1), 0) "
             "AND e.id <= o.last_entry WHERE o.txn IN (SELECT value FROM json_each(?4))",
         ),
+        # The recorded operations' customers that were merged since: a refund of a
+        # duplicate's purchase takes back from the account that holds its points.
+        _part(
+            "merged",
+            ["m.duplicate", "m.keep", "m.op_id"],
+            "FROM merges m WHERE m.duplicate IN (SELECT o.customer_id FROM operations o "
+            "WHERE o.txn IN (SELECT value FROM json_each(?1)))",
+        ),
         # A receipt's lines, and what its refunds returned of each.
         _part(
             "item",
@@ -167,6 +175,33 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     extra: list[str] = []
     if details:
         purchase += ["o.category", "o.sku", "o.quantity"]
+        # A receipt's lines, and what returns by line took of each: a filter
+        # on a category or SKU counts the lines it names.
+        extra.append(
+            _part(
+                "sold",
+                [
+                    "o.customer_id",
+                    "o.id",
+                    "i.number",
+                    "i.category",
+                    "i.sku",
+                    "i.quantity",
+                    "i.amount_cents",
+                ],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "JOIN items i ON i.op_id = o.id",
+            )
+        )
+        extra.append(
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+                "ON o.customer_id = ids.id AND o.kind = 'refund' JOIN items i ON i.op_id = o.id",
+            )
+        )
     if events:
         extra.append(
             _part(
@@ -190,8 +225,9 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
     use = _USE_WHERE + (
         " OR (e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%')" if games else ""
     )
-    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(
+    return _IDS + " UNION ALL ".join(
         [
+            _ALIAS,
             *_ACCOUNT_PARTS[:3],
             _part("purchase", purchase, _PURCHASES),
             *_ACCOUNT_PARTS[3:],
@@ -200,6 +236,20 @@ def _accounts_statement(details: bool, events: bool, points: bool, games: bool) 
         ]
     )
 
+
+# The customers asked for, and the duplicates merged into them (the merges
+# table): an account is read with every id that belongs to it.
+_IDS = (
+    "WITH asked(id) AS (SELECT value FROM json_each(?1)), ids(id) AS (SELECT id FROM asked "
+    "UNION SELECT m.duplicate FROM merges m WHERE m.keep IN (SELECT id FROM asked)) "
+)
+# First, so `build` folds a duplicate's rows into its keeper's as they come: each
+# merged duplicate among the ids, its keeper, and whether it was asked for itself.
+_ALIAS = _part(
+    "alias",
+    ["m.duplicate", "m.keep", "CASE WHEN m.duplicate IN (SELECT id FROM asked) THEN 1 ELSE 0 END"],
+    "FROM ids JOIN merges m ON m.duplicate = ids.id",
+)
 
 _PURCHASE_COLUMNS = ("o.customer_id", "o.id", "o.occurred", "o.amount_cents")
 _PURCHASES = (
@@ -243,7 +293,7 @@ _ACCOUNT_PARTS = (
             "e.expires_on",
         ],
         "FROM ids CROSS JOIN entries e INDEXED BY entries_customer ON e.customer_id = ids.id "
-        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer') AND e.points > 0",
+        "WHERE e.kind IN ('enroll', 'earn', 'adjust', 'transfer', 'merge') AND e.points > 0",
     ),
     _part(
         "refund",
@@ -322,7 +372,7 @@ def _standings(by_points: bool) -> str:
                 "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred < ?2",
             ),
         ]
-    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+    return _IDS + " UNION ALL ".join([_ALIAS, *parts])
 
 
 def standings(
@@ -335,6 +385,91 @@ def standings(
         return {}
     by_points = ruleset.tiers is not None and ruleset.tiers.metric == "points"
     return build(conn.execute(_standings(by_points), (json.dumps(ids), until)), ruleset)
+
+
+@lru_cache(maxsize=8)
+def _plays_statement(details: bool, events: bool, points: bool) -> str:
+    """What the games count of an account (its purchases, refunds, counted
+    events, game lines and, for milestones on points, the rules' points), as
+    the ledger stood at ?2 (a stored time, included): `build` makes accounts
+    of it whose play is as it was then (`progress --as-of`). The accounts
+    statement's parts, each cut at ?2; no lots, tiers or uses."""
+    customers = "FROM ids CROSS JOIN operations o INDEXED BY operations_customer "
+    purchase = list(_PURCHASE_COLUMNS)
+    if details:
+        purchase += ["o.category", "o.sku", "o.quantity"]
+    parts = [
+        _ACCOUNT_PARTS[0],
+        _part("purchase", purchase, _PURCHASES + " AND o.occurred <= ?2"),
+        _part(
+            "refund",
+            ["o.customer_id", "o.id", "o.refund_of", "o.amount_cents"],
+            customers + "ON o.customer_id = ids.id AND o.kind = 'refund' AND o.occurred <= ?2",
+        ),
+        _part(
+            "taken",
+            ["e.customer_id", "e.op_id", "e.points"],
+            "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+            "ON e.customer_id = ids.id AND e.kind = 'refund' AND e.occurred <= ?2",
+        ),
+        _part(
+            "use",
+            list(_USE_COLUMNS),
+            _USE_FROM + "e.kind IN ('earn', 'gift', 'badge') AND e.rule LIKE 'game:%' "
+            "AND e.occurred <= ?2",
+        ),
+    ]
+    if details:
+        parts += [
+            _part(
+                "sold",
+                ["o.customer_id", "o.id", "i.number", "i.category", "i.sku", "i.quantity",
+                 "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'purchase' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+            _part(
+                "back",
+                ["o.customer_id", "o.refund_of", "i.number", "i.quantity", "i.amount_cents"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'refund' "
+                "AND o.occurred <= ?2 JOIN items i ON i.op_id = o.id",
+            ),
+        ]  # fmt: skip
+    if events:
+        parts.append(
+            _part(
+                "event",
+                ["o.customer_id", "o.id", "o.occurred", "o.event"],
+                customers + "ON o.customer_id = ids.id AND o.kind = 'event' "
+                "AND o.occurred <= ?2 WHERE o.event IN (SELECT value FROM json_each(?3))",
+            )
+        )
+    if points:
+        parts.append(
+            _part(
+                "earned",
+                ["e.customer_id", "SUM(e.points)"],
+                "FROM ids CROSS JOIN entries e INDEXED BY entries_customer "
+                "ON e.customer_id = ids.id AND e.kind IN ('earn', 'enroll') "
+                "WHERE e.occurred <= ?2 AND (e.rule IS NULL OR e.rule NOT LIKE 'game:%') "
+                "GROUP BY e.customer_id",
+            )
+        )
+    return "WITH ids(id) AS (SELECT value FROM json_each(?1)) " + " UNION ALL ".join(parts)
+
+
+def plays(conn: Conn, ruleset: Ruleset, customers: Iterable[str], until: int) -> dict[str, Account]:
+    """The accounts of `customers` as far as their games go, from what was
+    recorded by `until` (a stored time): their play as it stood then."""
+    ids = list(customers)
+    games = ruleset.games
+    if not ids or games is None:
+        return {}
+    statement = _plays_statement(games.details, bool(games.events), games.by_points)
+    params: tuple[object, ...] = (json.dumps(ids), until)
+    if games.events:
+        params += (json.dumps(sorted(games.events)),)
+    return build(conn.execute(statement, params), ruleset)
 
 
 class Tip:
@@ -384,10 +519,16 @@ class Kept:
         self.held = 0
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
+        # The games' tallies of accounts that went (games.play: a few small
+        # tuples a customer), up to TALLIES customers, the most recent: an account read again
+        # gets them back instead of counting its whole history once per game,
+        # which an import whose accounts outgrow the budget does on most rows.
+        self.tallies: OrderedDict[str, dict[str, Tally]] = OrderedDict()
 
     def valid(self, tip: Tip, version: str) -> bool:
         if self.tip != (tip.op, tip.hash, version):
             self.accounts.clear()
+            self.tallies.clear()
             self.held = 0
             return False
         return True
@@ -401,8 +542,30 @@ class Kept:
             self.accounts[cid] = account
             self.held += _size(account)
         while self.held > self.budget and self.accounts:
-            _, gone = self.accounts.popitem(last=False)
+            cid, gone = self.accounts.popitem(last=False)
             self.held -= _size(gone)
+            if gone.play is not None and gone.play.memo:
+                self.tallies[cid] = gone.play.memo
+                if len(self.tallies) > TALLIES:
+                    self.tallies.popitem(last=False)
+
+    def restore(self, accounts: dict[str, Account]) -> None:
+        """Give accounts just read the tallies they had when they went: exact,
+        since nobody else wrote in between (valid) and their facts are those
+        this writer's decisions left."""
+        if not self.tallies:
+            return
+        for cid, account in accounts.items():
+            memo = self.tallies.pop(cid, None)
+            if memo is not None and account.play is not None:
+                account.play.memo.update(memo)
+
+
+# Customers whose games' tallies a Kept holds after their account went: about
+# 600 bytes each with three games, so at most 3 MB. Bounded tightly: a 1M-row
+# import's peak memory may be at most 1.5x a 10,000-row one's (bench_import),
+# and the kept accounts already use most of that.
+TALLIES = 5_000
 
 
 def _size(account: Account) -> int:
@@ -456,6 +619,7 @@ def load(
     lines: dict[int, list[RecordedLine]] = {}
     items: dict[int, dict[int, RecordedItem]] = {}
     returned: list[tuple[Any, ...]] = []
+    merged: dict[str, tuple[str, int]] = {}  # duplicate -> (keeper, the merge's op)
     budgets = Budgets({rule: 0 for rule in budgeted})
     for row in rows:
         tag = row[0]
@@ -472,6 +636,8 @@ def load(
             )
         elif tag == "returned":
             returned.append(row[1:6])
+        elif tag == "merged":
+            merged[row[1]] = (str(row[2]), int(row[3]))
         else:
             budgets.totals[row[1]] = int(row[2])
     if indexed < len(indexes) and write:
@@ -493,6 +659,8 @@ def load(
         found = _recorded(op_id, values, tuple(lines.get(op_id, ())))
         if op_id in items:
             found = replace(found, items=tuple(v for _, v in sorted(items[op_id].items())))
+        if found.customer_id in merged:
+            found = _moved(conn, found, *merged[found.customer_id])
         recorded[found.txn] = found
     people = dict.fromkeys(customers(recorded) if callable(customers) else customers)
     for found in recorded.values():
@@ -505,7 +673,10 @@ def load(
     known: dict[str, Account] = {}
     if kept is not None and kept.valid(tip, ruleset.version):
         known = {cid: kept.accounts[cid] for cid in people if cid in kept.accounts}
-    known.update(accounts(conn, ruleset, [cid for cid in people if cid not in known]))
+    fresh = accounts(conn, ruleset, [cid for cid in people if cid not in known])
+    if kept is not None:
+        kept.restore(fresh)
+    known.update(fresh)
     book = Book(
         ruleset=ruleset,
         now=now,
@@ -516,6 +687,35 @@ def load(
         next_entry=tip.entry + 1,
     )
     return book, tip
+
+
+def _moved(conn: Conn, found: Recorded, keeper: str, merge_op: int) -> Recorded:
+    """A duplicate's recorded operation as its keeper's: its customer the keeper,
+    and each of its lots the lot the merge moved it to (the merge's draws on the
+    duplicate and its credits to the keeper pair up in order), so that a refund
+    of it cancels its own points first, pending ones included. One more
+    statement, only for an operation of a merged duplicate."""
+    duplicate = found.customer_id
+    drawn = [
+        lot_id
+        for (lot_id,) in conn.execute(
+            "SELECT d.lot_id FROM draws d JOIN entries e ON e.id = d.entry_id "
+            "WHERE e.op_id = ?1 AND e.customer_id = ?2 "
+            "UNION ALL SELECT -e.id FROM entries e WHERE e.op_id = ?1 AND e.customer_id = ?3 "
+            "AND e.points > 0",
+            (merge_op, duplicate, keeper),
+        )
+    ]
+    old = sorted(x for x in drawn if x > 0)  # draws are written in lot order with ids
+    new = sorted(-x for x in drawn if x < 0)
+    moved = dict(zip(old, new, strict=False))
+    lines = tuple(
+        replace(line, id=moved.get(line.id, line.id), customer_id=keeper)
+        if line.customer_id == duplicate
+        else line
+        for line in found.lines
+    )
+    return replace(found, customer_id=keeper, lines=lines)
 
 
 def _recorded(op_id: int, values: list[Any], lines: tuple[RecordedLine, ...]) -> Recorded:
@@ -598,9 +798,24 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     paid: dict[str, list[Paid]] = {}
     rules_points: dict[str, int] = {}
     details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
+    alias: dict[str, str] = {}  # a merged duplicate -> the account that keeps it
+    asked: set[str] = set()  # duplicates asked for themselves: their (empty) account
+    sold: dict[int, list[Item]] = {}  # purchase op -> its lines (two or more)
+    by_line: dict[int, list[tuple[int, int, int]]] = {}  # purchase op -> lines returned
     for row in rows:
         tag, cid = row[0], row[1]
+        if tag == "alias":
+            alias[cid] = row[2]
+            if row[3]:
+                asked.add(cid)
+            continue
+        if cid in alias and tag != "customer":
+            if tag == "tier":
+                continue  # the keeper's tier is its own, decided on both histories
+            cid = alias[cid]  # the duplicate's history counts for its keeper
         if tag == "customer":
+            if cid in alias and cid not in asked:
+                continue
             profiles[cid] = Profile(
                 id=cid,
                 name=row[2],
@@ -611,9 +826,10 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 enrolled_at=from_stamp(row[7]),
                 birthday_set_at=None if row[8] is None else from_stamp(row[8]),
                 salt=row[9],
+                merged_into=alias.get(cid),
             )
-        elif tag == "net":
-            net[cid] = row[2]
+        elif tag == "net":  # added up: a merged duplicate's row comes too
+            net[cid] = net.get(cid, 0) + row[2]
         elif tag == "lot":
             _, _, lot_id, kind, left, points, earned, available, expires = row[:9]
             if by_points and kind in ("earn", "enroll"):
@@ -628,11 +844,23 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             bought.setdefault(cid, []).append((row[2], row[3], row[4]))
             if games is not None:
                 details[row[2]] = (row[5], row[6], row[7])
+        elif tag == "sold":
+            sold.setdefault(row[2], []).append(
+                Item(
+                    row[3],
+                    None if row[4] is None else str(row[4]).casefold(),
+                    None if row[5] is None else str(row[5]).casefold(),
+                    row[6],
+                    row[7],
+                )
+            )
+        elif tag == "back":
+            by_line.setdefault(row[2], []).append((row[3], row[4], row[5]))
         elif tag == "event":
             day = shop_day(from_stamp(row[3]), tz)
             played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
         elif tag == "earned":
-            rules_points[cid] = int(row[2])
+            rules_points[cid] = rules_points.get(cid, 0) + int(row[2])
         elif tag == "refund":
             refunds[row[2]] = (row[3], row[4])
         elif tag == "taken":
@@ -673,9 +901,14 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             back += refund[1]
             category, sku, quantity = details.get(op_id, (None, None, None))
             day = day_of(occurred)
-            facts.append(
-                Fact(op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity)
+            lines = sold.get(op_id)
+            items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
+            fact = Fact(
+                op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity, items
             )
+            if items and op_id in by_line:
+                fact = fact.returned(0, tuple(by_line[op_id]))
+            facts.append(fact)
         facts.sort(key=lambda f: f.op)
         mine = sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))
         return Play(tuple(facts), tuple(mine), earned.get(cid, 0) + back)

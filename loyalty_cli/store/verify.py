@@ -259,6 +259,29 @@ def lots(conn: Conn, report: VerifyReport) -> None:
         )
 
 
+def merges(conn: Conn, report: VerifyReport) -> None:
+    """The merges table is not hashed: each row must say what its `merge`
+    operation (chained) did, the keeper its customer and the duplicate the
+    customer of its first entry, and every merge operation must have its row."""
+    for duplicate, keep, op_id in conn.execute(
+        "SELECT m.duplicate, m.keep, m.op_id FROM merges m LEFT JOIN operations o "
+        "ON o.id = m.op_id WHERE o.id IS NULL OR o.kind != 'merge' OR o.customer_id != m.keep "
+        "OR m.duplicate IS NOT (SELECT e.customer_id FROM entries e WHERE e.op_id = o.id "
+        "ORDER BY e.id LIMIT 1) LIMIT 5"
+    ):
+        report.problems.append(
+            f"merge of {duplicate!r} into {keep!r} is not what operation #{op_id} recorded: "
+            f"the merges table {CHANGED}"
+        )
+    for (op_id,) in conn.execute(
+        "SELECT o.id FROM operations o WHERE o.kind = 'merge' "
+        "AND NOT EXISTS (SELECT 1 FROM merges m WHERE m.op_id = o.id) LIMIT 5"
+    ):
+        report.problems.append(
+            f"merge operation #{op_id} has no row in the merges table: it {CHANGED}"
+        )
+
+
 def rulesets(conn: Conn, report: VerifyReport) -> None:
     """A rules text must be the one its version names: entries are explained by it."""
     for rid, version, text in conn.execute("SELECT id, version, text FROM rulesets ORDER BY id"):
@@ -312,6 +335,7 @@ CHECKS: tuple[Check, ...] = (
     references,
     kinds,
     lots,
+    merges,
     rulesets,
     profiles,
     runs,
