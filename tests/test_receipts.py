@@ -593,6 +593,23 @@ def test_a_return_judges_the_receipt_by_the_rules_it_was_made_with(till: Shop) -
     assert till.ok("balance", "C1")["balance"] == (3 + 7 + 5) + (3 + 5) - 6 - (1 + 5)
 
 
+def test_free_lines_kept_after_the_money_is_back_still_return_what_is_left(
+    till: Shop,
+) -> None:
+    # a 5 base; two free items make three (three-items 5); first 7: 17 points
+    till.ok(
+        "earn", "C1", "--line", "a:5", "--line", "free:2x0", "--txn", "R", "--at", "2026-11-19"
+    )  # fmt: skip
+    at = ("--at", "2026-11-19T13:00")
+    paid = till.ok("refund", "R", "--line", "a", *at)
+    # all the money back; the two free items kept: a's 5 and three-items' 5 go back
+    assert (paid["refunded"], paid["clawback"]) == ("5.00", 5 + 5)
+    rest = till.ok("refund", "R", *at)  # the rest: first's 7, for 0.00
+    assert (rest["amount"], rest["clawback"]) == ("0.00", 7)
+    assert till.ok("balance", "C1")["balance"] == 0
+    assert "already fully refunded" in till.fails(1, "refund", "R", *at)
+
+
 def test_refunds_by_amount_and_by_line_mix_on_one_receipt(till: Shop) -> None:
     # a 5 + b 5 base, and the receipt's own first 7: 17 points for 10.00
     till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")

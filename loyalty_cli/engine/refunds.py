@@ -74,8 +74,6 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         raise refuse_unknown(customer_id)
     refunded_cents, due_before = purchase.refunded_cents, purchase.due_back
     left = total_cents - refunded_cents
-    if left <= 0:
-        raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
     lots_of = {
         line.id: line.points
         for line in purchase.lines
@@ -90,6 +88,11 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     sold = sold_lines(purchase, earned - own.total)
     by_line = sum(item.returned_cents for item in sold)
     owed = earned - due_before  # what is left to take back
+    if left <= 0 and owed <= 0:
+        raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
+    # Money all back but points still owed: the lines kept cost nothing (free
+    # items still qualifying the receipt's bonuses). Their return, or the rest,
+    # takes back what is left, for 0.00.
     returned: tuple[NewItem, ...] = ()
     if request.returns:
         wanted = returns(sold, request.returns, request.refund_of)
