@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -991,40 +991,6 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
 
 
 # --- the store ----------------------------------------------------------------------
-
-
-def test_a_schema_9_ledgers_receipts_keep_their_chain_and_new_ones_keep_their_split(
-    till: Shop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A receipt as schema 9 wrote it: its lines without their split by rule.
-    unsplit = awards.receipt_items
-    monkeypatch.setattr(
-        awards,
-        "receipt_items",
-        lambda award: tuple(replace(i, earned_by=None) for i in unsplit(award)),
-    )
-    old = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "OLD", "--at", "2026-11-19"]
-    first = till.ok("earn", "C1", *old)
-    monkeypatch.undo()
-    head = till.ok("verify")["operations_head"]
-    with closing(sqlite3.connect(till.db, isolation_level=None)) as conn:
-        conn.execute("ALTER TABLE items DROP COLUMN earned_by")
-        conn.execute("PRAGMA user_version = 9")
-    again = till.ok("earn", "C1", *old)  # m012_item_rules runs as the ledger opens
-    with closing(sqlite3.connect(till.db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("SELECT earned_by FROM items").fetchall() == [(None,), (None,)]
-    assert till.ok("verify")["operations_head"] == head
-    # written before the split was kept: each rule's total and each line's points
-    assert (again["points"], [i["points"] for i in again["items"]]) == (
-        first["points"],
-        [88, 27],
-    )
-    assert again["lines"][0]["detail"] == "over the receipt's 2 lines"
-    new = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "NEW", "--at", "2026-11-19"]
-    made = till.ok("earn", "C1", *new)
-    assert till.ok("earn", "C1", *new)["items"] == made["items"]
-    assert till.ok("verify")["ok"] is True
 
 
 def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_its_chain(
