@@ -16,7 +16,7 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import importer
@@ -652,6 +652,9 @@ _steps = st.lists(
     steps=_steps,
     rest=st.booleans(),
 )
+# The paid line back first, three free lines kept (still three items): the rest
+# takes back first's 7 and three-items' 5 for 0.00.
+@example(sold=[(("a", None), 1, 0)] * 3 + [(("a", None), 1, 1)], steps=[("line", 3, 1)], rest=True)
 def test_refunds_by_amount_and_by_line_never_take_back_more_than_was_earned_or_sold(
     sold: list[tuple[tuple[str | None, str | None], int, int]],
     steps: list[tuple[object, ...]],
