@@ -12,6 +12,8 @@ neither.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_name
 
 from . import __version__
 from .errors import EXIT_CODES_HELP, BadArgument, DataRejected, LoyaltyError
@@ -1791,5 +1794,46 @@ from .cli_customer import customer_app  # noqa: E402  (it builds on the helpers 
 app.add_typer(customer_app, name="customer")
 
 
+# The options `loyalty` itself takes before a command, and whether each takes a value.
+_BEFORE = {"--db": True, "--rules": True, "--json": False, "--no-json": False}
+
+
+def _named(args: list[str]) -> str | None:
+    """The command a command line names, when only --db, --rules and --json come
+    before it; None for anything else (--help, --version, no command)."""
+    words = iter(args)
+    for word in words:
+        option = word.split("=", 1)[0]
+        if option not in _BEFORE:
+            return None if word.startswith("-") else word
+        if _BEFORE[option] and "=" not in word:
+            next(words, None)
+    return None
+
+
+@functools.cache
+def _app_named(name: str) -> typer.Typer:
+    only = copy.copy(app)
+    only.registered_commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name
+    ]
+    only.registered_groups = [g for g in app.registered_groups if g.name == name]
+    return only
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app to run this command line with: only the command it names. Typer
+    builds every command's options from its signature each time an app runs, about
+    0.1 s for all forty, and a process runs one (a till calls `loyalty` in a loop).
+    The whole app answers anything else: help, completion, a misspelt command."""
+    name = _named(args)
+    if name is None or any(key.endswith("_COMPLETE") for key in os.environ):
+        return app
+    only = _app_named(name)
+    return only if only.registered_commands or only.registered_groups else app
+
+
 def main() -> None:
-    app(prog_name="loyalty")
+    app_for(sys.argv[1:])(prog_name="loyalty")

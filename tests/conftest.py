@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from loyalty_cli import cli
-from loyalty_cli.cli import app
+from loyalty_cli.cli import app, app_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "rules.example.yaml"
@@ -109,12 +109,12 @@ class Shop:
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
         base = {"LOYALTY_DB": self.url or str(self.db), "LOYALTY_RULES": str(self.rules)}
         if self.now is None:
-            return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+            return self.runner.invoke(app_for(list(args)), list(args), env={**base, **(env or {})})
         frozen = self.now
         real = cli.now
         cli.now = lambda: frozen
         try:
-            return self.runner.invoke(app, list(args), env={**base, **(env or {})})
+            return self.runner.invoke(app_for(list(args)), list(args), env={**base, **(env or {})})
         finally:
             cli.now = real
 

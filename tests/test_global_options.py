@@ -73,3 +73,35 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
 
     assert complete("loyalty bal") == ["balance"]
     assert "--as-of" in complete("loyalty report --")
+
+
+def _help(app: object, args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, args)  # type: ignore[arg-type]
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_process_builds_only_the_command_it_runs_and_answers_as_the_whole_app() -> None:
+    from loyalty_cli.cli import app, app_for
+
+    listed = _help(app, ["--help"]).split("Commands:\n")[1].split("\n\n")[0]
+    names = [line.split()[0] for line in listed.splitlines() if not line.startswith("   ")]
+    assert {"balance", "earn", "import-csv", "report", "customer", "db", "rules"} <= set(names)
+    for name in names:
+        for before in ([], ["--db", "x.db", "--json"], ["--rules=r.yaml", "--no-json"]):
+            args = [*before, name, "--help"]
+            only = app_for(args)
+            assert only is not app
+            assert _help(only, args) == _help(app, args), name
+    # anything but a command after those options gets the whole app
+    for args in (
+        ["--help"],
+        ["--version"],
+        [],
+        ["balanc", "C1"],
+        ["--db", "balance"],
+        ["--help", "balance"],
+    ):
+        assert app_for(args) is app, args

@@ -231,11 +231,11 @@ def run_inprocess(
     An exception that escapes the CLI's error boundary comes back with its traceback."""
     from typer.testing import CliRunner
 
-    from loyalty_cli.cli import app
+    from loyalty_cli.cli import app_for
 
     started = time.monotonic()
     with time_limit(timeout):
-        result = CliRunner().invoke(app, list(args), env=dict(env))
+        result = CliRunner().invoke(app_for(list(args)), list(args), env=dict(env))
     exception = None
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         if isinstance(result.exception, Hang):
