@@ -107,7 +107,7 @@ def test_earns_and_racing_redemptions_during_an_import_never_overdraw_or_lose_a_
     db = tmp_path / "shop.db"
     env = loyalty_env(tmp_path, db, rules)
     quick = inprocess_env(db, rules)
-    rounds = 6 * soak()
+    rounds = 3 * soak()
     tills = [f"T{n}" for n in range(4)]
     for customer in tills:
         assert_contract(
