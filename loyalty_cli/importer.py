@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from .cancellations import NoSaleYet, Waiting
 from .clock import stamp
 from .engine import awards, refunds
 from .engine.book import Book
@@ -36,6 +37,7 @@ from .errors import BadArgument, DataRejected, InputMissing, LoyaltyError, Refus
 from .evaluator import shop_zone
 from .exports import CsvWriter, OutputFile
 from .models import Line, Ruleset
+from .operations import older_rules
 from .receipts import check_receipt, total
 from .store import Store, queries
 from .values import (
@@ -654,14 +656,17 @@ def import_sources(
 
     size = CHUNK
     counts = _receipt_sizes(sources, options) if _keyed(prepared) else {}
-    groups = _groups(prepared, counts, options, tz, now)
+    versions: dict[str, Ruleset] = {}  # older rules texts, parsed once for all chunks
+    # A return that finds no sale yet waits for the rest of the import.
+    waiting: Waiting[Group] = Waiting()
+    groups = itertools.chain(_groups(prepared, counts, options, tz, now), waiting)
     exhausted = False
     while not exhausted:
         chunk: list[Group] = []
         exhausted = True
         rows_in = 0
         for group in groups:
-            for _ in group.rows:
+            for _ in () if waiting.draining else group.rows:  # a waiting return was counted
                 summary.rows_read += 1
                 on_row()
             chunk.append(group)
@@ -672,7 +677,7 @@ def import_sources(
         if not chunk:
             break
         locked = clock.monotonic()
-        outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown)
+        outcomes = _chunk(store, ruleset, now, chunk, enroll_unknown, versions)
         # Keep the lock for about CHUNK_SECONDS at most: a slow machine takes
         # fewer rows at a time, so a till waits no longer.
         held = clock.monotonic() - locked
@@ -681,6 +686,9 @@ def import_sources(
         for group, outcome in zip(chunk, outcomes, strict=True):
             if outcome is None:
                 summary.rows_skipped += len(group.rows)
+                continue
+            if isinstance(outcome, NoSaleYet) and not waiting.draining:
+                waiting.put(group)
                 continue
             if isinstance(outcome, LoyaltyError):
                 for source, row, parsed in zip(
@@ -812,6 +820,7 @@ def _chunk(
     now: datetime,
     chunk: Sequence[Group],
     enroll_unknown: bool,
+    versions: dict[str, Ruleset],
 ) -> list[Outcome]:
     """Decide a chunk's receipts on one Book and append them in one transaction:
     (points, already imported) per receipt, None if skipped, or why it was
@@ -843,6 +852,11 @@ def _chunk(
     # returns (a file sorted by nothing) still finds it.
     order = sorted(range(len(chunk)), key=lambda n: _cancels(chunk[n]))
     with store.writing(ruleset, now, customers, [*keys, *detailed], lines_for=detailed) as book:
+        if refunded or lookups:
+            # A return judges a receipt by the rules it was made with: each read once.
+            book.versions.update(versions)
+            older_rules(store, book)
+            versions.update(book.versions)
         decided: dict[tuple[str, str], list[str]] = {}  # sales decided in this chunk
         for n in order:
             group = chunk[n]
@@ -995,7 +1009,7 @@ def _cancel(
             if not need:
                 break
         if need:
-            raise Refused(
+            raise NoSaleYet(
                 f"cancellation {first.txn!r} returns {p.quantity} x {what!r}, but customer "
                 f"{p.customer_id!r} has no earlier purchase of it with "
                 f"{'that many' if need != p.quantity else 'any'} units left to return"
@@ -1027,8 +1041,8 @@ def _give_back(
     at: datetime,
     txn: str,
 ) -> tuple[int, bool]:
-    purchase = book.find(refund_of)
-    if purchase is not None and purchase.customer_id != row.customer_id:
+    purchase = _sale(book, refund_of)
+    if purchase.customer_id != row.customer_id:
         raise Refused(
             f"refund_of {refund_of!r} is a purchase of customer "
             f"{purchase.customer_id!r}, not {row.customer_id!r}"
@@ -1036,6 +1050,14 @@ def _give_back(
     request = RefundRequest(refund_of, txn=txn, at=at, returns=wanted)
     refunded = refunds.refund(book, request)
     return refunded.points, refunded.duplicate
+
+
+def _sale(book: Book, txn: str) -> Recorded:
+    """The purchase a refund_of row names: not in yet, it may be later in the import."""
+    found = book.find(txn)
+    if found is None:
+        raise NoSaleYet(f"unknown transaction {txn!r}: no purchase has that txn")
+    return found
 
 
 def _earn(book: Book, request: EarnRequest, enroll_unknown: bool) -> tuple[int, bool]:
@@ -1065,8 +1087,8 @@ def _apply(book: Book, row: Parsed, enroll_unknown: bool) -> tuple[int, bool]:
     ruleset = book.ruleset
     if row.kind == "refund":
         assert row.refund_of is not None
-        purchase = book.find(row.refund_of)
-        if purchase is not None and purchase.customer_id != row.customer_id:
+        purchase = _sale(book, row.refund_of)
+        if purchase.customer_id != row.customer_id:
             raise Refused(
                 f"refund_of {row.refund_of!r} is a purchase of customer "
                 f"{purchase.customer_id!r}, not {row.customer_id!r}"

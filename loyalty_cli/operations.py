@@ -88,7 +88,9 @@ def older_rules(store: Store, book: Book) -> None:
     wanted = {
         r.ruleset
         for r in book.recorded.values()
-        if r.ruleset is not None and r.ruleset != book.ruleset.version
+        if r.ruleset is not None
+        and r.ruleset != book.ruleset.version
+        and r.ruleset not in book.versions
     }
     if not wanted:
         return
@@ -154,6 +156,7 @@ def adjust(store: Store, ruleset: Ruleset, request: AdjustRequest, now: datetime
 
 def refund(store: Store, ruleset: Ruleset, request: RefundRequest, now: datetime) -> RefundResult:
     with store.writing(ruleset, now, (), [request.txn, request.refund_of]) as book:
+        older_rules(store, book)  # a return judges the receipt by the rules it was made with
         result = refunds.refund(book, request)
     return as_left(store, result, now)
 

@@ -179,14 +179,16 @@ def example_shop(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -
 ALL_BACKENDS = ("sqlite", "postgresql")
 
 # The modules whose shop tests run on PostgreSQL too in every run: the commands
-# every till uses, their errors and the reports. The whole suite on both backends
-# takes about 10 minutes on 2 cores, past the suite's 5-minute budget, so it is
-# asked for: LOYALTY_TEST_BACKEND=both (or =postgresql for that half alone).
+# every till uses (receipts with lines among them), their errors and the reports.
+# The whole suite on both backends takes about 10 minutes on 2 cores, past the
+# suite's 5-minute budget, so it is asked for: LOYALTY_TEST_BACKEND=both (or
+# =postgresql for that half alone).
 BOTH_BY_DEFAULT = frozenset(
     {
         "test_bad_input", "test_cli", "test_errors_json", "test_global_options",
         "test_hardening", "test_lifecycle", "test_nightly", "test_rewards",
         "test_shop_time", "test_small_consistencies", "test_tiers", "test_reports",
+        "test_receipts",
     }
 )  # fmt: skip
 

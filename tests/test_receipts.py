@@ -10,15 +10,20 @@ import shutil
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import importer
+from loyalty_cli.engine import awards, refunds
+from loyalty_cli.engine.book import Book
+from loyalty_cli.engine.requests import EarnRequest, EnrollRequest, RefundRequest
+from loyalty_cli.errors import Refused
 from loyalty_cli.evaluator import evaluate
 from loyalty_cli.models import Activity, CustomerState, Line, RuleUsage, TierLevel
 from loyalty_cli.rules import parse_rules
@@ -354,10 +359,44 @@ def test_earn_with_lines_shows_each_line_and_its_rules(till: Shop) -> None:
         "--txn",
         "R1",
     )
-    assert (again["duplicate"], again["points"], len(again["items"])) == (True, doc["points"], 3)
+    assert (again["duplicate"], again["points"]) == (True, doc["points"])
+    # the retry tells the split by rule and by line that the first earn told
+    assert (again["lines"], again["items"]) == (doc["lines"], doc["items"])
     assert till.ok("balance", "C1")["balance"] == doc["points"]
     other = till.fails(1, "earn", "C1", "--line", "shoes:59.90", "--txn", "R1")
     assert "txn 'R1' was already used for a different operation" in other
+
+
+@pytest.mark.parametrize(
+    "extra", ["", "  - {id: nope, on: purchase, when: {sku: NONE}, exclude: true}\n"]
+)
+def test_a_retried_receipt_reports_the_split_of_the_first_earn(shop: Shop, extra: str) -> None:
+    # a receipt-wide campaign doubles every part, a capped rule is cut short on
+    # the second line, the tier adds its line: the retry (under rules changed
+    # since) tells each line's points by rule and each rule's words as the first did
+    shop.write_rules(
+        RULES
+        + "  - {id: welcome, on: enroll, points: 0}\n"
+        + "  - {id: double, on: purchase, multiply: 2}\n"
+        + "  - {id: pens, on: purchase, when: {category: pens}, points: 4, "
+        + "cap: {points: 6, per: day}}\n"
+        + "tiers:\n  metric: spend\n  window: calendar_year\n  levels:\n"
+        + "    - {id: base, name: Base, threshold: 0, multiplier: 1.5}\n"
+    )
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    receipt = ["--line", "pens:1.50", "--line", "pens:2.50", "--line", "/SKU-X:2x4.50"]
+    receipt += ["--line", "gift-card:20", "--txn", "R1", "--at", "2026-11-19"]
+    doc = shop.ok("earn", "C1", *receipt)
+    assert [i["points"] for i in doc["items"]][:2] != [0, 0]
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n" + extra)
+    again = shop.ok("earn", "C1", *receipt)
+    assert again["duplicate"] is True
+    assert (again["points"], again["lines"], again["items"]) == (
+        doc["points"],
+        doc["lines"],
+        doc["items"],
+    )
 
 
 def test_dry_run_and_explain_work_per_line_and_write_nothing(till: Shop) -> None:
@@ -491,17 +530,14 @@ def test_a_return_takes_back_exactly_what_its_units_earned(till: Shop) -> None:
     )
     assert till.ok("refund", "R1", "--line", "SKU-X:1", "--txn", "F1")["duplicate"] is True
     rest = till.ok("refund", "R1", "--line", "sku-x", "--at", "2026-11-19T13:00")
-    assert (rest["amount"], rest["points"]) == ("6.00", -18)
+    # the shoes alone are one item: three-items' 5 go back with the SKU-X
+    assert (rest["amount"], rest["points"], rest["clawback"]) == ("6.00", -23, 23)
     assert "every unit of 'SKU-X'" in till.fails(
         1, "refund", "R1", "--line", "SKU-X", "--at", "2026-11-19T13:00"
     )
-    assert "refund the rest (leave out --amount)" in till.fails(
-        1, "refund", "R1", "--amount", "1", "--at", "2026-11-19T13:00"
-    )
-    # the last line back takes back the receipt's own points too (big-basket,
-    # first, three-items)
+    # the last line back takes back the receipt's own points too (big-basket, first)
     last = till.ok("refund", "R1", "--line", "#1", "--at", "2026-11-19T13:00")
-    assert (last["points"], last["refunded"]) == (-(88 + 25 + 7 + 5), "68.90")
+    assert (last["points"], last["refunded"]) == (-(88 + 25 + 7), "68.90")
     assert till.ok("balance", "C1")["balance"] == 0
     assert till.ok("verify")["ok"] is True
     categories = till.ok("report", "rules", "--to", "2026-11-19")["categories"]
@@ -528,21 +564,139 @@ def test_a_one_line_purchase_is_returned_by_unit_and_its_last_unit_takes_the_res
     assert "has no line with SKU or category 'nope'" in till.fails(
         1, "refund", "P", "--line", "nope"
     )
-    # 10 base + 7 first + 5 three-items = 22 points for 3 units: 7, 14 - 7, 22 - 14
+    # its line earned 10 (base), the receipt its own 12 (first 7, three-items 5): the
+    # first unit back takes floor(10 / 3) and, two items left, three-items' 5; the
+    # second 6 - 3; the last the rest of the line (4) and of the receipt (first's 7)
     taken = [
         till.ok("refund", "P", "--line", "A1:1", "--at", "2026-11-19T13:00")["points"]
         for _ in range(3)
     ]
-    assert taken == [-7, -7, -8]
+    assert taken == [-3 - 5, -3, -4 - 7]
 
 
-def test_lines_cannot_be_told_apart_after_a_refund_by_amount(till: Shop) -> None:
-    till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
-    till.ok("refund", "R", "--amount", "2.00", "--at", "2026-11-19T13:00")
-    assert "was refunded by amount before" in till.fails(1, "refund", "R", "--line", "a")
-    whole = till.ok("refund", "R", "--at", "2026-11-19T13:00")
-    assert whole["refunded"] == "10.00"
+def test_a_return_judges_the_receipt_by_the_rules_it_was_made_with(till: Shop) -> None:
+    for txn in ("R1", "R2"):  # 3 x 1 base, first 7 (R1 only), three-items 5
+        till.ok(
+            "earn", "C1", "--line", "a:1", "--line", "b:2x1", "--txn", txn, "--at", "2026-11-19"
+        )
+    # three-items is gone from today's rules: R1 and R2 still earned it, and lose it
+    # when they fall short of it, by the command or by an import
+    till.write_rules(RULES.replace("  - {id: three-items", "  # - {id: three-items"))
+    back = till.ok("refund", "R1", "--line", "a", "--at", "2026-11-19T13:00")
+    assert (back["clawback"], back["items"][0]["points"]) == (1 + 5, -1)
+    path = till.dir / "returns.csv"
+    path.write_text(
+        "txn_id,customer_id,date,sku,category,quantity,unit_price,refund_of\n"
+        "RT-2,C1,2026-11-19T13:00,,b,-1,1.00,R2\n"
+    )
+    till.ok("import-csv", str(path))
+    assert till.ok("balance", "C1")["balance"] == (3 + 7 + 5) + (3 + 5) - 6 - (1 + 5)
+
+
+def test_free_lines_kept_after_the_money_is_back_still_return_what_is_left(
+    till: Shop,
+) -> None:
+    # a 5 base; two free items make three (three-items 5); first 7: 17 points
+    till.ok(
+        "earn", "C1", "--line", "a:5", "--line", "free:2x0", "--txn", "R", "--at", "2026-11-19"
+    )  # fmt: skip
+    at = ("--at", "2026-11-19T13:00")
+    paid = till.ok("refund", "R", "--line", "a", *at)
+    # all the money back; the two free items kept: a's 5 and three-items' 5 go back
+    assert (paid["refunded"], paid["clawback"]) == ("5.00", 5 + 5)
+    rest = till.ok("refund", "R", *at)  # the rest: first's 7, for 0.00
+    assert (rest["amount"], rest["clawback"]) == ("0.00", 7)
     assert till.ok("balance", "C1")["balance"] == 0
+    assert "already fully refunded" in till.fails(1, "refund", "R", *at)
+
+
+def test_refunds_by_amount_and_by_line_mix_on_one_receipt(till: Shop) -> None:
+    # a 5 + b 5 base, and the receipt's own first 7: 17 points for 10.00
+    till.ok("earn", "C1", "--line", "a:5", "--line", "b:5", "--txn", "R", "--at", "2026-11-19")
+    at = ("--at", "2026-11-19T13:00")
+    steps = [
+        ("--amount", "2.00"),  # floor(17 x 2 / 10)
+        ("--line", "a"),  # line a's 5 (first still holds: b is kept)
+        ("--amount", "1.00"),  # of the 9 left on 3.00: floor(9 x 1 / 3)
+        (),  # the rest: 2.00 and the 6 left
+    ]
+    done = [till.ok("refund", "R", *step, *at) for step in steps]
+    assert [(d["amount"], d["clawback"]) for d in done] == [
+        ("2.00", 3),
+        ("5.00", 5),
+        ("1.00", 3),
+        ("2.00", 6),
+    ]
+    assert done[-1]["refunded"] == "10.00"
+    assert till.ok("balance", "C1")["balance"] == 0
+    assert "already fully refunded" in till.fails(1, "refund", "R", "--line", "b", *at)
+
+
+_KINDS = (("a", None), ("shoes", None), (None, "SKU-X"), ("gift-card", None))
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("amount"), st.integers(1, 100)),  # percent of what is left
+        st.tuples(st.just("line"), st.integers(0, 3), st.integers(1, 4)),  # line, units
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sold=st.lists(
+        st.tuples(st.sampled_from(_KINDS), st.integers(1, 4), st.integers(0, 4000)),
+        min_size=1,
+        max_size=4,
+    ),
+    steps=_steps,
+    rest=st.booleans(),
+)
+# The paid line back first, three free lines kept (still three items): the rest
+# takes back first's 7 and three-items' 5 for 0.00.
+@example(sold=[(("a", None), 1, 0)] * 3 + [(("a", None), 1, 1)], steps=[("line", 3, 1)], rest=True)
+def test_refunds_by_amount_and_by_line_never_take_back_more_than_was_earned_or_sold(
+    sold: list[tuple[tuple[str | None, str | None], int, int]],
+    steps: list[tuple[object, ...]],
+    rest: bool,
+) -> None:
+    ruleset = rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    lines = tuple(
+        Line(Decimal(cents) / 100 * quantity, quantity, sku, category)
+        for (category, sku), quantity, cents in sold
+    )
+    assume(sum(line.amount for line in lines) > 0)
+    book = Book(ruleset, AT)  # type: ignore[arg-type]
+    awards.enroll(book, EnrollRequest("C1", at=AT, salt=b"s"))
+    total = sum((line.amount for line in lines), Decimal("0.00"))
+    earned = awards.earn(
+        book, EarnRequest("C1", "purchase", amount=total, txn="R", at=AT, lines=lines)
+    ).award.points
+    clawbacks, refunded, back = [], Decimal(0), defaultdict(int)
+    for step in [*steps, *([("rest",)] if rest else [])]:
+        left = total - refunded
+        if step[0] == "amount":
+            amount = max(Decimal("0.01"), (left * int(step[1]) / 100).quantize(Decimal("0.01")))
+            request = RefundRequest("R", amount=min(amount, left), at=AT)
+        elif step[0] == "line":
+            number = int(step[1]) % len(lines) + 1
+            request = RefundRequest("R", at=AT, returns=((f"#{number}", int(step[2])),))
+        else:
+            request = RefundRequest("R", at=AT)
+        try:
+            done = refunds.refund(book, request)
+        except Refused:
+            continue  # nothing left to refund, or more units than are left
+        assert done.clawback >= 0
+        clawbacks.append(done.clawback)
+        refunded = done.refunded
+        for item in done.items:
+            back[item.number] += item.quantity
+    assert sum(clawbacks) <= earned
+    assert refunded <= total
+    assert all(back[n] <= line.quantity for n, line in enumerate(lines, 1))
+    if rest:  # the rest refunded: exactly all that was earned, and all the money
+        assert (sum(clawbacks), refunded) == (earned, total)
 
 
 # --- importing a till's line-level export ------------------------------------------
@@ -579,9 +733,11 @@ ONLINE_MAP = [
 def expected_online_points(path: Path) -> dict[str, int]:
     """The points of the export worked out here, without loyalty: per invoice,
     floor(quantity x unit price) per line, postage excluded, the clocks doubled,
-    10 for a basket of 100 or more; one-line invoices as one part; a cancellation
-    takes back floor(points x units / units sold) from the newest earlier invoice
-    of the customer that sold the item."""
+    and the invoice's own 10 for a basket of 100 or more. A cancellation takes
+    back, from the newest earlier invoice of the customer that sold the item,
+    floor(the line's points x units back / units sold) over the line's returns,
+    the 10 too once the lines kept (postage aside) come to less than 100, and
+    the rest once every unit is back."""
     rows = list(csv.DictReader(path.open()))
     invoices: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -591,38 +747,59 @@ def expected_online_points(path: Path) -> dict[str, int]:
     def when(inv: str) -> datetime:
         return datetime.strptime(invoices[inv][0]["InvoiceDate"], "%m/%d/%Y %H:%M")
 
+    @dataclass
+    class Sold:
+        invoice: str
+        code: str
+        units: int
+        price: Decimal
+        points: int
+        back_units: int = 0
+        back_points: int = 0
+
     points: dict[str, int] = defaultdict(int)
-    sold: dict[tuple[str, str], list[list[object]]] = defaultdict(
-        list
-    )  # -> [invoice, when, units, points]
+    lines_of: dict[str, list[Sold]] = {}
+    own: dict[str, int] = {}  # an invoice's own points not yet taken back
     for inv in sorted((i for i in invoices if not i.startswith("C")), key=when):
-        lines = invoices[inv]
-        customer = lines[0]["CustomerID"]
-        kept = [r for r in lines if r["StockCode"] != "POST"]
-        basket = sum(Decimal(r["Quantity"]) * Decimal(r["UnitPrice"]) for r in kept)
-        bonus = 10 if basket >= 100 else 0
-        each = []
-        for r in kept:
+        sold = []
+        for r in invoices[inv]:
             base = int(
                 (Decimal(r["Quantity"]) * Decimal(r["UnitPrice"])).to_integral_value(ROUND_FLOOR)
             )
-            each.append(base * 2 if r["StockCode"] in ("22728", "22727") else base)
-        if len(lines) == 1:  # a one-line invoice: its line holds the bonus too
-            each = [each[0] + bonus] if each else []
-        points[customer] += sum(each) + (bonus if len(lines) > 1 else 0)
-        for r, p in zip(kept, each, strict=True):
-            sold[(customer, r["StockCode"])].append([inv, when(inv), int(r["Quantity"]), p, 0, 0])
+            earned = 0 if r["StockCode"] == "POST" else base
+            earned *= 2 if r["StockCode"] in ("22728", "22727") else 1
+            sold.append(
+                Sold(inv, r["StockCode"], int(r["Quantity"]), Decimal(r["UnitPrice"]), earned)
+            )
+        basket = sum(s.units * s.price for s in sold if s.code != "POST")
+        own[inv] = 10 if basket >= 100 else 0
+        lines_of[inv] = sold
+        points[invoices[inv][0]["CustomerID"]] += sum(s.points for s in sold) + own[inv]
     for inv in (i for i in invoices if i.startswith("C")):
+        touched = set()
         for r in invoices[inv]:
             customer, units = r["CustomerID"], -int(r["Quantity"])
-            for sale in sorted(sold[(customer, r["StockCode"])], key=lambda s: s[1], reverse=True):  # type: ignore[arg-type,return-value]
-                _, _, qty, p, back_units, back_points = sale
-                take = min(units, qty - back_units)  # type: ignore[operator]
+            sales = [
+                s
+                for sale, lines in lines_of.items()
+                if invoices[sale][0]["CustomerID"] == customer
+                for s in lines
+                if s.code == r["StockCode"]
+            ]
+            for s in sorted(sales, key=lambda s: when(s.invoice), reverse=True):
+                take = min(units, s.units - s.back_units)
                 if take:
-                    due = p * (back_units + take) // qty  # type: ignore[operator]
-                    points[customer] -= due - back_points  # type: ignore[operator]
-                    sale[4], sale[5] = back_units + take, due  # type: ignore[operator]
+                    due = s.points * (s.back_units + take) // s.units
+                    points[customer] -= due - s.back_points
+                    s.back_units, s.back_points = s.back_units + take, due
                     units -= take
+                    touched.add(s.invoice)
+        for sale in touched:
+            lines = lines_of[sale]
+            kept = sum((s.units - s.back_units) * s.price for s in lines if s.code != "POST")
+            if all(s.back_units == s.units for s in lines) or kept < 100:
+                points[invoices[sale][0]["CustomerID"]] -= own[sale]
+                own[sale] = 0
     return dict(points)
 
 
@@ -639,7 +816,7 @@ def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> Non
         9,
     )
     expected = expected_online_points(path)
-    assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 193}
+    assert expected == {"17850": 62, "13047": 71, "12583": 370, "13748": 195}
     assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
     again = shop.ok("import-csv", str(path), *ONLINE_MAP)
     assert (again["imported"], again["duplicates"], again["rows_skipped"]) == (0, 15, 2)
@@ -649,7 +826,7 @@ def test_an_online_retailers_invoice_lines_import_as_receipts(shop: Shop) -> Non
         for r in history["receipts"]
     ] == [
         ("C536391/536372", "refund", [("21980", 24, -6)]),
-        ("C536391", "refund", [("22086", 12, -32)]),
+        ("C536391", "refund", [("22086", 12, -30)]),  # the line's 204 x 12 / 80
         ("536372", "purchase", [("21980", 24, 6), ("22632", 6, 11)]),
     ]
     assert shop.ok("verify")["ok"] is True
@@ -682,6 +859,67 @@ def test_a_receipt_spread_over_chunks_and_files_is_one_decision(
             "ORDER BY o.id, i.number"
         ).fetchall()
     assert lines == [("K-1", 1, 88), ("K-1", 2, 27)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_a_cancellation_before_its_sale_in_an_earlier_chunk_waits_for_it(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # online_retail.csv lists C536391 (10:24) before the rows of the sale it
+    # returns, 536372 (9:01): in chunks of 1, 2 or 5 rows they are chunks apart.
+    monkeypatch.setattr(importer, "CHUNK", chunk)
+    shop.write_rules(ONLINE_RULES)
+    path = DATA / "online_retail.csv"
+    doc = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"], doc["receipt_count"]) == (
+        17,
+        15,
+        0,
+        9,
+    )
+    expected = expected_online_points(path)
+    assert {c: shop.ok("balance", c)["balance"] for c in expected} == expected
+    again = shop.ok("import-csv", str(path), *ONLINE_MAP)
+    assert (again["imported"], again["duplicates"], again["rejected"]) == (0, 15, 0)
+    assert shop.ok("verify")["ok"] is True
+
+
+def test_returns_in_an_earlier_file_than_their_sales_find_them(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK", 1)
+    shop.write_rules(RULES + "  - {id: welcome, on: enroll, points: 0}\n")
+    header = "txn_id,customer_id,date,sku,quantity,unit_price,refund_of\n"
+    returns = shop.dir / "returns.csv"
+    returns.write_text(
+        header
+        + "CK-1,C1,2026-11-19T12:00,S1,-1,10.00,\n"  # no link: the newest sale of S1
+        + "R-9,C1,2026-11-19T12:00,S2,-1,5.00,K-1\n"  # linked to K-1
+        + "CK-2,C1,2026-11-19T12:00,S9,-1,1.00,\n"  # no sale of S9 anywhere
+    )
+    sales = shop.dir / "sales.csv"
+    sales.write_text(
+        header
+        + "K-1,C1,2026-11-19T10:00,S1,2,10.00,\nK-1,C1,2026-11-19T10:00,S2,1,5.00,\n"
+        + "K-2,C1,2026-11-19T13:00,S1,1,10.00,\n"  # after the return: not its sale
+    )
+    result = shop.run(
+        "import-csv", str(returns), str(sales), "--enroll-unknown", "--cancel-prefix", "C",
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 65, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["rows_read"], doc["imported"], doc["rejected"]) == (6, 5, 1)
+    assert f"rejected: {returns}:4: cancellation 'CK-2' returns 1 x 'S9'" in result.stderr
+    # K-1: 25 base + 7 first + 5 three-items; K-2: 10. CK-1 takes back one of K-1's two
+    # S1 (10 of 20) and, two items left, three-items' 5; R-9 its S2 (5).
+    history = shop.ok("history", "C1")
+    assert [(r["txn"], [(i["sku"], i["points"]) for i in r["items"]]) for r in history["receipts"]][
+        :2
+    ] == [("R-9", [("S2", -5)]), ("CK-1", [("S1", -10)])]
+    refunds = [(e["txn"], e["points"]) for e in history["entries"] if e["kind"] == "refund"]
+    assert sorted(refunds) == [("CK-1", -15), ("R-9", -5)]
+    assert shop.ok("balance", "C1")["balance"] == 25 + 7 + 5 + 10 - 15 - 5
 
 
 def test_a_receipts_rows_are_rejected_naming_each_ones_file(shop: Shop) -> None:
@@ -746,8 +984,9 @@ def test_report_rules_gives_points_by_category(till: Shop) -> None:
         # food: line 27 + R2's 10; back: 27 x 1/2 -> 13, and half of R2's 10
         {"category": "food", "points_earned": 37, "points_refunded": -13 - 5, "points": 19},
         {"category": "shoes", "points_earned": 88, "points_refunded": 0, "points": 88},
-        # R1's own part: big-basket 25 + first 7 + three-items 5
-        {"category": None, "points_earned": 37, "points_refunded": 0, "points": 37},
+        # R1's own part: big-basket 25 + first 7 + three-items 5, which went back
+        # with the SKU-X (two items kept: the gift card is excluded)
+        {"category": None, "points_earned": 37, "points_refunded": -5, "points": 32},
     ]
     assert doc["points"] == 37 + 88 + 37
     activity = till.ok("report", "activity", "--to", "2026-11-19")
@@ -780,7 +1019,7 @@ def test_a_schema_6_ledger_gets_the_items_table_and_the_store_column_and_keeps_i
         columns = [row[1] for row in conn.execute("PRAGMA table_info(operations)")]
         assert columns[-1] == "store"
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
-        conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1)")
+        conn.execute("INSERT INTO items VALUES (1, 1, NULL, 'x', 1, 1, 1, NULL)")
         for change in ("UPDATE items SET points = 2", "DELETE FROM items"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(change)
@@ -810,7 +1049,8 @@ def test_a_return_row_with_refund_of_returns_those_units_from_that_receipt(shop:
     assert history["receipts"][0]["items"] == [
         {"number": 1, "sku": "A", "category": None, "quantity": 2, "amount": "4.00", "points": -4}
     ]
-    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4
+    # two items kept (an A and the B): three-items' 5 go back with the two A
+    assert shop.ok("balance", "C1")["balance"] == 6 + 5 + 7 + 5 - 4 - 5
     again = shop.ok("import-csv", str(path), "--enroll-unknown")
     assert (again["imported"], again["duplicates"]) == (0, 3)
 

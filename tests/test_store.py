@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -599,3 +600,53 @@ def test_a_schema_10_ledger_paying_a_round_twice_is_not_upgraded(tmp_path: Path)
         Store.open(db)
     assert db.read_bytes() == before
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 10
+
+
+LINE_RULES = """\
+program: {name: T, timezone: UTC}
+earn:
+  - {id: base, on: purchase, points_per_unit: 1}
+  - {id: sku-x, on: purchase, when: {sku: SKU-X}, multiply: 3}
+  - {id: first, on: purchase, when: {purchases: 0}, points: 7}
+"""
+
+
+def test_a_schema_11_ledgers_receipts_upgrade_keep_their_chain_and_new_ones_keep_their_split(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 11 is schema 12 without items.earned_by (each line's points by
+    rule, hashed when present): a receipt as schema 11 wrote it (no split,
+    hashed without one), then the column dropped; m012_item_rules adds it."""
+    shop.write_rules(LINE_RULES)
+    shop.clock("2026-11-20")
+    shop.ok("enroll", "C1", "--at", "2026-11-01")
+    unsplit = awards.receipt_items
+    monkeypatch.setattr(
+        awards,
+        "receipt_items",
+        lambda award: tuple(replace(i, earned_by=None) for i in unsplit(award)),
+    )
+    old = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "OLD", "--at", "2026-11-19"]
+    first = shop.ok("earn", "C1", *old)
+    monkeypatch.undo()
+    head = shop.ok("verify")["operations_head"]
+    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
+        conn.execute("ALTER TABLE items DROP COLUMN earned_by")
+        conn.execute("PRAGMA user_version = 11")
+    again = shop.ok("earn", "C1", *old)  # the retry opens the ledger: m012 runs
+    with closing(sqlite3.connect(shop.db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT earned_by FROM items").fetchall() == [(None,), (None,)]
+    report = shop.ok("verify")
+    assert (report["ok"], report["operations_head"]) == (True, head)
+    # written before the split was kept: each rule's total and each line's points
+    assert (again["points"], [i["points"] for i in again["items"]]) == (first["points"], [59, 27])
+    assert again["lines"][0]["detail"] == "over the receipt's 2 lines"
+    # the old receipt's lines return as they did; new receipts keep their split
+    back = shop.ok("refund", "OLD", "--line", "SKU-X:1", "--at", "2026-11-19T13:00")
+    assert back["items"][0]["points"] == -13
+    new = ["--line", "shoes:59.90", "--line", "/SKU-X:2x4.50", "--txn", "NEW", "--at", "2026-11-19"]
+    made = shop.ok("earn", "C1", *new)
+    assert shop.ok("earn", "C1", *new)["items"] == made["items"]
+    assert made["items"][1]["lines"] != []
+    assert shop.ok("verify")["ok"] is True

@@ -5,7 +5,10 @@ after writing off what expired and before recording a tier change."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date, datetime, tzinfo
+from decimal import Decimal
 
 from .. import account as accounts
 from ..account import Account, Profile, Use
@@ -197,9 +200,9 @@ def bought(account: Account, ruleset: Ruleset, cents: int, day: date) -> Account
 
 def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Award:
     """What a recorded operation awarded, its lines explained as when it was made."""
-    if len([i for i in found.items if i.quantity > 0]) > 1:
-        return _recorded_receipt(found)
     rules = book.rules_of(found.ruleset)
+    if len([i for i in found.items if i.quantity > 0]) > 1:
+        return _recorded_receipt(found, rules)
     amount = None if amount_cents is None else from_cents(amount_cents)
     mine = [line for line in found.lines if line.customer_id == found.customer_id]
     base = 0 if rules is None else base_of(rules, [(line.rule, line.points) for line in mine])
@@ -216,35 +219,81 @@ def recorded_award(book: Book, found: Recorded, amount_cents: int | None) -> Awa
     return Award(points=sum(line.points for line in lines), lines=tuple(lines))
 
 
-def _recorded_receipt(found: Recorded) -> Award:
-    """What a recorded receipt of several lines awarded: each rule's total over
-    the receipt, and each line's points (the ledger keeps a line's total, not its
-    split by rule)."""
+def _recorded_receipt(found: Recorded, rules: Ruleset | None) -> Award:
+    """What a recorded receipt of several lines awarded, as the first earn said it:
+    each line's points by rule (kept in the ledger since schema 12), each rule's
+    total with its words per line and for the receipt, rebuilt from the rules it
+    was made with. A receipt written before schema 12 gives each rule's total
+    and each line's points only."""
     mine = [line for line in found.lines if line.customer_id == found.customer_id]
-    count = len(found.items)
-    lines = tuple(
-        AwardLine(
-            line.rule or line.kind,
-            line.points,
-            line.detail or f"over the receipt's {count} lines",
-            line.reward,
+    sold = [i for i in found.items if i.quantity > 0]
+    items: list[ItemAward] = []
+    parts: dict[str, list[tuple[str, AwardLine]]] = {}
+    basket = Decimal("0.00")
+    rewards = {line.rule: line.reward for line in mine}
+    # A rule a cap or a budget cut short kept its words, part by part.
+    kept_words = {
+        line.rule: dict(_PART.findall(line.detail)) for line in mine if line.detail is not None
+    }
+    for i in sold:
+        sold_line = Line(from_cents(i.amount_cents), i.quantity, i.sku, i.category)
+        split = None if i.earned_by is None else json.loads(i.earned_by)
+        if isinstance(split, str):
+            items.append(ItemAward(i.number, sold_line, 0, excluded_by=split))
+            continue
+        basket += sold_line.amount
+        if split is None:
+            items.append(ItemAward(i.number, sold_line, i.points))
+            continue
+        base = 0 if rules is None else base_of(rules, split)
+        lines = tuple(
+            AwardLine(
+                rule,
+                points,
+                kept_words.get(rule, {}).get(f"line {i.number}")
+                or _words(rules, rule, points, sold_line.amount, base),
+                rewards.get(rule),
+            )
+            for rule, points in split
         )
-        for line in mine
-    )
-    items = tuple(
-        ItemAward(
-            i.number,
-            Line(from_cents(i.amount_cents), i.quantity, i.sku, i.category),
-            i.points,
+        for award_line in lines:
+            parts.setdefault(award_line.rule, []).append((f"line {i.number}", award_line))
+        items.append(ItemAward(i.number, sold_line, i.points, lines))
+    complete = all(i.earned_by is not None for i in sold)
+    own = {line.rule or line.kind: line.points for line in mine}
+    for rule, shares in parts.items():
+        own[rule] = own.get(rule, 0) - sum(share.points for _, share in shares)
+    own_base = 0 if rules is None else base_of(rules, list(own.items()))
+    summed = []
+    for line in mine:
+        rule = line.rule or line.kind
+        detail = line.detail
+        if detail is None and complete:
+            words = [f"{name}: {share.detail}" for name, share in parts.get(rule, [])]
+            if own.get(rule) or rule not in parts:
+                receipt = _words(rules, rule, own[rule], basket, own_base)
+                words.append(f"receipt: {receipt}")
+            detail = "; ".join(words)
+        summed.append(
+            AwardLine(
+                rule, line.points, detail or f"over the receipt's {len(sold)} lines", line.reward
+            )
         )
-        for i in found.items
-        if i.quantity > 0
-    )
-    return Award(sum(line.points for line in lines), lines, items=items)
+    return Award(sum(line.points for line in summed), tuple(summed), items=tuple(items))
+
+
+# "line 2: 4 points; capped at 6 points per day; receipt: ..." -> each part's words
+_PART = re.compile(r"(line \d+|receipt): (.*?)(?=; (?:line \d+|receipt): |$)")
+
+
+def _words(rules: Ruleset | None, rule: str, points: int, amount: Decimal, base: int) -> str:
+    found = None if rules is None else line_detail(rules, rule, points, amount, base)
+    return found or ""
 
 
 def receipt_items(award: Award) -> tuple[NewItem, ...]:
-    """A receipt's lines as the ledger keeps them, each with what it earned."""
+    """A receipt's lines as the ledger keeps them, each with what it earned and
+    how: its points by rule, or the rule that excluded it (`earned_by`)."""
     return tuple(
         NewItem(
             number=item.number,
@@ -253,9 +302,24 @@ def receipt_items(award: Award) -> tuple[NewItem, ...]:
             points=item.points,
             sku=item.line.sku,
             category=item.line.category,
+            earned_by=_earned_by(item),
         )
         for item in award.items
     )
+
+
+_PLAIN = re.compile(r"[a-z0-9_.:-]+")
+
+
+def _earned_by(item: ItemAward) -> str:
+    """A line's split by rule as compact JSON, written for every line of every
+    receipt of an import: rule ids are plain (rules.py's _ID; `tier:` and game
+    lines add a colon), so only an unusual one goes through the encoder."""
+    if item.excluded_by is not None:
+        return json.dumps(item.excluded_by)
+    if not all(_PLAIN.fullmatch(line.rule) for line in item.lines):
+        return json.dumps([[line.rule, line.points] for line in item.lines], separators=(",", ":"))
+    return "[" + ",".join(f'["{line.rule}",{line.points}]' for line in item.lines) + "]"
 
 
 # --- earn ---------------------------------------------------------------------------

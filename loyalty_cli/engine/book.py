@@ -164,7 +164,18 @@ def recorded_of(op: NewOperation, **extra: Any) -> Recorded:
         reason=op.reason,
         clawback=op.clawback,
         items=tuple(
-            RecordedItem(i.number, i.quantity, i.amount_cents, i.points, i.sku, i.category)
+            RecordedItem(
+                i.number,
+                i.quantity,
+                i.amount_cents,
+                i.points,
+                i.sku,
+                i.category,
+                0,
+                0,
+                0,
+                i.earned_by,
+            )
             for i in op.items
         )
         if op.kind == "purchase"

@@ -44,6 +44,9 @@ class NewItem:
     points: int
     sku: str | None = None
     category: str | None = None
+    # A sold line of a receipt of several lines: its points by rule, or the rule
+    # that excluded it, as JSON (see awards.receipt_items); None on a return.
+    earned_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,7 @@ class RecordedItem:
     returned_quantity: int = 0
     returned_cents: int = 0
     returned_points: int = 0  # positive: the points its returns were due to take back
+    earned_by: str | None = None  # as NewItem's
 
 
 @dataclass(frozen=True, slots=True)

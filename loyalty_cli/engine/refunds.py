@@ -13,6 +13,7 @@ from ..games.model import is_game_line
 from ..kinds import EntryKind, OpKind
 from ..values import format_utc, from_cents, to_cents
 from .awards import earlier, refuse_unknown
+from .bonuses import own_points
 from .book import Book, Outcome, recorded_of
 from .lifecycle import expire_due, take_from_lots, today_of
 from .records import NewEntry, NewItem, NewOperation, Recorded, RecordedItem, content_digest
@@ -73,9 +74,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
         raise refuse_unknown(customer_id)
     refunded_cents, due_before = purchase.refunded_cents, purchase.due_back
     left = total_cents - refunded_cents
-    if left <= 0:
-        raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
-    own = {
+    lots_of = {
         line.id: line.points
         for line in purchase.lines
         if line.points > 0 and line.customer_id == customer_id
@@ -83,48 +82,53 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     # A game's points are for a round of many purchases, not for this one: a refund
     # never takes them back; the purchase stops counting for the game instead.
     earned = sum(
-        line.points for line in purchase.lines if line.id in own and not is_game_line(line.rule)
+        line.points for line in purchase.lines if line.id in lots_of and not is_game_line(line.rule)
     )
-    sold = sold_lines(purchase, earned)
+    own = own_points(purchase, book.rules_of(purchase.ruleset), earned)
+    sold = sold_lines(purchase, earned - own.total)
     by_line = sum(item.returned_cents for item in sold)
+    owed = earned - due_before  # what is left to take back
+    if left <= 0 and owed <= 0:
+        raise Refused(f"purchase {request.refund_of!r} is already fully refunded")
+    # Money all back but points still owed: the lines kept cost nothing (free
+    # items still qualifying the receipt's bonuses). Their return, or the rest,
+    # takes back what is left, for 0.00.
     returned: tuple[NewItem, ...] = ()
     if request.returns:
-        if refunded_cents > by_line:
-            raise Refused(
-                f"{request.refund_of!r} was refunded by amount before, so its lines cannot be "
-                "told apart: refund by amount, or refund the rest (leave out --line)"
-            )
-        returned = returns(sold, request.returns, request.refund_of)
-        cents = sum(item.amount_cents for item in returned)
-        clawback = sum(-item.points for item in returned)
-        if refunded_cents + cents >= total_cents:
-            # The last line back takes back what is left: the receipt's own points.
-            cents, clawback = left, earned - due_before
-        due_after = due_before + clawback
+        wanted = returns(sold, request.returns, request.refund_of)
+        after = _after(sold, wanted)
+        if all(item.returned_quantity >= item.quantity for item in after):
+            # The last unit back takes back what is left: the receipt's own points too.
+            returned, cents, clawback = _within(wanted, owed, left), left, owed
+        else:
+            # Never more than is left, after refunds by amount took their part.
+            returned = _within(wanted, owed, left)
+            cents = sum(item.amount_cents for item in returned)
+            dropped = max(0, own.kept(sold) - own.kept(_after(sold, returned)))
+            clawback = min(owed, sum(-item.points for item in returned) + dropped)
     else:
-        if request.amount is not None and by_line:
-            raise Refused(
-                f"lines of {request.refund_of!r} were returned by line before: return the "
-                "others with --line, or refund the rest (leave out --amount)"
-            )
         cents = left if request.amount is None else to_cents(request.amount)
         if cents > left:
             raise Refused(
                 f"refund of {from_cents(cents)} is more than the {from_cents(left)} left to "
                 f"refund on {request.refund_of!r} (a purchase of {from_cents(total_cents)})"
             )
-        due_after = earned * (refunded_cents + cents) // total_cents
         if cents == left:
-            due_after = earned
-        clawback = due_after - due_before
+            clawback = owed
+        elif by_line:
+            # After a return by line: the points left, in proportion to the amount left.
+            clawback = owed * cents // left
+        else:
+            clawback = max(0, earned * (refunded_cents + cents) // total_cents - due_before)
+    due_after = due_before + clawback
     ids = book.ids()
     ops, account, _ = expire_due(account, ruleset, today, now, ids)
     own_lots = [
         lot
         for lot in lots.spending_order(account.lots)
-        if lot.id in own and lots.is_live(lot, today)
+        if lot.id in lots_of and lots.is_live(lot, today)
     ]
-    others = [lot for lot in lots.spendable(account.lots, today) if lot.id not in own]
+    others = [lot for lot in lots.spendable(account.lots, today) if lot.id not in lots_of]
     # What the customer holds beyond any earlier debt is all a refund may take.
     room = max(0, accounts.balance(account, today))
     draws = tuple(lots.draw(own_lots + others, min(clawback, room)))
@@ -224,7 +228,7 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
 
 def sold_lines(purchase: Recorded, earned: int) -> list[RecordedItem]:
     """A purchase's lines with what was returned of each. A one-line purchase is
-    its own line 1, which earned all the purchase's points."""
+    its own line 1, which earned `earned` (its points but its own: see bonuses)."""
     real = [item for item in purchase.items if item.quantity > 0]
     if real:
         return real
@@ -290,6 +294,17 @@ def returns(
         points = item.points * done // item.quantity - item.returned_points
         cents = item.amount_cents * done // item.quantity - item.returned_cents
         out.append(NewItem(item.number, units, cents, -points, item.sku, item.category))
+    return tuple(out)
+
+
+def _within(wanted: tuple[NewItem, ...], points: int, cents: int) -> tuple[NewItem, ...]:
+    """The lines returned, each taking back no more than is left of the purchase's
+    points and amount, in line order (refunds by amount may have taken part)."""
+    out = []
+    for item in wanted:
+        took, paid = min(-item.points, points), min(item.amount_cents, cents)
+        points, cents = points - took, cents - paid
+        out.append(replace(item, points=-took, amount_cents=paid))
     return tuple(out)
 
 

@@ -155,7 +155,7 @@ def append(
             digest,
         )
         items = [
-            (new_id, i.number, i.sku, i.category, i.quantity, i.amount_cents, i.points)
+            (new_id, i.number, i.sku, i.category, i.quantity, i.amount_cents, i.points, i.earned_by)
             for i in op.items
         ]
         hashed = (*values[:5], version, *values[6:])

@@ -30,13 +30,15 @@ def op_hash(
     store: str | None = None,
 ) -> bytes:
     """sha256(previous hash, the operation, its entries (each with its lot's
-    dates), its draws and its receipt lines), as one JSON array, so that a row
+    dates), its draws and its receipt lines (schema.ITEM_FIELDS)), as one JSON array, so that a row
     cannot move between them. `op` holds OP_FIELDS with the rules version as its
     hex text. A purchase's store, when given, comes last. An operation without
     receipt lines or a store hashes as it always has."""
     parts: list[object] = [op, entries, draws]
     if items or store is not None:
-        parts.append(items)
+        # A line's split by rule (items.earned_by, schema 12) is hashed when it has
+        # one: the lines written before it hash as they always have.
+        parts.append([row if row[7:] != (None,) else row[:7] for row in map(tuple, items)])
     if store is not None:
         parts.append(store)
     text = json.dumps(parts, separators=(",", ":"), default=bytes.hex)

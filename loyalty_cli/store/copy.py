@@ -20,7 +20,7 @@ from . import verify as checks
 from .dialect import Conn
 from .schema import DRAW_COLUMNS, ENTRY_FIELDS, OP_FIELDS, RUN_FIELDS, insert_many
 
-ITEM_COLUMNS = "op_id, number, sku, category, quantity, amount_cents, points"
+ITEM_COLUMNS = "op_id, number, sku, category, quantity, amount_cents, points, earned_by"
 
 CUSTOMER_COLUMNS = (
     "id, name, email, phone, birthday, referred_by, enrolled, recorded, birthday_set, salt"

@@ -376,6 +376,17 @@ def m011_game_rounds(conn: sqlite3.Connection) -> None:
     )
 
 
+def m012_item_rules(conn: sqlite3.Connection) -> None:
+    """A receipt's lines keep their points by rule (`items.earned_by`), so that a
+    retried earn reports the split by rule and by line that the first one did
+    (issue 12). The lines written before have none and hash as before: the
+    chain and its heads stay as they were. A file that m005 or m007 wrote (from
+    the current schema) already has the column."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(items)")]
+    if "earned_by" not in columns:
+        conn.execute("ALTER TABLE items ADD COLUMN earned_by TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
@@ -385,5 +396,6 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m009_reaching,
     m010_merges,
     m011_game_rounds,
+    m012_item_rules,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -57,7 +57,7 @@ ENTRY_FIELDS = (
     "id, op_id, customer_id, kind, points, occurred, rule, reward, reason, detail, "
     "earned_on, available_on, expires_on"
 )
-ITEM_FIELDS = "op_id, number, sku, category, quantity, amount_cents, points"
+ITEM_FIELDS = "op_id, number, sku, category, quantity, amount_cents, points, earned_by"
 DRAW_FIELDS = "id, entry_id, lot_id, points"  # hashed; the lot's expiry is not
 DRAW_COLUMNS = f"{DRAW_FIELDS}, expires_on"
 RUN_FIELDS = "id, command, as_of, started, finished, summary"
@@ -84,6 +84,9 @@ ITEMS_TABLE = """
         quantity INTEGER NOT NULL,         -- units sold (a return: units returned)
         amount_cents INTEGER NOT NULL,     -- what the line cost after its discount
         points INTEGER NOT NULL,           -- what it earned (a return: took back, < 0)
+        earned_by TEXT,                    -- a sold line of a receipt of several lines, as
+                                           -- JSON: its points by rule, [["base", 59], ...],
+                                           -- or the rule that excluded it, "no-gift-cards"
         PRIMARY KEY (op_id, number)
     ) WITHOUT ROWID
     """
@@ -367,4 +370,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12

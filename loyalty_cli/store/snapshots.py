@@ -124,6 +124,7 @@ _CONTEXT = " UNION ALL ".join(
                 "i.points",
                 "i.sku",
                 "i.category",
+                "i.earned_by",
             ],
             "FROM operations o JOIN items i ON i.op_id = o.id "
             "WHERE o.txn IN (SELECT value FROM json_each(?4))",
@@ -630,7 +631,9 @@ def load(
         elif tag == "line":
             lines.setdefault(row[1], []).append(RecordedLine(*row[2:9]))
         elif tag == "item":
-            items.setdefault(row[1], {})[row[2]] = RecordedItem(*row[2:8])
+            items.setdefault(row[1], {})[row[2]] = RecordedItem(
+                row[2], row[3], row[4], row[5], row[6], row[7], earned_by=row[8]
+            )
         elif tag == "returned":
             returned.append(row[1:6])
         elif tag == "merged":
