@@ -119,6 +119,7 @@ def test_db_init_makes_the_schema_once_and_grants_only_roles_that_exist(
     assert _init(shop, pg_url) == {
         "db": pg_url,
         "created": True,
+        "upgraded_from": None,
         "schema_version": SCHEMA_VERSION,
         "tills": [],
     }
@@ -129,6 +130,53 @@ def test_db_init_makes_the_schema_once_and_grants_only_roles_that_exist(
     result = shop.run("db", "init", "--grant-till", "x; DROP TABLE entries", env=env)
     assert result.exit_code == 2 and "is not a role name" in result.stderr
     assert _ok(shop, env, "verify")["ok"] is True
+
+
+def test_a_ledger_an_older_loyalty_made_is_refused_until_its_owner_upgrades_it(
+    shop: Shop, pg_url: str
+) -> None:
+    """A schema-8 ledger (before merges, game rounds' index and lines' split by
+    rule): every command refuses it, naming the upgrade; `db init` as the owner
+    upgrades it in place, its chains verify as before, and the till role it was
+    granted to may write the new table (a merge) and column (a receipt's lines)."""
+    _init(shop, pg_url, TILL)
+    till = {"LOYALTY_DB": pg_url.replace("//owner@", f"//{TILL}@")}
+    for customer in ("C1", "C2"):
+        _ok(shop, till, "enroll", customer)
+    _ok(shop, till, "earn", "C1", "--amount", "30.00", "--txn", "T1")
+    with _connect(pg_url) as conn:
+        for statement in (
+            "DROP TABLE merges",
+            "DROP TABLE notices_given",
+            "DROP TABLE messages_sent",
+            "DROP INDEX entries_game_rounds",
+            "ALTER TABLE items DROP COLUMN earned_by",
+            "ALTER TABLE loyalty_meta DISABLE TRIGGER loyalty_meta_no_update",
+            "UPDATE loyalty_meta SET value = '8' WHERE key = 'schema_version'",
+            "ALTER TABLE loyalty_meta ENABLE TRIGGER loyalty_meta_no_update",
+        ):
+            conn.execute(statement)
+    refused = shop.run("balance", "C1", env=till)
+    assert refused.exit_code == 66, refused.output
+    assert "schema 8" in refused.stderr and "loyalty db init --db" in refused.stderr
+    upgraded = _init(shop, pg_url)
+    assert upgraded["upgraded_from"] == 8 and upgraded["created"] is False
+    assert upgraded["schema_version"] == SCHEMA_VERSION
+    assert _init(shop, pg_url)["upgraded_from"] is None  # once
+    verified = _ok(shop, till, "verify")
+    assert verified["ok"] is True and verified["operation_count"] == 3
+    _ok(
+        shop, till, "earn", "C1", "--line", "shoes:1x10.00", "--line", "books:2x5.00", "--txn", "T2"
+    )
+    _ok(shop, till, "merge", "C1", "C2", "--reason", "one person")
+    with _connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM merges").fetchone()[0] == 1
+        assert (
+            conn.execute("SELECT count(*) FROM items WHERE earned_by IS NOT NULL").fetchone()[0]
+            == 2
+        )
+        assert conn.execute("SELECT to_regclass('entries_game_rounds') IS NOT NULL").fetchone()[0]
+    assert _ok(shop, till, "verify")["ok"] is True
 
 
 def test_a_password_in_the_url_is_never_shown_and_a_dead_server_exits_66(

@@ -357,6 +357,16 @@ def m011_game_rounds(conn: sqlite3.Connection) -> None:
     holds a round paid twice is not upgraded: the lines are append-only, so it is
     named for the owner to look at rather than silently kept. Written out here,
     not taken from schema.py, so that this step stays what it was."""
+    refuse_rounds_paid_twice(conn)
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS entries_game_rounds ON entries(customer_id, rule, "
+        "kind, (COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
+    )
+
+
+def refuse_rounds_paid_twice(conn: Any) -> None:
+    """Before the unique index over game rounds (m011, and PostgreSQL's upgrade):
+    a ledger already paying a round twice is named, not upgraded."""
     twice = conn.execute(
         "SELECT customer_id, rule, kind, COALESCE(reward, ''), count(*) FROM entries "
         "WHERE substr(rule, 1, 5) = 'game:' GROUP BY 1, 2, 3, 4 HAVING count(*) > 1 LIMIT 1"
@@ -370,10 +380,6 @@ def m011_game_rounds(conn: sqlite3.Connection) -> None:
                 f"{count} times, so it was not upgraded; restore it from a backup"
             ]
         )
-    conn.execute(
-        "CREATE UNIQUE INDEX IF NOT EXISTS entries_game_rounds ON entries(customer_id, rule, "
-        "kind, (COALESCE(reward, ''))) WHERE substr(rule, 1, 5) = 'game:'"
-    )
 
 
 def m012_item_rules(conn: sqlite3.Connection) -> None:

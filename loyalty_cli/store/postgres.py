@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BadArgument, Busy, Contended, InputMissing, LoyaltyError, Refused
 from . import schema
+from .migrations import refuse_rounds_paid_twice
 
 try:
     import psycopg
@@ -327,7 +328,7 @@ class PgConnection:
                     f"newer than this loyalty knows ({schema.SCHEMA_VERSION}); upgrade loyalty"
                     if newer
                     else f"older than this loyalty writes ({schema.SCHEMA_VERSION}); "
-                    "upgrading a PostgreSQL ledger is not supported yet"
+                    f"upgrade it as its owner: loyalty db init --db {self.path}"
                 )
             )
 
@@ -586,7 +587,9 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
             exists = raw.execute("SELECT to_regclass('loyalty_meta') IS NOT NULL").fetchone()[0]
             with raw.transaction():
                 created = not exists
+                upgraded = None
                 if exists:
+                    upgraded = _upgrade(raw, target)
                     PgConnection(raw, url, timeout)._check()
                     # The triggers' functions as this version has them.
                     raw.execute(_APPEND_ONLY_FUNCTION)
@@ -622,6 +625,78 @@ def init(url: str, grant_till: Sequence[str], timeout: float) -> dict[str, objec
     return {
         "db": target,
         "created": created,
+        "upgraded_from": upgraded,
         "schema_version": schema.SCHEMA_VERSION,
         "tills": list(grant_till),
     }
+
+
+def _upgrade(raw: Any, target: str) -> int | None:
+    """Bring a ledger an older loyalty made up to this schema, in the caller's
+    transaction, as its owner (tills may not change a schema): the version it
+    was at, or None when it is current. PostgreSQL ledgers start at schema 6,
+    and every step since adds (a table, a nullable column, an index, a
+    trigger): nothing written changes, so the chains verify as before. The
+    database itself says what is missing: this version's schema is made in a
+    scratch schema and compared with the ledger's, then dropped."""
+    row = raw.execute("SELECT value FROM loyalty_meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else 0
+    if not 6 <= version < schema.SCHEMA_VERSION:
+        return None  # current, or _check says what is wrong with it
+    home = raw.execute("SELECT current_schema()").fetchone()[0]
+    raw.execute("CREATE SCHEMA loyalty_next")
+    raw.execute("SET LOCAL search_path TO loyalty_next")
+    for statement in schema_statements():
+        raw.execute(statement)
+    raw.execute(f'SET LOCAL search_path TO "{home}"')
+    missing = raw.execute(
+        "SELECT n.table_name, n.column_name, n.data_type, n.is_nullable, "
+        "o.table_name IS NOT NULL FROM information_schema.columns n "
+        "LEFT JOIN information_schema.tables o ON o.table_schema = %s "
+        "AND o.table_name = n.table_name WHERE n.table_schema = 'loyalty_next' "
+        "AND NOT EXISTS (SELECT 1 FROM information_schema.columns c WHERE "
+        "c.table_schema = %s AND c.table_name = n.table_name "
+        "AND c.column_name = n.column_name) ORDER BY n.table_name, n.ordinal_position",
+        (home, home),
+    ).fetchall()
+    raw.execute("DROP SCHEMA loyalty_next CASCADE")
+    if version < 11:  # m011's unique index over game rounds comes next
+        refuse_rounds_paid_twice(raw)
+    tables = {table for table, _, _, _, known in missing if not known}
+    for table, column, kind, nullable, known in missing:
+        if not known:
+            continue
+        if nullable != "YES":  # never so far: a step that needs one writes its own
+            raise InputMissing(
+                f"{target} has ledger schema {version}: its table {table} lacks {column}, "
+                "which this loyalty cannot add; upgrade one version at a time"
+            )
+        raw.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in schema_statements():
+        head = statement.lstrip()
+        if head.startswith("CREATE TABLE"):
+            if head.split()[2] in tables:
+                raw.execute(statement)
+        elif head.startswith(("CREATE INDEX", "CREATE UNIQUE INDEX")):
+            raw.execute(head.replace(" INDEX ", " INDEX IF NOT EXISTS ", 1))
+        elif head.startswith("CREATE TRIGGER"):
+            raw.execute(head.replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER", 1))
+        else:  # the triggers' functions: CREATE OR REPLACE already
+            raw.execute(statement)
+    # The tills granted on the ledger before get the same on its new tables.
+    tills = raw.execute(
+        "SELECT DISTINCT grantee FROM information_schema.role_table_grants "
+        "WHERE table_schema = %s AND table_name = 'operations' "
+        "AND privilege_type = 'INSERT' AND grantee <> current_user",
+        (home,),
+    ).fetchall()
+    for (role,) in tills:
+        if tables:
+            raw.execute(f'GRANT SELECT, INSERT ON {", ".join(sorted(tables))} TO "{role}"')
+    raw.execute("ALTER TABLE loyalty_meta DISABLE TRIGGER loyalty_meta_no_update")
+    raw.execute(
+        "UPDATE loyalty_meta SET value = %s WHERE key = 'schema_version'",
+        (str(schema.SCHEMA_VERSION),),
+    )
+    raw.execute("ALTER TABLE loyalty_meta ENABLE TRIGGER loyalty_meta_no_update")
+    return version
