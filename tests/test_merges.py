@@ -147,6 +147,10 @@ def test_reports_count_one_customer(twins: Shop) -> None:
     assert twins.ok("report", "segments")["customers"] == 1
     notices = twins.ok("notices", "--within", "30")["rows"]
     assert {n["customer_id"] for n in notices} <= {"ann"}
+    # Both welcomes and both purchases reached one customer.
+    by_rule = {r["rule"]: r for r in twins.ok("report", "rules")["rules"]}
+    assert (by_rule["welcome"]["awards"], by_rule["welcome"]["customers"]) == (2, 1)
+    assert (by_rule["base"]["awards"], by_rule["base"]["customers"]) == (2, 1)
 
 
 def test_a_retry_changes_nothing_and_other_content_is_a_conflict(twins: Shop) -> None:

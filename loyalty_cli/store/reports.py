@@ -332,6 +332,7 @@ def activity(
 def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, int]]:
     """Per rule, over its award entries (earn, enroll, gift) in [start, end):
     (rule, awards, customers reached, points, cents of the purchases it fired on).
+    A merged duplicate's awards reach the customer who kept it: one customer.
     A game's lines (rule `game:ID#ROUND`) count under `game:ID`: each round paid
     is one award (its points and its reward lines together) on one purchase."""
     award = (
@@ -341,7 +342,7 @@ def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, in
     found = [
         (str(r), int(a), int(c), int(p), int(m))
         for r, a, c, p, m in conn.execute(
-            "SELECT e.rule, COUNT(*), COUNT(DISTINCT e.customer_id), SUM(e.points), "
+            f"SELECT e.rule, COUNT(*), COUNT(DISTINCT {keeper('e.customer_id')}), SUM(e.points), "
             f"COALESCE(SUM(o.amount_cents), 0) {award} AND e.rule IS NOT NULL "
             "AND substr(e.rule, 1, 5) != 'game:' GROUP BY e.rule",
             (start, end),
@@ -351,8 +352,9 @@ def rules(conn: Conn, start: int, end: int) -> list[tuple[str, int, int, int, in
     # instr() on SQLite and strpos() on PostgreSQL. A round is one row.
     games: dict[str, tuple[int, set[str], int, int]] = {}
     for rule, cid, points, cents in conn.execute(
-        "SELECT e.rule, e.customer_id, SUM(e.points), COALESCE(MAX(o.amount_cents), 0) "
-        f"{award} AND substr(e.rule, 1, 5) = 'game:' GROUP BY e.op_id, e.rule, e.customer_id",
+        f"SELECT e.rule, {keeper('e.customer_id')}, SUM(e.points), "
+        f"COALESCE(MAX(o.amount_cents), 0) {award} AND substr(e.rule, 1, 5) = 'game:' "
+        "GROUP BY e.op_id, e.rule, e.customer_id",
         (start, end),
     ):
         game, hash_, _ = str(rule).partition("#")
