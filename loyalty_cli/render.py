@@ -332,7 +332,11 @@ def erase(doc: Doc) -> None:
         fields = ", ".join(doc["erased_fields"]) or "no personal fields held"
         said = f"{doc['customer_id']} erased: {fields}"
     if not doc["purged"]:
-        said += " (a reader held the ledger: run it again to finish clearing the file)"
+        # A file's reader held its log, or a server's till role may not rewrite the table.
+        said += (
+            " (old copies not cleared yet: run it again later, on a server as the ledger's"
+            " owner, to finish)"
+        )
     _console.print(said)
 
 

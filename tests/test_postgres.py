@@ -179,6 +179,27 @@ def test_a_ledger_an_older_loyalty_made_is_refused_until_its_owner_upgrades_it(
     assert _ok(shop, till, "verify")["ok"] is True
 
 
+def test_an_erasure_by_a_till_is_finished_by_the_owner_s_second_run(
+    shop: Shop, pg_url: str
+) -> None:
+    """A till role may erase but not rewrite the customers table: `purged: false`,
+    and the words say how to finish; the owner's run finishes it."""
+    _init(shop, pg_url, TILL)
+    till = {"LOYALTY_DB": pg_url.replace("//owner@", f"//{TILL}@")}
+    _ok(shop, till, "enroll", "C1", "--name", "Zoë Quill", "--email", "zoe@example.com")
+    first = _ok(shop, till, "customer", "erase", "C1", "--reason", "ticket 4411")
+    assert first["erased_fields"] == ["name", "email"] and first["purged"] is False
+    words = shop.run("customer", "erase", "C1", "--reason", "ticket 4411", "--no-json", env=till)
+    assert words.exit_code == 0, words.output
+    assert "already erased" in words.stdout and "on a server as the ledger's owner" in words.stdout
+    owner = _ok(shop, {"LOYALTY_DB": pg_url}, "customer", "erase", "C1", "--reason", "ticket 4411")
+    assert owner["already_erased"] is True and owner["purged"] is True
+    with _connect(pg_url) as conn:
+        row = conn.execute("SELECT name, email FROM customers WHERE id = 'C1'").fetchone()
+    assert row == (None, None)
+    assert _ok(shop, till, "verify")["ok"] is True
+
+
 def test_a_password_in_the_url_is_never_shown_and_a_dead_server_exits_66(
     shop: Shop, pg_cluster: Any
 ) -> None:
