@@ -334,3 +334,14 @@ def test_statement_import_copy_and_simulate_see_one_account(twins: Shop) -> None
     # a replay decides the merge again: nothing differs, nothing is refused
     replayed = twins.ok("simulate", "--rules", str(twins.rules))
     assert replayed["refused"] == [] and replayed["customers_changed"] == 0, replayed
+
+
+def test_explain_judges_a_cap_on_the_merged_account_as_the_award_did(twins: Shop) -> None:
+    """ann2's review counted for ann after the merge: ann's own review that month
+    is over the cap, and explain says so (it judged ann's own past alone)."""
+    twins.write_rules(RULES.replace("points: 50}", "points: 50, cap: {count: 1, per: month}}"))
+    twins.ok("merge", "ann", "ann2", "--reason", "same person")
+    doc = twins.ok("earn", "ann", "--event", "review", "--at", "2026-03-20T10:00", "--txn", "E1")
+    assert doc["points"] == 0
+    why = {s["rule"]: s["reason"] for s in twins.ok("explain", "E1")["not_fired"]}
+    assert "review" in why and "cap" in why["review"], why

@@ -98,20 +98,26 @@ def before(
     ).fetchone()
     if found is None:
         return None
+    # The account's ids as of the operation: the customer and the duplicates
+    # merged into it before then, whose history counted for it (caps included).
+    ids = (
+        "(customer_id = ?1 OR customer_id IN "
+        "(SELECT duplicate FROM merges WHERE keep = ?1 AND op_id < ?2))"
+    )
     net, purchases, bought, back = conn.execute(
-        "SELECT (SELECT COALESCE(SUM(points), 0) FROM entries WHERE customer_id = ?1 "
+        f"SELECT (SELECT COALESCE(SUM(points), 0) FROM entries WHERE {ids} "
         "AND op_id < ?2), "
-        "(SELECT count(*) FROM operations WHERE customer_id = ?1 AND kind = 'purchase' "
+        f"(SELECT count(*) FROM operations WHERE {ids} AND kind = 'purchase' "
         "AND id < ?2), "
-        "(SELECT COALESCE(SUM(amount_cents), 0) FROM operations WHERE customer_id = ?1 "
+        f"(SELECT COALESCE(SUM(amount_cents), 0) FROM operations WHERE {ids} "
         "AND kind = 'purchase' AND id < ?2), "
-        "(SELECT COALESCE(SUM(amount_cents), 0) FROM operations WHERE customer_id = ?1 "
+        f"(SELECT COALESCE(SUM(amount_cents), 0) FROM operations WHERE {ids} "
         "AND kind = 'refund' AND id < ?2)",
         (customer_id, op_id),
     ).fetchone()
     uses = conn.execute(
-        "SELECT rule, occurred, points FROM entries WHERE customer_id = ? AND op_id < ? "
-        "AND kind IN ('earn', 'enroll', 'gift') AND rule IN (SELECT value FROM json_each(?)) "
+        f"SELECT rule, occurred, points FROM entries WHERE {ids} AND op_id < ?2 "
+        "AND kind IN ('earn', 'enroll', 'gift') AND rule IN (SELECT value FROM json_each(?3)) "
         "ORDER BY id",
         (customer_id, op_id, json.dumps(list(capped))),
     ).fetchall()
@@ -126,7 +132,7 @@ def before(
         (customer_id, op_id),
     ).fetchone()
     badges = conn.execute(
-        "SELECT DISTINCT reward FROM entries WHERE customer_id = ? AND op_id < ? "
+        f"SELECT DISTINCT reward FROM entries WHERE {ids} AND op_id < ?2 "
         "AND kind = 'badge' AND reward IS NOT NULL ORDER BY reward",
         (customer_id, op_id),
     ).fetchall()
