@@ -171,8 +171,12 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     play = account.play
     if play is not None:
         returned_lines = tuple((item.number, item.quantity, item.amount_cents) for item in returned)
+        # Points earned are kept only for milestones on points (games.by_points),
+        # as an account read gives them.
+        counted = ruleset.games is not None and ruleset.games.by_points
         play = replace(
-            play.refunded(purchase.id, cents, returned_lines), earned=play.earned - taken
+            play.refunded(purchase.id, cents, returned_lines),
+            earned=play.earned - taken if counted else play.earned,
         )
     account = account.with_(
         lots=take_from_lots(account.lots, draws),
