@@ -295,6 +295,12 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
             every += lines
             checked += 1
         assert checked >= 18
+        # A customer's lots by the customer, not by every credit of those kinds.
+        lots = [t for t in traced if "'transfer', 'merge')" in t and "draws d" in t]
+        assert lots
+        for statement in lots:
+            plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
+            assert "entries_customer" in plan, (statement, plan)
         # The budgeted rule of the example (happy-tuesday) is summed on its own index.
         assert any("entries_budget_happy-tuesday" in line for line in every), every
 

@@ -62,7 +62,11 @@ def lots(conn: Conn, customer_id: str, until: int | None) -> list[Lot]:
     rows = conn.execute(
         "SELECT e.id, e.earned_on, e.available_on, e.expires_on, e.points - "
         "COALESCE((SELECT SUM(d.points) FROM draws d JOIN entries de ON de.id = d.entry_id "
-        "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) FROM entries e "
+        "WHERE d.lot_id = e.id AND de.occurred <= ?1), 0) "
+        # By customer: with the kinds listed and a time bound, SQLite would
+        # otherwise take entries_time and read every credit up to `until` (0.24 s
+        # a balance on a million entries, against 0.1 ms this way).
+        "FROM entries e INDEXED BY entries_customer "
         f"WHERE e.customer_id IN ({_MINE.replace('?1', '?2')}) "
         "AND e.kind IN ('enroll', 'earn', 'adjust', 'transfer', 'merge') "
         "AND e.points > 0 AND e.occurred <= ?1 ORDER BY e.id",
