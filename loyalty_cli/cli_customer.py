@@ -57,7 +57,7 @@ def customer_show(
 ) -> None:
     """Show a customer's profile, marketing consent, tier and balance together.
 
-    Example: loyalty customer show C1001 --json | jq .consent.email.status
+    Example: loyalty customer show C1001 --json | jq .email_consent.status
     """
     from .customers import view
 

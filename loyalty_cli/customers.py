@@ -44,6 +44,7 @@ class CustomerView:
     profile_history: list[dict[str, object]] = field(default_factory=list)
     entries: list[dict[str, object]] | None = None
     exported_at: datetime | None = None
+    timezone: str = "UTC"  # the shop's: the day of each time, for people
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -58,6 +59,7 @@ class CustomerView:
             "tier": None if self.tier is None else self.tier["tier"],
             "tier_status": self.tier,
             **self.balance,
+            "timezone": self.timezone,
         }
         if self.entries is not None:
             assert self.exported_at is not None
@@ -142,6 +144,7 @@ def view(
         exported_at=now if export else None,
         merged_into=None if into is None else _merge_json(*into),
         merged=[_merge_json(*each) for each in folded],
+        timezone=ruleset.program.timezone,
     )
 
 

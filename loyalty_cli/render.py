@@ -287,24 +287,32 @@ def profile(doc: Doc) -> None:
 
 
 def customer(doc: Doc) -> None:
-    """`customer show`: who, consent per channel, tier, then the balance table."""
+    """`customer show`: who, consent per channel, tier, then the balance table.
+    Days are the shop's (a time just after midnight is not the UTC day before)."""
+    from zoneinfo import ZoneInfo
+
+    shop = ZoneInfo(doc["timezone"])
+
+    def day(stamp: str) -> str:
+        return datetime.fromisoformat(stamp).astimezone(shop).date().isoformat()
+
     head = Text.assemble((doc["customer_id"], "bold"))
     if doc["name"]:
         head.append(f" {doc['name']}")
-    head.append(f" · enrolled {doc['enrollment']['occurred_at'][:10]}")
+    head.append(f" · enrolled {day(doc['enrollment']['occurred_at'])}")
     _console.print(head)
     if doc["erased"]:
         erased = doc["erased"]
-        _console.print(f"Erased on {erased['occurred_at'][:10]}: {erased['reason']}")
+        _console.print(f"Erased on {day(erased['occurred_at'])}: {erased['reason']}")
     if doc["merged_into"]:
         into = doc["merged_into"]
         _console.print(
-            f"Merged into {into['customer_id']} on {into['occurred_at'][:10]}: "
+            f"Merged into {into['customer_id']} on {day(into['occurred_at'])}: "
             f"{into['reason']} (use {into['customer_id']})"
         )
     for each in doc["merged"]:
         _console.print(
-            f"Merged from {each['customer_id']} on {each['occurred_at'][:10]}: {each['reason']}"
+            f"Merged from {each['customer_id']} on {day(each['occurred_at'])}: {each['reason']}"
         )
     contacts = [f"{k}: {doc[k]}" for k in ("email", "phone", "birthday") if doc[k]]
     if contacts:
@@ -317,8 +325,8 @@ def customer(doc: Doc) -> None:
             _console.print(f"Marketing by {channel}: never asked")
         else:
             source = f" ({state['source']})" if state["source"] else ""
-            day = state["occurred_at"][:10]
-            _console.print(f"Marketing by {channel}: {state['status']} {day}{source}")
+            given = day(state["occurred_at"])
+            _console.print(f"Marketing by {channel}: {state['status']} {given}{source}")
     if doc["tier_status"]:
         t = doc["tier_status"]
         _console.print(Text.assemble("Tier: ", (t["name"], "bold"), f" (x{t['multiplier']})"))

@@ -81,6 +81,22 @@ def test_show_gives_the_tier_with_rules_that_have_tiers(example_shop: Shop) -> N
     assert "Marketing by email: never asked" in shown.stdout and "Bronze" in shown.stdout
 
 
+def test_show_in_words_gives_the_shop_s_days(shop: Shop) -> None:
+    """Enrolled and agreeing just after midnight in London (23:00 UTC the day
+    before, in summer): the words give the shop's day, the JSON the UTC time."""
+    shop.ok(
+        "enroll", "C1", "--email", "c1@example.com", "--consent", "email",
+        "--consent-source", "till", "--at", "2026-09-01T00:30",
+    )  # fmt: skip
+    doc = shop.ok("customer", "show", "C1")
+    assert doc["enrollment"]["occurred_at"] == "2026-08-31T23:30:00Z"
+    assert doc["timezone"] == "Europe/London"
+    shown = shop.run("customer", "show", "C1", "--no-json")
+    assert shown.exit_code == 0, shown.output
+    assert "enrolled 2026-09-01" in shown.stdout
+    assert "Marketing by email: given 2026-09-01 (till)" in shown.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
