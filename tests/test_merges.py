@@ -158,6 +158,7 @@ def test_a_retry_changes_nothing_and_other_content_is_a_conflict(twins: Shop) ->
     again = twins.ok("merge", "ann", "ann2", "--reason", "same person", "--txn", "M1")
     assert again["duplicate"] is True and again["occurred_at"] == first["occurred_at"]
     assert again["points"] == 200
+    assert (again["balance"], again["tier"]) == (first["balance"], first["tier"]) == (260, "bronze")
     assert twins.ok("balance", "ann")["balance"] == 260
     error = twins.fails(1, "merge", "ann", "ann2", "--reason", "other", "--txn", "M1")
     assert "txn 'M1' was already used for a different operation" in error

@@ -42,7 +42,7 @@ from .book import Book, Outcome, merged_away
 from .lifecycle import add_lots, due_pair, today_of
 from .records import NewEntry, NewOperation, content_digest
 from .requests import MergeRequest
-from .tiering import tier_change
+from .tiering import standing, tier_change
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,14 @@ def merge(
     if found is not None:  # a retry: the merge is done, the duplicate is gone
         today = today_of(ruleset, now)
         held = 0 if keep is None else accounts.balance(keep, today)
+        # The keeper's tier as it stands (the first run gave it after the merge;
+        # no tier entry yet means the first level, which the record alone omits).
+        status = None if keep is None else standing(keep, ruleset, today)
+        tier = status.level.id if status is not None else None if keep is None else keep.tier
         return MergeResult(
             keep_id, dup_id, request.reason, format_utc(found.occurred_at), request.txn,
             sum(line.points for line in found.lines if line.points > 0), held,
-            None if keep is None else keep.tier, duplicate_retry=True,
+            tier, duplicate_retry=True,
         )  # fmt: skip
     if keep is None:
         raise refuse_unknown(keep_id, "customer")
