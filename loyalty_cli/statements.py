@@ -316,6 +316,9 @@ def build(
         )
         for rows in grouped.values()
     ]
+    # The latest operations recorded, newest first by when they happened: a sale
+    # keyed in late, or a merged account's past, falls into its place in time.
+    activity.sort(key=lambda a: a.at, reverse=True)
     program = ruleset.program
     return Statement(
         shop=program.name,

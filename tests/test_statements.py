@@ -134,6 +134,15 @@ def test_the_json_statement(cafe: Shop) -> None:
     )
 
 
+def test_recent_activity_is_in_the_order_it_happened(cafe: Shop) -> None:
+    """A sale keyed in after the redemption but dated before it takes its place in time."""
+    cafe.ok("earn", "ann", "--amount", "5.00", "--at", "2026-07-02T12:00:00+00:00")
+    doc = json.loads(run(cafe, "ann", "--json"))
+    times = [a["occurred_at"] for a in doc["recent_activity"]]
+    assert times == sorted(times, reverse=True)
+    assert times[:3] == ["2026-07-03T10:30:00Z", "2026-07-02T12:00:00Z", "2026-07-02T08:00:00Z"]
+
+
 def test_all_writes_one_per_customer_and_never_over_the_ledger(cafe: Shop) -> None:
     out = cafe.dir / "statements"
     doc = cafe.ok("statement", "--all", "--out", str(out), "--format", "html")
