@@ -144,6 +144,7 @@ def test_reports_count_one_customer(twins: Shop) -> None:
     assert [r["customer_id"] for r in listed["rows"]] == ["ann"]
     assert listed["rows"][0]["last_purchase"] == "2026-03-19"
     assert twins.ok("tier")["members"] == 1
+    assert twins.ok("verify")["members"] == 1
     assert twins.ok("report", "segments")["customers"] == 1
     notices = twins.ok("notices", "--within", "30")["rows"]
     assert {n["customer_id"] for n in notices} <= {"ann"}
