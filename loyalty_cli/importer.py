@@ -315,11 +315,16 @@ def _unreadable(error: str, first: int, last: int) -> str:
 
 def _columns(name: str, header: Sequence[str], mapping: Mapping[str, str]) -> dict[str, int]:
     squashed = [_squash(column) for column in header]
+    # A column --map gives to one field is not another's by its name too
+    # (`--map unit_price=Price` leaves no amount, though "price" names one).
+    claimed = {_squash(column) for column in mapping.values()}
     found: dict[str, int] = {}
     for fld in FIELDS:
         wanted = [mapping[fld]] if fld in mapping else list(ALIASES[fld])
         for alias in wanted:
             key = _squash(alias)
+            if fld not in mapping and key in claimed:
+                continue
             if key in squashed:
                 index = squashed.index(key)
                 if squashed.count(key) > 1:

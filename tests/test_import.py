@@ -86,6 +86,16 @@ def test_till_formats(till: Shop, text: str, extra: list[str], bom: bool) -> Non
     assert history[0]["amount"] in ("12.50", "1012.50")
 
 
+def test_a_column_mapped_to_one_field_is_not_taken_for_another_by_its_name(till: Shop) -> None:
+    """ "Price" is one of amount's names; mapped as the unit price, it is that alone,
+    and the line's amount is quantity x unit price."""
+    text = "Invoice,Customer,Qty,Price,Date\nR1,C1,2,4.50,2026-11-20\n"
+    maps = ["txn_id=Invoice", "customer_id=Customer", "quantity=Qty", "unit_price=Price"]
+    doc = imported(till, write(till, text), *[a for m in maps for a in ("--map", m)])
+    assert doc["imported"] == 1
+    assert till.ok("history", "C1")["entries"][0]["amount"] == "9.00"
+
+
 def test_quoted_fields_may_hold_newlines(till: Shop) -> None:
     text = 'txn_id,customer_id,amount,date,notes\nR1,C1,5.00,2026-11-20,"gift wrap,\nno card"\n'
     assert imported(till, write(till, text))["imported"] == 1
