@@ -435,7 +435,9 @@ def import_summary(doc: Doc) -> None:
     verb = "would import" if doc["dry_run"] else "imported"
     _errors.print(
         f"{', '.join(doc['files'])}: {doc['rows_read']} rows, {verb} {doc['imported']}, "
-        f"{doc['duplicates']} already imported, {doc['rejected']} rejected; "
+        f"{doc['duplicates']} already imported, {doc['rejected']} rejected"
+        + (f", {doc['rows_skipped']} skipped (no customer)" if doc["rows_skipped"] else "")
+        + "; "
         f"{_num(doc['points'])} points for {_num(doc['customers'])} customers in {doc['seconds']} s"
     )
 

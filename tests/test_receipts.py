@@ -951,6 +951,8 @@ def test_a_receipt_with_a_bad_row_is_rejected_whole_and_guests_can_be_refused(sh
         f"rejected: {path}:2: its receipt is rejected whole: line 3 of it is bad (quantity 'x' is not a whole number)"
         in result.stderr
     )
+    words = shop.run("import-csv", str(path), "--enroll-unknown", "--no-json")
+    assert "2 rejected, 1 skipped (no customer);" in words.stderr, words.stderr
     strict = shop.run("import-csv", str(path), "--enroll-unknown", "--reject-guests", "--json")
     assert json.loads(strict.stdout)["rejected"] == 3
     assert f"{path}:4: customer_id is empty" in strict.stderr
