@@ -1012,3 +1012,11 @@ def test_an_account_a_writer_kept_equals_a_fresh_read_of_it(tmp_path: Path) -> N
         return Play(play.facts, tuple(sorted(play.paid, key=repr)), play.earned)
 
     assert kept.with_(play=alike(kept.play)) == read.with_(play=alike(read.play))
+
+
+def test_a_streak_not_started_names_its_length_as_it_is_said(example_shop: Shop) -> None:
+    example_shop.ok("enroll", "C1")
+    weekly = next(
+        g for g in example_shop.ok("progress", "C1")["games"] if g["game"] == "weekly-regular"
+    )
+    assert weekly["progress"].endswith("to start one (an 8-week streak)"), weekly

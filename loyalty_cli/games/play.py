@@ -472,7 +472,10 @@ def _streak_words(s: Standing) -> str:
     if w.run == 0:
         if w.now >= rule.at_least:
             return f"streak completed this {unit}; a new one starts next {unit}"
-        return f"no streak yet: {more} this {unit} to start one (a {rule.length}-{unit} streak)"
+        # "an 8-week", "an 11-week", "an 18-week": as the number is said
+        said = str(rule.length)
+        article = "an" if said[0] == "8" or said in ("11", "18") else "a"
+        return f"no streak yet: {more} this {unit} to start one ({article} {said}-{unit} streak)"
     head = f"{w.run}-{unit} streak (of {rule.length})"
     if need == 0:
         return f"{head}, this {unit} done"
