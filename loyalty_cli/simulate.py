@@ -93,6 +93,7 @@ class Simulation:
     first: date | None
     last: date
     operations: int = 0  # replayed in the period
+    members: int = 0  # accounts at the end (a merged duplicate is its keeper's)
     actual: Side = field(default_factory=Side)
     simulated: Side = field(default_factory=Side)
     actual_balance: dict[str, int] = field(default_factory=dict)
@@ -163,7 +164,7 @@ class Simulation:
             "from": None if self.first is None else self.first.isoformat(),
             "to": self.last.isoformat(),
             "operations": self.operations,
-            "members": len(self.actual_balance),
+            "members": self.members,
             "totals_actual": totals["actual"],
             "totals_simulated": totals["simulated"],
             "totals_difference": totals["difference"],
@@ -347,8 +348,15 @@ def simulate(
             result.simulated_tier.setdefault(cid, lowest)
     for cid, points in held.items():
         result.actual_balance[cid] = points - late.get(cid, 0)
-    for cid in book.accounts:
+    for cid, account in book.accounts.items():
         result.actual_balance.setdefault(cid, 0)
+        if account.profile.merged_into is None:
+            result.members += 1
+        else:
+            # A merged duplicate is its keeper's account: one customer at the end.
+            result.actual_tier.pop(cid, None)
+            result.simulated_tier.pop(cid, None)
+            continue
         if lowest is not None:
             result.actual_tier.setdefault(cid, lowest)
     return result

@@ -336,6 +336,10 @@ def test_statement_import_copy_and_simulate_see_one_account(twins: Shop) -> None
     # a replay decides the merge again: nothing differs, nothing is refused
     replayed = twins.ok("simulate", "--rules", str(twins.rules))
     assert replayed["refused"] == [] and replayed["customers_changed"] == 0, replayed
+    # and counts one customer, in one tier
+    assert replayed["members"] == 1
+    by_tier = {t["tier"]: t["actual"] for t in replayed["tier_changes"]["by_tier"]}
+    assert sum(by_tier.values()) == 1, by_tier
 
 
 def test_explain_judges_a_cap_on_the_merged_account_as_the_award_did(twins: Shop) -> None:
