@@ -366,6 +366,14 @@ def _text(value: str | None, what: str) -> str | None:
     return check_text(value, what, TEXT_MAX, lines=True)
 
 
+def _reason(value: str | None, command: str) -> str:
+    """A --reason the command requires (it is kept in the ledger)."""
+    text = _text(value, "--reason")
+    if text is None:
+        raise BadArgument(f"{command} needs --reason (it is kept in the ledger)", field="--reason")
+    return text
+
+
 def _code(value: str | None, what: str) -> str | None:
     """An optional key or code (--txn, --category, --sku): one short line."""
     if value is None or not value.strip():
@@ -1794,8 +1802,9 @@ from .cli_customer import customer_app  # noqa: E402  (it builds on the helpers 
 app.add_typer(customer_app, name="customer")
 
 
-# The options `loyalty` itself takes before a command, and whether each takes a value.
-_BEFORE = {"--db": True, "--rules": True, "--json": False, "--no-json": False}
+# The options `loyalty` itself takes before a command, and whether each takes a
+# value (a flag pair such as --json/--no-json takes none).
+_BEFORE = {flag: "/" not in shown for shown in _GLOBAL.values() for flag in shown.split("/")}
 
 
 def _named(args: list[str]) -> str | None:

@@ -19,7 +19,6 @@ from .cli import (
     LoyaltyCommand,
     RulesOption,
     _at,
-    _text,
     _write_json,
     load,
     open_ledger,
@@ -117,8 +116,7 @@ def customer_erase(
     """
     from .operations import EraseRequest, erase
 
-    if reason is None or (text := _text(reason, "--reason")) is None:
-        raise BadArgument("erase needs --reason (it is kept in the ledger)", field="--reason")
+    text = cli._reason(reason, "erase")
     ruleset = load(rules)
     request = EraseRequest(check_customer_id(customer_id), text, _at(at, ruleset))
     with open_ledger(db, create=False) as store:

@@ -349,8 +349,7 @@ def transfer(
     from .operations import TransferRequest, transfer
     from .values import check_points
 
-    if reason is None or (text := cli._text(reason, "--reason")) is None:
-        raise BadArgument("transfer needs --reason (it is kept in the ledger)", field="--reason")
+    text = cli._reason(reason, "transfer")
     ruleset = load(rules)
     request = TransferRequest(
         check_customer_id(from_customer, what="FROM"),
@@ -386,8 +385,7 @@ def merge(
     """
     from .operations import MergeRequest, merge
 
-    if reason is None or (text := cli._text(reason, "--reason")) is None:
-        raise BadArgument("merge needs --reason (it is kept in the ledger)", field="--reason")
+    text = cli._reason(reason, "merge")
     ruleset = load(rules)
     request = MergeRequest(
         check_customer_id(keep, what="KEEP"),

@@ -199,30 +199,28 @@ _BUILT: dict[str, tuple[Any, Model]] = {}
 
 @pytest.fixture
 def built(shop: Shop, request: pytest.FixtureRequest) -> Iterator[tuple[Shop, Model]]:
-    backend = "sqlite" if shop.url is None else "postgresql"
+    cluster: Any = None if shop.url is None else request.getfixturevalue("pg_cluster")
+    backend = "sqlite" if cluster is None else "postgresql"
+    clone = None
     if backend not in _BUILT:
         model = build(shop)
-        if shop.url is None:
-            kept = shop.dir.parent / f"built-{shop.dir.name}.db"
+        if cluster is None:
+            kept: Any = shop.dir.parent / f"built-{shop.dir.name}.db"
             shutil.copy(shop.db, kept)
-            _BUILT[backend] = (kept, model)
+        else:  # a clone of the test's database (dropped after it) is the template
+            kept = cluster.database(template=str(shop.url).rsplit("/", 1)[1])
+        _BUILT[backend] = (kept, model)
+    else:
+        kept, model = _BUILT[backend]
+        shop.rules.write_text(RULES)
+        if cluster is None:
+            shutil.copy(kept, shop.db)
         else:
-            # A clone of the test's database (dropped after it) is kept as the template.
-            cluster = request.getfixturevalue("pg_cluster")
-            _BUILT[backend] = (cluster.database(template=shop.url.rsplit("/", 1)[1]), model)
-        yield shop, copy.deepcopy(model)
-        return
-    kept, model = _BUILT[backend]
-    shop.rules.write_text(RULES)
-    if shop.url is None:
-        shutil.copy(kept, shop.db)
-        yield shop, copy.deepcopy(model)
-        return
-    cluster = request.getfixturevalue("pg_cluster")
-    name = cluster.database(template=kept)
-    shop.url = cluster.url(name)
+            clone = cluster.database(template=kept)
+            shop.url = cluster.url(clone)
     yield shop, copy.deepcopy(model)
-    cluster.drop(name)
+    if clone is not None:
+        cluster.drop(clone)
 
 
 PERIODS = [

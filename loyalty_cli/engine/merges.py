@@ -123,8 +123,10 @@ def merge(
         held = 0 if keep is None else accounts.balance(keep, today)
         # The keeper's tier as it stands (the first run gave it after the merge;
         # no tier entry yet means the first level, which the record alone omits).
-        status = None if keep is None else standing(keep, ruleset, today)
-        tier = status.level.id if status is not None else None if keep is None else keep.tier
+        tier = None
+        if keep is not None:
+            status = standing(keep, ruleset, today)
+            tier = keep.tier if status is None else status.level.id
         return MergeResult(
             keep_id, dup_id, request.reason, format_utc(found.occurred_at), request.txn,
             sum(line.points for line in found.lines if line.points > 0), held,

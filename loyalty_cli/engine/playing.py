@@ -42,10 +42,7 @@ def play(
         )
     elif activity.event in book.events:
         fact = Fact(op_id, day, activity.event)
-    # Points earned count only for milestones on points; otherwise they stay as
-    # an account read gives them (0), so a kept account equals a fresh read.
-    gained = sum(line.points for line in award.lines) if book.by_points else 0
-    earned = before.earned + gained
+    earned = before.earned + book.counted(sum(line.points for line in award.lines))
     lines, after = games.decide(book, before, fact, earned, tier)
     paid = tuple(
         Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)

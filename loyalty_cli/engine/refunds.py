@@ -171,12 +171,9 @@ def refund(book: Book, request: RefundRequest) -> RefundResult:
     play = account.play
     if play is not None:
         returned_lines = tuple((item.number, item.quantity, item.amount_cents) for item in returned)
-        # Points earned are kept only for milestones on points (games.by_points),
-        # as an account read gives them.
-        counted = ruleset.games is not None and ruleset.games.by_points
+        taken_back = 0 if ruleset.games is None else ruleset.games.counted(taken)
         play = replace(
-            play.refunded(purchase.id, cents, returned_lines),
-            earned=play.earned - taken if counted else play.earned,
+            play.refunded(purchase.id, cents, returned_lines), earned=play.earned - taken_back
         )
     account = account.with_(
         lots=take_from_lots(account.lots, draws),

@@ -169,6 +169,11 @@ class Games:
         """Whether a game counts points earned (a lifetime total the snapshot sums)."""
         return any(g.kind == "milestones" and g.metric == "points" for g in self.games)
 
+    def counted(self, points: int) -> int:
+        """What `points` earned (or taken back) add to a play's `earned`: kept only
+        for a milestone on points, as an account read sums them, else nothing."""
+        return points if self.by_points else 0
+
     def badge(self, badge_id: str) -> Badge | None:
         return next((b for b in self.badges if b.id == badge_id), None)
 
