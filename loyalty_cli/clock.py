@@ -22,6 +22,18 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+def stored_day(seconds: int, tz: tzinfo) -> date:
+    """shop_day of a stored time, worked out once per quarter of an hour: a
+    zone's offset is a whole number of quarters, so a quarter lies in one day,
+    and an account read turns thousands of stored times into days."""
+    return _quarter_day(seconds // 900, tz)
+
+
+@lru_cache(maxsize=1 << 15)
+def _quarter_day(quarter: int, tz: tzinfo) -> date:
+    return shared(shop_day(from_stamp(quarter * 900), tz))
+
+
 def shop_time(moment: datetime, tz: tzinfo) -> str:
     """A moment as a person in the shop reads it: local, with its UTC offset, in the
     form --at takes back (2026-11-27T14:30:00+00:00)."""

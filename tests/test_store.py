@@ -301,6 +301,13 @@ def test_snapshot_and_report_queries_use_an_index(shop: Shop) -> None:
         for statement in lots:
             plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
             assert "entries_customer" in plan, (statement, plan)
+        # The games read each purchase's category, sku and quantity from the
+        # customer index alone (schema 13), not from the table, purchase by purchase.
+        details = [t for t in traced if "SELECT 'purchase', o.customer_id" in t and "o.sku" in t]
+        assert details
+        for statement in details:
+            plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement))
+            assert "COVERING INDEX operations_customer" in plan, (statement, plan)
         # The budgeted rule of the example (happy-tuesday) is summed on its own index.
         assert any("entries_budget_happy-tuesday" in line for line in every), every
 
@@ -606,6 +613,32 @@ def test_a_schema_10_ledger_paying_a_round_twice_is_not_upgraded(tmp_path: Path)
         Store.open(db)
     assert db.read_bytes() == before
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 10
+
+
+def test_a_schema_12_ledger_gets_the_customer_index_that_covers_purchases(shop: Shop) -> None:
+    """Schema 12 is schema 13 with `operations_customer` on four columns, not
+    seven; m013 makes it again, and nothing hashed changes."""
+    shop.rules.write_text(EXAMPLE_RULES.read_text())
+    shop.ok("enroll", "C1")
+    sale = ["earn", "C1", "--amount", "12.00", "--category", "coffee", "--txn", "S1"]
+    first = shop.ok(*sale)
+    head = shop.ok("verify")["operations_head"]
+    old = (
+        "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)"
+    )
+    with closing(sqlite3.connect(shop.db, isolation_level=None)) as conn:
+        conn.execute("DROP INDEX operations_customer")
+        conn.execute(old)
+        conn.execute("PRAGMA user_version = 12")
+    assert shop.ok(*sale)["points"] == first["points"]  # the retry opens the ledger: m013 runs
+    with closing(sqlite3.connect(shop.db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'operations_customer'"
+        ).fetchone()
+    assert sql.endswith("amount_cents, category, sku, quantity)"), sql
+    report = shop.ok("verify")
+    assert (report["ok"], report["operations_head"]) == (True, head)
 
 
 LINE_RULES = """\

@@ -171,10 +171,9 @@ def credited(
                     account.with_(qualifying=qualifying), e.lot.available_on, e.points
                 )
     play = account.play
-    if play is not None and ruleset.games is not None:
+    if play is not None and ruleset.games is not None and ruleset.games.by_points:
         # Milestones on points count the rules' points, never the games' own.
-        rules_points = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
-        gained = ruleset.games.counted(rules_points)
+        gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
         if gained:
             play = Play(play.facts, play.paid, play.earned + gained, play.memo)
     return account.with_(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from .. import account as accounts
 from ..account import Account
 from ..errors import BadArgument, Refused
-from ..games.model import Play
+from ..games.model import Facts, Play
 from ..kinds import EntryKind, OpKind
 from ..lots import LotTerms
 from ..values import format_utc
@@ -83,7 +83,7 @@ def combined(keep: Account, duplicate: Account) -> Account:
     play = keep.play
     if play is not None and duplicate.play is not None:
         play = Play(
-            tuple(sorted((*play.facts, *duplicate.play.facts), key=lambda f: f.op)),
+            Facts(sorted((*play.facts, *duplicate.play.facts), key=lambda f: f.op)),
             tuple(sorted((*play.paid, *duplicate.play.paid), key=lambda p: (p.game, p.round))),
             play.earned + duplicate.play.earned,
         )

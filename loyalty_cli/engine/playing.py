@@ -42,13 +42,15 @@ def play(
         )
     elif activity.event in book.events:
         fact = Fact(op_id, day, activity.event)
-    earned = before.earned + book.counted(sum(line.points for line in award.lines))
+    earned = before.earned
+    if book.by_points:
+        earned += book.counted(sum(line.points for line in award.lines))
     lines, after = games.decide(book, before, fact, earned, tier)
-    paid = tuple(
-        Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)
-        for line in lines
-    )
-    if paid:
+    if lines:
+        paid = tuple(
+            Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)
+            for line in lines
+        )
         after = Play(after.facts, after.paid + paid, after.earned, after.memo)
     moved: tuple[tuple[str, str], ...] = ()
     if explain:
@@ -78,6 +80,8 @@ def play(
 
 def _items(award: Award) -> tuple[Item, ...]:
     """A receipt's lines (two or more), numbered as the ledger keeps them."""
+    if not award.items:
+        return ()
     return tuple(
         Item(
             x.number,

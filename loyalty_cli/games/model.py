@@ -3,10 +3,11 @@ carries for them. Pure data."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 Metric = Literal["purchases", "spend", "points", "units"]
 METRICS: tuple[Metric, ...] = ("purchases", "spend", "points", "units")
@@ -142,15 +143,15 @@ class Games:
     games: tuple[Game, ...] = ()
     badges: tuple[Badge, ...] = ()
 
-    @property
-    def events(self) -> frozenset[str]:
-        """The events (not purchases) some game counts."""
-        return frozenset(g.filter.on for g in self.games if g.filter.on != "purchase")
+    # Worked out once (a purchase's hot path asks for them).
+    events: frozenset[str] = field(init=False, compare=False)  # the events some game counts
+    details: bool = field(init=False, compare=False)  # a game needs category, sku or quantity
+    by_points: bool = field(init=False, compare=False)  # a game counts the points earned
 
-    @property
-    def details(self) -> bool:
-        """Whether a game needs a purchase's category, sku or quantity."""
-        return any(
+    def __post_init__(self) -> None:
+        games = self.games
+        events = frozenset(g.filter.on for g in games if g.filter.on != "purchase")
+        details = any(
             g.filter.categories is not None
             or g.filter.skus is not None
             or (g.kind == "milestones" and g.metric == "units")
@@ -161,13 +162,12 @@ class Games:
                     for x in g.challenge.goals
                 )
             )
-            for g in self.games
+            for g in games
         )
-
-    @property
-    def by_points(self) -> bool:
-        """Whether a game counts points earned (a lifetime total the snapshot sums)."""
-        return any(g.kind == "milestones" and g.metric == "points" for g in self.games)
+        by_points = any(g.kind == "milestones" and g.metric == "points" for g in games)
+        object.__setattr__(self, "events", events)
+        object.__setattr__(self, "details", details)
+        object.__setattr__(self, "by_points", by_points)
 
     def counted(self, points: int) -> int:
         """What `points` earned (or taken back) add to a play's `earned`: kept only
@@ -348,13 +348,90 @@ class Paid:
     day: date
 
 
+class Facts(Sequence[Fact]):
+    """A play's facts in the order they happened: those an account read found
+    (built only when asked for: a purchase decided on a kept tally never needs
+    them, and building one per purchase of the customer's history on every
+    read was most of what games cost an import), then those decided since, one
+    link each (`plus` copies nothing). Immutable."""
+
+    __slots__ = ("_all", "_before", "_last", "_read")
+
+    def __init__(
+        self,
+        facts: Iterable[Fact] = (),
+        *,
+        read: Callable[[], tuple[Fact, ...]] | None = None,
+    ) -> None:
+        self._read = read
+        self._all: tuple[Fact, ...] | None = None if read is not None else tuple(facts)
+        self._before: Facts | None = None
+        self._last: Fact | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether the facts are at hand without building any."""
+        node: Facts | None = self
+        while node is not None:
+            if node._all is not None:
+                return True
+            node = node._before
+        return False
+
+    def plus(self, fact: Fact) -> Facts:
+        """These facts and `fact` after them."""
+        after = Facts.__new__(Facts)
+        after._read = after._all = None
+        after._before, after._last = self, fact
+        return after
+
+    def _facts(self) -> tuple[Fact, ...]:
+        if self._all is None:
+            later: list[Fact] = []
+            node = self
+            while node._all is None and node._before is not None:
+                assert node._last is not None
+                later.append(node._last)
+                node = node._before
+            if node._all is None:
+                assert node._read is not None
+                node._all, node._read = node._read(), None
+            later.reverse()
+            self._all = (*node._all, *later)
+        return self._all
+
+    def __iter__(self) -> Iterator[Fact]:
+        return iter(self._facts())
+
+    def __len__(self) -> int:
+        return len(self._facts())
+
+    @overload
+    def __getitem__(self, index: int) -> Fact: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Fact]: ...
+    def __getitem__(self, index: int | slice) -> Fact | Sequence[Fact]:
+        return self._facts()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Facts | tuple):
+            return self._facts() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._facts())
+
+    def __repr__(self) -> str:
+        return f"Facts({self._facts()!r})" if self.built else "Facts(<not built>)"
+
+
 @dataclass(frozen=True, slots=True)
 class Play:
     """What an account holds for the games: its facts in the order they happened,
     the game lines paid, and the points the rules (not the games) earned it, less
     refunds' clawbacks (for milestones on points)."""
 
-    facts: tuple[Fact, ...] = ()
+    facts: Facts = field(default_factory=Facts)
     paid: tuple[Paid, ...] = ()
     earned: int = 0
     # Each game's tally over `facts` once worked out (games.play; the facts never
@@ -369,5 +446,5 @@ class Play:
     def refunded(self, op: int, cents: int, lines: tuple[tuple[int, int, int], ...] = ()) -> Play:
         """After a refund of `cents` on the purchase `op`, returning `lines`
         (number, units, cents) of it: it counts for what is left."""
-        facts = tuple(f.returned(cents, lines) if f.op == op else f for f in self.facts)
+        facts = Facts(f.returned(cents, lines) if f.op == op else f for f in self.facts)
         return Play(facts, self.paid, self.earned)

@@ -12,6 +12,7 @@ next round pays (see the README, "Games").
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -88,7 +89,7 @@ def counts(game: Game, fact: Fact) -> bool:
     return portion(game, fact) is not None
 
 
-def measure(game: Game, facts: tuple[Fact, ...], earned: int) -> Decimal:
+def measure(game: Game, facts: Iterable[Fact], earned: int) -> Decimal:
     """The game's lifetime total over `facts`: stamps (at most `per_day` a shop
     day), purchases, units, money spent, or points the rules earned; for a
     streak, its length times the streaks completed plus the current run; for a
@@ -98,7 +99,7 @@ def measure(game: Game, facts: tuple[Fact, ...], earned: int) -> Decimal:
     return total(game, tally(game, facts))
 
 
-def tally(game: Game, facts: tuple[Fact, ...]) -> Tally:
+def tally(game: Game, facts: Iterable[Fact]) -> Tally:
     """The game's tally over `facts`, from nothing: the facts that count, in
     the order of their days (a backdated fact takes its place)."""
     counted = [(f, p) for f in facts if (p := portion(game, f)) is not None]
@@ -288,7 +289,7 @@ def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
     return Walk(completed, run, missed, 0 if current is None else per.get(current, 0))
 
 
-def _goals(game: Game, facts: tuple[Fact, ...]) -> list[tuple[Decimal, Goal]]:
+def _goals(game: Game, facts: Iterable[Fact]) -> list[tuple[Decimal, Goal]]:
     """Each goal of a challenge with its figure over the purchases in its window."""
     rule = game.challenge
     assert rule is not None
@@ -347,10 +348,9 @@ def decide(
     customer's tier (a challenge for some tiers pays only them). A round is paid
     on the fact that moves its game to it, once; a badge already held is not
     given again; a challenge pays only on a purchase inside its window."""
-    facts = play.facts if fact is None else (*play.facts, fact)
-    after = Play(facts, play.paid, earned)
+    facts = play.facts if fact is None else play.facts.plus(fact)
     # What a fact that does not count for a game leaves: that game's tally.
-    after.memo.update(play.memo)
+    after = Play(facts, play.paid, earned, dict(play.memo))
     lines: list[Line] = []
     held: set[str] | None = None  # the badges held, once a round pays
     for game in games.games:
@@ -363,7 +363,7 @@ def decide(
             part = portion(game, fact)
             if part is None:
                 continue
-            known = _tallied(game, play)
+            known = _tallied(games, game, play, after.memo)
             added = add(game, known, fact, part)
             if added is None:  # a backdated fact: count again
                 added = tally(game, facts)
@@ -401,11 +401,20 @@ def decide(
     return lines, after
 
 
-def _tallied(game: Game, play: Play) -> Tally:
-    """tally(), remembered on the play (whose facts never change)."""
+def _tallied(games: Games, game: Game, play: Play, after: dict[str, Tally]) -> Tally:
+    """tally(), remembered on the play (whose facts never change) and on the
+    play after it (`after`, its memo): every game's at once, so that the history
+    is built once and a play read again with its tallies kept (snapshots.Kept)
+    never needs it."""
     known = play.memo.get(game.id)
     if known is None:
-        known = play.memo[game.id] = tally(game, play.facts)
+        for other in games.games:
+            if other.id not in play.memo and not (
+                other.kind == "milestones" and other.metric == "points"
+            ):
+                play.memo[other.id] = tally(other, play.facts)
+                after.setdefault(other.id, play.memo[other.id])
+        known = play.memo[game.id]
     return known
 
 

@@ -248,6 +248,11 @@ def m006_draw_expiry(conn: sqlite3.Connection) -> None:
         )
         (trigger,) = [t for t in _triggers() if " draws_no_update " in t]
         conn.execute(trigger)
+    _indexes_as_schema(conn)
+
+
+def _indexes_as_schema(conn: sqlite3.Connection) -> None:
+    """Make the file's indexes schema.py's: those that differ are made again."""
     wanted = {name: sql for sql in INDEXES for name in _INDEX_NAME.findall(sql)[:1]}
     found = dict(
         conn.execute(
@@ -393,6 +398,14 @@ def m012_item_rules(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE items ADD COLUMN earned_by TEXT")
 
 
+def m013_covered_purchases(conn: sqlite3.Connection) -> None:
+    """`operations_customer` also covers a purchase's category, sku and quantity:
+    the games read them with every account, and a table lookup per purchase of
+    the customer's history was most of what they added to an account read
+    (issue 13). About 5 bytes a purchase; nothing hashed changes."""
+    _indexes_as_schema(conn)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     *legacy.MIGRATIONS,
     m005_lean,
@@ -403,5 +416,6 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m010_merges,
     m011_game_rounds,
     m012_item_rules,
+    m013_covered_purchases,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

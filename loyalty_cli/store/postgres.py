@@ -662,6 +662,8 @@ def _upgrade(raw: Any, target: str) -> int | None:
     raw.execute("DROP SCHEMA loyalty_next CASCADE")
     if version < 11:  # m011's unique index over game rounds comes next
         refuse_rounds_paid_twice(raw)
+    if version < 13:  # m013: the customer index covers more columns, made again below
+        raw.execute("DROP INDEX IF EXISTS operations_customer")
     tables = {table for table, _, _, _, known in missing if not known}
     for table, column, kind, nullable, known in missing:
         if not known:

@@ -24,7 +24,8 @@ small integers that compare and index cheaply. Every index serves a measured
 query (tests/test_store.py shows each plan):
 - operations_txn: idempotency keys (unique) and a retry's lookup;
 - operations_customer: an account's purchases, refunds and tier operations, and
-  the per-customer report figures;
+  the per-customer report figures; it covers a purchase's category, sku and
+  quantity, which the games read with every account (schema 13);
 - operations_time: purchases and refunds in a period (summary, activity);
 - operations_refund: the refunds of a purchase;
 - entries_customer: balances and points by kind, an account's lots, capped
@@ -233,7 +234,8 @@ GAME_ROUNDS_INDEX = (
 
 INDEXES = (
     "CREATE UNIQUE INDEX operations_txn ON operations(txn) WHERE txn IS NOT NULL",
-    "CREATE INDEX operations_customer ON operations(customer_id, kind, occurred, amount_cents)",
+    "CREATE INDEX operations_customer "
+    "ON operations(customer_id, kind, occurred, amount_cents, category, sku, quantity)",
     "CREATE INDEX operations_time ON operations(kind, occurred, amount_cents)",
     "CREATE INDEX operations_refund ON operations(refund_of) WHERE refund_of IS NOT NULL",
     "CREATE INDEX entries_customer ON entries(customer_id, kind, points)",
@@ -370,4 +372,4 @@ def insert_many(
 
 
 # The schema this version writes; store/migrations.py brings older files to it.
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13

@@ -20,15 +20,15 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import date, datetime, tzinfo
+from functools import lru_cache, partial
 from typing import Any
 
 from ..account import Account, Budgets, Profile, Use, counts_from
-from ..clock import from_day_number, from_stamp, shop_day, zone
+from ..clock import from_day_number, from_stamp, shop_day, stored_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Item, Paid, Play, Tally, parse_rule
+from ..games.model import Fact, Facts, Item, Paid, Play, Tally, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -777,31 +777,22 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     net: dict[str, int] = {}
     held: dict[str, list[Lot]] = {}
     qualifying: dict[str, list[Qualifying]] = {}
-    bought: dict[str, list[tuple[int, int, int]]] = {}  # (op, occurred, cents)
-    refunds: dict[int, tuple[int, int]] = {}  # refund op -> (purchase op, cents)
+    # A customer's purchase rows as read: (tag, customer, op, occurred, cents,
+    # and with games' details category, sku, quantity).
+    bought: dict[str, list[Sequence[Any]]] = {}
+    refunds: dict[int, tuple[str, int, int]] = {}  # refund op -> (customer, purchase op, cents)
     taken: dict[int, int] = {}  # refund op -> points it took
     tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None, int]]] = {}
     uses: dict[str, list[Use]] = {}
-    days: dict[int, date] = {}
-
-    def day_of(occurred: int) -> date:
-        """The shop day of a stored time, by its quarter of an hour: every time
-        zone's offset is a whole number of quarters, so a quarter lies in one day."""
-        quarter = occurred // 900
-        day = days.get(quarter)
-        if day is None:
-            day = days[quarter] = shop_day(from_stamp(quarter * 900), tz)
-        return day
-
     games = None if ruleset is None else ruleset.games
     played: dict[str, list[Fact]] = {}  # counted events, then (below) purchases
     paid: dict[str, list[Paid]] = {}
     rules_points: dict[str, int] = {}
-    details: dict[int, tuple[Any, Any, Any]] = {}  # purchase op -> category, sku, quantity
     alias: dict[str, str] = {}  # a merged duplicate -> the account that keeps it
     asked: set[str] = set()  # duplicates asked for themselves: their (empty) account
-    sold: dict[int, list[Item]] = {}  # purchase op -> its lines (two or more)
-    by_line: dict[int, list[tuple[int, int, int]]] = {}  # purchase op -> lines returned
+    # Per customer, purchase op -> its lines (two or more), and -> lines returned.
+    sold: dict[str, dict[int, list[Item]]] = {}
+    by_line: dict[str, dict[int, list[tuple[int, int, int]]]] = {}
     for row in rows:
         tag, cid = row[0], row[1]
         if tag == "alias":
@@ -841,11 +832,9 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                     stored_lot(lot_id, earned, available, expires, left)
                 )
         elif tag == "purchase":
-            bought.setdefault(cid, []).append((row[2], row[3], row[4]))
-            if games is not None:
-                details[row[2]] = (row[5], row[6], row[7])
+            bought.setdefault(cid, []).append(row)
         elif tag == "sold":
-            sold.setdefault(row[2], []).append(
+            sold.setdefault(cid, {}).setdefault(row[2], []).append(
                 Item(
                     row[3],
                     None if row[4] is None else str(row[4]).casefold(),
@@ -855,14 +844,13 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 )
             )
         elif tag == "back":
-            by_line.setdefault(row[2], []).append((row[3], row[4], row[5]))
+            by_line.setdefault(cid, {}).setdefault(row[2], []).append((row[3], row[4], row[5]))
         elif tag == "event":
-            day = shop_day(from_stamp(row[3]), tz)
-            played.setdefault(cid, []).append(Fact(row[2], day, str(row[4])))
+            played.setdefault(cid, []).append(Fact(row[2], stored_day(row[3], tz), str(row[4])))
         elif tag == "earned":
             rules_points[cid] = rules_points.get(cid, 0) + int(row[2])
         elif tag == "refund":
-            refunds[row[2]] = (row[3], row[4])
+            refunds[row[2]] = (cid, row[3], row[4])
         elif tag == "taken":
             taken[row[2]] = taken.get(row[2], 0) + row[3]
         elif tag == "tier":
@@ -871,47 +859,19 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             found = None if games is None else parse_rule(row[3])
             if found is not None:  # a game's line: kind, rule, reward, occurred, points
                 paid.setdefault(cid, []).append(
-                    Paid(found[0], found[1], str(row[2]), int(row[6]), row[4], day_of(row[5]))
+                    Paid(
+                        found[0], found[1], str(row[2]), int(row[6]), row[4], stored_day(row[5], tz)
+                    )
                 )
                 continue
             key = f"reward:{row[4]}" if row[2] == "redeem" else str(row[3])
             uses.setdefault(cid, []).append(Use(key, from_stamp(row[5]), row[6]))
-    refunded: dict[int, list[int]] = {}  # purchase op -> [cents, points taken]
-    for refund_op, (purchase, cents) in refunds.items():
-        sums = refunded.setdefault(purchase, [0, 0])
+    refunded: dict[str, dict[int, list[int]]] = {}  # customer -> purchase op -> [cents, points]
+    for refund_op, (cid, purchase, cents) in refunds.items():
+        sums = refunded.setdefault(cid, {}).setdefault(purchase, [0, 0])
         sums[0] += cents
         sums[1] += taken.get(refund_op, 0)
-
-    def _play(
-        cid: str,
-        purchases: list[tuple[int, int, int]],
-        played: dict[str, list[Fact]],
-        paid: dict[str, list[Paid]],
-        earned: dict[str, int],
-        details: dict[int, tuple[Any, Any, Any]],
-    ) -> Play:
-        """What the games count of one account: its purchases (what is left of
-        each after refunds) and counted events in the order they happened, and
-        the game lines paid. The rules' points are net of refunds' clawbacks
-        (refund lines are negative; they never take back a game's points)."""
-        facts = list(played.get(cid, ()))
-        back = 0
-        for op_id, occurred, cents in purchases:
-            refund = refunded.get(op_id, (0, 0))
-            back += refund[1]
-            category, sku, quantity = details.get(op_id, (None, None, None))
-            day = day_of(occurred)
-            lines = sold.get(op_id)
-            items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
-            fact = Fact(
-                op_id, day, "purchase", cents - refund[0], cents, category, sku, quantity, items
-            )
-            if items and op_id in by_line:
-                fact = fact.returned(0, tuple(by_line[op_id]))
-            facts.append(fact)
-        facts.sort(key=lambda f: f.op)
-        mine = sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))
-        return Play(tuple(facts), tuple(mine), earned.get(cid, 0) + back)
+    none: dict[Any, Any] = {}
 
     out: dict[str, Account] = {}
     for cid, profile in profiles.items():
@@ -927,13 +887,17 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         purchases = bought.get(cid, [])
         spend = 0
         amounts = qualifying.get(cid, [])
-        for op_id, occurred, cents in purchases:
-            back, points_back = refunded.get(op_id, (0, 0))
+        returns = refunded.get(cid, none)
+        points_back_all = 0
+        for row in purchases:
+            op_id, occurred, cents = row[2], row[3], row[4]
+            back, points_back = returns.get(op_id, (0, 0))
+            points_back_all += points_back
             spend += cents - back
             if by_spend or (by_points and points_back):
                 # A purchase counts from the end of its return window; its
                 # refunds count against it on the same day.
-                day = counts_from(shop_day(from_stamp(occurred), tz), pending)
+                day = counts_from(stored_day(occurred, tz), pending)
                 if by_spend:
                     amounts.append(Qualifying(day, cents - back))
                 else:
@@ -951,6 +915,59 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
             uses=tuple(uses.get(cid, ())),
             play=None
             if games is None
-            else _play(cid, purchases, played, paid, rules_points, details),
+            else Play(
+                Facts(
+                    read=partial(
+                        _facts,
+                        played.get(cid, ()),
+                        purchases,
+                        returns,
+                        sold.get(cid, none),
+                        by_line.get(cid, none),
+                        tz,
+                    )
+                ),
+                tuple(sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))),
+                # The rules' points are net of refunds' clawbacks (refund lines
+                # are negative; they never take back a game's points).
+                rules_points.get(cid, 0) + points_back_all,
+            ),
         )
     return out
+
+
+def _facts(
+    events: Iterable[Fact],
+    purchases: list[Sequence[Any]],
+    refunded: dict[int, list[int]],
+    sold: dict[int, list[Item]],
+    by_line: dict[int, list[tuple[int, int, int]]],
+    tz: tzinfo,
+) -> tuple[Fact, ...]:
+    """What the games count of one account, from its rows as `build` read
+    them: its counted events and its purchases (what is left of each after
+    refunds, and of a receipt's lines after returns by line) in the order
+    they happened. Built only when a game needs the history (Facts)."""
+    facts = list(events)
+    for row in purchases:
+        op_id, occurred, cents = row[2], row[3], row[4]
+        category, sku, quantity = (row[5], row[6], row[7]) if len(row) > 5 else (None, None, None)
+        back = refunded.get(op_id)
+        lines = sold.get(op_id)
+        items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
+        fact = Fact(
+            op_id,
+            stored_day(occurred, tz),
+            "purchase",
+            cents - (back[0] if back else 0),
+            cents,
+            category,
+            sku,
+            quantity,
+            items,
+        )
+        if items and op_id in by_line:
+            fact = fact.returned(0, tuple(by_line[op_id]))
+        facts.append(fact)
+    facts.sort(key=lambda f: f.op)
+    return tuple(facts)
