@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import account as accounts
+from .account import Account
 from .clock import day_start, from_day_number, from_stamp, shop_day, stamp, zone
 from .engine import awards, merges, refunds, spending, tiering, transfers
 from .engine.book import Book
@@ -50,6 +51,8 @@ from .engine.requests import (
     TransferRequest,
 )
 from .errors import LoyaltyError, RulesInvalid
+from .games.model import Games
+from .games.play import fold
 from .models import Line, Ruleset
 from .store import Store, replay
 from .store import reports as ledger_reports
@@ -282,11 +285,13 @@ def simulate(
     last: date,
     top: int = 10,
     compact_from: int | None = COMPACT_FROM,
+    block: int = BLOCK,
 ) -> Simulation:
     """The history up to the end of `last` (shop-local), the period from `first`
     (None: the beginning) replayed under `new`. `compact_from`: the size at
     which an account is first compacted (None: never, 1: after every decision;
-    the result is the same)."""
+    the result is the same); `block`: how many operation ids to look ahead at
+    once (refunds to come, the earliest time of what is still to come)."""
     tz = zone(new.program.timezone)
     begin = None if first is None else stamp(day_start(first, tz))
     until = stamp(day_start(last + timedelta(days=1), tz)) - 1
@@ -302,7 +307,13 @@ def simulate(
         compaction = None
         if compact_from is not None:
             used = [new] if first is None else [new, *map(versions.of, versions.texts)]
-            compaction = Compaction(book, tz, runs, replay.earliest_ahead(conn, BLOCK), used)
+            # The games' facts fold only under one set of rules from start to end
+            # (the rules of a later period may count the facts of before it
+            # differently), and never those of an account a merge joins.
+            games = new.games if first is None else None
+            ahead = replay.earliest_ahead(conn, block)
+            merged = replay.merged(conn) if games is not None else frozenset()
+            compaction = Compaction(book, tz, runs, ahead, used, games, merged)
             compaction.start = compact_from
         # What the ledger recorded: balances (before overdue lots), tiers.
         held: dict[str, int] = {}
@@ -312,9 +323,8 @@ def simulate(
                 _nightly(book, runs[run], (begin, until), versions, result)
                 run += 1
             if op.id >= looked:
-                block = op.id // BLOCK * BLOCK
-                looked = block + BLOCK
-                left.update(replay.refunded(conn, block, looked - 1))
+                looked = op.id // block * block + block
+                left.update(replay.refunded(conn, looked - block, looked - 1))
             inside = begin is None or op.occurred >= begin
             rules = new if inside else versions.of(op.version)
             _use(book, rules)
@@ -557,11 +567,11 @@ class Compaction:
     any decision still to come can be dated (the operations from the current
     block of ids on, occurred or recorded, and the nightly runs still to come,
     with two days' margin for time zones), keeping whole the lots a refund to
-    come will draw on by id. What is NOT compacted: the games' facts (each
-    counted purchase and event, Play.facts), which stamps, milestones and
-    streaks count over a customer's whole history, and which the rules of a
-    later period (simulate --from) may count differently; with games in the
-    rules, the Book still grows by one fact per counted purchase.
+    come will draw on by id. The games' facts fold into each game's base tally
+    (games.play.fold) up to the same day and before the purchases a refund to
+    come changes, when `games` is given: the whole history replayed under one
+    set of rules, and not for the accounts in `merged` (a merge joins two
+    histories fact by fact).
     """
 
     start = COMPACT_FROM
@@ -573,8 +583,12 @@ class Compaction:
         runs: list[tuple[str, int, str | None]],
         ahead: list[tuple[int, int]],
         rules: list[Ruleset],
+        games: Games | None = None,
+        merged: frozenset[str] = frozenset(),
     ) -> None:
         self.book = book
+        self.games = games
+        self.merged = merged
         self.tz = tz
         self.ahead = ahead
         self.block = 0  # the index in `ahead` of the current block
@@ -603,15 +617,18 @@ class Compaction:
             account = self.book.accounts.get(cid)
             if account is None:
                 continue
-            size = len(account.lots) + len(account.qualifying) + len(account.uses)
-            if size < self.limits.get(cid, self.start):
+            if _size(account) < self.limits.get(cid, self.start):
                 continue
             if floor is None:
                 floor = self.floor(op_id, run)
             lots, first = self._kept(cid)
             account = accounts.compact(account, floor, lots, self.windows, first)
+            play = account.play
+            if self.games is not None and play is not None and cid not in self.merged:
+                before = floor if first is None else min(floor, first)
+                account = account.with_(play=fold(self.games, play, before))
             self.book.accounts[cid] = account
-            size = len(account.lots) + len(account.qualifying) + len(account.uses)
+            size = _size(account)
             # start 1 (tests): after every decision
             self.limits[cid] = 1 if self.start <= 1 else max(self.start, 2 * size)
 
@@ -629,6 +646,13 @@ class Compaction:
                 day = shop_day(kept.occurred_at, self.tz) - timedelta(days=2)
                 first = day if first is None else min(first, day)
         return frozenset(ids), first
+
+
+def _size(account: Account) -> int:
+    """What an account holds that a replay keeps growing: lots, tier inputs,
+    uses and the games' facts."""
+    facts = 0 if account.play is None else account.play.facts.length or 0
+    return len(account.lots) + len(account.qualifying) + len(account.uses) + facts
 
 
 def _forget(book: Book, op: replay.PastOp, left: dict[str, int]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -173,3 +174,101 @@ def test_folded_uses_count_the_same_in_every_later_period(
                 assert accounts.usage(compacted, key, per, at, TZ) == accounts.usage(
                     account, key, per, at, TZ
                 )
+
+
+GAMES_RULES = """\
+program: {name: G, timezone: Europe/London}
+earn: [{id: base, on: purchase, points_per_unit: 1}]
+badges: [{id: regular, name: Regular}]
+games:
+  - {id: card, stamps: 3, per_day: 1, min_amount: 5, give: {points: 15, badge: regular}}
+  - {id: plain, stamps: 4, give: {points: 5}}
+  - {id: spender, milestones: [50, 200], metric: spend, give: {points: 30}}
+  - {id: bagged, milestones: [3, 9], metric: units, category: bags, give: {points: 7}}
+  - {id: weekly, streak: {period: week, at_least: 1, length: 3, forgive: 1}, give: {points: 25}}
+  - {id: monthly, streak: {period: month, at_least: 2, length: 2}, give: {points: 40}}
+  - id: spring
+    challenge:
+      from: 2026-02-01
+      to: 2026-05-31
+      goals: [{purchases: 4}, {spend: 100, category: bags}]
+    give: {points: 60}
+"""
+
+game_facts = st.lists(
+    st.tuples(
+        st.integers(0, 400),  # day
+        st.integers(100, 9000),  # cents
+        st.sampled_from([None, "bags"]),
+        st.integers(1, 3),  # quantity
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    facts=game_facts,
+    later=game_facts,
+    cuts=st.lists(st.integers(0, 420), min_size=1, max_size=4),
+    monthly=st.booleans(),
+)
+def test_folded_game_facts_count_stand_settle_and_decide_the_same_on_every_later_day(
+    facts: list[tuple[int, int, str | None, int]],
+    later: list[tuple[int, int, str | None, int]],
+    cuts: list[int],
+    monthly: bool,
+) -> None:
+    """games.play.fold keeps each game's tally of the facts before a day, any
+    day (a week or a month streak's period may straddle it), and drops them:
+    every measure, standing and nightly settlement from that day on is the
+    same, and so is what later facts (none dated before it) pay."""
+    from loyalty_cli.games import play as games
+    from loyalty_cli.games.model import Fact, Facts, Play
+    from loyalty_cli.rules import parse_rules
+
+    text = GAMES_RULES if monthly else GAMES_RULES.replace("  - {id: monthly", "  # {id: monthly")
+    book = parse_rules(text).games
+    assert book is not None
+    whole = Play(
+        Facts(
+            Fact(n, DAY0 + timedelta(days=d), "purchase", c, c, cat, None, q)
+            for n, (d, c, cat, q) in enumerate(facts, 1)
+        ),
+        earned=17,
+    )
+    play = whole
+    first = DAY0
+    for cut in sorted(cuts):
+        first = DAY0 + timedelta(days=cut)
+        play = games.fold(book, play, first)
+        for game in book.games:
+            base = play.base.get(game.id)
+            assert games.measure(game, play.facts, 17, base) == games.measure(game, whole.facts, 17)
+            for n in (0, 6, 7, 31, 90):
+                today = first + timedelta(days=n)
+                assert games.standing(game, play, today) == games.standing(game, whole, today)
+        end = first + timedelta(days=40)
+        assert games.settled(book, play, first, end) == games.settled(book, whole, first, end)
+    assert len(play.facts) <= len(whole.facts)
+    # Later facts, none dated before the last cut: the same lines, the same totals.
+    for n, (d, c, cat, q) in enumerate(later, len(facts) + 1):
+        fact = Fact(n, first + timedelta(days=d // 4), "purchase", c, c, cat, None, q)
+        paid, play = games.decide(book, play, fact, 17)
+        expected, whole = games.decide(book, whole, fact, 17)
+        assert paid == expected
+        play = Play(play.facts, play.paid + _paid(paid, fact), 17, play.memo, play.base)
+        whole = Play(whole.facts, whole.paid + _paid(expected, fact), 17, whole.memo)
+    for game in book.games:
+        assert games.standing(game, play, first + timedelta(days=120)) == games.standing(
+            game, whole, first + timedelta(days=120)
+        )
+
+
+def _paid(lines: list[Any], fact: Any) -> tuple[Any, ...]:
+    from loyalty_cli.games.model import Paid
+
+    return tuple(
+        Paid(x.game, x.round, "badge" if x.badge else "earn", x.points, x.badge, fact.day)
+        for x in lines
+    )

@@ -382,9 +382,9 @@ def test_an_import_whose_accounts_outgrow_what_it_keeps_pays_the_same_without_re
     counted: list[str] = []
     tally = games.tally
 
-    def counting(game: games.Game, facts: tuple[Fact, ...]) -> Any:
+    def counting(game: games.Game, facts: tuple[Fact, ...], base: Any = None) -> Any:
         counted.append(game.id)
-        return tally(game, facts)
+        return tally(game, facts, base)
 
     monkeypatch.setattr(games, "tally", counting)
     built: list[int] = []

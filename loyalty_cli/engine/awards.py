@@ -175,7 +175,7 @@ def credited(
         # Milestones on points count the rules' points, never the games' own.
         gained = sum(e.points for e in mine if e.kind in AWARDS and not is_game_line(e.rule))
         if gained:
-            play = Play(play.facts, play.paid, play.earned + gained, play.memo)
+            play = Play(play.facts, play.paid, play.earned + gained, play.memo, play.base)
     return account.with_(
         lots=add_lots(account, entries),
         net=account.net + sum(e.points for e in mine),

@@ -82,6 +82,9 @@ def combined(keep: Account, duplicate: Account) -> Account:
     duplicate's rows in). Points are not here: the merge's entries move them."""
     play = keep.play
     if play is not None and duplicate.play is not None:
+        # Only a replay folds a play's facts (games.play.fold), never those of
+        # an account that a merge to come joins (simulate.Compaction).
+        assert not play.base and not duplicate.play.base
         play = Play(
             Facts(sorted((*play.facts, *duplicate.play.facts), key=lambda f: f.op)),
             tuple(sorted((*play.paid, *duplicate.play.paid), key=lambda p: (p.game, p.round))),

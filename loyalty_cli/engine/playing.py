@@ -51,14 +51,14 @@ def play(
             Paid(line.game, line.round, _kind(line), line.points, line.badge or line.reward, day)
             for line in lines
         )
-        after = Play(after.facts, after.paid + paid, after.earned, after.memo)
+        after = Play(after.facts, after.paid + paid, after.earned, after.memo, after.base)
     moved: tuple[tuple[str, str], ...] = ()
     if explain:
         moved = tuple(
             (game.id, games.words(games.standing(game, after, day)))
             for game in book.games
-            if games.measure(game, after.facts, after.earned)
-            != games.measure(game, before.facts, before.earned)
+            if games.measure(game, after.facts, after.earned, after.base.get(game.id))
+            != games.measure(game, before.facts, before.earned, before.base.get(game.id))
         )
     if not lines and not moved:
         return award, after

@@ -355,7 +355,7 @@ class Facts(Sequence[Fact]):
     read was most of what games cost an import), then those decided since, one
     link each (`plus` copies nothing). Immutable."""
 
-    __slots__ = ("_all", "_before", "_last", "_read")
+    __slots__ = ("_all", "_before", "_last", "_n", "_read")
 
     def __init__(
         self,
@@ -367,6 +367,12 @@ class Facts(Sequence[Fact]):
         self._all: tuple[Fact, ...] | None = None if read is not None else tuple(facts)
         self._before: Facts | None = None
         self._last: Fact | None = None
+        self._n = None if self._all is None else len(self._all)
+
+    @property
+    def length(self) -> int | None:
+        """How many facts there are, when that is known without building them."""
+        return self._n
 
     @property
     def built(self) -> bool:
@@ -383,6 +389,7 @@ class Facts(Sequence[Fact]):
         after = Facts.__new__(Facts)
         after._read = after._all = None
         after._before, after._last = self, fact
+        after._n = None if self._n is None else self._n + 1
         return after
 
     def _facts(self) -> tuple[Fact, ...]:
@@ -396,8 +403,13 @@ class Facts(Sequence[Fact]):
             if node._all is None:
                 assert node._read is not None
                 node._all, node._read = node._read(), None
+                node._n = len(node._all)
             later.reverse()
             self._all = (*node._all, *later)
+            # The links behind are no longer needed: let them go, so that
+            # building every play of a long chain keeps one copy, not one each.
+            self._before = self._last = None
+            self._n = len(self._all)
         return self._all
 
     def __iter__(self) -> Iterator[Fact]:
@@ -438,6 +450,9 @@ class Play:
     # change, and points are not kept here), so an import row does not count a
     # customer's history again for every game: a new fact adds to it.
     memo: dict[str, Tally] = field(default_factory=dict, compare=False, repr=False)
+    # By game id: the tally of the facts a replay folded away (games.play.fold;
+    # nothing else folds). Every count starts from it.
+    base: dict[str, Tally] = field(default_factory=dict)
 
     @property
     def badges(self) -> frozenset[str]:
@@ -447,4 +462,4 @@ class Play:
         """After a refund of `cents` on the purchase `op`, returning `lines`
         (number, units, cents) of it: it counts for what is left."""
         facts = Facts(f.returned(cents, lines) if f.op == op else f for f in self.facts)
-        return Play(facts, self.paid, self.earned)
+        return Play(facts, self.paid, self.earned, base=self.base)

@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ..values import from_cents
-from .model import Fact, Game, Games, Give, Goal, Paid, Play, Streak, Tally, line_rule
+from .model import Fact, Facts, Game, Games, Give, Goal, Paid, Play, Streak, Tally, line_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +89,26 @@ def counts(game: Game, fact: Fact) -> bool:
     return portion(game, fact) is not None
 
 
-def measure(game: Game, facts: Iterable[Fact], earned: int) -> Decimal:
-    """The game's lifetime total over `facts`: stamps (at most `per_day` a shop
-    day), purchases, units, money spent, or points the rules earned; for a
-    streak, its length times the streaks completed plus the current run; for a
-    challenge, the goals' figures, each up to its target, added up."""
+def measure(game: Game, facts: Iterable[Fact], earned: int, base: Tally | None = None) -> Decimal:
+    """The game's lifetime total over `facts` (after what facts folded into
+    `base` counted): stamps (at most `per_day` a shop day), purchases, units,
+    money spent, or points the rules earned; for a streak, its length times the
+    streaks completed plus the current run; for a challenge, the goals' figures,
+    each up to its target, added up."""
     if game.kind == "milestones" and game.metric == "points":
         return Decimal(earned)
-    return total(game, tally(game, facts))
+    return total(game, tally(game, facts, base))
 
 
-def tally(game: Game, facts: Iterable[Fact]) -> Tally:
-    """The game's tally over `facts`, from nothing: the facts that count, in
-    the order of their days (a backdated fact takes its place)."""
+def tally(game: Game, facts: Iterable[Fact], base: Tally | None = None) -> Tally:
+    """The game's tally over `facts`, from `base` (what folded facts counted;
+    None: from nothing): the facts that count, in the order of their days (a
+    backdated fact takes its place; a fold leaves none dated before `base`)."""
     counted = [(f, p) for f in facts if (p := portion(game, f)) is not None]
     counted.sort(key=lambda fp: fp[0].day)
-    out = Tally(goals=(0,) * len(game.challenge.goals)) if game.challenge else Tally()
+    out = base
+    if out is None:
+        out = Tally(goals=(0,) * len(game.challenge.goals)) if game.challenge else Tally()
     for fact, part in counted:
         added = add(game, out, fact, part)
         assert added is not None  # in day order, nothing is backdated
@@ -261,12 +265,18 @@ def _next(game: Game, start: date) -> date:
     return (start + timedelta(days=32)).replace(day=1)
 
 
-def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
+def walk(game: Game, counted: list[Fact], today: date | None, base: Tally | None = None) -> Walk:
     """A streak game's periods in order, from the first with a counted purchase
-    to the last (or to `today`'s, which is open: not missed while it lasts)."""
+    (or from where the periods folded into `base` left it: its latest period,
+    with its count) to the last (or to `today`'s, which is open: not missed
+    while it lasts)."""
     rule = game.streak
     assert rule is not None
     per: dict[date, int] = {}
+    completed = run = missed = 0
+    if base is not None and base.day:
+        per[date.fromordinal(base.day)] = base.counted
+        completed, run, missed = base.completed, base.run, base.missed
     for f in counted:
         start = period_start(game, f.day)
         per[start] = per.get(start, 0) + 1
@@ -274,7 +284,6 @@ def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
         return Walk(0, 0, 0, 0)
     current = None if today is None else period_start(game, today)
     last = max(per) if current is None else max(max(per), current)
-    completed = run = missed = 0
     p = min(per)
     while p <= last:
         if per.get(p, 0) >= rule.at_least:
@@ -289,11 +298,14 @@ def walk(game: Game, counted: list[Fact], today: date | None) -> Walk:
     return Walk(completed, run, missed, 0 if current is None else per.get(current, 0))
 
 
-def _goals(game: Game, facts: Iterable[Fact]) -> list[tuple[Decimal, Goal]]:
-    """Each goal of a challenge with its figure over the purchases in its window."""
+def _goals(
+    game: Game, facts: Iterable[Fact], base: Tally | None = None
+) -> list[tuple[Decimal, Goal]]:
+    """Each goal of a challenge with its figure over the purchases in its window
+    (and what folded facts gave it)."""
     rule = game.challenge
     assert rule is not None
-    figures = tally(game, facts).goals
+    figures = tally(game, facts, base).goals
     return [(_goal_value(g, v), g) for v, g in zip(figures, rule.goals, strict=True)]
 
 
@@ -317,17 +329,18 @@ def _reached(game: Game, count: int) -> int:
 def standing(game: Game, play: Play, today: date | None = None) -> Standing:
     """Where the customer stands in `game` (for a streak or a challenge, as of
     `today`; None: as of their last purchase)."""
-    total = measure(game, play.facts, play.earned)
+    base = play.base.get(game.id)
+    total = measure(game, play.facts, play.earned, base)
     paid = _rounds(play.paid, game.id)
     if game.kind == "streak":
         assert game.streak is not None
         counted = [f for f in play.facts if counts(game, f)]
-        w = walk(game, counted, today)
+        w = walk(game, counted, today, base)
         length = Decimal(game.streak.length)
         return Standing(game, total, len(paid), Decimal(w.run), length, game.give, w, today)
     if game.kind == "challenge":
         assert game.challenge is not None
-        met = sum(v >= g.target for v, g in _goals(game, play.facts))
+        met = sum(v >= g.target for v, g in _goals(game, play.facts, base))
         goals = Decimal(len(game.challenge.goals))
         give = None if paid else game.give
         return Standing(game, total, len(paid), Decimal(met), goals, give, None, today)
@@ -350,7 +363,7 @@ def decide(
     given again; a challenge pays only on a purchase inside its window."""
     facts = play.facts if fact is None else play.facts.plus(fact)
     # What a fact that does not count for a game leaves: that game's tally.
-    after = Play(facts, play.paid, earned, dict(play.memo))
+    after = Play(facts, play.paid, earned, dict(play.memo), play.base)
     lines: list[Line] = []
     held: set[str] | None = None  # the badges held, once a round pays
     for game in games.games:
@@ -366,7 +379,7 @@ def decide(
             known = _tallied(games, game, play, after.memo)
             added = add(game, known, fact, part)
             if added is None:  # a backdated fact: count again
-                added = tally(game, facts)
+                added = tally(game, facts, play.base.get(game.id))
             after.memo[game.id] = added
             if rule is None:
                 before, now = _count(game, known), _count(game, added)
@@ -412,7 +425,7 @@ def _tallied(games: Games, game: Game, play: Play, after: dict[str, Tally]) -> T
             if other.id not in play.memo and not (
                 other.kind == "milestones" and other.metric == "points"
             ):
-                play.memo[other.id] = tally(other, play.facts)
+                play.memo[other.id] = tally(other, play.facts, play.base.get(other.id))
                 after.setdefault(other.id, play.memo[other.id])
         known = play.memo[game.id]
     return known
@@ -549,7 +562,8 @@ def settled(
     broken = missed = 0
     for game in games.games:
         counted = [f for f in play.facts if counts(game, f)]
-        if not counted:
+        base = play.base.get(game.id)
+        if not counted and base is None:
             continue
         if game.streak is not None:
             day = period_start(game, first)
@@ -557,16 +571,37 @@ def settled(
                 day = _next(game, day)
             while day <= last:
                 if (
-                    walk(game, counted, day - timedelta(days=1)).run
-                    and not walk(game, counted, day).run
+                    walk(game, counted, day - timedelta(days=1), base).run
+                    and not walk(game, counted, day, base).run
                 ):
                     broken += 1
                 day = _next(game, day)
         rule = game.challenge
         if rule is not None and first <= rule.end + timedelta(days=1) <= last:
-            taking_part = measure(game, play.facts, play.earned) > 0 and (
+            taking_part = measure(game, play.facts, play.earned, base) > 0 and (
                 rule.tiers is None or tier in rule.tiers
             )
             if taking_part and not _rounds(play.paid, game.id):
                 missed += 1
     return broken, missed
+
+
+def fold(games: Games, play: Play, before: date) -> Play:
+    """The play with its facts dated before `before` folded into each game's
+    base tally, for a replay that knows no fact still to come is dated
+    earlier, and that no refund to come changes them (the caller's `before`):
+    what they count can no longer change, so only their tally is kept. A fact
+    to come in the base's latest day or streak period adds to it as it would
+    to the facts themselves (add). Every tally, measure, walk, standing and
+    settlement comes out the same (tests/test_compact.py)."""
+    old = [f for f in play.facts if f.day < before]
+    if not old:
+        return play
+    base = dict(play.base)
+    for game in games.games:
+        if game.kind == "milestones" and game.metric == "points":
+            continue  # counted from `earned`, not from facts
+        if any(counts(game, f) for f in old):
+            base[game.id] = tally(game, old, base.get(game.id))
+    facts = Facts(f for f in play.facts if f.day >= before)
+    return Play(facts, play.paid, play.earned, play.memo, base)

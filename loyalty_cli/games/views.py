@@ -162,7 +162,7 @@ def report(
         for game in games.games:
             row = figures[game.id]
             mine = [p for p in play.paid if p.game == game.id]
-            if mine or measure(game, play.facts, play.earned) > 0:
+            if mine or measure(game, play.facts, play.earned, play.base.get(game.id)) > 0:
                 row.customers += 1
             for p in mine:
                 if p.day > end or (start is not None and p.day < start):

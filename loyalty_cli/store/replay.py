@@ -156,3 +156,10 @@ def rules_texts(conn: Conn) -> dict[str, tuple[str, str]]:
         str(v): (str(s), str(t))
         for v, s, t in conn.execute("SELECT lower(hex(version)), source, text FROM rulesets")
     }
+
+
+def merged(conn: Conn) -> frozenset[str]:
+    """Every customer a merge joined, as duplicate or as keeper (few)."""
+    return frozenset(
+        str(cid) for row in conn.execute("SELECT duplicate, keep FROM merges") for cid in row
+    )
