@@ -176,9 +176,8 @@ def test_folded_uses_count_the_same_in_every_later_period(
                 )
 
 
-GAMES_RULES = """\
-program: {name: G, timezone: Europe/London}
-earn: [{id: base, on: purchase, points_per_unit: 1}]
+# Games of every kind (test_whatif.py replays a history under them too).
+GAMES = """\
 badges: [{id: regular, name: Regular}]
 games:
   - {id: card, stamps: 3, per_day: 1, min_amount: 5, give: {points: 15, badge: regular}}
@@ -194,6 +193,13 @@ games:
       goals: [{purchases: 4}, {spend: 100, category: bags}]
     give: {points: 60}
 """
+GAMES_RULES = (
+    """\
+program: {name: G, timezone: Europe/London}
+earn: [{id: base, on: purchase, points_per_unit: 1}]
+"""
+    + GAMES
+)
 
 game_facts = st.lists(
     st.tuples(

@@ -26,6 +26,7 @@ from loyalty_cli.simulate import simulate
 from loyalty_cli.store import Store
 
 from .conftest import EXAMPLE_RULES, Shop
+from .test_compact import GAMES
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ledger-v4.db"
 
@@ -180,25 +181,7 @@ OTHER = parse_rules(
 
 # Games of every kind, for the replay to fold the facts they count (the history
 # was written without them: a replay under these rules pays their rounds).
-GAMED = parse_rules(
-    PROGRAMME
-    + """\
-badges: [{id: regular, name: Regular}]
-games:
-  - {id: card, stamps: 3, per_day: 1, min_amount: 5, give: {points: 15, badge: regular}}
-  - {id: spender, milestones: [50, 200], metric: spend, give: {points: 30}}
-  - {id: bagged, milestones: [2, 6], metric: units, category: bags, give: {points: 7}}
-  - {id: weekly, streak: {period: week, at_least: 1, length: 2, forgive: 1}, give: {points: 25}}
-  - {id: monthly, streak: {period: month, at_least: 2, length: 2}, give: {points: 40}}
-  - id: winter
-    challenge:
-      from: 2026-01-10
-      to: 2026-03-31
-      goals: [{purchases: 3}, {spend: 40, category: bags}]
-    give: {points: 60}
-""",
-    "gamed.yaml",
-)
+GAMED = parse_rules(PROGRAMME + GAMES, "gamed.yaml")
 
 
 # Ten weeks of purchases by three customers: the games' facts fold many times.

@@ -42,9 +42,7 @@ def play(
         )
     elif activity.event in book.events:
         fact = Fact(op_id, day, activity.event)
-    earned = before.earned
-    if book.by_points:
-        earned += book.counted(sum(line.points for line in award.lines))
+    earned = before.earned + book.counted(sum(line.points for line in award.lines))
     lines, after = games.decide(book, before, fact, earned, tier)
     if lines:
         paid = tuple(

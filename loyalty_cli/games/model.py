@@ -126,6 +126,12 @@ class Game:
     challenge: Challenge | None = None
 
     @property
+    def on_points(self) -> bool:
+        """A milestone on points: it counts the rules' points earned (a play's
+        `earned`), not its facts."""
+        return self.kind == "milestones" and self.metric == "points"
+
+    @property
     def noun(self) -> str:
         """What the game counts, in words."""
         if self.kind in ("stamps", "streak", "challenge"):
@@ -164,7 +170,7 @@ class Games:
             )
             for g in games
         )
-        by_points = any(g.kind == "milestones" and g.metric == "points" for g in games)
+        by_points = any(g.on_points for g in games)
         object.__setattr__(self, "events", events)
         object.__setattr__(self, "details", details)
         object.__setattr__(self, "by_points", by_points)

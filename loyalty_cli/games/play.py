@@ -95,7 +95,7 @@ def measure(game: Game, facts: Iterable[Fact], earned: int, base: Tally | None =
     money spent, or points the rules earned; for a streak, its length times the
     streaks completed plus the current run; for a challenge, the goals' figures,
     each up to its target, added up."""
-    if game.kind == "milestones" and game.metric == "points":
+    if game.on_points:
         return Decimal(earned)
     return total(game, tally(game, facts, base))
 
@@ -368,7 +368,7 @@ def decide(
     held: set[str] | None = None  # the badges held, once a round pays
     for game in games.games:
         rule = game.challenge
-        if game.kind == "milestones" and game.metric == "points":
+        if game.on_points:
             before, now = play.earned, earned
         elif fact is None:
             continue
@@ -422,9 +422,7 @@ def _tallied(games: Games, game: Game, play: Play, after: dict[str, Tally]) -> T
     known = play.memo.get(game.id)
     if known is None:
         for other in games.games:
-            if other.id not in play.memo and not (
-                other.kind == "milestones" and other.metric == "points"
-            ):
+            if other.id not in play.memo and not other.on_points:
                 play.memo[other.id] = tally(other, play.facts, play.base.get(other.id))
                 after.setdefault(other.id, play.memo[other.id])
         known = play.memo[game.id]
@@ -599,8 +597,8 @@ def fold(games: Games, play: Play, before: date) -> Play:
         return play
     base = dict(play.base)
     for game in games.games:
-        if game.kind == "milestones" and game.metric == "points":
-            continue  # counted from `earned`, not from facts
+        if game.on_points:
+            continue
         if any(counts(game, f) for f in old):
             base[game.id] = tally(game, old, base.get(game.id))
     facts = Facts(f for f in play.facts if f.day >= before)

@@ -25,7 +25,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from ..account import Account, Budgets, Profile, Use, counts_from
-from ..clock import from_day_number, from_stamp, shop_day, stored_day, zone
+from ..clock import from_day_number, from_stamp, stored_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
 from ..games.model import Fact, Facts, Item, Paid, Play, Tally, parse_rule
@@ -880,7 +880,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         override: Override | None = None
         for _, event, level, until, reason, occurred in sorted(tiers.get(cid, [])):
             if event == "change":
-                tier, tier_day = level, shop_day(from_stamp(occurred), tz)
+                tier, tier_day = level, stored_day(occurred, tz)
             elif event == "override" and level is not None:
                 floor = None if until is None else from_day_number(until)
                 override = Override(level, floor, reason or "")
@@ -888,11 +888,11 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         spend = 0
         amounts = qualifying.get(cid, [])
         returns = refunded.get(cid, none)
-        points_back_all = 0
+        clawed_back = 0  # points refunds took back (negative)
         for row in purchases:
             op_id, occurred, cents = row[2], row[3], row[4]
             back, points_back = returns.get(op_id, (0, 0))
-            points_back_all += points_back
+            clawed_back += points_back
             spend += cents - back
             if by_spend or (by_points and points_back):
                 # A purchase counts from the end of its return window; its
@@ -930,7 +930,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                 tuple(sorted(paid.get(cid, ()), key=lambda p: (p.game, p.round))),
                 # The rules' points are net of refunds' clawbacks (refund lines
                 # are negative; they never take back a game's points).
-                rules_points.get(cid, 0) + points_back_all,
+                rules_points.get(cid, 0) + clawed_back,
             ),
         )
     return out
