@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loyalty_cli import operations as ops
 from loyalty_cli.engine import awards
 from loyalty_cli.engine.book import Book
 from loyalty_cli.engine.requests import EarnRequest, EnrollRequest
 from loyalty_cli.errors import InputMissing, Refused, TamperDetected
+from loyalty_cli.games.model import Play, Tally
 from loyalty_cli.rules import load_rules, parse_rules
 from loyalty_cli.store import Store, snapshots
 from loyalty_cli.store.migrations import MIGRATIONS
@@ -514,6 +517,58 @@ def test_kept_accounts_are_bounded_by_what_they_hold_and_dropped_when_another_wr
     assert not kept.accounts and kept.held == 0
     kept.keep(tip, "v1", {"A": account("A", 1)})
     assert not kept.valid(tip, "v2")  # other rules: decisions made under v1 do not carry
+
+
+@given(
+    memos=st.lists(
+        st.dictionaries(
+            st.sampled_from(["card", "meals", "weekly", "month-challenge"]),
+            st.builds(
+                Tally,
+                st.integers(0, 2**40),
+                st.integers(0, 800_000),
+                st.integers(0, 50),
+                st.integers(0, 9),
+                st.integers(0, 60),
+                st.integers(0, 3),
+                st.lists(st.integers(0, 2**40), max_size=3).map(tuple),
+            ),
+            min_size=1,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    bound=st.integers(1, 8),
+)
+def test_kept_tallies_come_back_exactly_for_the_customers_kept_and_the_newest(
+    memos: list[dict[str, Tally]], bound: int
+) -> None:
+    """An account let go leaves its games' tallies behind, packed, and gets
+    them back, the same, when it is read again; past the bound on customers the
+    older half goes (those then count their history again, so still exactly)."""
+    from loyalty_cli.account import Account, Profile
+
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    tip = snapshots.Tip(7, b"h", 0, 0, None)
+    kept = snapshots.Kept(budget=0)  # every account goes at once
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshots, "TALLIES", bound)
+        for n, memo in enumerate(memos):
+            account = Account(Profile(f"c{n}", day), play=Play(memo=dict(memo)))
+            kept.valid(tip, "v1")
+            kept.keep(tip, "v1", {f"c{n}": account})
+    assert not kept.accounts and len(kept.tallies) <= bound
+    # The newest customers' tallies stay, whatever the bound.
+    newest = len(memos) - 1
+    assert f"c{newest}" in kept.tallies
+    again = {f"c{n}": Account(Profile(f"c{n}", day), play=Play()) for n in range(len(memos))}
+    kept.restore(again)
+    for n, memo in enumerate(memos):
+        play = again[f"c{n}"].play
+        assert play is not None
+        assert play.memo == memo or play.memo == {}
+    assert again[f"c{newest}"].play.memo == memos[newest]  # type: ignore[union-attr]
+    assert not kept.tallies  # given back once: the account holds them now
 
 
 CARD_RULES = """\

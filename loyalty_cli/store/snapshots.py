@@ -15,7 +15,9 @@ reads all it needs in two round trips, as a till's earn does.
 
 from __future__ import annotations
 
+import itertools
 import json
+import marshal
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -512,18 +514,21 @@ class Kept:
 
     Bounded by what they hold, not by how many they are: `budget` lots, tier
     inputs and uses in all (each a few hundred bytes), the least recently used
-    account going first, so memory stays flat however many customers a file has."""
+    account going first; and the games' tallies of the accounts let go by
+    TALLIES customers. So memory stays flat however many customers a file has."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.held = 0
         self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
         self.accounts: OrderedDict[str, Account] = OrderedDict()
-        # The games' tallies of accounts that went (games.play: a few small
-        # tuples a customer), up to TALLIES customers, the most recent: an account read again
-        # gets them back instead of counting its whole history once per game,
-        # which an import whose accounts outgrow the budget does on most rows.
-        self.tallies: OrderedDict[str, dict[str, Tally]] = OrderedDict()
+        # The games' tallies of accounts that went, packed (about 60 bytes with
+        # three games: _packed): an account read again gets them back instead of
+        # building its history and counting it once per game, which an import
+        # whose accounts outgrow the budget would do on most rows. Kept for every
+        # customer let go, up to TALLIES; past that the older half goes.
+        self.tallies: dict[str, bytes] = {}
+        self.games: dict[str, int] = {}  # game id -> its number in a packed tally
 
     def valid(self, tip: Tip, version: str) -> bool:
         if self.tip != (tip.op, tip.hash, version):
@@ -545,9 +550,12 @@ class Kept:
             cid, gone = self.accounts.popitem(last=False)
             self.held -= _size(gone)
             if gone.play is not None and gone.play.memo:
-                self.tallies[cid] = gone.play.memo
-                if len(self.tallies) > TALLIES:
-                    self.tallies.popitem(last=False)
+                self.tallies[cid] = self._packed(gone.play.memo)
+        if len(self.tallies) > TALLIES:
+            # Not one at a time: removing a plain dict's first key again and
+            # again makes finding the next first key slower each time.
+            newer = itertools.islice(self.tallies.items(), len(self.tallies) // 2, None)
+            self.tallies = dict(newer)
 
     def restore(self, accounts: dict[str, Account]) -> None:
         """Give accounts just read the tallies they had when they went: exact,
@@ -556,16 +564,39 @@ class Kept:
         if not self.tallies:
             return
         for cid, account in accounts.items():
-            memo = self.tallies.pop(cid, None)
-            if memo is not None and account.play is not None:
-                account.play.memo.update(memo)
+            packed = self.tallies.pop(cid, None)
+            if packed is not None and account.play is not None:
+                account.play.memo.update(self._unpacked(packed))
+
+    def _packed(self, memo: dict[str, Tally]) -> bytes:
+        # Each tally as its game's number and its fields up to the last that is
+        # not a default (Tally() fills them in again), marshalled: a tenth of the
+        # dict of named tuples. Only this process reads it, so marshal serves.
+        numbers = self.games
+        return marshal.dumps(
+            tuple(
+                (numbers.setdefault(game, len(numbers)), *_trimmed(tally))
+                for game, tally in memo.items()
+            )
+        )
+
+    def _unpacked(self, packed: bytes) -> dict[str, Tally]:
+        names = list(self.games)
+        return {names[number]: Tally(*fields) for number, *fields in marshal.loads(packed)}
+
+
+def _trimmed(tally: Tally) -> tuple[Any, ...]:
+    fields = list(tally)
+    while fields and fields[-1] in (0, ()):
+        fields.pop()
+    return tuple(fields)
 
 
 # Customers whose games' tallies a Kept holds after their account went: about
-# 600 bytes each with three games, so at most 3 MB. Bounded tightly: a 1M-row
-# import's peak memory may be at most 1.5x a 10,000-row one's (bench_import),
-# and the kept accounts already use most of that.
-TALLIES = 5_000
+# 190 bytes each with three games (the id, the packed tallies, the dict's slot),
+# so at most 19 MB; 9.5 MB for bench_import's 50,000 customers, whose 1M-row
+# import's peak memory may be at most 1.5x a 10,000-row one's.
+TALLIES = 100_000
 
 
 def _size(account: Account) -> int:
