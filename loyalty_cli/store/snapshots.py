@@ -808,9 +808,10 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
     net: dict[str, int] = {}
     held: dict[str, list[Lot]] = {}
     qualifying: dict[str, list[Qualifying]] = {}
-    # A customer's purchase rows as read: (tag, customer, op, occurred, cents,
-    # and with games' details category, sku, quantity).
-    bought: dict[str, list[Sequence[Any]]] = {}
+    # A customer's purchases as read: (op, occurred, cents, and with games'
+    # details category, sku, quantity). Not the rows themselves: a kept account
+    # holds these until its games' facts are built, and a row is 20 columns wide.
+    bought: dict[str, list[tuple[Any, ...]]] = {}
     refunds: dict[int, tuple[str, int, int]] = {}  # refund op -> (customer, purchase op, cents)
     taken: dict[int, int] = {}  # refund op -> points it took
     tiers: dict[str, list[tuple[int, str, str | None, int | None, str | None, int]]] = {}
@@ -863,7 +864,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
                     stored_lot(lot_id, earned, available, expires, left)
                 )
         elif tag == "purchase":
-            bought.setdefault(cid, []).append(row)
+            bought.setdefault(cid, []).append(tuple(row[2:8]))
         elif tag == "sold":
             sold.setdefault(cid, {}).setdefault(row[2], []).append(
                 Item(
@@ -920,8 +921,8 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
         amounts = qualifying.get(cid, [])
         returns = refunded.get(cid, none)
         clawed_back = 0  # points refunds took back (negative)
-        for row in purchases:
-            op_id, occurred, cents = row[2], row[3], row[4]
+        for bought_one in purchases:
+            op_id, occurred, cents = bought_one[0], bought_one[1], bought_one[2]
             back, points_back = returns.get(op_id, (0, 0))
             clawed_back += points_back
             spend += cents - back
@@ -969,7 +970,7 @@ def build(rows: Iterable[Sequence[Any]], ruleset: Ruleset | None) -> dict[str, A
 
 def _facts(
     events: Iterable[Fact],
-    purchases: list[Sequence[Any]],
+    purchases: list[tuple[Any, ...]],
     refunded: dict[int, list[int]],
     sold: dict[int, list[Item]],
     by_line: dict[int, list[tuple[int, int, int]]],
@@ -980,9 +981,7 @@ def _facts(
     refunds, and of a receipt's lines after returns by line) in the order
     they happened. Built only when a game needs the history (Facts)."""
     facts = list(events)
-    for row in purchases:
-        op_id, occurred, cents = row[2], row[3], row[4]
-        category, sku, quantity = (row[5], row[6], row[7]) if len(row) > 5 else (None, None, None)
+    for op_id, occurred, cents, category, sku, quantity in purchases:
         back = refunded.get(op_id)
         lines = sold.get(op_id)
         items = () if lines is None else tuple(sorted(lines, key=lambda x: x.number))
