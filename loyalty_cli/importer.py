@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from .bloom import Bloom
 from .cancellations import NoSaleYet, Waiting
 from .clock import stamp
 from .engine import awards, refunds
@@ -740,20 +741,30 @@ def _keyed(prepared: Sequence[tuple[Source, dict[str, int], list[str], Iterator[
 
 def _receipt_sizes(sources: Sequence[Source], options: Options) -> dict[str, int]:
     """How many rows each txn has across the files, for the txns with more than
-    one: a first pass over the txn column only, so a receipt's rows are gathered
-    wherever they are. Memory: one entry per receipt of several rows."""
-    counts: dict[str, int] = {}
+    one, so a receipt's rows are gathered wherever they are. Two passes over the
+    txn column: the first finds the txns that may repeat (a Bloom filter, two
+    bytes a row), the second counts those. Memory: one entry per receipt of
+    several rows, and the few txns the filter mistook, not one per row."""
+    seen = Bloom(sum(source.lines for source in sources))
+    counts = {txn: 0 for txn in _txns(sources, options) if seen.add(txn)}
+    if counts:
+        for txn in _txns(sources, options):
+            if txn in counts:
+                counts[txn] += 1
+    return {txn: n for txn, n in counts.items() if n > 1}
+
+
+def _txns(sources: Sequence[Source], options: Options) -> Iterator[str]:
     for source in sources:
         columns, _, data = rows(source, options)
         if "txn_id" not in columns:
-            for _ in data:
+            for _ in data:  # read to its end, which closes it
                 pass
             continue
         for row in data:
             txn = row.values.get("txn_id")
             if txn is not None:
-                counts[txn] = counts.get(txn, 0) + 1
-    return {txn: n for txn, n in counts.items() if n > 1}
+                yield txn
 
 
 def _groups(

@@ -8,18 +8,21 @@ import csv
 import json
 import shutil
 import sqlite3
+import tracemalloc
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from loyalty_cli import importer
+from loyalty_cli.bloom import Bloom
 from loyalty_cli.engine import awards, refunds
 from loyalty_cli.engine.book import Book
 from loyalty_cli.engine.requests import EarnRequest, EnrollRequest, RefundRequest
@@ -1126,3 +1129,57 @@ def test_a_return_of_several_rows_must_name_one_receipt_and_its_lines(shop: Shop
     assert json.loads(result.stdout)["rejected"] == 4
     assert "the rows of return 'RT-1' name different receipts in refund_of" in result.stderr
     assert "return 'RT-2' has several rows: each needs a quantity" in result.stderr
+
+
+@given(st.lists(st.text(max_size=6), max_size=300), st.integers(0, 400))
+def test_a_bloom_filter_never_says_no_to_what_it_was_given(items: list[str], room: int) -> None:
+    """Whatever its size, the filter that finds a receipt's repeated txns never
+    misses one (a false "maybe" only costs the exact count pass a look)."""
+    seen = Bloom(room)
+    for n, item in enumerate(items):
+        again = seen.add(item)
+        if item in items[:n]:
+            assert again
+
+
+@given(
+    receipts=st.lists(st.integers(1, 4), min_size=1, max_size=40),
+    order=st.randoms(use_true_random=False),
+    files=st.integers(1, 3),
+)
+def test_the_count_pass_counts_each_receipts_rows_across_files(
+    tmp_path_factory: pytest.TempPathFactory, receipts: list[int], order: Any, files: int
+) -> None:
+    rows = [f"R{n}" for n, lines in enumerate(receipts) for _ in range(lines)]
+    order.shuffle(rows)
+    scratch = tmp_path_factory.mktemp("count")
+    sources = []
+    for k in range(files):
+        path = scratch / f"{k}.csv"
+        body = "".join(f"{t},C1,1.00,2026-11-19\n" for t in rows[k::files])
+        path.write_text("txn_id,customer_id,amount,date\n" + body)
+        sources.append(importer.read_source(str(path), "utf-8"))
+    expected = {f"R{n}": lines for n, lines in enumerate(receipts) if lines > 1}
+    assert importer._receipt_sizes(sources, importer.Options()) == expected
+
+
+def test_the_count_pass_holds_the_receipts_of_several_rows_not_every_txn(
+    tmp_path: Path,
+) -> None:
+    """A one-line export of 100,000 receipts: the pass that finds receipts of
+    several rows peaks at the filter (two bytes a row), where a dict of every
+    txn took about 11 MB."""
+    path = tmp_path / "sales.csv"
+    with path.open("w") as out:
+        out.write("txn_id,customer_id,amount,date\n")
+        out.writelines(f"R{n:08d},C{n % 5000},1.00,2026-11-19\n" for n in range(100_000))
+        out.write("R00000007,C7,2.00,2026-11-19\n")  # one receipt of two rows
+    source = importer.read_source(str(path), "utf-8")
+    tracemalloc.start()
+    try:
+        sizes = importer._receipt_sizes([source], importer.Options())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sizes == {"R00000007": 2}
+    assert peak < 1_000_000, peak
