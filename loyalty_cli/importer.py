@@ -517,7 +517,7 @@ CHUNK = 2000
 CHUNK_SECONDS = 0.25  # or fewer rows, on a machine slow enough to take longer than this
 CHUNK_PAUSE = 0.01  # seconds without the lock between chunks (writers poll every 2 ms)
 # What accounts may hold between chunks while nobody else writes, in lots, tier
-# inputs and uses (store.snapshots.Kept), about 140 bytes each: 6 MB. A file of
+# inputs and uses (store.kept.Kept), about 140 bytes each: 6 MB. A file of
 # a thousand regulars is read once; one of 50,000 customers reads most accounts
 # again in each chunk (1.7x slower at 10,000 customers than keeping them all,
 # which took 70 MB more: memory that grows with the file is what we refuse).

@@ -417,7 +417,7 @@ def decide(
 def _tallied(games: Games, game: Game, play: Play, after: dict[str, Tally]) -> Tally:
     """tally(), remembered on the play (whose facts never change) and on the
     play after it (`after`, its memo): every game's at once, so that the history
-    is built once and a play read again with its tallies kept (snapshots.Kept)
+    is built once and a play read again with its tallies kept (store.kept.Kept)
     never needs it."""
     known = play.memo.get(game.id)
     if known is None:

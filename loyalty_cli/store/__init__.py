@@ -30,10 +30,10 @@ if TYPE_CHECKING:  # the write side's modules load only when a write happens:
     from ..engine.book import Book
     from ..engine.records import Recorded
     from ..models import Ruleset
-    from . import snapshots
     from . import verify as checks
     from .backup import BackupResult
     from .dialect import Conn
+    from .kept import Kept
     from .postgres import PgConnection
 
 __all__ = ["DEFAULT_TIMEOUT", "Store"]
@@ -44,7 +44,7 @@ class Store:
         self.connection = connection
         self.conn: Conn = connection.conn
         self.path = connection.path
-        self._kept: snapshots.Kept | None = None
+        self._kept: Kept | None = None
 
     @property
     def backend(self) -> str:
@@ -65,11 +65,11 @@ class Store:
 
     def keep_accounts(self, budget: int) -> None:
         """Keep accounts between write transactions, up to `budget` lots, tier
-        inputs and uses in all (see snapshots.Kept): for a writer that comes back
+        inputs and uses in all (see kept.Kept): for a writer that comes back
         to the same customers."""
-        from . import snapshots
+        from .kept import Kept
 
-        self._kept = snapshots.Kept(budget)
+        self._kept = Kept(budget)
 
     def widen_cache(self, mebibytes: int) -> None:
         """Give a long writer (an import) a page cache of `mebibytes`: each row

@@ -15,22 +15,19 @@ reads all it needs in two round trips, as a till's earn does.
 
 from __future__ import annotations
 
-import itertools
 import json
-import marshal
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import date, datetime, tzinfo
 from functools import lru_cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..account import Account, Budgets, Profile, Use, counts_from
 from ..clock import from_day_number, from_stamp, stored_day, zone
 from ..engine.book import Book
 from ..engine.records import Recorded, RecordedItem, RecordedLine
-from ..games.model import Fact, Facts, Item, Paid, Play, Tally, parse_rule
+from ..games.model import Fact, Facts, Item, Paid, Play, parse_rule
 from ..lots import Lot, spending_key
 from ..models import Ruleset
 from ..tiers import Override, Qualifying
@@ -38,6 +35,9 @@ from .chain import version_of
 from .dialect import Conn
 from .queries import stored_lot
 from .schema import budget_index
+
+if TYPE_CHECKING:
+    from .kept import Kept
 
 _WIDTH = 20
 
@@ -503,107 +503,6 @@ class Tip:
 
 
 Customers = Iterable[str] | Callable[[dict[str, Recorded]], Iterable[str]]
-
-
-class Kept:
-    """Accounts a long writer (an import, the nightly step) keeps between its
-    transactions. They are exact as long as the ledger's newest operation is
-    still the one this writer appended last: then nobody else wrote, and what
-    the writer's own decisions left in its Book is what a fresh read would give.
-    When another process has written in between, they are all dropped.
-
-    Bounded by what they hold, not by how many they are: `budget` lots, tier
-    inputs and uses in all (each a few hundred bytes), the least recently used
-    account going first; and the games' tallies of the accounts let go by
-    TALLIES customers. So memory stays flat however many customers a file has."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.held = 0
-        self.tip: tuple[int, bytes, str] | None = None  # (op id, hash, rules version)
-        self.accounts: OrderedDict[str, Account] = OrderedDict()
-        # The games' tallies of accounts that went, packed (about 60 bytes with
-        # three games: _packed): an account read again gets them back instead of
-        # building its history and counting it once per game, which an import
-        # whose accounts outgrow the budget would do on most rows. Kept for every
-        # customer let go, up to TALLIES; past that the older half goes.
-        self.tallies: dict[str, bytes] = {}
-        self.games: dict[str, int] = {}  # game id -> its number in a packed tally
-
-    def valid(self, tip: Tip, version: str) -> bool:
-        if self.tip != (tip.op, tip.hash, version):
-            self.accounts.clear()
-            self.tallies.clear()
-            self.held = 0
-            return False
-        return True
-
-    def keep(self, tip: Tip, version: str, accounts: dict[str, Account]) -> None:
-        self.tip = (tip.op, tip.hash, version)
-        for cid, account in accounts.items():
-            before = self.accounts.pop(cid, None)
-            if before is not None:
-                self.held -= _size(before)
-            self.accounts[cid] = account
-            self.held += _size(account)
-        while self.held > self.budget and self.accounts:
-            cid, gone = self.accounts.popitem(last=False)
-            self.held -= _size(gone)
-            if gone.play is not None and gone.play.memo:
-                self.tallies[cid] = self._packed(gone.play.memo)
-        if len(self.tallies) > TALLIES:
-            # Not one at a time: removing a plain dict's first key again and
-            # again makes finding the next first key slower each time.
-            newer = itertools.islice(self.tallies.items(), len(self.tallies) // 2, None)
-            self.tallies = dict(newer)
-
-    def restore(self, accounts: dict[str, Account]) -> None:
-        """Give accounts just read the tallies they had when they went: exact,
-        since nobody else wrote in between (valid) and their facts are those
-        this writer's decisions left."""
-        if not self.tallies:
-            return
-        for cid, account in accounts.items():
-            packed = self.tallies.pop(cid, None)
-            if packed is not None and account.play is not None:
-                account.play.memo.update(self._unpacked(packed))
-
-    def _packed(self, memo: dict[str, Tally]) -> bytes:
-        # Each tally as its game's number and its fields up to the last that is
-        # not a default (Tally() fills them in again), marshalled: a tenth of the
-        # dict of named tuples. Only this process reads it, so marshal serves.
-        numbers = self.games
-        return marshal.dumps(
-            tuple(
-                (numbers.setdefault(game, len(numbers)), *_trimmed(tally))
-                for game, tally in memo.items()
-            )
-        )
-
-    def _unpacked(self, packed: bytes) -> dict[str, Tally]:
-        names = list(self.games)
-        return {names[number]: Tally(*fields) for number, *fields in marshal.loads(packed)}
-
-
-def _trimmed(tally: Tally) -> tuple[Any, ...]:
-    fields = list(tally)
-    while fields and fields[-1] in (0, ()):
-        fields.pop()
-    return tuple(fields)
-
-
-# Customers whose games' tallies a Kept holds after their account went: about
-# 190 bytes each with three games (the id, the packed tallies, the dict's slot),
-# so at most 19 MB; 9.5 MB for bench_import's 50,000 customers, whose 1M-row
-# import's peak memory may be at most 1.5x a 10,000-row one's.
-TALLIES = 100_000
-
-
-def _size(account: Account) -> int:
-    # A game's facts are not counted: one small record per purchase of the
-    # accounts kept (a few MB at the budget), where counting them halved the
-    # accounts kept and an import read each account again 1.8x as often.
-    return 1 + len(account.lots) + len(account.qualifying) + len(account.uses)
 
 
 def load(
