@@ -581,6 +581,32 @@ def test_kept_tallies_come_back_exactly_for_the_customers_kept_and_the_newest(
     assert not any(account.play.memo for account in read_again().values())  # type: ignore[union-attr]
 
 
+def test_kept_tallies_stay_for_every_customer_under_the_bound_however_often_they_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long import takes each customer's tallies and puts them back again and
+    again, regulars far more often than an occasional customer: as long as no
+    more customers than the bound are kept, none is dropped, however many times
+    the others came and went in between (the bound counts customers)."""
+    from loyalty_cli.account import Account, Profile
+
+    monkeypatch.setattr(kept_module, "TALLIES", 3)
+    day = datetime(2026, 11, 2, tzinfo=UTC)
+    tip = snapshots.Tip(7, b"h", 0, 0, None)
+    kept = Kept(budget=0)  # every account goes at once
+    left: dict[str, Tally] = {}  # each customer's tally as it went
+    visits = ["rare"] + ["regular", "other"] * 6 + ["rare", "other", "rare"]
+    for n, cid in enumerate(visits):
+        kept.valid(tip, "v1")
+        account = Account(Profile(cid, day), play=Play())
+        kept.restore({cid: account})
+        assert account.play is not None
+        assert account.play.memo == ({"card": left[cid]} if cid in left else {})
+        account.play.memo["card"] = left[cid] = Tally(n)
+        kept.keep(tip, "v1", {cid: account})
+    assert kept.tallies.count == 3
+
+
 CARD_RULES = """\
 program: {name: Card Shop, currency: USD, timezone: UTC}
 earn:

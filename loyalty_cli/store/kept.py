@@ -100,10 +100,14 @@ class Tallies:
         self.db: sqlite3.Connection | None = None  # made when the first tallies come
         self.games: dict[str, int] = {}  # game id -> its number in a packed tally
         self.names: list[str] = []
+        # How many customers are kept, at most (a put that replaces one counts
+        # it twice): counted again only when it reaches TALLIES.
+        self.count = 0
 
     def clear(self) -> None:
         if self.db is not None:
             self.db.execute("DELETE FROM kept")
+        self.count = 0
 
     def put(self, memos: dict[str, dict[str, Tally]]) -> None:
         if not memos:
@@ -117,9 +121,21 @@ class Tallies:
             "INSERT OR REPLACE INTO kept (customer, packed) VALUES (?, ?)",
             [(cid, self._packed(memo)) for cid, memo in memos.items()],
         )
-        oldest, newest = db.execute("SELECT min(rowid), max(rowid) FROM kept").fetchone()
-        if newest - oldest >= TALLIES:
-            db.execute("DELETE FROM kept WHERE rowid <= ?", (newest - max(1, TALLIES // 2),))
+        self.count += len(memos)
+        if self.count <= TALLIES:
+            return
+        # Bound by how many are kept, not by rowids: every take and put moves a
+        # customer to a new rowid, and a bound on their span dropped, in a long
+        # import, the tallies of everyone not seen lately, who then counted their
+        # whole history again (most reads, at a million rows).
+        (self.count,) = db.execute("SELECT count(*) FROM kept").fetchone()
+        if self.count > TALLIES:
+            gone = self.count - max(1, TALLIES // 2)
+            db.execute(
+                "DELETE FROM kept WHERE rowid IN (SELECT rowid FROM kept ORDER BY rowid LIMIT ?)",
+                (gone,),
+            )
+            self.count -= gone
 
     def take(self, customers: list[str]) -> dict[str, dict[str, Tally]]:
         """The tallies kept of `customers`, which are kept no more (the accounts
@@ -131,6 +147,7 @@ class Tallies:
             "RETURNING customer, packed",
             (json.dumps(customers),),
         ).fetchall()
+        self.count -= len(rows)
         return {cid: self._unpacked(packed) for cid, packed in rows}
 
     def _packed(self, memo: dict[str, Tally]) -> bytes:
