@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gc
 import hashlib
 import itertools
 import json
@@ -525,6 +526,16 @@ KEPT_BUDGET = 40_000
 # The page cache of an import (Store.widen_cache): what a big import's index
 # inserts need, within the memory target (peak at 1M rows <= 1.5x at 10k).
 CACHE_MB = 16
+# The cyclic garbage collector's thresholds while an import runs. An import
+# makes millions of short-lived objects (every account read builds its lots,
+# uses and plays), which reference counting frees; at CPython's default (a
+# collection every 700 objects made and not yet freed, and every tenth of
+# those a wider one) the collector ran some 12,000 times per 100,000 rows at
+# 50,000 customers, each time traversing the accounts kept: 15% of the
+# import's CPU, and more with games, whose plays are more objects. At these
+# thresholds it runs a few times per 100,000 rows; the import makes few
+# cycles, so its memory does not grow for it (docs/benchmarks.md).
+COLLECT_EVERY = (50_000, 20, 20)
 
 
 @dataclass
@@ -635,6 +646,30 @@ def import_sources(
     Headers are all checked before anything is written. Each row is keyed (its
     txn_id, or the file's hash and its line), so a killed import re-run from the
     start finishes the job without duplicates."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(*COLLECT_EVERY)
+    try:
+        return _import_sources(
+            store, ruleset, sources, options, now, enroll_unknown, dry_run, on_reject, on_row,
+            rejects, finished_at,
+        )  # fmt: skip
+    finally:
+        gc.set_threshold(*threshold)
+
+
+def _import_sources(
+    store: Store,
+    ruleset: Ruleset,
+    sources: Sequence[Source],
+    options: Options,
+    now: datetime,
+    enroll_unknown: bool,
+    dry_run: bool,
+    on_reject: Callable[[Rejection], None],
+    on_row: Callable[[], None],
+    rejects: RejectsFile | None,
+    finished_at: Callable[[], datetime] | None,
+) -> ImportSummary:
     import time as clock
 
     started = clock.monotonic()
