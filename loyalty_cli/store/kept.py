@@ -101,7 +101,7 @@ class Tallies:
         self.games: dict[str, int] = {}  # game id -> its number in a packed tally
         self.names: list[str] = []
         # How many customers are kept, at most (a put that replaces one counts
-        # it twice): counted again only when it reaches TALLIES.
+        # it twice): counted exactly only when it passes TALLIES.
         self.count = 0
         self.seq = 0  # the next put's place in the order they came in
 
@@ -116,7 +116,7 @@ class Tallies:
         if self.db is None:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             # One b-tree keyed by customer (WITHOUT ROWID): a rowid table and an
-            # index on customer took 8.6 MB for 50,000 customers, this 4.9 MB.
+            # index on customer took 8.6 MB for 50,000 customers, this 5.1 MB.
             # `seq` is the order they came in (a customer put again comes last).
             self.db.execute(
                 "CREATE TABLE kept (customer TEXT PRIMARY KEY, seq INTEGER NOT NULL, packed BLOB)"
