@@ -533,8 +533,8 @@ CACHE_MB = 16
 # those a wider one) the collector ran some 12,000 times per 100,000 rows at
 # 50,000 customers, each time traversing the accounts kept: 15% of the
 # import's CPU, and more with games, whose plays are more objects. At these
-# thresholds it runs a few times per 100,000 rows; the import makes few
-# cycles, so its memory does not grow for it (docs/benchmarks.md).
+# thresholds it runs a few times per 100,000 rows; the import makes no
+# reference cycles to speak of, so nothing waits longer to be freed.
 COLLECT_EVERY = (50_000, 20, 20)
 
 
