@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import gc
 import hashlib
 import itertools
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, ParamSpec, TypeVar
 
 from .bloom import Bloom
 from .cancellations import NoSaleYet, Waiting
@@ -537,6 +538,25 @@ CACHE_MB = 16
 # reference cycles to speak of, so nothing waits longer to be freed.
 COLLECT_EVERY = (50_000, 20, 20)
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _collecting_rarely(function: Callable[_P, _T]) -> Callable[_P, _T]:
+    """`function` run with the collector's thresholds at COLLECT_EVERY, put back
+    after it, whether it returns or raises."""
+
+    @functools.wraps(function)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        threshold = gc.get_threshold()
+        gc.set_threshold(*COLLECT_EVERY)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.set_threshold(*threshold)
+
+    return run
+
 
 @dataclass
 class ImportSummary:
@@ -625,6 +645,7 @@ def _without_rejects(header: Sequence[str]) -> list[int]:
     return [i for i, column in enumerate(header) if _squash(column) not in ours]
 
 
+@_collecting_rarely
 def import_sources(
     store: Store,
     ruleset: Ruleset,
@@ -646,30 +667,6 @@ def import_sources(
     Headers are all checked before anything is written. Each row is keyed (its
     txn_id, or the file's hash and its line), so a killed import re-run from the
     start finishes the job without duplicates."""
-    threshold = gc.get_threshold()
-    gc.set_threshold(*COLLECT_EVERY)
-    try:
-        return _import_sources(
-            store, ruleset, sources, options, now, enroll_unknown, dry_run, on_reject, on_row,
-            rejects, finished_at,
-        )  # fmt: skip
-    finally:
-        gc.set_threshold(*threshold)
-
-
-def _import_sources(
-    store: Store,
-    ruleset: Ruleset,
-    sources: Sequence[Source],
-    options: Options,
-    now: datetime,
-    enroll_unknown: bool,
-    dry_run: bool,
-    on_reject: Callable[[Rejection], None],
-    on_row: Callable[[], None],
-    rejects: RejectsFile | None,
-    finished_at: Callable[[], datetime] | None,
-) -> ImportSummary:
     import time as clock
 
     started = clock.monotonic()
